@@ -1,0 +1,26 @@
+"""The kit's tasks. Run them through ./kit (./kit --list shows them all)."""
+import shlex
+import sys
+
+from invoke import Collection, Exit, task
+
+from lab.packages import ensure_packages
+
+
+@task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
+def test(c, k="", x=False):
+    """Run the whole test suite (installs the lab's system packages first; run as root)."""
+    try:
+        ensure_packages()
+    except RuntimeError as err:
+        raise Exit(f"test: {err}", code=2)
+    args = [sys.executable, "-m", "pytest"]
+    if k:
+        args += ["-k", k]
+    if x:
+        args.append("-x")
+    c.run(shlex.join(args), pty=False)
+
+
+ns = Collection()
+ns.add_task(test)
