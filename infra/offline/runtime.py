@@ -1,0 +1,42 @@
+"""Run a Pulumi program offline under Pulumi's mock runtime and return what it would deploy."""
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pulumi
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.offline.mocks import AzureMocks
+from infra.offline.recorder import PlannedResource, RecordingMonitor
+
+
+@dataclass
+class Recording:
+    """Everything the program registered, in order, and its stack outputs (secrets masked)."""
+
+    stack: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+
+    def of_type(self, typ: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str) -> PlannedResource:
+        found = self.of_type(typ)
+        if len(found) != 1:
+            raise LookupError(f"expected one {typ}, found {len(found)}")
+        return found[0]
+
+
+def record(program: Callable[[], Any], *, project: str, stack: str, config: dict[str, str],
+           secret_keys: list[str], mocks: pulumi.runtime.Mocks | None = None) -> Recording:
+    """Run `program` as the Pulumi engine would for `stack`, with config as `pulumi config` holds it."""
+    monitor = RecordingMonitor(mocks or AzureMocks())
+    pulumi.runtime.set_all_config(config, secret_keys)
+    runtime_settings.set_root_resource(None)
+    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False,
+                             monitor=monitor, organization="organization")
+    runtime_settings.set_root_resource(None)
+    _sync_await(run_in_stack(program))
+    return Recording(stack=stack, resources=monitor.planned, outputs=monitor.stack_outputs)
