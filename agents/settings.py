@@ -1,0 +1,152 @@
+"""Settings of the self-hosted agents on Kubernetes: the stack config key `mlops-edge-kit:agents`."""
+import re
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+Arch = Literal["amd64", "arm64", "arm"]
+AKS_ARCHES = ("amd64", "arm64")
+EDGE_ARCHES = ("arm64", "arm")
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+SEMVER = r"^v?[0-9]+\.[0-9]+\.[0-9]+$"
+MOVING_TAGS = {"latest", "stable", "main", "master", "edge", "nightly"}
+ORGANIZATION_URL = re.compile(r"^https://(dev\.azure\.com/[A-Za-z0-9][A-Za-z0-9-]*|[a-z0-9-]+\.visualstudio\.com)/?$")
+
+
+class Model(BaseModel):
+    """camelCase keys in YAML, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Resources(Model):
+    """Requests and limits of one agent container (Kubernetes quantities)."""
+
+    cpu_request: str = Field("500m", pattern=QUANTITY)
+    memory_request: str = Field("1Gi", pattern=QUANTITY)
+    cpu_limit: str = Field("2", pattern=QUANTITY)
+    memory_limit: str = Field("4Gi", pattern=QUANTITY)
+
+
+class ArchPool(Model):
+    """One architecture's agents: its Azure DevOps pool and how far KEDA may scale it."""
+
+    arch: Arch
+    pool_name: str = Field(min_length=1, max_length=256)
+    min_replicas: int = Field(0, ge=0, le=100)
+    max_replicas: int = Field(4, ge=1, le=100)
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) is greater than maxReplicas ({self.max_replicas})")
+        return self
+
+
+def unique_arches(pools: list[ArchPool], allowed: tuple[str, ...], where: str) -> list[ArchPool]:
+    """Refuse an architecture the cluster cannot run, or one listed twice."""
+    arches = [pool.arch for pool in pools]
+    wrong = sorted({a for a in arches if a not in allowed})
+    if wrong:
+        raise ValueError(f"{where} runs only {' and '.join(allowed)} agents, not {', '.join(wrong)}")
+    twice = sorted({a for a in arches if arches.count(a) > 1})
+    if twice:
+        raise ValueError(f"architecture {', '.join(twice)} is listed more than once")
+    return pools
+
+
+class EdgeSite(Model):
+    """A k3s edge site that runs arm64/armv7 agents, reached with a kubeconfig kept in secret config."""
+
+    name: str = Field(pattern=DNS_LABEL)
+    kubeconfig_secret_key: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    install_keda: bool = True
+    pools: list[ArchPool] = Field(min_length=1)
+
+    @field_validator("pools")
+    @classmethod
+    def _edge_arches(cls, pools: list[ArchPool]) -> list[ArchPool]:
+        return unique_arches(pools, EDGE_ARCHES, "an edge site")
+
+
+class ImageSettings(Model):
+    """The agent image in the platform's registry (the login server comes from the platform stack)."""
+
+    repository: str = Field("mlops-edge-kit/azp-agent", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+    tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+    @field_validator("tag")
+    @classmethod
+    def _pinned(cls, tag: str) -> str:
+        if tag.lower() in MOVING_TAGS:
+            raise ValueError(f"'{tag}' is a moving tag; pin a release such as 4.258.1-1")
+        return tag
+
+
+class AuthSettings(Model):
+    """How agents register: a PAT, a service principal secret, or Azure workload identity."""
+
+    mode: Literal["pat", "sp", "workload-identity"] = "pat"
+    client_id: UUID | None = None
+    tenant_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _ids_for_entra(self):
+        missing = [key for key, value in (("clientId", self.client_id), ("tenantId", self.tenant_id)) if value is None]
+        if self.mode != "pat" and missing:
+            raise ValueError(f"mode {self.mode} needs {' and '.join(missing)}")
+        return self
+
+
+class AgentsSettings(Model):
+    """Agents on AKS (x86 and arm64) and on edge k3s sites (arm64 and armv7), autoscaled by KEDA."""
+
+    enabled: bool = True
+    organization_url: str | None = None
+    namespace: str = Field("azp-agents", pattern=DNS_LABEL)
+    image: ImageSettings | None = None
+    buildkit_image: str = Field("moby/buildkit:v0.23.2-rootless", pattern=r"^[a-z0-9./-]+:v[0-9.]+-rootless$")
+    keda_version: str = Field("2.17.2", pattern=SEMVER)
+    install_keda: bool = True
+    job_timeout_minutes: int = Field(60, ge=1, le=2880)
+    polling_interval_seconds: int = Field(30, ge=5, le=600)
+    auth: AuthSettings = AuthSettings()
+    pools: list[ArchPool] = [ArchPool(arch="amd64", pool_name="aks-amd64"), ArchPool(arch="arm64", pool_name="aks-arm64")]
+    edge_sites: list[EdgeSite] = []
+
+    @field_validator("organization_url")
+    @classmethod
+    def _organization_url(cls, url: str | None) -> str | None:
+        if url is not None and not ORGANIZATION_URL.match(url):
+            raise ValueError(f"'{url}' is not an Azure DevOps organization URL such as https://dev.azure.com/contoso")
+        return url.rstrip("/") if url else url
+
+    @field_validator("pools")
+    @classmethod
+    def _aks_arches(cls, pools: list[ArchPool]) -> list[ArchPool]:
+        return unique_arches(pools, AKS_ARCHES, "AKS")
+
+    @field_validator("edge_sites")
+    @classmethod
+    def _unique_sites(cls, sites: list[EdgeSite]) -> list[EdgeSite]:
+        names = [site.name for site in sites]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"edge site {', '.join(twice)} is listed more than once")
+        return sites
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self):
+        if not self.enabled:
+            return self
+        missing = [key for key, value in (("organizationUrl", self.organization_url), ("image", self.image)) if value is None]
+        if missing:
+            raise ValueError(f"agents are enabled but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set")
+        if self.edge_sites and self.auth.mode != "pat":
+            raise ValueError(f"edgeSites need auth mode pat: KEDA on k3s cannot use Azure workload identity "
+                             f"(auth.mode is {self.auth.mode})")
+        return self
