@@ -5,6 +5,7 @@ import sys
 from invoke import Collection, Exit, task
 
 from lab.packages import ensure_packages
+from lab.tasks import ns as lab_tasks
 
 
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
