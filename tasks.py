@@ -25,3 +25,4 @@ def test(c, k="", x=False):
 
 ns = Collection()
 ns.add_task(test)
+ns.add_collection(lab_tasks)
