@@ -4,6 +4,7 @@ import sys
 
 from invoke import Collection, Exit, task
 
+from infra import tasks as infra_tasks
 from lab.packages import ensure_packages
 from lab.tasks import ns as lab_tasks
 
@@ -24,5 +25,6 @@ def test(c, k="", x=False):
 
 
 ns = Collection()
+ns.add_task(infra_tasks.plan)
 ns.add_task(test)
 ns.add_collection(lab_tasks)

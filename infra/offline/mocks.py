@@ -12,6 +12,7 @@ TENANT_ID = "11111111-1111-4111-8111-111111111111"
 ARM_TYPES = {
     "azure-native:resources:ResourceGroup": ("", "resourceGroupName"),
     "azure-native:network:VirtualNetwork": ("Microsoft.Network/virtualNetworks", "virtualNetworkName"),
+    "azure-native:network:Subnet": ("Microsoft.Network/virtualNetworks/subnets", "subnetName"),
     "azure-native:network:NetworkSecurityGroup": ("Microsoft.Network/networkSecurityGroups", "networkSecurityGroupName"),
     "azure-native:network:PrivateEndpoint": ("Microsoft.Network/privateEndpoints", "privateEndpointName"),
     "azure-native:network:PrivateDnsZoneGroup": ("Microsoft.Network/privateEndpoints/privateDnsZoneGroups", "privateDnsZoneGroupName"),
@@ -45,6 +46,8 @@ def arm_id(typ: str, name: str, inputs: dict) -> str:
         return base
     if typ.endswith(":Compute"):
         return f"{base}/providers/Microsoft.MachineLearningServices/workspaces/{inputs.get('workspaceName')}/computes/{name}"
+    if typ.endswith(":Subnet"):
+        return f"{base}/providers/Microsoft.Network/virtualNetworks/{inputs.get('virtualNetworkName')}/subnets/{name}"
     if typ.endswith(":AgentPool"):
         return f"{base}/providers/Microsoft.ContainerService/managedClusters/{inputs.get('resourceName')}/agentPools/{name}"
     if typ.endswith(":RoleAssignment"):

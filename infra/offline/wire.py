@@ -27,4 +27,6 @@ def _unwrap(value: Any) -> Any:
         return [_unwrap(v) for v in value]
     if value == UNKNOWN:
         return "[unknown]"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf structs carry every number as a double
     return value

@@ -1,0 +1,49 @@
+"""`./kit plan --env X`: the real program, the env's real config, Pulumi's mock runtime, no credentials."""
+import runpy
+from pathlib import Path
+
+from infra.offline import policies
+from infra.offline.artifacts import write_plan
+from infra.offline.runtime import Recording, record
+from infra.stack_config import (PROJECT, ROOT, SettingsError, available_envs, engine_config, load_stack,
+                                project_values, read_stack_file, stack_file)
+
+ORGANIZATION = "organization"  # what Pulumi reports for a local (file) backend
+
+
+class PlanError(Exception):
+    """The plan cannot be made or breaks the kit's checks; `problems` lists every one."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def run_program() -> None:
+    """Exactly what `pulumi up` runs: the infra package's __main__."""
+    runpy.run_module("infra", run_name="__main__")
+
+
+def record_env(env: str, root: Path = ROOT) -> Recording:
+    """Validate the env's stack file, then record the program under mocks; raise PlanError listing problems."""
+    path = stack_file(env, root)
+    if not path.exists():
+        raise PlanError([f"{path.name}: no such stack file; environments here: {', '.join(available_envs(root))}"])
+    try:
+        config = read_stack_file(path)
+        stack = load_stack(project_values(config), source=path.name, env=env, organization=ORGANIZATION)
+    except SettingsError as err:
+        raise PlanError(err.problems) from None
+    values, secret_keys = engine_config(config)
+    recording = record(run_program, project=PROJECT, stack=env, config=values, secret_keys=secret_keys)
+    problems = policies.violations(recording, protected=stack.settings.lifecycle.protected)
+    if problems:
+        raise PlanError([f"{path.name}: policy: {p}" for p in problems])
+    return recording
+
+
+def make_plan(env: str, out_root: Path, root: Path = ROOT) -> Recording:
+    """Record the env and write out/<env>/ (plan.json, graph.dot, manifests/)."""
+    recording = record_env(env, root)
+    write_plan(recording, out_root / env)
+    return recording

@@ -1,0 +1,88 @@
+"""The kit's checks on a recorded plan: secure defaults, protection, tags and Azure names."""
+import importlib
+import inspect
+import re
+from functools import cache
+from typing import Any, Callable, Iterator
+
+from infra.naming import RULES
+from infra.offline.recorder import PlannedResource
+from infra.offline.runtime import Recording
+
+REQUIRED_TAGS = ("env", "owner", "cost-center", "managed-by")
+STATEFUL = ("azure-native:machinelearningservices:Workspace", "azure-native:storage:StorageAccount",
+            "azure-native:keyvault:Vault", "azure-native:containerregistry:Registry")
+NAME_INPUTS = {"azure-native:storage:StorageAccount": ("accountName", "storage_account"),
+               "azure-native:containerregistry:Registry": ("registryName", "registry"),
+               "azure-native:keyvault:Vault": ("vaultName", "key_vault"),
+               "azure-native:containerservice:ManagedCluster": ("resourceName", "cluster")}
+
+
+def dig(inputs: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path of wire names, or None."""
+    value: Any = inputs
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+# resource type -> [(wire path, predicate, what must hold)]
+SECURE_DEFAULTS: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
+    "azure-native:containerregistry:Registry": [
+        ("adminUserEnabled", lambda v: v is False, "registry admin user must be disabled"),
+        ("anonymousPullEnabled", lambda v: not v, "anonymous pull must be off")],
+    "azure-native:storage:StorageAccount": [
+        ("allowBlobPublicAccess", lambda v: v is False, "public blob access must be off"),
+        ("minimumTlsVersion", lambda v: v == "TLS1_2", "minimum TLS version must be TLS1_2"),
+        ("allowSharedKeyAccess", lambda v: v is False, "shared key access must be off")],
+    "azure-native:keyvault:Vault": [
+        ("properties.enableRbacAuthorization", lambda v: v is True, "key vault must use RBAC authorization")],
+    "azure-native:containerservice:ManagedCluster": [
+        ("disableLocalAccounts", lambda v: v is True, "AKS local accounts must be disabled"),
+        ("aadProfile.enableAzureRBAC", lambda v: v is True, "AKS must use Entra ID with Azure RBAC"),
+        ("apiServerAccessProfile", lambda v: bool(v and (v.get("enablePrivateCluster") or v.get("authorizedIPRanges"))),
+         "AKS API server must be private or limited to authorized IP ranges")],
+}
+
+
+def violations(recording: Recording, *, protected: bool) -> list[str]:
+    """Every policy the plan breaks, as 'resource: problem'."""
+    problems: list[str] = []
+    for resource in recording.resources:
+        problems += [f"{resource.type} {resource.name}: {p}" for p in _resource_problems(resource, protected)]
+    return problems
+
+
+def _resource_problems(resource: PlannedResource, protected: bool) -> Iterator[str]:
+    for path, holds, rule in SECURE_DEFAULTS.get(resource.type, []):
+        if not holds(dig(resource.inputs, path)):
+            yield f"{rule} ({path} is {dig(resource.inputs, path)!r})"
+    if resource.type == "azure-native:keyvault:Vault" and protected:
+        if dig(resource.inputs, "properties.enablePurgeProtection") is not True:
+            yield "purge protection must be on in a protected environment"
+    if resource.type in STATEFUL and resource.protect != protected:
+        yield f"protect must be {protected} for stateful resources in this environment"
+    if taggable(resource.type):
+        missing = [t for t in REQUIRED_TAGS if t not in (resource.inputs.get("tags") or {})]
+        if missing:
+            yield f"missing tags: {', '.join(missing)}"
+    yield from _name_problems(resource)
+
+
+def _name_problems(resource: PlannedResource) -> Iterator[str]:
+    key, rule_name = NAME_INPUTS.get(resource.type, (None, None))
+    if key:
+        pattern, rule = RULES[rule_name]
+        name = resource.inputs.get(key, "")
+        if not re.match(pattern, name):
+            yield f"name {name!r} breaks Azure's rule: {rule}"
+
+
+@cache
+def taggable(type_token: str) -> bool:
+    """Whether the azure-native resource type takes tags (read from the SDK's own signature)."""
+    provider, module, cls_name = type_token.split(":")
+    if provider != "azure-native":
+        return False
+    cls = getattr(importlib.import_module(f"pulumi_azure_native.{module}"), cls_name)
+    return "tags" in inspect.signature(cls._internal_init).parameters

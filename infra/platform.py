@@ -1,0 +1,62 @@
+"""The platform stack of one environment, composed from one component per concern."""
+import pulumi
+from pulumi_azure_native import resources
+
+from infra.access import PlatformAccess
+from infra.cluster import AksCluster
+from infra.ml_attachment import MlAttachment
+from infra.ml_workspace import MlWorkspace
+from infra.network import Network
+from infra.observability import Observability
+from infra.placement import Placement
+from infra.private_endpoint import PrivateNetwork
+from infra.registry import Registry
+from infra.stack_config import Stack
+
+
+def stack_tags(stack: Stack) -> dict[str, str]:
+    """Tags on every taggable resource: who owns it, who pays, how it is managed, and when it expires."""
+    settings = stack.settings
+    tags = {"env": stack.env, "owner": settings.tags.owner, "cost-center": settings.tags.cost_center,
+            "managed-by": "pulumi/mlops-edge-kit"}
+    if settings.lifecycle.ephemeral:
+        tags.update({"ephemeral": "true", "expires-at": settings.lifecycle.expires_at.isoformat()})
+    return tags
+
+
+def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str],
+                   subscription_id: pulumi.Input[str]) -> dict[str, pulumi.Input]:
+    """Declare the environment; returns the stack outputs other stacks, agents and pipelines need."""
+    settings, names = stack.settings, stack.names
+    protect = settings.lifecycle.protected
+    tags = stack_tags(stack)
+    group = resources.ResourceGroup(names.resource_group, resource_group_name=names.resource_group,
+                                    location=settings.location, tags=tags)
+    placement = Placement(resource_group=group.name, location=settings.location, tags=tags)
+    net = Network("network", placement=placement, vnet_name=names.vnet, settings=settings.network)
+    private = (PrivateNetwork(subnet_id=net.subnet_ids["privateEndpoints"], vnet_id=net.vnet.id)
+               if settings.network.private_networking else None)
+    logs = Observability("observability", placement=placement, log_name=names.log_analytics,
+                         insights_name=names.app_insights, retention_days=90 if protect else 30)
+    registry = Registry("registry", placement=placement, registry_name=names.registry, private=private,
+                        protect=protect)
+    ml = MlWorkspace("ml-workspace", placement=placement, workspace_name=names.workspace,
+                     storage_name=names.storage_account, vault_name=names.key_vault, tenant_id=tenant_id,
+                     app_insights_id=logs.app_insights.id, registry_id=registry.id, private=private, protect=protect)
+    aks = AksCluster("aks", placement=placement, cluster_name=names.cluster, dns_prefix=names.dns_prefix,
+                     settings=settings.cluster, network=settings.network, node_subnet_id=net.subnet_ids["aksNodes"],
+                     log_analytics_id=logs.log_analytics.id)
+    PlatformAccess("access", subscription_id=subscription_id, registry_id=registry.id,
+                   kubelet_object_id=aks.kubelet_object_id, cluster_principal_id=aks.principal_id,
+                   internal_lb_subnet_id=net.subnet_ids["internalLb"])
+    MlAttachment("ml-aks", placement=placement, cluster_name=aks.name, cluster_id=aks.id,
+                 workspace_name=ml.workspace.name, depends_on=list(aks.user_pools.values()))
+    return {
+        "resourceGroupName": group.name, "location": settings.location,
+        "registryLoginServer": registry.login_server, "registryId": registry.id,
+        "clusterName": aks.name, "clusterId": aks.id, "kubeconfig": aks.kubeconfig,
+        "oidcIssuerUrl": aks.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None),
+        "workspaceName": ml.workspace.name, "keyVaultName": ml.vault.name,
+        "keyVaultUri": ml.vault.properties.vault_uri, "logAnalyticsWorkspaceId": logs.log_analytics.id,
+        "subnetIds": net.subnet_ids, "vnetId": net.vnet.id,
+    }

@@ -1,0 +1,32 @@
+"""The Pulumi program's entry point: read the stack's settings from Pulumi config, then declare the platform."""
+import json
+
+import pulumi
+from pulumi_azure_native import authorization
+
+from infra.platform import build_platform
+from infra.settings import StackSettings
+from infra.stack_config import SettingsError, load_stack
+
+
+def config_values(config: pulumi.Config) -> dict:
+    """This project's settings as set in Pulumi.<stack>.yaml (structured values arrive as JSON)."""
+    values = {}
+    for field in StackSettings.model_fields.values():
+        raw = config.get(field.alias)
+        if raw is not None:
+            values[field.alias] = json.loads(raw) if raw[:1] in "{[" else raw
+    return values
+
+
+def main() -> None:
+    env = pulumi.get_stack()
+    try:
+        stack = load_stack(config_values(pulumi.Config()), source=f"Pulumi.{env}.yaml", env=env,
+                           organization=pulumi.get_organization())
+    except SettingsError as err:
+        raise pulumi.RunError(f"invalid stack settings:\n{err}") from None
+    client = authorization.get_client_config_output()
+    outputs = build_platform(stack, tenant_id=client.tenant_id, subscription_id=client.subscription_id)
+    for name, value in outputs.items():
+        pulumi.export(name, value)

@@ -1,0 +1,123 @@
+"""Per-environment stack settings: one typed, validated object loaded from Pulumi.<env>.yaml."""
+import re
+from datetime import datetime
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+ARM64_VM_SIZE = re.compile(r"^Standard_[A-Z]+\d+[a-z]*p[a-z]*_v\d+$")
+VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
+
+
+class Model(BaseModel):
+    """Settings models: camelCase keys in YAML, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Tags(Model):
+    owner: str = Field(min_length=1)
+    cost_center: str = Field(alias="cost-center", min_length=1)
+
+
+class Subnets(Model):
+    aks_nodes: IPv4Network
+    internal_lb: IPv4Network
+    private_endpoints: IPv4Network
+
+
+class NetworkSettings(Model):
+    address_space: IPv4Network
+    subnets: Subnets
+    service_cidr: IPv4Network
+    dns_service_ip: IPv4Address
+    pod_cidr: IPv4Network
+    private_networking: bool = True
+
+
+class NodePool(Model):
+    vm_size: str = Field(pattern=VM_SIZE.pattern)
+    min_count: int = Field(ge=0, le=1000)
+    max_count: int = Field(ge=1, le=1000)
+    zones: list[Literal["1", "2", "3"]] = []
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self):
+        if self.min_count > self.max_count:
+            raise ValueError(f"minCount ({self.min_count}) is greater than maxCount ({self.max_count})")
+        return self
+
+
+class SystemPool(NodePool):
+    min_count: int = Field(ge=1, le=1000)
+
+
+class UserPool(NodePool):
+    name: str
+    labels: dict[str, str] = {}
+    taints: list[str] = []
+
+
+class X86Pool(UserPool):
+    @field_validator("vm_size")
+    @classmethod
+    def _not_arm(cls, size: str) -> str:
+        if ARM64_VM_SIZE.match(size):
+            raise ValueError(f"{size} is an Arm64 VM size; the x86 pool needs an x86_64 size such as Standard_D4ds_v5")
+        return size
+
+
+class Arm64Pool(UserPool):
+    @field_validator("vm_size")
+    @classmethod
+    def _arm(cls, size: str) -> str:
+        if not ARM64_VM_SIZE.match(size):
+            raise ValueError(f"{size} is not an Arm64 VM size; use an Ampere/Cobalt size such as Standard_D4pds_v5")
+        return size
+
+
+class ClusterSettings(Model):
+    kubernetes_version: str = Field(pattern=r"^\d+\.\d+(\.\d+)?$")
+    tier: Literal["Free", "Standard", "Premium"] = "Standard"
+    authorized_ip_ranges: list[IPv4Network] = []
+    admin_group_object_ids: list[UUID] = []
+    system_pool: SystemPool
+    x86_pool: X86Pool
+    arm64_pool: Arm64Pool
+
+
+class Lifecycle(Model):
+    protected: bool = False
+    ephemeral: bool = False
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.protected and self.ephemeral:
+            raise ValueError("an environment cannot be both protected and ephemeral")
+        if self.ephemeral and self.expires_at is None:
+            raise ValueError("an ephemeral environment needs expiresAt")
+        return self
+
+
+class NameOverrides(Model):
+    """Explicit Azure names, e.g. to adopt existing resources; derived names are used otherwise."""
+
+    storage_account: str | None = None
+    registry: str | None = None
+    key_vault: str | None = None
+    cluster: str | None = None
+    dns_prefix: str | None = None
+
+
+class StackSettings(Model):
+    location: str = Field(pattern=r"^[a-z][a-z0-9]+$")
+    name_prefix: str = Field(pattern=r"^[a-z][a-z0-9]{1,9}$")
+    tags: Tags
+    network: NetworkSettings
+    cluster: ClusterSettings
+    lifecycle: Lifecycle = Lifecycle()
+    names: NameOverrides = NameOverrides()

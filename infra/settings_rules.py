@@ -1,0 +1,73 @@
+"""Cross-field rules on validated stack settings: CIDR layout, exposure and Azure names."""
+import re
+from ipaddress import IPv4Network
+from typing import Iterator
+
+from infra.naming import NODE_POOL_RULE, StackNames
+from infra.settings import StackSettings
+
+Violation = tuple[str, str]  # (key path, problem)
+
+NAME_KEYS = {"storage_account": "storageAccount", "registry": "registry", "key_vault": "keyVault",
+             "cluster": "cluster", "dns_prefix": "dnsPrefix"}
+
+
+def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
+    """Every rule the settings break, each with the key path it concerns."""
+    return [*_subnet_layout(settings), *_cluster_ranges(settings), *_exposure(settings),
+            *_node_pools(settings), *_names(settings, names)]
+
+
+def _subnet_layout(settings: StackSettings) -> Iterator[Violation]:
+    space = settings.network.address_space
+    subnets = settings.network.subnets.model_dump(by_alias=True)
+    for key, cidr in subnets.items():
+        if not cidr.subnet_of(space):
+            yield f"network.subnets.{key}", f"{cidr} is outside the VNET address space {space}"
+    items = list(subnets.items())
+    for i, (key, cidr) in enumerate(items):
+        for other_key, other in items[i + 1:]:
+            if cidr.overlaps(other):
+                yield f"network.subnets.{key}", f"{cidr} overlaps network.subnets.{other_key} ({other})"
+
+
+def _cluster_ranges(settings: StackSettings) -> Iterator[Violation]:
+    net = settings.network
+    ranges: dict[str, IPv4Network] = {"addressSpace": net.address_space, "serviceCidr": net.service_cidr,
+                                      "podCidr": net.pod_cidr}
+    for key, other_key in (("serviceCidr", "addressSpace"), ("podCidr", "addressSpace"), ("podCidr", "serviceCidr")):
+        if ranges[key].overlaps(ranges[other_key]):
+            yield f"network.{key}", f"{ranges[key]} overlaps network.{other_key} ({ranges[other_key]})"
+    if net.dns_service_ip not in net.service_cidr or net.dns_service_ip == net.service_cidr.network_address:
+        yield "network.dnsServiceIp", f"{net.dns_service_ip} must be a host address inside serviceCidr {net.service_cidr}"
+
+
+def _exposure(settings: StackSettings) -> Iterator[Violation]:
+    ranges = settings.cluster.authorized_ip_ranges
+    if settings.network.private_networking and ranges:
+        yield "cluster.authorizedIpRanges", "has no effect with privateNetworking: true; remove it"
+    if not settings.network.private_networking and not ranges:
+        yield "cluster.authorizedIpRanges", ("a public API server needs authorized IP ranges "
+                                             "(or set network.privateNetworking: true)")
+    for i, cidr in enumerate(ranges):
+        if cidr.prefixlen == 0:
+            yield f"cluster.authorizedIpRanges[{i}]", f"{cidr} opens the API server to the whole internet"
+
+
+def _node_pools(settings: StackSettings) -> Iterator[Violation]:
+    pattern, rule = NODE_POOL_RULE
+    pools = {"x86Pool": settings.cluster.x86_pool.name, "arm64Pool": settings.cluster.arm64_pool.name}
+    for key, name in pools.items():
+        if not re.match(pattern, name):
+            yield f"cluster.{key}.name", f"{name!r} is invalid: {rule}"
+        elif name == "system":
+            yield f"cluster.{key}.name", "'system' is the system pool's name"
+    if pools["x86Pool"] == pools["arm64Pool"]:
+        yield "cluster.arm64Pool.name", f"{pools['arm64Pool']!r} is also the x86 pool's name"
+
+
+def _names(settings: StackSettings, names: StackNames) -> Iterator[Violation]:
+    overridden = settings.names.model_dump(exclude_none=True)
+    for field, problem in names.violations():
+        key = f"names.{NAME_KEYS[field]}" if field in overridden else "namePrefix"
+        yield key, f"{field.replace('_', ' ')} {problem}"

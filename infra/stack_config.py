@@ -1,0 +1,96 @@
+"""Load a stack's settings: from Pulumi.<env>.yaml offline, or from Pulumi config during `pulumi up`."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from infra.naming import StackNames, stack_names, stack_suffix
+from infra.settings import StackSettings
+from infra.settings_rules import violations
+
+PROJECT = "mlops-edge-kit"
+ROOT = Path(__file__).resolve().parents[1]
+SECRET_PLACEHOLDER = "offline-plan-secret-placeholder"
+
+
+class SettingsError(Exception):
+    """Invalid settings: every problem, each naming the file and the key path."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One environment: its validated settings and the Azure names derived from them."""
+
+    env: str
+    settings: StackSettings
+    names: StackNames
+
+
+def stack_file(env: str, root: Path = ROOT) -> Path:
+    return root / f"Pulumi.{env}.yaml"
+
+
+def available_envs(root: Path = ROOT) -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The `config:` mapping of a stack file, exactly as written."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SettingsError([f"{path.name}: no such stack file"]) from None
+    except yaml.YAMLError as err:
+        raise SettingsError([f"{path.name}: invalid YAML: {err}".replace("\n", " ")]) from None
+    config = document.get("config", {}) if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise SettingsError([f"{path.name}: config: must be a mapping of '{PROJECT}:<key>' to values"])
+    return config
+
+
+def project_values(config: dict[str, Any]) -> dict[str, Any]:
+    """This project's plain (non-secret) values, keyed without the namespace."""
+    prefix = f"{PROJECT}:"
+    return {k[len(prefix):]: v for k, v in config.items()
+            if k.startswith(prefix) and not (isinstance(v, dict) and "secure" in v)}
+
+
+def engine_config(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Config as the Pulumi engine hands it to a program; secure values become placeholders."""
+    values, secret_keys = {}, []
+    for key, value in config.items():
+        if isinstance(value, dict) and "secure" in value:
+            values[key] = SECRET_PLACEHOLDER
+            secret_keys.append(key)
+        else:
+            values[key] = value if isinstance(value, str) else json.dumps(value)
+    return values, secret_keys
+
+
+def load_stack(values: dict[str, Any], *, source: str, env: str, organization: str) -> Stack:
+    """Validate `values` (this project's config keys) for `env`; raise SettingsError listing every problem."""
+    where = f"{source}: config.{PROJECT}:"
+    try:
+        settings = StackSettings.model_validate(values)
+    except ValidationError as err:
+        raise SettingsError([f"{where}{_dotted(e['loc'])}: {e['msg']}" for e in err.errors()]) from None
+    overrides = settings.names.model_dump(exclude_none=True)
+    names = stack_names(settings.name_prefix, env, stack_suffix(organization, PROJECT, env), overrides)
+    problems = violations(settings, names)
+    if problems:
+        raise SettingsError([f"{where}{key}: {problem}" for key, problem in problems])
+    return Stack(env=env, settings=settings, names=names)
+
+
+def _dotted(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path

@@ -1,0 +1,20 @@
+"""Tasks for the Azure platform stacks."""
+from pathlib import Path
+
+from invoke import Exit, task
+from rich.console import Console
+
+from infra.offline.plan import PlanError, make_plan
+from infra.offline.render import print_plan
+
+
+@task(help={"env": "environment (a Pulumi.<env>.yaml at the repo root)", "out": "output directory (default out/)"})
+def plan(c, env, out="out"):
+    """Offline plan of an environment: no CLI, no credentials; writes out/<env>/plan.json, graph.dot, manifests/."""
+    try:
+        recording = make_plan(env, Path(out))
+    except PlanError as err:
+        raise Exit("plan failed:\n" + "\n".join(f"  {p}" for p in err.problems), code=2) from None
+    console = Console()
+    print_plan(recording, console)
+    console.print(f"\nwrote {Path(out) / env}/plan.json, graph.dot and manifests/")
