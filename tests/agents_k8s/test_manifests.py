@@ -1,0 +1,245 @@
+"""The rendered agent manifests, per cluster and architecture: schema-valid and locked down."""
+import json
+
+import kubernetes_validate
+import pytest
+
+from agents.pool import AGENT_UID
+from tests.agents_k8s.conftest import ARM64_TAINT, SECRETS, SETTINGS, as_text
+
+K8S_VERSIONS = ["1.30", "1.37"]  # the oldest minor AKS and k3s still support here, and the newest schema shipped
+CLUSTER_ARCHES = [("aks", "amd64"), ("aks", "arm64"), ("edge-plant-1", "arm64"), ("edge-plant-1", "arm")]
+AGENT_POOLS = {("aks", p["arch"]): p for p in SETTINGS["pools"]} | {
+    ("edge-plant-1", p["arch"]): p for p in SETTINGS["edgeSites"][0]["pools"]}
+
+
+def objects(plan, cluster: str) -> list[dict]:
+    """The Kubernetes objects (inputs) one cluster's provider would apply, Helm releases aside."""
+    return [r.inputs for r in plan.resources
+            if r.type.startswith("kubernetes:") and "helm.sh" not in r.type and r.provider.endswith(f"::{cluster}-agents-k8s")]
+
+
+def find(plan, cluster: str, kind: str, name: str) -> dict:
+    found = [o for o in objects(plan, cluster) if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{cluster}: expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def pod(plan, cluster: str, arch: str) -> dict:
+    return find(plan, cluster, "ScaledJob", f"azp-agent-{arch}")["spec"]["jobTargetRef"]["template"]
+
+
+def agent_container(plan, cluster: str, arch: str) -> dict:
+    (container,) = pod(plan, cluster, arch)["spec"]["containers"]
+    return container
+
+
+def env_of(container: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
+def test_core_objects_are_schema_valid_in_strict_mode(plan, cluster, version):
+    core = [o for o in objects(plan, cluster) if not o["apiVersion"].startswith("keda.sh/")]
+    kinds = {o["kind"] for o in core}
+    assert {"Namespace", "Secret", "ServiceAccount", "Deployment", "Service", "NetworkPolicy",
+            "PodDisruptionBudget"} <= kinds
+    for obj in core:
+        kubernetes_validate.validate(without_masked_secret_data(obj), version, strict=True)
+
+
+def without_masked_secret_data(obj: dict) -> dict:
+    """The recorder masks a Secret's whole stringData (the SDK makes it one secret); validate the rest."""
+    if obj["kind"] != "Secret":
+        return obj
+    assert obj["stringData"] == "[secret]"
+    return {key: value for key, value in obj.items() if key != "stringData"}
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
+def test_each_scaled_jobs_job_is_a_schema_valid_job(plan, cluster, arch, version):
+    scaled_job = find(plan, cluster, "ScaledJob", f"azp-agent-{arch}")
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"azp-agent-{arch}"},
+           "spec": scaled_job["spec"]["jobTargetRef"]}
+    kubernetes_validate.validate(job, version, strict=True)
+
+
+def test_strict_validation_catches_a_misplaced_field():
+    bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "i", "runAsUser": 1}]}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.30", strict=True)
+
+
+@pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
+def test_every_object_is_named_and_namespaced(plan, cluster):
+    for obj in objects(plan, cluster):
+        assert obj["metadata"]["name"]
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == "azp-agents", obj
+
+
+@pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
+def test_agent_pod_security(plan, cluster, arch):
+    spec = pod(plan, cluster, arch)["spec"]
+    container = agent_container(plan, cluster, arch)
+    assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID,
+                                       "fsGroup": AGENT_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] == AGENT_UID
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False and security["privileged"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False and spec["serviceAccountName"] == "azp-agent"
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & set(spec)
+    assert "docker.sock" not in json.dumps(spec) and "hostPath" not in json.dumps(spec)
+
+
+@pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
+def test_agent_volumes_work_tmp_and_token(plan, cluster, arch):
+    spec = pod(plan, cluster, arch)["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in agent_container(plan, cluster, arch)["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/azp/work"]["name"]]
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    token_mount = mounts["/var/run/secrets/azp"]
+    assert token_mount["readOnly"] is True
+    secret = volumes[token_mount["name"]]["secret"]
+    assert secret["secretName"] == "azp-credential" and secret["defaultMode"] == 0o400
+    assert secret["items"] == [{"key": "token", "path": "token"}]
+
+
+@pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
+def test_agent_environment_and_image(plan, cluster, arch):
+    container = agent_container(plan, cluster, arch)
+    env = env_of(container)
+    assert env["AZP_URL"] == "https://dev.azure.com/contoso"
+    assert env["AZP_POOL"] == AGENT_POOLS[(cluster, arch)]["poolName"]
+    assert env["AZP_AGENT_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["AZP_TOKEN_FILE"] == "/var/run/secrets/azp/token"
+    assert env["AZP_AUTH"] == "pat" and env["AZP_WORK"] == "/azp/work"
+    assert not any("TOKEN" in name and name != "AZP_TOKEN_FILE" for name in env)
+    assert container["image"] == "mlopsdevacr.azurecr.io/mlops-edge-kit/azp-agent:4.258.1-1"
+    buildkit_service = env["BUILDKIT_HOST"].removeprefix("tcp://").split(".")[0]
+    assert env["BUILDKIT_HOST"] == f"tcp://{buildkit_service}.azp-agents:1234"
+    assert find(plan, cluster, "Service", buildkit_service)["spec"]["ports"][0]["port"] == 1234
+    assert find(plan, cluster, "Deployment", buildkit_service)["spec"]["template"]["spec"]["nodeSelector"][
+        "kubernetes.io/arch"] == arch
+
+
+@pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
+def test_agent_scheduling_resources_and_probes(plan, cluster, arch):
+    template = pod(plan, cluster, arch)
+    spec, container = template["spec"], agent_container(plan, cluster, arch)
+    assert spec["nodeSelector"]["kubernetes.io/arch"] == arch
+    tolerations = spec["tolerations"]
+    assert not any(t["key"] == "CriticalAddonsOnly" for t in tolerations)
+    if (cluster, arch) == ("aks", "arm64"):
+        assert tolerations == [{"key": "kubernetes.io/arch", "operator": "Equal", "value": "arm64",
+                                "effect": "NoSchedule"}]
+    (term,) = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "kubernetes.azure.com/mode", "operator": "NotIn", "values": ["system"]}]
+    wanted = AGENT_POOLS[(cluster, arch)].get("resources", {"cpuRequest": "500m", "memoryRequest": "1Gi",
+                                                               "cpuLimit": "2", "memoryLimit": "4Gi"})
+    assert container["resources"] == {"requests": {"cpu": wanted["cpuRequest"], "memory": wanted["memoryRequest"]},
+                                      "limits": {"cpu": wanted["cpuLimit"], "memory": wanted["memoryLimit"]}}
+    assert spec["terminationGracePeriodSeconds"] >= SETTINGS["jobTimeoutMinutes"] * 60
+    assert template["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    assert container["livenessProbe"]["exec"]["command"] == ["/usr/local/bin/azp-probe", "live"]
+    assert container["readinessProbe"]["exec"]["command"] == ["/usr/local/bin/azp-probe", "ready"]
+    assert spec["restartPolicy"] == "Never"
+
+
+@pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
+def test_scaled_job_trigger(plan, cluster, arch):
+    spec = find(plan, cluster, "ScaledJob", f"azp-agent-{arch}")["spec"]
+    pool = AGENT_POOLS[(cluster, arch)]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (pool.get("minReplicas", 0), pool["maxReplicas"])
+    assert spec["pollingInterval"] == SETTINGS["pollingIntervalSeconds"]
+    assert spec["scalingStrategy"] == {"strategy": "default"} and spec["rollout"] == {"strategy": "gradual"}
+    assert spec["jobTargetRef"]["backoffLimit"] == 0
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "azure-pipelines"
+    metadata = trigger["metadata"]
+    assert metadata["poolName"] == pool["poolName"] and metadata["organizationURLFromEnv"] == "AZP_URL"
+    assert metadata["targetPipelinesQueueLength"] == "1"
+    capability = {"amd64": "X64", "arm64": "ARM64", "arm": "ARM"}[arch]
+    assert metadata["demands"].split(",") == ["Agent.OS -equals Linux", f"Agent.OSArchitecture -equals {capability}"]
+    auth = find(plan, cluster, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    assert auth["spec"] == {"secretTargetRef": [
+        {"parameter": "personalAccessToken", "name": "azp-credential", "key": "token"}]}
+    find(plan, cluster, "Secret", "azp-credential")
+
+
+@pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
+def test_keda_release_is_pinned_and_ordered_before_its_resources(plan, cluster):
+    (release,) = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == f"{cluster}-agents-keda"]
+    assert release.inputs["chart"] == "keda" and release.inputs["version"] == "2.17.2"
+    assert release.inputs["repositoryOpts"] == {"repo": "https://kedacore.github.io/charts"}
+    keda_objects = [r for r in plan.resources if r.type.startswith("kubernetes:keda.sh/")
+                    and r.provider.endswith(f"::{cluster}-agents-k8s")]
+    assert len(keda_objects) >= 2
+    assert all(release.urn in r.dependencies for r in keda_objects)
+
+
+@pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
+def test_service_account_and_namespace(plan, cluster):
+    assert find(plan, cluster, "ServiceAccount", "azp-agent")["automountServiceAccountToken"] is False
+    labels = find(plan, cluster, "Namespace", "azp-agents")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def egress_ports(rule: dict) -> set[tuple[str, int]]:
+    return {(p["protocol"], p["port"]) for p in rule["ports"]}
+
+
+@pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
+def test_agent_network_policy_denies_ingress_and_limits_egress(plan, cluster):
+    spec = find(plan, cluster, "NetworkPolicy", "azp-agents")["spec"]
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"} and spec["ingress"] == []
+    ports = set().union(*(egress_ports(rule) for rule in spec["egress"]))
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 1234)}
+    (buildkit_rule,) = [rule for rule in spec["egress"] if ("TCP", 1234) in egress_ports(rule)]
+    assert buildkit_rule["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "buildkitd"}}}]
+    for arch in {a for c, a in CLUSTER_ARCHES if c == cluster}:
+        assert spec["podSelector"]["matchLabels"].items() <= pod(plan, cluster, arch)["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
+def test_pod_disruption_budget_covers_every_agent_pod(plan, cluster):
+    spec = find(plan, cluster, "PodDisruptionBudget", "azp-agents")["spec"]
+    assert spec["maxUnavailable"] == 0
+    for arch in {a for c, a in CLUSTER_ARCHES if c == cluster}:
+        assert spec["selector"]["matchLabels"].items() <= pod(plan, cluster, arch)["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
+def test_buildkit_is_rootless_pinned_and_reachable_only_by_agents(plan, cluster, arch):
+    deployment = find(plan, cluster, "Deployment", f"buildkitd-{arch}")["spec"]["template"]["spec"]
+    (container,) = deployment["containers"]
+    assert container["image"] == "moby/buildkit:v0.23.2-rootless"
+    assert "--oci-worker-no-process-sandbox" in container["args"]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] == 1000
+    assert not security.get("privileged") and "capabilities" not in security
+    assert deployment["automountServiceAccountToken"] is False
+    assert "hostPath" not in json.dumps(deployment) and container["resources"]["limits"]
+    policy = find(plan, cluster, "NetworkPolicy", "buildkitd")["spec"]
+    (ingress,) = policy["ingress"]
+    assert ingress["from"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "azp-agent", "app.kubernetes.io/part-of": "mlops-edge-kit"}}}]
+    assert egress_ports(ingress) == {("TCP", 1234)}
+
+
+def test_secrets_never_appear_in_cleartext(plan):
+    text = as_text(plan)
+    for secret in SECRETS:
+        assert secret not in text
+    for cluster in ("aks", "edge-plant-1"):
+        assert find(plan, cluster, "Secret", "azp-credential")["stringData"] == "[secret]"
+    providers = plan.of_type("pulumi:providers:kubernetes")
+    assert len(providers) == 2 and all(p.inputs["kubeconfig"] == "[secret]" for p in providers)
+    assert plan.outputs["agentPools"] == ["aks", "edge-plant-1"]
