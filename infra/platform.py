@@ -2,8 +2,9 @@
 import pulumi
 from pulumi_azure_native import resources
 
+from agents.deploy import deploy_agents
 from infra.access import PlatformAccess
-from infra.cluster import AksCluster
+from infra.cluster import ARM64_TAINT, AksCluster
 from infra.ml_attachment import MlAttachment
 from infra.ml_workspace import MlWorkspace
 from infra.network import Network
@@ -51,6 +52,8 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str],
                    internal_lb_subnet_id=net.subnet_ids["internalLb"])
     MlAttachment("ml-aks", placement=placement, cluster_name=aks.name, cluster_id=aks.id,
                  workspace_name=ml.workspace.name, depends_on=list(aks.user_pools.values()))
+    deploy_agents(settings.agents, cluster_kubeconfig=aks.kubeconfig, registry_login_server=registry.login_server,
+                  parent=None, pool_taints={"amd64": [], "arm64": [ARM64_TAINT]})
     return {
         "resourceGroupName": group.name, "location": settings.location,
         "registryLoginServer": registry.login_server, "registryId": registry.id,

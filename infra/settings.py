@@ -8,6 +8,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from agents.settings import AgentsSettings
+
 ARM64_VM_SIZE = re.compile(r"^Standard_[A-Z]+\d+[a-z]*p[a-z]*_v\d+$")
 VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
 
@@ -121,3 +123,4 @@ class StackSettings(Model):
     cluster: ClusterSettings
     lifecycle: Lifecycle = Lifecycle()
     names: NameOverrides = NameOverrides()
+    agents: AgentsSettings = AgentsSettings(enabled=False)

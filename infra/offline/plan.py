@@ -34,8 +34,10 @@ def record_env(env: str, root: Path = ROOT) -> Recording:
         stack = load_stack(project_values(config), source=path.name, env=env, organization=ORGANIZATION)
     except SettingsError as err:
         raise PlanError(err.problems) from None
-    values, secret_keys = engine_config(config)
+    values, secret_keys, unset_secrets = engine_config(config, stack.settings)
     recording = record(run_program, project=PROJECT, stack=env, config=values, secret_keys=secret_keys)
+    recording.notes += [f"secret config {k!r} is not set yet (a placeholder stood in): before pulumi up, run "
+                        f"pulumi config set --secret {k} --stack {env}" for k in unset_secrets]
     problems = policies.violations(recording, protected=stack.settings.lifecycle.protected)
     if problems:
         raise PlanError([f"{path.name}: policy: {p}" for p in problems])

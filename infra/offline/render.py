@@ -58,3 +58,5 @@ def print_plan(recording: Recording, console: Console) -> None:
     console.print("[bold]outputs[/]")
     for name, value in sorted(recording.outputs.items()):
         console.print(f"  {name} = {escape(str(value))}")
+    for note in recording.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")

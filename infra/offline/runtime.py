@@ -1,5 +1,5 @@
 """Run a Pulumi program offline under Pulumi's mock runtime and return what it would deploy."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pulumi
@@ -18,6 +18,7 @@ class Recording:
     stack: str
     resources: list[PlannedResource]
     outputs: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == typ]
