@@ -8,30 +8,43 @@ from agents.pool import AgentPool, AgentPoolArgs
 from agents.settings import AgentsSettings
 
 CONFIG_NAMESPACE = "mlops-edge-kit"
-CREDENTIAL_KEY = "azpToken"
+PAT_KEY = "azpToken"
+
+
+def cluster_credential(settings: AgentsSettings, config: pulumi.Config, pat: pulumi.Output[str]):
+    """What agents register with, kept in the cluster's Secret: the PAT, the SP's secret, or nothing."""
+    if settings.auth.mode == "pat":
+        return pat
+    if settings.auth.mode == "sp":
+        return config.require_secret(settings.auth.client_secret_key)
+    return None
 
 
 def deploy_agents(settings: AgentsSettings, *, cluster_kubeconfig: pulumi.Output[str],
                   registry_login_server: pulumi.Output[str], parent: pulumi.Resource | None,
                   pool_taints: Mapping[str, Sequence[str]]) -> dict[str, AgentPool]:
-    """One AgentPool on the AKS cluster ("aks") and one per edge site ("edge-<site>"); none when disabled."""
+    """One AgentPool on the AKS cluster ("aks") and one per edge site ("edge-<site>"); none when disabled.
+
+    The PAT (secret config azpToken) registers each pool's placeholder agent at deploy time in every
+    auth mode; it reaches the clusters only in mode pat.
+    """
     if not settings.enabled:
         return {}
     config = pulumi.Config(CONFIG_NAMESPACE)
-    credential = config.require_secret(CREDENTIAL_KEY) if settings.auth.mode != "workload-identity" else None
+    pat = config.require_secret(PAT_KEY)
+    credential = cluster_credential(settings, config, pat)
     in_parent = pulumi.ResourceOptions(parent=parent)
 
-    def pool_on(cluster: str, kubeconfig: pulumi.Output[str], args: AgentPoolArgs) -> AgentPool:
+    def pool_on(cluster: str, kubeconfig: pulumi.Output[str], pools, install_keda: bool, taints) -> AgentPool:
         provider = k8s.Provider(f"{cluster}-agents-k8s", kubeconfig=pulumi.Output.secret(kubeconfig),
                                 enable_server_side_apply=True, opts=in_parent)
+        args = AgentPoolArgs(settings, pools, install_keda, registry_login_server, pat, credential, taints)
         return AgentPool(f"{cluster}-agents", args, pulumi.ResourceOptions(parent=parent, providers=[provider]))
 
-    pools = {}
+    agent_pools = {}
     if settings.pools:
-        pools["aks"] = pool_on("aks", cluster_kubeconfig, AgentPoolArgs(
-            settings, settings.pools, settings.install_keda, registry_login_server, credential, pool_taints))
+        agent_pools["aks"] = pool_on("aks", cluster_kubeconfig, settings.pools, settings.install_keda, pool_taints)
     for site in settings.edge_sites:
-        pools[f"edge-{site.name}"] = pool_on(f"edge-{site.name}", config.require_secret(site.kubeconfig_secret_key),
-                                             AgentPoolArgs(settings, site.pools, site.install_keda,
-                                                           registry_login_server, credential))
-    return pools
+        agent_pools[f"edge-{site.name}"] = pool_on(f"edge-{site.name}", config.require_secret(site.kubeconfig_secret_key),
+                                                   site.pools, site.install_keda, {})
+    return agent_pools

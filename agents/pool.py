@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from agents.placeholder import PlaceholderAgent
 from agents.settings import AgentsSettings, ArchPool
 
 KEDA_CHART_REPO = "https://kedacore.github.io/charts"
@@ -30,6 +31,7 @@ class AgentPoolArgs:
     pools: Sequence[ArchPool]
     install_keda: bool
     registry_login_server: pulumi.Input[str]
+    placeholder_token: pulumi.Input[str]
     credential: pulumi.Input[str] | None = None
     pool_taints: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
@@ -45,9 +47,14 @@ def buildkit_labels(arch: str) -> dict[str, str]:
             "mlops-edge-kit/arch": arch}
 
 
+def capabilities(arch: str) -> dict[str, str]:
+    """System capabilities every agent of this architecture reports (and its placeholder carries)."""
+    return {"Agent.OS": "Linux", "Agent.OSArchitecture": OS_ARCHITECTURE[arch]}
+
+
 def demands(arch: str) -> str:
-    """The system capabilities every agent reports, as KEDA's comma-separated demand list."""
-    return f"Agent.OS -equals Linux,Agent.OSArchitecture -equals {OS_ARCHITECTURE[arch]}"
+    """The capabilities as KEDA's comma-separated demand list."""
+    return ",".join(f"{name} -equals {value}" for name, value in capabilities(arch).items())
 
 
 def tolerations(taints: Sequence[str]) -> list[dict]:
@@ -216,7 +223,7 @@ def keda_values(settings: AgentsSettings) -> dict:
 
 
 class AgentPool(pulumi.ComponentResource):
-    """Namespace, credential, KEDA, one ScaledJob per architecture, BuildKit and the policies around them."""
+    """Namespace, credential, KEDA, one ScaledJob and placeholder agent per architecture, BuildKit, policies."""
 
     def __init__(self, name: str, args: AgentPoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:agents:AgentPool", name, None, opts)
@@ -236,6 +243,10 @@ class AgentPool(pulumi.ComponentResource):
         self.scaled_jobs = {pool.arch: self._custom(f"scaledjob-{pool.arch}", "ScaledJob", f"azp-agent-{pool.arch}",
                                                     scaled_job_spec(args, pool, image), needs_keda)
                             for pool in args.pools}
+        self.placeholders = {pool.arch: PlaceholderAgent(
+            f"{name}-placeholder-{pool.arch}", organization_url=args.settings.organization_url,
+            pool_name=pool.pool_name, token=args.placeholder_token, capabilities=capabilities(pool.arch), opts=child)
+            for pool in args.pools}
         for arch in sorted({pool.arch for pool in args.pools}):
             self._buildkit(arch, in_ns)
         self._policies(in_ns)

@@ -59,6 +59,12 @@ def unique_arches(pools: list[ArchPool], allowed: tuple[str, ...], where: str) -
     return pools
 
 
+def shared_pool_names(aks_pools: list[ArchPool], sites: list["EdgeSite"]) -> list[str]:
+    """Azure DevOps pool names that more than one (cluster, architecture) would serve."""
+    names = [pool.pool_name for pool in aks_pools] + [pool.pool_name for site in sites for pool in site.pools]
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 class EdgeSite(Model):
     """A k3s edge site that runs arm64/armv7 agents, reached with a kubeconfig kept in secret config."""
 
@@ -93,6 +99,8 @@ class AuthSettings(Model):
     mode: Literal["pat", "sp", "workload-identity"] = "pat"
     client_id: UUID | None = None
     tenant_id: UUID | None = None
+    # sp mode: the secret config key holding the service principal's client secret.
+    client_secret_key: str = Field("azpClientSecret", pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
     @model_validator(mode="after")
     def _ids_for_entra(self):
@@ -146,6 +154,10 @@ class AgentsSettings(Model):
         missing = [key for key, value in (("organizationUrl", self.organization_url), ("image", self.image)) if value is None]
         if missing:
             raise ValueError(f"agents are enabled but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set")
+        shared = shared_pool_names(self.pools, self.edge_sites)
+        if shared:
+            raise ValueError(f"pool {', '.join(shared)} is served by more than one cluster or architecture; "
+                             f"give each its own Azure DevOps pool so that one queued job starts one agent")
         if self.edge_sites and self.auth.mode != "pat":
             raise ValueError(f"edgeSites need auth mode pat: KEDA on k3s cannot use Azure workload identity "
                              f"(auth.mode is {self.auth.mode})")

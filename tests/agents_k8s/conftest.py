@@ -32,7 +32,7 @@ SETTINGS = {
 }
 
 
-def record_agents(raw: dict) -> Recording:
+def record_agents(raw: dict, extra_config: dict[str, str] | None = None) -> Recording:
     """Run deploy_agents as the platform program does, with the secrets in Pulumi secret config."""
     settings = AgentsSettings.model_validate(raw)
 
@@ -42,7 +42,8 @@ def record_agents(raw: dict) -> Recording:
                               parent=None, pool_taints={"arm64": [ARM64_TAINT]})
         pulumi.export("agentPools", sorted(pools))
 
-    config = {"mlops-edge-kit:azpToken": PAT, "mlops-edge-kit:plant1Kubeconfig": EDGE_KUBECONFIG}
+    config = {"mlops-edge-kit:azpToken": PAT, "mlops-edge-kit:plant1Kubeconfig": EDGE_KUBECONFIG,
+              **(extra_config or {})}
     return record(program, project="mlops-edge-kit", stack="dev", config=config, secret_keys=list(config))
 
 

@@ -68,3 +68,9 @@ def test_entra_auth_needs_ids_and_is_refused_on_edge_sites():
     message = errors({**SETTINGS, "auth": entra})[""]
     assert "edgeSites need auth mode pat" in message and "workload-identity" in message
     assert AgentsSettings.model_validate({**SETTINGS, "auth": entra, "edgeSites": []}).auth.mode == "workload-identity"
+
+
+def test_a_pool_name_serves_one_cluster_and_architecture():
+    site = {**SETTINGS["edgeSites"][0], "pools": [{"arch": "arm64", "poolName": "aks-arm64"}]}
+    message = errors({**SETTINGS, "edgeSites": [site]})[""]
+    assert "pool aks-arm64 is served by more than one cluster or architecture" in message

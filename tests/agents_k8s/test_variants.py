@@ -1,8 +1,9 @@
 """Other shapes of the same component: workload identity, KEDA already present, agents disabled, taints."""
 import pytest
+from pulumi.config import ConfigMissingError
 
 from agents.pool import tolerations
-from tests.agents_k8s.conftest import SETTINGS, record_agents
+from tests.agents_k8s.conftest import SETTINGS, as_text, record_agents
 from tests.agents_k8s.test_settings import CLIENT_ID, TENANT_ID
 
 
@@ -46,3 +47,17 @@ def test_tolerations_follow_the_taint_syntax_and_refuse_the_system_pool():
         tolerations(["CriticalAddonsOnly=true:NoSchedule"])
     with pytest.raises(ValueError, match="key=value:Effect"):
         tolerations(["NoSchedule"])
+
+
+def test_service_principal_mode_keeps_the_client_secret_not_the_pat_in_the_cluster():
+    sp = {**SETTINGS, "edgeSites": [], "auth": {"mode": "sp", "clientId": CLIENT_ID, "tenantId": TENANT_ID,
+                                                "clientSecretKey": "agentsSpSecret"}}
+    with pytest.raises(ConfigMissingError, match="mlops-edge-kit:agentsSpSecret"):
+        record_agents(sp)
+    plan = record_agents(sp, {"mlops-edge-kit:agentsSpSecret": "sp-secret-0c1d"})
+    assert "sp-secret-0c1d" not in as_text(plan)
+    secret = plan.one("kubernetes:core/v1:Secret")
+    assert secret.inputs["metadata"]["name"] == "azp-credential"
+    (job,) = [r.inputs for r in plan.of_type("kubernetes:keda.sh/v1alpha1:ScaledJob") if r.name.endswith("amd64")]
+    env = {e["name"]: e.get("value") for e in job["spec"]["jobTargetRef"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AZP_AUTH"] == "sp" and env["AZP_TENANT_ID"] == TENANT_ID and "AZP_TOKEN_FILE" in env
