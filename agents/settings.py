@@ -126,6 +126,13 @@ class AgentsSettings(Model):
     pools: list[ArchPool] = [ArchPool(arch="amd64", pool_name="aks-amd64"), ArchPool(arch="arm64", pool_name="aks-arm64")]
     edge_sites: list[EdgeSite] = []
 
+    def secret_config_keys(self) -> list[str]:
+        """Secret config keys (without the project prefix) that deploying these agents reads."""
+        if not self.enabled:
+            return []
+        keys = ["azpToken"] + ([self.auth.client_secret_key] if self.auth.mode == "sp" else [])
+        return keys + [site.kubeconfig_secret_key for site in self.edge_sites]
+
     @field_validator("organization_url")
     @classmethod
     def _organization_url(cls, url: str | None) -> str | None:

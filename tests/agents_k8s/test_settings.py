@@ -74,3 +74,11 @@ def test_a_pool_name_serves_one_cluster_and_architecture():
     site = {**SETTINGS["edgeSites"][0], "pools": [{"arch": "arm64", "poolName": "aks-arm64"}]}
     message = errors({**SETTINGS, "edgeSites": [site]})[""]
     assert "pool aks-arm64 is served by more than one cluster or architecture" in message
+
+
+def test_secret_config_keys_name_every_secret_the_deployment_reads():
+    assert AgentsSettings.model_validate(SETTINGS).secret_config_keys() == ["azpToken", "plant1Kubeconfig"]
+    sp = {"mode": "sp", "clientId": CLIENT_ID, "tenantId": TENANT_ID, "clientSecretKey": "spSecret"}
+    assert AgentsSettings.model_validate({**SETTINGS, "auth": sp, "edgeSites": []}).secret_config_keys() == [
+        "azpToken", "spSecret"]
+    assert AgentsSettings(enabled=False).secret_config_keys() == []
