@@ -11,6 +11,8 @@ from infra.offline.runtime import Recording, record
 PAT = "pat-7f3e9c1d-do-not-leak"
 EDGE_KUBECONFIG = "apiVersion: v1\nkind: Config\nusers: [{name: edge, user: {token: edge-token-5b2a}}]\n"
 AKS_KUBECONFIG = "apiVersion: v1\nkind: Config\nusers: [{name: aks, user: {token: aks-token-91cc}}]\n"
+CLIENT_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+TENANT_ID = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
 ARM64_TAINT = "kubernetes.io/arch=arm64:NoSchedule"
 SECRETS = (PAT, EDGE_KUBECONFIG, AKS_KUBECONFIG, "edge-token-5b2a", "aks-token-91cc")
 

@@ -3,8 +3,7 @@ import pytest
 from pulumi.config import ConfigMissingError
 
 from agents.pool import tolerations
-from tests.agents_k8s.conftest import SETTINGS, as_text, record_agents
-from tests.agents_k8s.test_agents_settings import CLIENT_ID, TENANT_ID
+from tests.agents_k8s.conftest import CLIENT_ID, SETTINGS, TENANT_ID, as_text, record_agents
 
 
 def test_workload_identity_uses_no_secret_and_federates_keda():

@@ -3,10 +3,7 @@ import pytest
 from pydantic import ValidationError
 
 from agents.settings import AgentsSettings
-from tests.agents_k8s.conftest import SETTINGS
-
-CLIENT_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
-TENANT_ID = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+from tests.agents_k8s.conftest import CLIENT_ID, SETTINGS, TENANT_ID
 
 
 def errors(raw: dict) -> dict[str, str]:
