@@ -215,11 +215,14 @@ def buildkit_deployment_spec(args: AgentPoolArgs, arch: str) -> dict:
 
 
 def keda_values(settings: AgentsSettings) -> dict:
-    """Helm values: KEDA's operator uses workload identity when agents do not register with a PAT."""
+    """Helm values: KEDA only on 64-bit nodes (it ships no armv7 image); workload identity unless a PAT is used."""
+    on_64_bit = {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"]}
+    values = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [on_64_bit]}]}}}}
     if settings.auth.mode == "pat":
-        return {}
-    return {"podIdentity": {"azureWorkload": {"enabled": True, "clientId": str(settings.auth.client_id),
-                                              "tenantId": str(settings.auth.tenant_id)}}}
+        return values
+    return values | {"podIdentity": {"azureWorkload": {"enabled": True, "clientId": str(settings.auth.client_id),
+                                                       "tenantId": str(settings.auth.tenant_id)}}}
 
 
 class AgentPool(pulumi.ComponentResource):

@@ -184,6 +184,10 @@ def test_keda_release_is_pinned_and_ordered_before_its_resources(plan, cluster):
     (release,) = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == f"{cluster}-agents-keda"]
     assert release.inputs["chart"] == "keda" and release.inputs["version"] == "2.17.2"
     assert release.inputs["repositoryOpts"] == {"repo": "https://kedacore.github.io/charts"}
+    (term,) = release.inputs["values"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"]
+    assert term == {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"]}]}
+    assert "podIdentity" not in release.inputs["values"]
     keda_objects = [r for r in plan.resources if r.type.startswith("kubernetes:keda.sh/")
                     and r.provider.endswith(f"::{cluster}-agents-k8s")]
     assert len(keda_objects) >= 2

@@ -22,8 +22,8 @@ def test_workload_identity_uses_no_secret_and_federates_keda():
     assert "AZP_TOKEN_FILE" not in env and env["AZP_AUTH"] == "workload-identity" and env["AZP_CLIENT_ID"] == CLIENT_ID
     assert not any(v.get("secret") for v in template["spec"]["volumes"])
     release = plan.one("kubernetes:helm.sh/v3:Release")
-    assert release.inputs["values"] == {"podIdentity": {"azureWorkload": {
-        "enabled": True, "clientId": CLIENT_ID, "tenantId": TENANT_ID}}}
+    assert release.inputs["values"]["podIdentity"] == {"azureWorkload": {
+        "enabled": True, "clientId": CLIENT_ID, "tenantId": TENANT_ID}}
 
 
 def test_no_keda_release_where_the_cluster_has_keda():
