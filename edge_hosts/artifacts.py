@@ -1,0 +1,135 @@
+"""Release artifacts a host needs (k3s binary, install script, airgap images, MetalLB manifest) and getting them
+there: uploaded from a verified air-gap bundle, or downloaded and verified by an online host itself."""
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_hosts import k3s
+from edge_hosts.inventory import Host, Inventory
+from edge_hosts.ssh import HostSession, sha256_file
+
+METALLB_REMOTE = "/var/lib/rancher/k3s/mlops-edge-kit/metallb-native.yaml"
+
+
+class ArtifactError(Exception):
+    """A missing or corrupted artifact (bundle file or download)."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    key: str          # what it is: bin | install | images | metallb
+    remote: str       # path on the host
+    mode: str
+    relpath: str      # path inside the bundle (also the release layout)
+    url: str          # where an online host downloads it
+    sha256: str | None            # known up front (bundle manifest or inventory pin)
+    checksum_url: str | None = None  # else: the release's sha256sum file that lists it
+
+
+def release_urls(mirror: str, raw: str, version: str, metallb_version: str) -> dict[str, str]:
+    """Base URLs of the k3s release, its install script and the MetalLB manifest."""
+    return {"release": f"{mirror}/k3s-io/k3s/releases/download/{version}",
+            "install": f"{raw}/k3s-io/k3s/{version}/install.sh",
+            "metallb": f"{raw}/metallb/metallb/{metallb_version}/config/manifests/metallb-native.yaml"}
+
+
+class ArtifactSource:
+    """Where a site's artifacts come from, with their expected sha256 values."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self.bundle = inventory.bundle
+        self.manifest = self._manifest() if self.bundle else {}
+        self._verified: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def _manifest(self) -> dict:
+        path = self.bundle / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ArtifactError(f"bundle {self.bundle}: cannot read manifest.json ({err}); build it with edge.bundle")
+        wanted = {"k3s": self.inventory.k3s.version, "metallb": self.inventory.metallb.version}
+        for key, version in wanted.items():
+            if manifest.get(key) != version:
+                raise ArtifactError(f"bundle {self.bundle} holds {key} {manifest.get(key)}, the site pins {version}")
+        return manifest
+
+    def _artifact(self, key: str, remote: str, mode: str, relpath: str, url: str, pin: str | None,
+                  sums: str | None = None) -> Artifact:
+        if self.bundle:
+            sha = self.manifest.get("files", {}).get(relpath)
+            if sha is None:
+                raise ArtifactError(f"bundle {self.bundle} has no {relpath} (built for another arch?)")
+            return Artifact(key, remote, mode, relpath, url, sha)
+        return Artifact(key, remote, mode, relpath, url, pin, sums)
+
+    def host_artifacts(self, host: Host) -> list[Artifact]:
+        inv = self.inventory
+        version = inv.k3s.version
+        urls = release_urls(inv.downloads.mirror, inv.downloads.raw, version, inv.metallb.version)
+        sums = f"{urls['release']}/{k3s.checksum_asset(host.arch)}"
+        binary, images = k3s.BINARY_ASSET[host.arch], k3s.images_asset(host.arch)
+        return [
+            self._artifact("bin", k3s.BIN, "0755", f"k3s/{version}/{binary}", f"{urls['release']}/{binary}",
+                           None, sums),
+            self._artifact("install", k3s.INSTALL_SCRIPT, "0755", f"k3s/{version}/install.sh", urls["install"],
+                           inv.k3s.install_script_sha256),
+            self._artifact("images", k3s.images_path(host.arch), "0644", f"k3s/{version}/{images}",
+                           f"{urls['release']}/{images}", None, sums),
+        ]
+
+    def metallb_artifact(self) -> Artifact:
+        inv = self.inventory
+        urls = release_urls(inv.downloads.mirror, inv.downloads.raw, inv.k3s.version, inv.metallb.version)
+        return self._artifact("metallb", METALLB_REMOTE, "0644", f"metallb/{inv.metallb.version}/metallb-native.yaml",
+                              urls["metallb"], inv.metallb.manifest_sha256)
+
+    def local_file(self, artifact: Artifact) -> Path:
+        """The bundle file, its sha256 checked against the manifest once per run."""
+        path = self.bundle / artifact.relpath
+        with self._lock:
+            actual = self._verified.get(artifact.relpath)
+            if actual is None:
+                if not path.is_file():
+                    raise ArtifactError(f"bundle file {path} is missing")
+                actual = self._verified[artifact.relpath] = sha256_file(path)
+        if actual != artifact.sha256:
+            raise ArtifactError(f"bundle file {path} is corrupted: sha256 {actual}, manifest says {artifact.sha256}; "
+                                f"rebuild the bundle with edge.bundle")
+        return path
+
+    def ensure(self, session: HostSession, artifacts: list[Artifact], current: dict[str, str]) -> list[str]:
+        """Put every artifact whose remote sha256 differs in place; return the keys that changed."""
+        stale = [a for a in artifacts if a.sha256 is None or current.get(a.key) != a.sha256]
+        if not stale:
+            return []
+        if self.bundle:
+            for artifact in stale:
+                session.upload(self.local_file(artifact), artifact.remote, artifact.mode, artifact.sha256)
+            return [a.key for a in stale]
+        out = session.check(download_script(stale), "downloading artifacts")
+        return [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("changed=")]
+
+
+def download_script(artifacts: list[Artifact]) -> str:
+    """Remote script: fetch each artifact unless its sha256 matches, verify it, rename it into place."""
+    lines = ["set -e", """fetch() {  # key url destination mode sha256
+  [ -n "$5" ] || { echo "no published sha256 for $2" >&2; exit 43; }
+  [ "$(sha256sum "$3" 2>/dev/null | cut -c1-64)" = "$5" ] && return 0
+  mkdir -p "$(dirname "$3")"; tmp="$(dirname "$3")/.$(basename "$3").kit-new"
+  curl -fsSL --retry 3 -o "$tmp" "$2" || { rm -f "$tmp"; echo "download of $2 failed" >&2; exit 42; }
+  echo "$5  $tmp" | sha256sum -c --status || { rm -f "$tmp"; echo "sha256 mismatch for $2" >&2; exit 43; }
+  chmod "$4" "$tmp"; mv -f "$tmp" "$3"; echo "changed=$1"
+}"""]
+    for url in sorted({a.checksum_url for a in artifacts if a.checksum_url}):
+        lines.append(f"sums=\"$sums\n$(curl -fsSL --retry 3 {shlex.quote(url)})\" || "
+                     f"{{ echo 'download of {url} failed' >&2; exit 42; }}")
+    for a in artifacts:
+        sha = a.sha256 or f"$(echo \"$sums\" | awk -v f={shlex.quote(a.url.rsplit('/', 1)[1])} '$2==f{{print $1}}')"
+        lines.append(f"fetch {a.key} {shlex.quote(a.url)} {shlex.quote(a.remote)} {a.mode} \"{sha}\"")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,92 @@
+"""edge.bundle: on a connected machine, download a site's release artifacts into an air-gap bundle, each verified
+(k3s assets against the release's sha256sum file; install.sh and the MetalLB manifest against given sha256 pins)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from edge_hosts import k3s
+from edge_hosts.artifacts import release_urls
+from edge_hosts.state import write_private
+
+TIMEOUT_S = 60
+
+
+class BundleError(Exception):
+    """A download failed or did not match its checksum; nothing was written."""
+
+
+def _download(url: str, dest: Path) -> str:
+    """Stream url into dest; return its sha256."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as out:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+    except (urllib.error.URLError, OSError) as err:
+        raise BundleError(f"download of {url} failed: {err}") from None
+    return digest.hexdigest()
+
+
+def parse_sums(text: str) -> dict[str, str]:
+    """'<sha256>  <file>' lines of a k3s release sha256sum file."""
+    sums = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sums[parts[1].lstrip("*")] = parts[0].lower()
+    return sums
+
+
+def _fetch_verified(url: str, dest: Path, expected: str | None, what: str) -> str:
+    if not expected:
+        raise BundleError(f"no published sha256 for {what} ({url})")
+    actual = _download(url, dest)
+    if actual != expected:
+        raise BundleError(f"checksum mismatch for {what} ({url}): got {actual}, expected {expected}; refusing it")
+    return actual
+
+
+def build_bundle(version: str, arch: str, out: Path, metallb_version: str, install_sha256: str,
+                 metallb_sha256: str, mirror: str = "https://github.com",
+                 raw: str = "https://raw.githubusercontent.com") -> dict:
+    """Download, verify all, then move into out/ and update manifest.json; return the manifest."""
+    urls = release_urls(mirror.rstrip("/"), raw.rstrip("/"), version, metallb_version)
+    sums_name = k3s.checksum_asset(arch)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".staging-") as tmp:
+        staging = Path(tmp)
+        sums_sha = _download(f"{urls['release']}/{sums_name}", staging / sums_name)
+        sums = parse_sums((staging / sums_name).read_text())
+        files = {f"k3s/{version}/{sums_name}": (staging / sums_name, sums_sha)}
+        for asset in (k3s.BINARY_ASSET[arch], k3s.images_asset(arch)):
+            sha = _fetch_verified(f"{urls['release']}/{asset}", staging / asset, sums.get(asset), asset)
+            files[f"k3s/{version}/{asset}"] = (staging / asset, sha)
+        files[f"k3s/{version}/install.sh"] = (staging / "install.sh", _fetch_verified(
+            urls["install"], staging / "install.sh", install_sha256, "install.sh"))
+        files[f"metallb/{metallb_version}/metallb-native.yaml"] = (staging / "metallb.yaml", _fetch_verified(
+            urls["metallb"], staging / "metallb.yaml", metallb_sha256, "metallb-native.yaml"))
+        for rel, (path, _) in files.items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, out / rel)
+    return _write_manifest(out, version, metallb_version, {rel: sha for rel, (_, sha) in files.items()})
+
+
+def _write_manifest(out: Path, version: str, metallb_version: str, files: dict[str, str]) -> dict:
+    """Merge with an existing manifest of the same versions (bundles for several archs share one)."""
+    path = out / "manifest.json"
+    manifest = {"k3s": version, "metallb": metallb_version, "files": {}}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("k3s") == version and old.get("metallb") == metallb_version:
+            manifest["files"].update(old.get("files", {}))
+    manifest["files"].update(files)
+    write_private(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    path.chmod(0o644)
+    return manifest

@@ -1,0 +1,260 @@
+"""Site inventory: pydantic models for edge_hosts/sites/<site>.yaml and loading with every error reported at once."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SITES_DIR = Path(__file__).parent / "sites"
+K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+METALLB_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# inventory arch -> what `uname -m` reports on such a host
+UNAME_ARCH = {"x86_64": "x86_64", "arm64": "aarch64", "armv7": "armv7l"}
+
+
+class InventoryError(Exception):
+    """A bad inventory file; the message lists every problem found, one per line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class SshSettings(_Model):
+    user: str = "root"
+    key_file: Path | None = Field(None, alias="keyFile")
+    use_agent: bool = Field(False, alias="useAgent")
+    port: int = Field(22, ge=1, le=65535)
+    known_hosts: Path = Field(Path("known_hosts"), alias="knownHosts")
+    sudo_password_env: str | None = Field(None, alias="sudoPasswordEnv", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    connect_timeout: float = Field(10, alias="connectTimeout", gt=0, le=300)
+    retries: int = Field(3, ge=0, le=10, description="extra connection attempts, with exponential backoff")
+
+
+class HostSsh(_Model):
+    """Per-host overrides of the site's ssh block."""
+    user: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    key_file: Path | None = Field(None, alias="keyFile")
+
+
+class K3sSettings(_Model):
+    version: str
+    server_config: dict = Field(default_factory=dict, alias="serverConfig")
+    agent_config: dict = Field(default_factory=dict, alias="agentConfig")
+    install_script_sha256: str | None = Field(None, alias="installScriptSha256", pattern=SHA256.pattern)
+
+    @field_validator("version")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if not K3S_VERSION.match(value):
+            raise ValueError(f"'{value}' is not a pinned k3s version like v1.31.4+k3s1")
+        return value
+
+
+class MetallbSettings(_Model):
+    version: str
+    addresses: list[str] = Field(min_length=1)
+    manifest_sha256: str | None = Field(None, alias="manifestSha256", pattern=SHA256.pattern)
+
+    @field_validator("version")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if not METALLB_VERSION.match(value):
+            raise ValueError(f"'{value}' is not a pinned MetalLB version like v0.14.9")
+        return value
+
+    @field_validator("addresses")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        for item in value:
+            address_range(item)
+        return value
+
+
+class Downloads(_Model):
+    """Where online hosts and edge.bundle fetch releases from."""
+    mirror: str = "https://github.com"
+    raw: str = "https://raw.githubusercontent.com"
+
+
+class Host(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+    address: ipaddress.IPv4Address
+    role: Literal["server", "agent"]
+    arch: Literal["x86_64", "arm64", "armv7"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[str] = Field(default_factory=list)
+    ssh: HostSsh = Field(default_factory=HostSsh)
+
+    @property
+    def uname_arch(self) -> str:
+        return UNAME_ARCH[self.arch]
+
+
+class Inventory(_Model):
+    site: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    k3s: K3sSettings
+    metallb: MetallbSettings
+    node_subnet: ipaddress.IPv4Network = Field(alias="nodeSubnet")
+    bundle: Path | None = None
+    downloads: Downloads = Field(default_factory=Downloads)
+    hosts: list[Host] = Field(min_length=1)
+    source: Path = Field(Path("."), exclude=True)
+
+    @property
+    def servers(self) -> list[Host]:
+        return [h for h in self.hosts if h.role == "server"]
+
+    @property
+    def agents(self) -> list[Host]:
+        return [h for h in self.hosts if h.role == "agent"]
+
+    @property
+    def first_server(self) -> Host:
+        return self.servers[0]
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def ssh_for(self, host: Host) -> SshSettings:
+        """The site's ssh settings with the host's overrides applied."""
+        overrides = host.ssh.model_dump(exclude_none=True)
+        return self.ssh.model_copy(update=overrides)
+
+
+def address_range(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """First and last address of a MetalLB range 'a-b' or CIDR 'a/n'."""
+    try:
+        if "-" in text:
+            first, last = (ipaddress.IPv4Address(part.strip()) for part in text.split("-", 1))
+        else:
+            net = ipaddress.IPv4Network(text, strict=True)
+            first, last = net[0], net[-1]
+    except ValueError as err:
+        raise ValueError(f"'{text}' is not an address range 'a-b' or a CIDR: {err}") from None
+    if first > last:
+        raise ValueError(f"range '{text}' ends before it starts")
+    return first, last
+
+
+def resolve_site(site: str) -> Path:
+    """A site name (edge_hosts/sites/<name>.yaml) or a path to an inventory file."""
+    if "/" in site or site.endswith((".yaml", ".yml")):
+        return Path(site).expanduser()
+    return SITES_DIR / f"{site}.yaml"
+
+
+def load_inventory(site: str) -> Inventory:
+    """Load and validate an inventory; raise InventoryError listing every problem with its key path."""
+    path = resolve_site(site)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SITES_DIR.glob("*.yaml")))
+        raise InventoryError(f"{path}: no such inventory file (sites: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise InventoryError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise InventoryError(f"{path}: expected a mapping at the top level")
+    problems = _field_problems(raw) + _site_problems(raw)
+    if problems:
+        raise InventoryError("\n".join(f"{path}: {where}: {what}" for where, what in problems))
+    inventory = Inventory.model_validate(raw)
+    return _resolved(inventory, path)
+
+
+def _location(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _errors(model: type[BaseModel], data, prefix: tuple = ()) -> list[tuple[str, str]]:
+    try:
+        model.model_validate(data)
+    except ValidationError as err:
+        return [(_location(prefix + tuple(e["loc"])), e["msg"]) for e in err.errors()]
+    return []
+
+
+def _field_problems(raw: dict) -> list[tuple[str, str]]:
+    return _errors(Inventory, raw)
+
+
+def _parsed_hosts(raw: dict) -> list[tuple[int, Host]]:
+    hosts = raw.get("hosts") if isinstance(raw.get("hosts"), list) else []
+    parsed = []
+    for index, item in enumerate(hosts):
+        if not _errors(Host, item):
+            parsed.append((index, Host.model_validate(item)))
+    return parsed
+
+
+def _site_problems(raw: dict) -> list[tuple[str, str]]:
+    """Checks across fields, run on every part that parses so all problems show at once."""
+    hosts = _parsed_hosts(raw)
+    problems = _duplicates(hosts, "name") + _duplicates(hosts, "address")
+    servers = sum(1 for _, h in hosts if h.role == "server")
+    if hosts and servers % 2 == 0:
+        problems.append(("hosts", f"{servers} servers: a site needs an odd number of servers (1, 3, 5...) for quorum"))
+    problems += _subnet_problems(raw, hosts)
+    if raw.get("bundle") is None:
+        problems += _online_pin_problems(raw)
+    return problems
+
+
+def _duplicates(hosts: list[tuple[int, Host]], field: str) -> list[tuple[str, str]]:
+    counts = Counter(getattr(h, field) for _, h in hosts)
+    return [(f"hosts[{i}].{field}", f"duplicate {field} '{getattr(h, field)}'")
+            for i, h in hosts if counts[getattr(h, field)] > 1]
+
+
+def _subnet_problems(raw: dict, hosts: list[tuple[int, Host]]) -> list[tuple[str, str]]:
+    try:
+        subnet = ipaddress.IPv4Network(str(raw.get("nodeSubnet")), strict=False)
+        ranges = [address_range(str(r)) for r in (raw.get("metallb") or {}).get("addresses") or []]
+    except ValueError:
+        return []  # already reported as a field problem
+    problems = [(f"hosts[{i}].address", f"{h.address} is outside nodeSubnet {subnet}")
+                for i, h in hosts if h.address not in subnet]
+    for index, (first, last) in enumerate(ranges):
+        where = f"metallb.addresses[{index}]"
+        if first not in subnet or last not in subnet:
+            problems.append((where, f"range {first}-{last} is outside nodeSubnet {subnet}"))
+        problems += [(where, f"range {first}-{last} overlaps host {h.name} ({h.address})")
+                     for _, h in hosts if first <= h.address <= last]
+    return problems
+
+
+def _online_pin_problems(raw: dict) -> list[tuple[str, str]]:
+    """Without a bundle hosts download for themselves: the unchecksummed files need pinned sha256 values."""
+    problems = []
+    if isinstance(raw.get("k3s"), dict) and not raw["k3s"].get("installScriptSha256"):
+        problems.append(("k3s.installScriptSha256", "required when no bundle is given (hosts download install.sh)"))
+    if isinstance(raw.get("metallb"), dict) and not raw["metallb"].get("manifestSha256"):
+        problems.append(("metallb.manifestSha256", "required when no bundle is given (hosts download the manifest)"))
+    return problems
+
+
+def _resolved(inventory: Inventory, path: Path) -> Inventory:
+    """Resolve relative paths against the inventory file's directory."""
+    base = path.resolve().parent
+
+    def rel(p: Path | None) -> Path | None:
+        return None if p is None else (base / p.expanduser()).resolve()
+
+    ssh = inventory.ssh.model_copy(update={"key_file": rel(inventory.ssh.key_file),
+                                           "known_hosts": rel(inventory.ssh.known_hosts)})
+    hosts = [h.model_copy(update={"ssh": h.ssh.model_copy(update={"key_file": rel(h.ssh.key_file)})})
+             for h in inventory.hosts]
+    return inventory.model_copy(update={"ssh": ssh, "hosts": hosts, "bundle": rel(inventory.bundle),
+                                        "source": path.resolve()})

@@ -1,0 +1,52 @@
+"""edge.plan: what a bootstrap would change on each host, found with the same one-probe-per-host checks."""
+from __future__ import annotations
+
+import hashlib
+
+from edge_hosts import k3s
+from edge_hosts.engine import Engine
+from edge_hosts.report import HostResult
+from edge_hosts.state import TokenStore
+from edge_hosts.steps.context import HostContext
+from edge_hosts.steps.host import preflight_problems
+from edge_hosts.steps.metallb import current_pool, pool_matches
+
+
+def planned_changes(ctx: HostContext, token: str | None) -> list[str]:
+    facts, host = ctx.facts, ctx.host
+    changes = []
+    if not (facts.yes("sysctl_file") and facts["ip_forward"] == "1"):
+        changes.append("os-prep: persist net.ipv4.ip_forward=1")
+    current = {"bin": facts["sha_bin"], "install": facts["sha_install"], "images": facts["sha_images"]}
+    stale = [a for a in ctx.source.host_artifacts(host) if a.sha256 is None or current[a.key] != a.sha256]
+    changes += [f"artifacts: {a.remote}" for a in stale]
+    config = k3s.render_config(ctx.inventory, host, token).encode()
+    if facts["sha_config"] != hashlib.sha256(config).hexdigest():
+        changes.append(f"config: write {k3s.CONFIG}")
+    unit = k3s.unit(host.role)
+    if not facts.yes("unit_file") or {"bin", "install"} & {a.key for a in stale}:
+        changes.append(f"install: run the install script ({unit})")
+    elif any(c.startswith("config") for c in changes) or not facts.yes("active"):
+        changes.append(f"install: restart {unit}")
+    return changes
+
+
+def plan(engine: Engine, site: str) -> list[HostResult]:
+    """Connect and probe every host; nothing on the hosts is changed."""
+    token = TokenStore(site).read()
+    contexts = list(engine.contexts.values())
+    engine.each(contexts, engine.connect_and_probe)
+    results = []
+    for ctx in contexts:
+        if ctx.failed:
+            results.append(HostResult(ctx.host.name, "failed", [], ctx.error))
+            continue
+        problems = preflight_problems(ctx, ctx.facts)
+        changes = planned_changes(ctx, token)
+        if ctx.host == engine.inventory.first_server and ctx.facts.yes("active"):
+            manifest_sha = ctx.source.metallb_artifact().sha256
+            if not pool_matches(current_pool(ctx.session), engine.inventory, manifest_sha):
+                changes.append("metallb: install the manifest and apply the address pool")
+        status = "failed" if problems else ("changed" if changes else "ok")
+        results.append(HostResult(ctx.host.name, status, changes, "; ".join(problems) or None))
+    return results

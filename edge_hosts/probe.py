@@ -1,0 +1,74 @@
+"""One remote command per host that gathers every fact the steps check, so a no-op run costs one round trip."""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from edge_hosts import k3s
+from edge_hosts.inventory import Host
+from edge_hosts.ssh import HostSession, RemoteError
+
+SYSCTL_FILE = "/etc/sysctl.d/90-mlops-edge-kit.conf"
+SYSCTL_CONTENT = "net.ipv4.ip_forward = 1\n"
+PI_CGROUP_FLAGS = ("cgroup_enable=cpuset", "cgroup_memory=1", "cgroup_enable=memory")
+MARKER = "kit-probe=1"
+
+
+def probe_script(host: Host) -> str:
+    unit = k3s.unit(host.role)
+    ports = " ".join(str(p) for p in (k3s.SERVER_PORTS if host.role == "server" else k3s.AGENT_PORTS))
+    files = {"bin": k3s.BIN, "install": k3s.INSTALL_SCRIPT, "images": k3s.images_path(host.arch),
+             "config": k3s.CONFIG}
+    sums = "\n".join(f"echo sha_{key}=$(sha256sum {shlex.quote(path)} 2>/dev/null | cut -c1-64)"
+                     for key, path in files.items())
+    return f"""echo {MARKER}
+echo uid=$(id -u)
+echo arch=$(uname -m)
+echo hostname=$(hostname)
+echo route=$(awk '$2=="00000000"{{f=1}} END{{print f?"yes":"no"}}' /proc/net/route)
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  grep -qw memory /sys/fs/cgroup/cgroup.controllers && echo cgroup_memory=yes || echo cgroup_memory=no
+else
+  echo cgroup_memory=$(awk '$1=="memory" && $4=="1"{{f=1}} END{{print f?"yes":"no"}}' /proc/cgroups)
+fi
+d=/var/lib/rancher; [ -d $d ] || d=/var/lib
+echo disk_kb=$(df -Pk $d | awk 'NR==2{{print $4}}')
+echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)
+[ "$(cat {SYSCTL_FILE} 2>/dev/null)" = "{SYSCTL_CONTENT.strip()}" ] && echo sysctl_file=yes || echo sysctl_file=no
+echo pi_model=$(cat /proc/device-tree/model 2>/dev/null | tr -d '\\000')
+for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do [ -f $f ] && {{ echo cmdline_file=$f; echo cmdline=$(cat $f); break; }}; done
+{sums}
+[ -f /etc/systemd/system/{unit}.service ] && echo unit_file=yes || echo unit_file=no
+systemctl is-active {unit} >/dev/null 2>&1 && echo active=yes || echo active=no
+echo listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4=="0A"{{split($2,a,":"); print a[2]}}' | sort -u | tr '\\n' ' ')
+echo wanted_ports="{ports}"
+"""
+
+
+@dataclass
+class Facts:
+    values: dict[str, str]
+
+    def __getitem__(self, key: str) -> str:
+        return self.values.get(key, "")
+
+    def yes(self, key: str) -> bool:
+        return self.values.get(key) == "yes"
+
+    def busy_ports(self) -> list[int]:
+        listening = {int(p, 16) for p in self["listening"].split()}
+        return sorted(int(p) for p in self["wanted_ports"].split() if int(p) in listening)
+
+
+def gather(session: HostSession) -> Facts:
+    """Run the probe with sudo; a sudo failure is reported as such."""
+    result = session.run(probe_script(session.host))
+    if MARKER not in result.out:
+        detail = " | ".join(result.err.strip().splitlines()[-2:]) or f"exit {result.code}"
+        raise RemoteError(f"sudo does not work for {session.settings.user}: {detail}")
+    values = {}
+    for line in result.out.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return Facts(values)

@@ -1,0 +1,192 @@
+"""One SSH connection per host (paramiko): verified host keys, retries with backoff, sudo via stdin, atomic uploads."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import secrets
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from edge_hosts.hostkeys import HostKeyError, RefuseUnknownHost, changed_key_message, known_name
+from edge_hosts.inventory import Host, Inventory
+
+UPLOAD_PREFIX = ".kit-upload-"
+
+
+class TransportError(Exception):
+    """The link to a host failed (unreachable, dropped, timed out); worth retrying."""
+
+
+class RemoteError(Exception):
+    """A remote command failed; the message is safe to show (secrets redacted)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def redact(text: str, secret_values: set[str]) -> str:
+    for value in secret_values:
+        if value:
+            text = text.replace(value, "***")
+    return text
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HostSession:
+    """A host's single SSH connection, reused for every command and upload of a run."""
+
+    def __init__(self, inventory: Inventory, host: Host, command_timeout: float = 300):
+        self.inventory, self.host = inventory, host
+        self.settings = inventory.ssh_for(host)
+        self.command_timeout = command_timeout
+        self.secrets: set[str] = set()
+        self.sudo_password = self._sudo_password()
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def _sudo_password(self) -> str | None:
+        env = self.settings.sudo_password_env
+        if env is None or self.settings.user == "root":
+            return None
+        value = os.environ.get(env)
+        if value is None:
+            raise RemoteError(f"ssh.sudoPasswordEnv names {env}, but that environment variable is not set")
+        self.secrets.add(value)
+        return value
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Connect (or reconnect), retrying unreachable hosts with exponential backoff."""
+        self.close()
+        attempts = self.settings.retries + 1
+        for attempt in range(attempts):
+            try:
+                self._client = self._open()
+                return
+            except TransportError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(min(0.5 * 2 ** attempt, 8))
+
+    def _open(self) -> paramiko.SSHClient:
+        s, site = self.settings, self.inventory.site
+        if not s.known_hosts.is_file():
+            raise HostKeyError(f"known_hosts file {s.known_hosts} does not exist; record the hosts' keys "
+                               f"with: ./kit edge.trust --site {site}")
+        client = paramiko.SSHClient()
+        client.load_system_host_keys(str(s.known_hosts))
+        client.set_missing_host_key_policy(RefuseUnknownHost(site, s.known_hosts))
+        try:
+            client.connect(str(self.host.address), port=s.port, username=s.user,
+                           key_filename=None if s.use_agent or not s.key_file else str(s.key_file),
+                           allow_agent=s.use_agent, look_for_keys=False, timeout=s.connect_timeout,
+                           banner_timeout=s.connect_timeout, auth_timeout=s.connect_timeout)
+        except paramiko.BadHostKeyException as err:
+            client.close()
+            name = known_name(str(self.host.address), s.port)
+            raise HostKeyError(changed_key_message(site, name, s.known_hosts, err.expected_key, err.key)) from None
+        except paramiko.AuthenticationException as err:
+            client.close()
+            raise RemoteError(f"ssh authentication as {s.user} failed: {err}") from None
+        except HostKeyError:
+            client.close()
+            raise
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            client.close()
+            raise TransportError(f"cannot reach {self.host.address}:{s.port}: {err or type(err).__name__}") from None
+        client.get_transport().set_keepalive(15)
+        return client
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        if self._client is not None:
+            self._client.close()
+        self._client = self._sftp = None
+
+    # -- commands ---------------------------------------------------------------------------
+    def _command(self, sudo: bool) -> tuple[str, bytes]:
+        if not sudo or self.settings.user == "root":
+            return "sh -s", b""
+        if self.sudo_password is None:
+            return "sudo -n sh -s", b""
+        # -k: always ask, so the first stdin line is always consumed as the password (never run as a command)
+        return "sudo -k -S -p '' sh -s", self.sudo_password.encode() + b"\n"
+
+    def run(self, script: str, sudo: bool = True, timeout: float | None = None) -> Result:
+        """Run a shell script sent on stdin (never in argv), as root when sudo is set."""
+        if self._client is None:
+            self.connect()
+        command, prefix = self._command(sudo)
+        try:
+            channel = self._client.get_transport().open_session(timeout=self.settings.connect_timeout)
+            channel.settimeout(timeout or self.command_timeout)
+            channel.exec_command(command)
+            channel.sendall(prefix + script.encode())
+            channel.shutdown_write()
+            out = channel.makefile("rb").read().decode(errors="replace")
+            err = channel.makefile_stderr("rb").read().decode(errors="replace")
+            code = channel.recv_exit_status()
+            channel.close()
+        except (OSError, paramiko.SSHException, EOFError, AttributeError) as error:
+            raise TransportError(f"connection to {self.host.address} lost: {error or type(error).__name__}") from None
+        return Result(code, redact(out, self.secrets), redact(err, self.secrets))
+
+    def check(self, script: str, what: str, sudo: bool = True, timeout: float | None = None) -> str:
+        """Run a script; raise RemoteError saying what failed (with its last stderr lines) unless it exits 0."""
+        result = self.run(script, sudo=sudo, timeout=timeout)
+        if result.code != 0:
+            detail = " | ".join((result.err or result.out).strip().splitlines()[-3:])
+            raise RemoteError(f"{what} failed (exit {result.code}): {detail}")
+        return result.out
+
+    # -- uploads ----------------------------------------------------------------------------
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            if self._client is None:
+                self.connect()
+            self._sftp = self._client.open_sftp()
+        return self._sftp
+
+    def upload(self, source: Path | bytes, remote: str, mode: str, sha256: str) -> None:
+        """Atomically install a file: temp upload (0600), sha256 verified, moved into place with one rename."""
+        tmp = f"{UPLOAD_PREFIX}{self.host.name}-{secrets.token_hex(6)}"
+        try:
+            sftp = self._sftp_client()
+            home = sftp.normalize(".")
+            with sftp.open(tmp, "wb") as handle:
+                sftp.chmod(tmp, 0o600)
+                handle.set_pipelined(True)
+                stream = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+                with stream:
+                    for chunk in iter(lambda: stream.read(1 << 16), b""):
+                        handle.write(chunk)
+        except (OSError, paramiko.SSHException, EOFError) as error:
+            raise TransportError(f"upload of {remote} to {self.host.address} interrupted: {error}") from None
+        staged = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.kit-new"
+        self.check(f"""set -e
+src={shlex.quote(f"{home}/{tmp}")}; dst={shlex.quote(remote)}; staged={shlex.quote(staged)}
+trap 'rm -f "$src" "$staged"' EXIT
+mkdir -p "$(dirname "$dst")"
+install -m {mode} "$src" "$staged"
+echo "{sha256}  $staged" | sha256sum -c --status || {{ echo "sha256 mismatch after upload of $dst" >&2; exit 41; }}
+mv -f "$staged" "$dst"
+""", f"installing {remote}")
+

@@ -1,0 +1,71 @@
+"""Cluster-level reads and waits on the first server: token, /readyz, node readiness."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from edge_hosts import k3s
+from edge_hosts.ssh import HostSession, RemoteError
+
+KUBECTL = "k3s kubectl"
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    ready: bool
+    version: str
+    labels: dict
+    taints: list
+
+
+def read_token(session: HostSession, wait_s: float = 120) -> str:
+    """The site token from the first server's token file (read with sudo, waiting for k3s to create it)."""
+    tries = int(wait_s * 2)
+    out = session.check(f"""i=0
+until [ -s {k3s.TOKEN_FILE} ]; do i=$((i+1)); [ $i -ge {tries} ] && exit 1; sleep 0.5; done
+cat {k3s.TOKEN_FILE}
+""", f"reading the token from {k3s.TOKEN_FILE}")
+    token = out.strip()
+    if not token:
+        raise RemoteError(f"{k3s.TOKEN_FILE} is empty")
+    session.secrets.add(token)
+    return token
+
+
+def wait_readyz(session: HostSession, wait_s: float = 180) -> None:
+    tries = int(wait_s)
+    session.check(f"""i=0
+until [ "$({KUBECTL} get --raw /readyz 2>/dev/null)" = ok ]; do i=$((i+1)); [ $i -ge {tries} ] && exit 1; sleep 1; done
+""", f"waiting {tries} s for the API server (/readyz)")
+
+
+def nodes(session: HostSession) -> dict[str, NodeState]:
+    """The cluster's nodes as the first server sees them."""
+    out = session.check(f"{KUBECTL} get nodes -o json\n", "listing nodes")
+    result = {}
+    for item in json.loads(out).get("items", []):
+        conditions = item.get("status", {}).get("conditions", [])
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        name = item["metadata"]["name"]
+        result[name] = NodeState(name, ready, item.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", ""),
+                                 item["metadata"].get("labels", {}), item.get("spec", {}).get("taints", []))
+    return result
+
+
+def wait_nodes_ready(session: HostSession, names: list[str], wait_s: float = 180,
+                     interval: float = 1.0) -> dict[str, NodeState]:
+    """Poll until every named node is Ready; return the last view (callers report the ones still not Ready)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        seen = nodes(session)
+        if all(name in seen and seen[name].ready for name in names) or time.monotonic() > deadline:
+            return seen
+        time.sleep(interval)
+
+
+def not_ready_reason(name: str, seen: dict[str, NodeState]) -> str:
+    if name not in seen:
+        return f"node {name} never joined the cluster (check the k3s log on the host)"
+    return f"node {name} is not Ready"

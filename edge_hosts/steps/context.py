@@ -1,0 +1,30 @@
+"""What a step sees of one host during a run: its session, its facts and what changed so far."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge_hosts.artifacts import ArtifactSource
+from edge_hosts.inventory import Host, Inventory
+from edge_hosts.probe import Facts, gather
+from edge_hosts.ssh import HostSession
+
+
+@dataclass
+class HostContext:
+    inventory: Inventory
+    host: Host
+    session: HostSession
+    source: ArtifactSource
+    facts: Facts | None = None
+    changed: list[str] = field(default_factory=list)
+    replaced: set[str] = field(default_factory=set)  # artifacts/config written this run: bin, install, config
+    error: str | None = None
+    step: str = "waiting"
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def refresh(self) -> Facts:
+        self.facts = gather(self.session)
+        return self.facts

@@ -1,0 +1,204 @@
+"""Invoke collection `edge`: plan, bootstrap, status, kubeconfig, reset, bundle and trust for k3s edge sites."""
+from __future__ import annotations
+
+import json as jsonlib
+import os
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+from rich.console import Console
+from rich.table import Table
+
+from edge_hosts import bundle as bundles
+from edge_hosts import hostkeys, plan as planning, reset as resetting, status as statuses
+from edge_hosts.artifacts import ArtifactError, ArtifactSource
+from edge_hosts.engine import Engine
+from edge_hosts.inventory import K3S_VERSION, METALLB_VERSION, SHA256, UNAME_ARCH, Inventory, InventoryError, \
+    load_inventory
+from edge_hosts.kubeconfig import DEFAULT_PATH, KubeconfigError
+from edge_hosts.report import Progress, results_table, summary_json
+from edge_hosts.runner import Bootstrap, write_kubeconfig
+from edge_hosts.ssh import RemoteError, TransportError
+
+SITE_HELP = "site name (edge_hosts/sites/<name>.yaml) or path to an inventory file"
+DEFAULT_METALLB = "v0.14.9"
+
+
+def _inventory(site: str) -> Inventory:
+    try:
+        inventory = load_inventory(site)
+    except InventoryError as err:
+        raise Exit(str(err), code=2) from None
+    env = inventory.ssh.sudo_password_env
+    if env and inventory.ssh.user != "root" and env not in os.environ:
+        raise Exit(f"{inventory.source}: ssh.sudoPasswordEnv: environment variable {env} is not set", code=2)
+    return inventory
+
+
+def _selected(inventory: Inventory, hosts: str) -> list[str]:
+    names = [h.name for h in inventory.hosts]
+    wanted = [n.strip() for n in hosts.split(",") if n.strip()] or names
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise Exit(f"--hosts: unknown host(s) {', '.join(unknown)} (site {inventory.site} has {', '.join(names)})",
+                   code=2)
+    return [n for n in names if n in wanted]
+
+
+def _source(inventory: Inventory) -> ArtifactSource:
+    try:
+        return ArtifactSource(inventory)
+    except ArtifactError as err:
+        raise Exit(f"{inventory.source}: bundle: {err}", code=2) from None
+
+
+def _finish(site: str, results, as_json: bool) -> None:
+    if as_json:
+        print(summary_json(site, results))
+    else:
+        Console().print(results_table(site, results))
+    failed = [r.name for r in results if r.status == "failed"]
+    if failed:
+        raise Exit(f"failed on {len(failed)} host(s): {', '.join(failed)}" if not as_json else None, code=1)
+
+
+@task(help={"site": SITE_HELP, "json": "print one JSON object instead of a table"})
+def plan(c, site, json=False):
+    """Show what a bootstrap would change on each host; changes nothing."""
+    inventory = _inventory(site)
+    names = [h.name for h in inventory.hosts]
+    with Progress(names, enabled=not json) as progress, \
+            Engine(inventory, names, 16, progress, _source(inventory)) as engine:
+        results = planning.plan(engine, inventory.site)
+    _finish(inventory.site, results, json)
+
+
+@task(help={"site": SITE_HELP, "hosts": "only these hosts (comma-separated names)",
+            "parallel": "hosts worked on at the same time (default 10)", "json": "print one JSON object",
+            "kubeconfig": f"kubeconfig file to merge the site's context into (default {DEFAULT_PATH})"})
+def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT_PATH)):
+    """Bring the site's hosts to k3s + MetalLB, changing only what differs."""
+    inventory = _inventory(site)
+    if int(parallel) < 1:
+        raise Exit(f"--parallel: must be at least 1, got {parallel}", code=2)
+    selected = _selected(inventory, hosts)
+    _source(inventory)
+    with Progress(selected, enabled=not json) as progress:
+        run = Bootstrap(inventory, selected, int(parallel), progress, Path(kubeconfig).expanduser())
+        results = run.run()
+    _finish(inventory.site, results, json)
+
+
+@task(help={"site": SITE_HELP, "json": "print one JSON object"})
+def status(c, site, json=False):
+    """Show each host's k3s service, node readiness and version, and the MetalLB pool."""
+    inventory = _inventory(site)
+    names = [h.name for h in inventory.hosts]
+    with Progress(names, enabled=False) as progress, Engine(inventory, names, 16, progress) as engine:
+        report = statuses.status(engine)
+    if json:
+        print(jsonlib.dumps(report))
+    else:
+        _print_status(report)
+    if any(not h["reachable"] or not h["ready"] for h in report["hosts"]):
+        raise Exit(code=1)
+
+
+def _print_status(report: dict) -> None:
+    table = Table(title=f"site {report['site']} - MetalLB pool: {', '.join(report['metallb']['pool'] or ['none'])}")
+    for column in ("host", "role", "address", "service", "node", "version", "error"):
+        table.add_column(column, overflow="fold")
+    for h in report["hosts"]:
+        service = f"{h['service']} {'active' if h['active'] else 'inactive'}" if h["reachable"] else "unreachable"
+        table.add_row(h["name"], h["role"], h["address"], service, "Ready" if h["ready"] else "not Ready",
+                      h["version"] or "", h["error"] or "")
+    Console().print(table)
+
+
+@task(help={"site": SITE_HELP, "kubeconfig": f"file to merge into (default {DEFAULT_PATH})"})
+def kubeconfig(c, site, kubeconfig=str(DEFAULT_PATH)):
+    """Merge the site's context (named after the site) into a kubeconfig file, keeping every other context."""
+    inventory = _inventory(site)
+    first = inventory.first_server.name
+    path = Path(kubeconfig).expanduser()
+    with Engine(inventory, [first], 1, Progress([first], enabled=False)) as engine:
+        ctx = engine.contexts[first]
+        try:
+            ctx.session.connect()
+            changed = write_kubeconfig(ctx, inventory, path)
+        except (RemoteError, TransportError, KubeconfigError, hostkeys.HostKeyError) as err:
+            raise Exit(f"kubeconfig: {first}: {err}", code=1) from None
+    print(f"context {inventory.site} {'written to' if changed else 'already up to date in'} {path}")
+
+
+@task(help={"site": SITE_HELP, "yes": "do not ask for confirmation", "json": "print one JSON object"})
+def reset(c, site, yes=False, json=False):
+    """Remove k3s from every host of the site (agents first, then servers) and delete their nodes."""
+    inventory = _inventory(site)
+    names = [h.name for h in inventory.hosts]
+    if not yes:
+        answer = input(f"Remove k3s and all its data from {', '.join(names)} (site {inventory.site})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("reset: nothing done", code=1)
+    with Progress(names, enabled=not json) as progress, Engine(inventory, names, 10, progress) as engine:
+        results = resetting.reset(engine, inventory.site)
+    _finish(inventory.site, results, json)
+
+
+@task(help={"version": "k3s version, e.g. v1.31.4+k3s1", "arch": "x86_64 | arm64 | armv7",
+            "out": "bundle directory", "metallb_version": f"MetalLB version (default {DEFAULT_METALLB})",
+            "mirror": "release mirror (default https://github.com)",
+            "raw": "raw file mirror (default https://raw.githubusercontent.com)",
+            "install_sha256": "sha256 of the reviewed install.sh for this version (it has no published checksum)",
+            "metallb_sha256": "sha256 of the reviewed metallb-native.yaml (no published checksum)"})
+def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_version=DEFAULT_METALLB,
+           mirror="https://github.com", raw="https://raw.githubusercontent.com"):
+    """Download a verified air-gap bundle (k3s binary, install script, images, MetalLB manifest)."""
+    problems = []
+    if not K3S_VERSION.match(version):
+        problems.append(f"--version: '{version}' is not a pinned k3s version like v1.31.4+k3s1")
+    if arch not in UNAME_ARCH:
+        problems.append(f"--arch: '{arch}' is not one of {', '.join(UNAME_ARCH)}")
+    if not METALLB_VERSION.match(metallb_version):
+        problems.append(f"--metallb-version: '{metallb_version}' is not a pinned version like v0.14.9")
+    for flag, value in (("--install-sha256", install_sha256), ("--metallb-sha256", metallb_sha256)):
+        if not SHA256.match(value):
+            problems.append(f"{flag}: expected 64 lowercase hex digits")
+    if problems:
+        raise Exit("\n".join(problems), code=2)
+    try:
+        manifest = bundles.build_bundle(version, arch, Path(out), metallb_version, install_sha256, metallb_sha256,
+                                        mirror, raw)
+    except bundles.BundleError as err:
+        raise Exit(f"bundle: {err}", code=1) from None
+    print(f"bundle {out}: {len(manifest['files'])} files verified (k3s {version}, MetalLB {metallb_version})")
+
+
+@task(help={"site": SITE_HELP, "yes": "record new keys without asking"})
+def trust(c, site, yes=False):
+    """Show the hosts' SSH key fingerprints and record new ones in the site's known_hosts."""
+    inventory = _inventory(site)
+    known_hosts = inventory.ssh.known_hosts
+    targets = [(h.name, str(h.address), inventory.ssh_for(h).port) for h in inventory.hosts]
+    found = hostkeys.survey(targets, known_hosts, inventory.ssh.connect_timeout)
+    table = Table(title=f"host keys of site {inventory.site} ({known_hosts})")
+    for column in ("host", "address", "key", "fingerprint", "status"):
+        table.add_column(column, overflow="fold")
+    for result, _ in found:
+        table.add_row(result.host, result.name, result.key_type, result.fingerprint,
+                      result.status + (f": {result.detail}" if result.detail else ""))
+    Console().print(table)
+    new = [(r.name, key) for r, key in found if r.status == "new"]
+    if new and (yes or input(f"Record {len(new)} new key(s) in {known_hosts}? [y/N] ").strip().lower() in ("y", "yes")):
+        hostkeys.record(known_hosts, new)
+        print(f"recorded {len(new)} key(s) in {known_hosts}")
+    changed = [r for r, _ in found if r.status == "changed"]
+    for r in changed:
+        Console(stderr=True).print(f"[bold red]HOST KEY CHANGED for {r.host} ({r.name}): now {r.fingerprint}; "
+                                   f"not recorded. Remove the old entry (ssh-keygen -R '{r.name}' -f {known_hosts}) "
+                                   f"only if you know why it changed.[/]")
+    if changed or any(r.status == "unreachable" for r, _ in found):
+        raise Exit(code=1)
+
+
+edge = Collection("edge", plan, bootstrap, status, kubeconfig, reset, bundle, trust)
