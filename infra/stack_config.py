@@ -94,13 +94,22 @@ def load_stack(values: dict[str, Any], *, source: str, env: str, organization: s
     try:
         settings = StackSettings.model_validate(values)
     except ValidationError as err:
-        raise SettingsError([f"{where}{_dotted(e['loc'])}: {e['msg']}" for e in err.errors()]) from None
+        raise SettingsError([f"{where}{_dotted(e['loc'])}: {_message(e)}" for e in err.errors()]) from None
     overrides = settings.names.model_dump(exclude_none=True)
     names = stack_names(settings.name_prefix, env, stack_suffix(organization, PROJECT, env), overrides)
     problems = violations(settings, names)
     if problems:
         raise SettingsError([f"{where}{key}: {problem}" for key, problem in problems])
     return Stack(env=env, settings=settings, names=names)
+
+
+def _message(error: dict) -> str:
+    """Pydantic's message without its 'Value error, ' prefix, with the offending scalar value."""
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    if isinstance(value, (str, int, float)) and error["type"] != "value_error":
+        message += f" (got {value!r})"
+    return message
 
 
 def _dotted(loc: tuple) -> str:

@@ -20,6 +20,21 @@ def kubernetes_objects(recording: Recording) -> list[dict[str, Any]]:
             if r.type.startswith("kubernetes:") and not r.type.startswith(NON_OBJECT_TYPES)]
 
 
+def ordered_manifest(obj: dict[str, Any]) -> dict[str, Any]:
+    """apiVersion, kind and metadata first, as people write manifests; nested keys sorted."""
+    head = ("apiVersion", "kind", "metadata")
+    return {**{k: _sorted(obj[k]) for k in head if k in obj},
+            **{k: _sorted(v) for k, v in sorted(obj.items()) if k not in head}}
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def manifest_filename(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata", {})
     parts = [obj.get("kind", "object"), meta.get("namespace", ""), meta.get("name", "unnamed")]
@@ -54,7 +69,7 @@ def write_plan(recording: Recording, out_dir: Path) -> None:
         manifests = staging / "manifests"
         manifests.mkdir()
         for obj in kubernetes_objects(recording):
-            (manifests / manifest_filename(obj)).write_text(yaml.safe_dump(obj, sort_keys=False))
+            (manifests / manifest_filename(obj)).write_text(yaml.safe_dump(ordered_manifest(obj), sort_keys=False))
         _swap(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

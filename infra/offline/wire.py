@@ -19,7 +19,7 @@ def _unwrap(value: Any) -> Any:
     if isinstance(value, dict):
         sig = value.get(SIG_KEY)
         if sig == SECRET_SIG:
-            return MASK
+            return _mask(value.get("value"))
         if sig == RESOURCE_SIG:
             return value.get("urn")
         return {k: _unwrap(v) for k, v in value.items()}
@@ -30,3 +30,12 @@ def _unwrap(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)  # protobuf structs carry every number as a double
     return value
+
+
+def _mask(value: Any) -> Any:
+    """Hide a secret's values but keep its shape, so a masked manifest still reads as a manifest."""
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return MASK
