@@ -7,6 +7,7 @@ from invoke import Collection, Exit, task
 from infra import tasks as infra_tasks
 from lab.packages import ensure_packages
 from lab.tasks import ns as lab_tasks
+from edge_hosts.tasks import edge as edge_tasks
 
 
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
@@ -28,3 +29,4 @@ ns = Collection()
 ns.add_task(infra_tasks.plan)
 ns.add_task(test)
 ns.add_collection(lab_tasks)
+ns.add_collection(edge_tasks)
