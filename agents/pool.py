@@ -235,10 +235,10 @@ class AgentPool(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         namespace = self._namespace(child)
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-        self._credential(in_ns)
+        secret = self._credential(in_ns)
         self._service_account(in_ns)
         keda = self._keda(child) if args.install_keda else []
-        needs_keda = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *keda])
+        needs_keda = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *secret, *keda])
         self._custom("trigger-auth", "TriggerAuthentication", "azp-trigger-auth",
                      trigger_auth_spec(args.settings), needs_keda)
         image = pulumi.Output.concat(args.registry_login_server, "/", args.settings.image.repository, ":",
@@ -265,13 +265,15 @@ class AgentPool(pulumi.ComponentResource):
         return k8s.core.v1.Namespace(f"{self._name}-namespace", metadata={
             "name": self.namespace_name, "labels": {"app.kubernetes.io/part-of": "mlops-edge-kit"} | labels}, opts=opts)
 
-    def _credential(self, opts: pulumi.ResourceOptions) -> None:
-        if self._args.settings.auth.mode == "workload-identity":
-            return
+    def _credential(self, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """The Secret agents (and KEDA, with a PAT) read the credential from; none with workload identity."""
+        mode = self._args.settings.auth.mode
+        if mode == "workload-identity":
+            return []
         if self._args.credential is None:
-            raise ValueError(f"auth mode {self._args.settings.auth.mode} needs the credential (secret config azpToken)")
-        k8s.core.v1.Secret(f"{self._name}-credential", metadata=self._metadata("azp-credential"), type="Opaque",
-                           string_data={"token": pulumi.Output.secret(self._args.credential)}, opts=opts)
+            raise ValueError(f"auth mode {mode} needs a credential for the agents' Secret")
+        return [k8s.core.v1.Secret(f"{self._name}-credential", metadata=self._metadata("azp-credential"), type="Opaque",
+                                   string_data={"token": pulumi.Output.secret(self._args.credential)}, opts=opts)]
 
     def _service_account(self, opts: pulumi.ResourceOptions) -> None:
         metadata = self._metadata("azp-agent")

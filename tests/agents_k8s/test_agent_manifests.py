@@ -192,6 +192,8 @@ def test_keda_release_is_pinned_and_ordered_before_its_resources(plan, cluster):
                     and r.provider.endswith(f"::{cluster}-agents-k8s")]
     assert len(keda_objects) >= 2
     assert all(release.urn in r.dependencies for r in keda_objects)
+    (secret,) = [r for r in plan.of_type("kubernetes:core/v1:Secret") if r.name == f"{cluster}-agents-credential"]
+    assert all(secret.urn in r.dependencies for r in keda_objects)
 
 
 @pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
