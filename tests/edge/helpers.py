@@ -1,0 +1,39 @@
+"""Helpers for the edge tests: inventories written to disk, the ./kit CLI run as a user would."""
+import copy
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = {
+    "site": "t1",
+    "ssh": {"user": "root", "keyFile": "id_ed25519", "knownHosts": "known_hosts"},
+    "k3s": {"version": "v1.31.4+k3s1"},
+    "metallb": {"version": "v0.14.9", "addresses": ["10.9.0.200-10.9.0.210"]},
+    "nodeSubnet": "10.9.0.0/24",
+    "bundle": "bundle",
+    "hosts": [
+        {"name": "s1", "address": "10.9.0.11", "role": "server", "arch": "x86_64"},
+        {"name": "a1", "address": "10.9.0.12", "role": "agent", "arch": "arm64"},
+    ],
+}
+
+
+def valid_document() -> dict:
+    return copy.deepcopy(VALID)
+
+
+def write_inventory(directory: Path, document: dict, name: str = "site.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def kit(*args: str, env: dict | None = None, timeout: float = 600, stdin: str | None = None,
+        cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run ./kit with arguments; output captured as text."""
+    return subprocess.run([str(REPO / "kit"), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, input=stdin, cwd=cwd)
