@@ -62,21 +62,12 @@ def project_values(config: dict[str, Any]) -> dict[str, Any]:
             if k.startswith(prefix) and not (isinstance(v, dict) and "secure" in v)}
 
 
-def required_secrets(settings: StackSettings) -> list[str]:
-    """Secret config keys (without namespace) the program reads for these settings."""
-    agents = settings.agents
-    if not agents.enabled:
-        return []
-    keys = ["azpToken"] if agents.auth.mode != "workload-identity" else []
-    return keys + [site.kubeconfig_secret_key for site in agents.edge_sites]
-
-
 def engine_config(config: dict[str, Any], settings: StackSettings) -> tuple[dict[str, str], list[str], list[str]]:
     """Config as the Pulumi engine hands it to a program, secure values as placeholders.
 
     Returns (values, secret keys, required secrets the file does not set yet; placeholders stand in for them).
     """
-    missing = [k for k in required_secrets(settings) if f"{PROJECT}:{k}" not in config]
+    missing = [k for k in settings.agents.secret_config_keys() if f"{PROJECT}:{k}" not in config]
     config = {**config, **{f"{PROJECT}:{k}": {"secure": ""} for k in missing}}
     values, secret_keys = {}, []
     for key, value in config.items():
