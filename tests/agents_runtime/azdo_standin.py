@@ -31,6 +31,7 @@ class StandinState:
     refuse_removals: int = 0              # DELETE answers 409 this many times first
     jobs: list[dict] = field(default_factory=list)
     packages: dict[str, bytes] = field(default_factory=dict)  # platform -> tar.gz
+    federated_assertion: str = "federated-jwt-from-kubelet"   # accepted by the Entra stand-in
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
     next_id: int = 100
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -104,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
             state.requests.append((method, url.path, query))
         if parts[:1] == ["_standin"]:
             return self._standin(method, parts[1:], query)
+        if parts[:1] == ["_entra"]:
+            return self._entra_token()
         if not parts or parts[0] != state.org or parts[1:2] != ["_apis"]:
             return self._reply(404, {"message": "not found"})
         token = self._token()
@@ -181,6 +184,20 @@ class _Handler(BaseHTTPRequestHandler):
         if start + state.page_size < len(agents):
             headers["x-ms-continuationtoken"] = str(start + state.page_size)
         return self._reply(200, {"count": len(page), "value": page}, headers)
+
+    def _entra_token(self):
+        """Entra ID token endpoint: client credentials with a secret or a federated assertion."""
+        state = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+        proof = form.get("client_assertion") or form.get("client_secret")
+        if form.get("scope") != "499b84ac-1321-427f-aa17-267ca6975798/.default" or proof not in (
+                state.federated_assertion, "sp-client-secret"):
+            return self._reply(400, {"error": "invalid_client"})
+        token = f"entra-access-token-for-{form['client_id']}"
+        with state.lock:
+            state.valid_tokens.add(token)
+        return self._reply(200, {"token_type": "Bearer", "expires_in": 3599, "access_token": token})
 
     def _standin(self, method: str, parts: list[str], query: dict):
         """The stand-in agent's private channel (no auth: it stands for the agent's own session)."""

@@ -1,0 +1,158 @@
+"""The real entrypoint (bash, as UID 10001) against the REST stand-in and a stand-in agent."""
+import signal
+
+import pytest
+
+from tests.agents_runtime.azdo_standin import package_tarball
+from tests.agents_runtime.conftest import GOOD_TOKEN
+from tests.agents_runtime.entrypoint_harness import STANDIN_AGENT, AgentContainer, read_proc
+
+
+@pytest.fixture
+def container(standin):
+    made = []
+
+    def make(**kwargs) -> AgentContainer:
+        kwargs.setdefault("token", GOOD_TOKEN)
+        made.append(AgentContainer(standin.org_url, **kwargs))
+        return made[-1]
+
+    yield make
+    for box in made:
+        box.stop()
+
+
+def _listening(box, standin):
+    box.start()
+    box.wait_for(lambda: box.probe("ready").returncode == 0, what="readiness")
+    return standin.state.agent_named(box.env["AZP_AGENT_NAME"])
+
+
+def test_registers_and_listens_with_a_read_only_package(container, standin):
+    box = container()
+    agent = _listening(box, standin)
+    assert agent is not None and agent["status"] == "online"
+    assert box.probe("live").returncode == 0
+    assert (box.home / ".agent").is_file() and (box.home / ".env").is_file()
+    assert not (box.agent_dir / ".agent").exists()
+    assert (box.home / "externals").is_symlink()
+    listener_args = (box.home / "_diag" / "Agent_args.log").read_text()
+    assert "--replace" in listener_args and "--once" in listener_args
+
+
+def test_takes_one_job_then_deregisters_and_exits_zero(container, standin):
+    box = container()
+    _listening(box, standin)
+    standin.state.jobs.append({"id": 1, "name": "build", "seconds": 0.3})
+    assert box.wait_exit() == 0
+    assert "Job build completed with result: Succeeded" in box.log
+    assert standin.state.agent_named("agent-pod-1") is None
+
+
+def test_sigterm_during_a_job_lets_it_finish_then_deregisters(container, standin):
+    box = container()
+    _listening(box, standin)
+    standin.state.jobs.append({"id": 2, "name": "long", "seconds": 2})
+    box.wait_for_log("Running job: long")
+    box.signal(signal.SIGTERM)
+    box.wait_for(lambda: box.probe("ready").returncode != 0, what="not ready while draining")
+    assert box.wait_exit() == 0
+    assert "Job long completed with result: Succeeded" in box.log
+    assert "Canceled" not in box.log
+    patches = [q for m, p, q in standin.state.requests if m == "PATCH"]
+    assert patches, "the agent was not disabled before draining"
+    assert standin.state.agent_named("agent-pod-1") is None
+
+
+def test_sigterm_when_idle_stops_the_listener_and_deregisters(container, standin):
+    box = container()
+    _listening(box, standin)
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 0
+    assert standin.state.agent_named("agent-pod-1") is None
+    leftovers = [read_proc(pid, "cmdline") for pid in box.agent_processes()]
+    assert leftovers == []
+
+
+def test_a_refused_removal_is_retried(container, standin):
+    standin.state.refuse_removals = 2
+    box = container()
+    _listening(box, standin)
+    box.signal(signal.SIGINT)
+    assert box.wait_exit() == 0
+    assert "removal refused (attempt 2 of" in box.log
+    assert standin.state.agent_named("agent-pod-1") is None
+
+
+def test_removal_that_never_succeeds_exits_non_zero(container, standin):
+    standin.state.refuse_removals = 99
+    box = container(AZP_REMOVE_ATTEMPTS="2")
+    _listening(box, standin)
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 1
+    assert "could not deregister" in box.log
+
+
+def test_the_credential_never_reaches_the_agent_argv_env_or_logs(container, standin):
+    box = container()
+    _listening(box, standin)
+    pids = box.agent_processes()
+    assert len(pids) >= 3  # entrypoint, output follower, run.sh, listener
+    token = GOOD_TOKEN.encode()
+    listener = [p for p in pids if b"Agent.Listener\0run" in read_proc(p, "cmdline")]
+    assert listener, "listener process not found"
+    assert b"agent.disableupdate=true" in read_proc(listener[0], "environ").split(b"\0")
+    for pid in pids:
+        assert token not in read_proc(pid, "cmdline")
+        assert token not in read_proc(pid, "environ")
+    box.signal(signal.SIGTERM)
+    box.wait_exit()
+    assert GOOD_TOKEN not in box.log
+    assert GOOD_TOKEN not in (box.home / "_diag" / "Agent_args.log").read_text()
+    assert GOOD_TOKEN not in (box.home / ".env").read_text()
+
+
+@pytest.mark.parametrize("machine, platform", [
+    ("x86_64", "linux-x64"), ("aarch64", "linux-arm64"), ("armv7l", "linux-arm")])
+def test_downloads_the_package_for_the_architecture(container, standin, machine, platform):
+    standin.state.packages[platform] = package_tarball(STANDIN_AGENT)
+    box = container(with_package=False, machine=machine)
+    _listening(box, standin)
+    asked = [q["platform"] for m, p, q in standin.state.requests if p.endswith("/packages/agent")]
+    assert asked == [platform]
+    assert not (box.home / "externals").is_symlink()
+
+
+def test_an_architecture_without_a_package_is_refused(container, standin):
+    box = container(with_package=False, machine="s390x").start()
+    assert box.wait_exit() == 1
+    assert "no Azure Pipelines agent package for the architecture s390x" in box.log
+
+
+def test_bad_settings_are_all_reported_with_exit_code_2(container, standin):
+    box = container(AZP_URL="", AZP_AUTH="kerberos").start()
+    box.token_file.unlink()
+    assert box.wait_exit() == 2
+    assert "AZP_URL is not set" in box.log and "AZP_AUTH='kerberos'" in box.log
+
+
+def test_an_expired_pat_fails_registration_without_showing_it(container, standin):
+    standin.state.expired_tokens.add("expired-pat-value")
+    box = container(token="expired-pat-value").start()
+    assert box.wait_exit() == 1
+    assert "registration failed" in box.log and "expired-pat-value" not in box.log
+
+
+def test_workload_identity_registers_with_an_entra_token(container, standin):
+    box = container(token="unused", AZP_AUTH="workload-identity", AZURE_CLIENT_ID="app-1",
+                    AZURE_TENANT_ID="tenant-1",
+                    AZURE_AUTHORITY_HOST=standin.org_url.rsplit("/", 1)[0] + "/_entra/")
+    box.token_file.write_text(standin.state.federated_assertion)
+    box.env["AZURE_FEDERATED_TOKEN_FILE"] = str(box.token_file)
+    agent = _listening(box, standin)
+    assert agent["status"] == "online"
+    entra = [p for m, p, q in standin.state.requests if p.startswith("/_entra/tenant-1/")]
+    assert entra == ["/_entra/tenant-1/oauth2/v2.0/token"]
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 0
+    assert standin.state.federated_assertion not in box.log
