@@ -1,13 +1,15 @@
 """A lab: N simulated edge hosts on a private bridge, with the files the kit needs to reach them."""
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
 
 from lab import claims, host as hostmod, network
 from lab.host import LabHost
-from lab.inventory import site_document, write_site
+from lab.artifacts import STANDINS, build_bundle
+from lab.inventory import K3S_VERSION, METALLB_VERSION, site_document, write_site
 from lab.keys import new_keypair
 from lab.procs import is_alive
 
@@ -69,8 +71,13 @@ class Lab:
 
     # --- life cycle ------------------------------------------------------------------------
     @classmethod
-    def up(cls, hosts: int, servers: int = 1, out_dir: Path | str = "out/lab") -> "Lab":
-        """Boot `hosts` hosts (the first `servers` of them have role server)."""
+    def up(cls, hosts: int, servers: int = 1, out_dir: Path | str = "out/lab",
+           timings: dict | None = None) -> "Lab":
+        """Boot `hosts` hosts (the first `servers` of them have role server).
+
+        `timings` tunes the stand-ins (see lab.artifacts.DEFAULT_TIMINGS), e.g. the seconds
+        MetalLB's webhook refuses pools after its endpoints appear.
+        """
         _check_request(hosts, servers)
         out = Path(out_dir).resolve()
         out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +85,7 @@ class Lab:
         number = claims.claim(out / "state.json")
         lab = cls(number, out, [])
         try:
-            lab._build(hosts, servers)
+            lab._build(hosts, servers, timings)
         except BaseException:
             lab.down()
             raise
@@ -102,7 +109,11 @@ class Lab:
     def is_running(self) -> bool:
         return bool(self.hosts) and all(is_alive(h.pid, h.started) for h in self.hosts)
 
-    def _build(self, count: int, servers: int) -> None:
+    @property
+    def bundle(self) -> Path:
+        return self.out_dir / "bundle"
+
+    def _build(self, count: int, servers: int, timings: dict | None) -> None:
         claims.lab_dir(self.number).mkdir(mode=0o700)
         network.create_bridge(self.bridge, f"{self.gateway}/24")
         public_key = new_keypair(self.key_file, f"mlops-lab-{self.number}")
@@ -114,15 +125,18 @@ class Lab:
         for h in self.hosts:
             network.add_host_link(h.netns, h.veth, self.bridge)
             hostmod.prepare_files(h, self.gateway, 24, authorized, etc_hosts)
+            shutil.copy2(STANDINS / "systemctl", h.path_on_host("/usr/local/sbin/systemctl"))
             host_key = new_keypair(Path(h.dir) / "ssh_host_ed25519_key", h.name)
             known.append(f"{h.address} {' '.join(host_key.split()[:2])}")
         inits = [hostmod.start(h) for h in self.hosts]
         self._save_state()
         _wait_for_sshd(self.hosts, inits)
+        shutil.rmtree(self.bundle, ignore_errors=True)
+        build_bundle(self.bundle, K3S_VERSION, METALLB_VERSION, timings)
         self.known_hosts.write_text("\n".join(known) + "\n")
         write_site(self.site_file, site_document(
             "lab", self.hosts, self.key_file, self.known_hosts, self.subnet,
-            self.metallb_range, bundle=None))
+            self.metallb_range, bundle=self.bundle))
 
     def _new_host(self, index: int, servers: int) -> LabHost:
         name = f"edge-{index + 1}"

@@ -1,0 +1,111 @@
+"""Stand-in k3s/MetalLB artifacts: the release tree a mirror serves, the air-gap bundle, a server.
+
+The k3s "binary" for every architecture is the stand-in k3s (a Python zipapp), the airgap images
+tarball is a small placeholder, and the sha256sum-<arch>.txt files list the right hashes.
+"""
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+import zipapp
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+STANDINS = Path(__file__).parent / "standins"
+DEFAULT_TIMINGS = {"node_ready": 1.0, "heartbeat": 1.5, "node_lost": 8.0, "rollout": 1.5,
+                   "endpoints": 0.5, "webhook_refusal": 3.0}
+# release arch -> (k3s binary asset, airgap images asset)
+ARCH_ASSETS = {"amd64": ("k3s", "k3s-airgap-images-amd64.tar.zst"),
+               "arm64": ("k3s-arm64", "k3s-airgap-images-arm64.tar.zst"),
+               "arm": ("k3s-armhf", "k3s-airgap-images-arm.tar.zst")}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def k3s_binary(version: str, timings: dict | None = None) -> bytes:
+    """The stand-in k3s as one executable file (#!/usr/bin/python3 zipapp)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp, "k3s")
+        shutil.copytree(STANDINS / "k3s", source, ignore=shutil.ignore_patterns("__pycache__"))
+        build = {"version": version, "timings": {**DEFAULT_TIMINGS, **(timings or {})}}
+        (source / "k3sstub" / "build.json").write_text(json.dumps(build))
+        target = Path(tmp, "k3s.pyz")
+        zipapp.create_archive(source, target, interpreter="/usr/bin/python3")
+        return target.read_bytes()
+
+
+def install_script() -> bytes:
+    return (STANDINS / "install.sh").read_bytes()
+
+
+def metallb_manifest(version: str) -> bytes:
+    return (STANDINS / "metallb-native.yaml").read_text().replace("@METALLB_VERSION@", version).encode()
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def write_k3s_assets(directory: Path, version: str, timings: dict | None = None) -> None:
+    """Every k3s release asset the kit uses, with correct sha256sum-<arch>.txt files."""
+    binary = k3s_binary(version, timings)
+    for arch, (binary_name, images_name) in ARCH_ASSETS.items():
+        images = f"lab stand-in airgap images {version} {arch}\n".encode()
+        _write(directory / binary_name, binary, 0o755)
+        _write(directory / images_name, images)
+        sums = f"{sha256(binary)}  {binary_name}\n{sha256(images)}  {images_name}\n"
+        _write(directory / f"sha256sum-{arch}.txt", sums.encode())
+
+
+def build_release_tree(root: Path, k3s_version: str, metallb_version: str,
+                       timings: dict | None = None) -> dict:
+    """GitHub-like release paths + raw paths under `root`; returns the unpublished sha256s:
+    {"install.sh": ..., "metallb-native.yaml": ...}."""
+    root = Path(root)
+    write_k3s_assets(root / "k3s-io/k3s/releases/download" / k3s_version, k3s_version, timings)
+    script, manifest = install_script(), metallb_manifest(metallb_version)
+    _write(root / "k3s-io/k3s" / k3s_version / "install.sh", script, 0o755)
+    _write(root / "metallb/metallb" / metallb_version / "config/manifests/metallb-native.yaml",
+           manifest)
+    return {"install.sh": sha256(script), "metallb-native.yaml": sha256(manifest)}
+
+
+def build_bundle(directory: Path, k3s_version: str, metallb_version: str,
+                 timings: dict | None = None) -> Path:
+    """The air-gap bundle layout (manifest.json, k3s/<v>/..., metallb/<v>/...) in `directory`."""
+    directory = Path(directory)
+    k3s_dir = directory / "k3s" / k3s_version
+    write_k3s_assets(k3s_dir, k3s_version, timings)
+    _write(k3s_dir / "install.sh", install_script(), 0o755)
+    _write(directory / "metallb" / metallb_version / "metallb-native.yaml",
+           metallb_manifest(metallb_version))
+    files = {str(p.relative_to(directory)): sha256(p.read_bytes())
+             for p in sorted(directory.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    manifest = {"k3s": k3s_version, "metallb": metallb_version, "files": files}
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return directory
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serve_directory(root: Path, host: str = "127.0.0.1"):
+    """Serve `root` over HTTP in a thread; yields the base URL (http://host:port)."""
+    server = ThreadingHTTPServer((host, 0), partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,127 @@
+"""Cluster state held by the first server: nodes and applied objects, persisted across restarts."""
+import json
+import threading
+import time
+
+from k3sstub.settings import STATE_FILE, TIMINGS, VERSION
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _taint(text: str) -> dict:
+    """'key=value:Effect' (or 'key:Effect') as a Node taint."""
+    head, _, effect = text.rpartition(":")
+    key, _, value = head.partition("=")
+    return {"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect}
+
+
+class Cluster:
+    """Nodes and objects; every change is written to STATE_FILE."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.nodes: dict[str, dict] = {}
+        self.objects: dict[str, dict] = {}      # "Kind/namespace/name" -> object
+        self.metallb_applied_at: float | None = None
+        self.heartbeats: dict[str, float] = {}
+        if STATE_FILE.exists():
+            saved = json.loads(STATE_FILE.read_text())
+            self.nodes, self.objects = saved["nodes"], saved["objects"]
+            self.metallb_applied_at = saved.get("metallb_applied_at")
+
+    def save(self) -> None:
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = STATE_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"nodes": self.nodes, "objects": self.objects,
+                                   "metallb_applied_at": self.metallb_applied_at}))
+        tmp.replace(STATE_FILE)
+
+    # --- nodes -----------------------------------------------------------------------------
+    def register(self, info: dict) -> None:
+        """A node (re)joins; labels and taints are only set when the node is new (like k3s)."""
+        name, now = info["name"], time.time()
+        with self.lock:
+            self.heartbeats[name] = now
+            node = self.nodes.get(name)
+            if node is None:
+                node = self.nodes[name] = {"registered": now, "labels": self._labels(info),
+                                           "taints": [_taint(t) for t in info.get("taints", [])]}
+            node.update(address=info["address"], version=info.get("version", VERSION),
+                        started=now, unschedulable=node.get("unschedulable", False))
+            self.save()
+
+    def _labels(self, info: dict) -> dict:
+        labels = {"kubernetes.io/hostname": info["name"], "kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                  "beta.kubernetes.io/arch": "amd64", "node.kubernetes.io/instance-type": "k3s"}
+        if info["role"] == "server":
+            labels.update({"node-role.kubernetes.io/control-plane": "true",
+                           "node-role.kubernetes.io/master": "true"})
+            if info.get("etcd"):
+                labels["node-role.kubernetes.io/etcd"] = "true"
+        for item in info.get("labels", []):
+            key, _, value = str(item).partition("=")
+            labels[key] = value
+        return labels
+
+    def heartbeat(self, name: str) -> bool:
+        with self.lock:
+            if name not in self.nodes:
+                return False
+            self.heartbeats[name] = time.time()
+            return True
+
+    def delete_node(self, name: str) -> bool:
+        with self.lock:
+            found = self.nodes.pop(name, None) is not None
+            self.heartbeats.pop(name, None)
+            self.save()
+            return found
+
+    def cordon(self, name: str) -> bool:
+        with self.lock:
+            if name not in self.nodes:
+                return False
+            self.nodes[name]["unschedulable"] = True
+            self.save()
+            return True
+
+    def is_ready(self, name: str) -> bool:
+        node, now = self.nodes[name], time.time()
+        seen = self.heartbeats.get(name, 0)
+        return (now - node["started"] >= TIMINGS["node_ready"]
+                and now - seen <= TIMINGS["node_lost"])
+
+    def node_object(self, name: str) -> dict:
+        node = self.nodes[name]
+        ready = self.is_ready(name)
+        spec = {"podCIDR": "10.42.0.0/24", "providerID": f"k3s://{name}"}
+        taints = list(node["taints"])
+        if node.get("unschedulable"):
+            spec["unschedulable"] = True
+            taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+        if taints:
+            spec["taints"] = taints
+        condition = {"type": "Ready", "status": "True" if ready else "False",
+                     "reason": "KubeletReady" if ready else "KubeletNotReady",
+                     "message": "kubelet is posting ready status" if ready
+                     else "container runtime status check may not have completed yet",
+                     "lastHeartbeatTime": _stamp(self.heartbeats.get(name, node["started"]))}
+        return {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": node["labels"],
+                             "creationTimestamp": _stamp(node["registered"])},
+                "spec": spec,
+                "status": {"conditions": [condition],
+                           "addresses": [{"type": "InternalIP", "address": node["address"]},
+                                         {"type": "Hostname", "address": name}],
+                           "nodeInfo": {"kubeletVersion": node["version"],
+                                        "kubeProxyVersion": node["version"],
+                                        "architecture": "amd64", "operatingSystem": "linux",
+                                        "containerRuntimeVersion": "containerd://1.7.23-k3s2"}}}
+
+    def node_list(self) -> dict:
+        with self.lock:
+            items = [self.node_object(name) for name in sorted(self.nodes)]
+        return {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items}

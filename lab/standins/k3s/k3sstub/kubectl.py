@@ -1,0 +1,219 @@
+"""The kubectl subset, executed by the first server against its cluster state."""
+import json
+import re
+import time
+
+from k3sstub import metallb, objects
+from k3sstub.objects import ApplyError
+
+KINDS = {  # resource names kubectl accepts -> (Kind, plural label used in NotFound errors)
+    **dict.fromkeys(["node", "nodes", "no"], ("Node", "nodes")),
+    **dict.fromkeys(["svc", "service", "services"], ("Service", "services")),
+    **dict.fromkeys(["endpoints", "ep"], ("Endpoints", "endpoints")),
+    **dict.fromkeys(["ipaddresspools.metallb.io", "ipaddresspool", "ipaddresspools"],
+                    ("IPAddressPool", "ipaddresspools.metallb.io")),
+    **dict.fromkeys(["l2advertisements.metallb.io", "l2advertisement", "l2advertisements"],
+                    ("L2Advertisement", "l2advertisements.metallb.io")),
+    **dict.fromkeys(["deployment", "deployments", "deploy", "deployment.apps"],
+                    ("Deployment", "deployments.apps")),
+    **dict.fromkeys(["daemonset", "daemonsets", "ds", "daemonset.apps"],
+                    ("DaemonSet", "daemonsets.apps")),
+    **dict.fromkeys(["namespace", "namespaces", "ns"], ("Namespace", "namespaces")),
+}
+VALUE_FLAGS = {"-n", "--namespace", "-o", "--output", "-f", "--filename", "--timeout", "--raw"}
+
+
+class Result(Exception):
+    """Ends a command with an exit code and output."""
+
+    def __init__(self, code: int, out: str = "", err: str = ""):
+        super().__init__(err)
+        self.code, self.out, self.err = code, out, err
+
+
+def parse(args: list[str]) -> tuple[list[str], dict]:
+    words, flags, i = [], {}, 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-") and "=" in arg:
+            name, value = arg.split("=", 1)
+            flags[name] = value
+        elif arg in VALUE_FLAGS and i + 1 < len(args):
+            flags[arg] = args[i + 1]
+            i += 1
+        elif arg.startswith("-"):
+            flags[arg] = True
+        else:
+            words.append(arg)
+        i += 1
+    return words, flags
+
+
+def _flag(flags: dict, *names, default=None):
+    return next((flags[n] for n in names if n in flags), default)
+
+
+def _duration(text) -> float:
+    """'90s', '2m', '1m30s', '0' -> seconds (0 means no limit)."""
+    if not text:
+        return 0.0
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s|ms)?", str(text))
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "": 1}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def execute(cluster, args: list[str], stdin: str) -> tuple[int, str, str]:
+    words, flags = parse(args)
+    commands = {"get": get, "apply": apply, "delete": delete, "drain": drain, "cordon": cordon,
+                "rollout": rollout}
+    if not words or words[0] not in commands:
+        return 1, "", f"error: unknown command {' '.join(words[:1])!r} (lab stand-in subset)\n"
+    try:
+        with cluster.lock:
+            objects.refresh_load_balancers(cluster)
+        out = commands[words[0]](cluster, words[1:], flags, stdin)
+        return 0, out, ""
+    except Result as done:
+        return done.code, done.out, done.err
+    except ApplyError as err:
+        return 1, "", f"{err}\n"
+
+
+def _kind(resource: str) -> tuple[str, str]:
+    if resource not in KINDS:
+        raise Result(1, err=f'error: the server doesn\'t have a resource type "{resource}"\n')
+    return KINDS[resource]
+
+
+def _render(obj, flags) -> str:
+    output = _flag(flags, "-o", "--output")
+    if output == "json":
+        return json.dumps(obj, indent=4) + "\n"
+    if output == "name":
+        items = obj.get("items", [obj])
+        return "".join(objects.display(o) + "\n" for o in items)
+    if obj.get("kind") == "NodeList":
+        rows = ["NAME STATUS ROLES VERSION"]
+        for node in obj["items"]:
+            ready = node["status"]["conditions"][0]["status"] == "True"
+            roles = ",".join(sorted(k.split("/", 1)[1] for k in node["metadata"]["labels"]
+                                    if k.startswith("node-role.kubernetes.io/"))) or "<none>"
+            rows.append(f"{node['metadata']['name']} {'Ready' if ready else 'NotReady'} {roles} "
+                        f"{node['status']['nodeInfo']['kubeletVersion']}")
+        return "\n".join(rows) + "\n"
+    items = obj.get("items", [obj])
+    return "".join(f"{o['metadata']['name']}\n" for o in items)
+
+
+def get(cluster, words, flags, stdin) -> str:
+    raw = _flag(flags, "--raw")
+    if raw:
+        if raw in ("/readyz", "/livez", "/healthz"):
+            return "ok"
+        if raw == "/api/v1/nodes":
+            return json.dumps(cluster.node_list())
+        raise Result(1, err=f'Error from server (NotFound): the server could not find the requested resource\n')
+    if not words:
+        raise Result(1, err="error: You must specify the type of resource to get.\n")
+    kind, label = _kind(words[0])
+    ns = _flag(flags, "-n", "--namespace")
+    name = words[1] if len(words) > 1 else None
+    with cluster.lock:
+        if kind == "Node":
+            listing = cluster.node_list()
+            items = listing["items"]
+        elif kind == "Endpoints" and ns == metallb.NAMESPACE and \
+                objects.find(cluster, "Deployment", ns) and name == "metallb-webhook-service":
+            items = [metallb.endpoints_object(cluster.metallb_applied_at)]
+        else:
+            items = objects.find(cluster, kind, ns)
+    if name is not None:
+        found = [o for o in items if o["metadata"]["name"] == name]
+        if not found:
+            raise Result(1, err=f'Error from server (NotFound): {label} "{name}" not found\n')
+        return _render(found[0], flags)
+    return _render({"apiVersion": "v1", "kind": "List", "items": items}
+                   if kind != "Node" else listing, flags)
+
+
+def _documents(flags, stdin) -> tuple[list[dict], str]:
+    source = _flag(flags, "-f", "--filename")
+    if not source:
+        raise Result(1, err="error: must specify one of -f and -k\n")
+    return objects.parse_documents(stdin), "STDIN" if source == "-" else source
+
+
+def apply(cluster, words, flags, stdin) -> str:
+    docs, source = _documents(flags, stdin)
+    lines, errors = [], []
+    with cluster.lock:
+        for doc in docs:
+            try:
+                lines.append(objects.apply_one(cluster, doc, source))
+            except ApplyError as err:
+                errors.append(str(err))
+        cluster.save()
+    out = "".join(line + "\n" for line in lines)
+    if errors:
+        raise Result(1, out, "".join(e + "\n" for e in errors))
+    return out
+
+
+def delete(cluster, words, flags, stdin) -> str:
+    ignore = bool(flags.get("--ignore-not-found"))
+    with cluster.lock:
+        if words[:1] and words[0] in KINDS and KINDS[words[0]][0] == "Node":
+            return "".join(_delete_node(cluster, name, ignore) for name in words[1:])
+        if len(words) >= 2:
+            kind, label = _kind(words[0])
+            ns = _flag(flags, "-n", "--namespace")
+            lines = [objects.delete_one(cluster, kind, ns, n, ignore, label) for n in words[1:]]
+        else:
+            docs, _ = _documents(flags, stdin)
+            lines = [objects.delete_one(cluster, d["kind"], d["metadata"].get("namespace"),
+                                        d["metadata"]["name"], ignore,
+                                        objects.display(d).split("/")[0]) for d in docs]
+        cluster.save()
+    return "".join(line + "\n" for line in lines if line)
+
+
+def _delete_node(cluster, name: str, ignore: bool) -> str:
+    if cluster.delete_node(name):
+        return f'node "{name}" deleted\n'
+    if ignore:
+        return ""
+    raise Result(1, err=f'Error from server (NotFound): nodes "{name}" not found\n')
+
+
+def cordon(cluster, words, flags, stdin) -> str:
+    if not words or not cluster.cordon(words[0]):
+        raise Result(1, err=f'Error from server (NotFound): nodes "{words[:1]}" not found\n')
+    return f"node/{words[0]} cordoned\n"
+
+
+def drain(cluster, words, flags, stdin) -> str:
+    out = cordon(cluster, words, flags, stdin)
+    if not flags.get("--ignore-daemonsets") and objects.find(cluster, "DaemonSet", metallb.NAMESPACE):
+        raise Result(1, out, "error: unable to drain node, cannot delete DaemonSet-managed Pods "
+                             "(use --ignore-daemonsets to ignore)\n")
+    return out + f"node/{words[0]} drained\n"
+
+
+def rollout(cluster, words, flags, stdin) -> str:
+    if len(words) < 2 or words[0] != "status" or "/" not in words[1]:
+        raise Result(1, err="error: lab stand-in supports only: rollout status <kind>/<name>\n")
+    resource, name = words[1].split("/", 1)
+    kind, label = _kind(resource)
+    ns = _flag(flags, "-n", "--namespace")
+    if not any(o["metadata"]["name"] == name for o in objects.find(cluster, kind, ns)):
+        raise Result(1, err=f'Error from server (NotFound): {label} "{name}" not found\n')
+    timeout = _duration(_flag(flags, "--timeout"))
+    deadline = time.time() + timeout if timeout else float("inf")
+    in_metallb = ns == metallb.NAMESPACE
+    while in_metallb and not metallb.rollout_ready(cluster.metallb_applied_at):
+        if time.time() >= deadline:
+            raise Result(1, err="error: timed out waiting for the condition\n")
+        time.sleep(0.2)
+    if kind == "DaemonSet":
+        return f'daemon set "{name}" successfully rolled out\n'
+    return f'deployment "{name}" successfully rolled out\n'
