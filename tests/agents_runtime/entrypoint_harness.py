@@ -76,7 +76,8 @@ class AgentContainer:
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self._as_agent(str(IMAGE_DIR / "azp-entrypoint")), env=self.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._collect, daemon=True).start()
+        self._collector = threading.Thread(target=self._collect, daemon=True)
+        self._collector.start()
         return self
 
     def _collect(self) -> None:
@@ -109,9 +110,11 @@ class AgentContainer:
 
     def wait_exit(self, timeout: float = 20.0) -> int:
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"entrypoint did not exit; output:\n{self.log}") from None
+        self._collector.join(5)  # the whole output, up to the exit
+        return code
 
     def agent_processes(self) -> list[int]:
         """Pids of this container's processes: the agent user's, carrying its state dir in env."""

@@ -130,10 +130,11 @@ def test_an_architecture_without_a_package_is_refused(container, standin):
 
 
 def test_bad_settings_are_all_reported_with_exit_code_2(container, standin):
-    box = container(AZP_URL="", AZP_AUTH="kerberos").start()
+    box = container(AZP_URL="", AZP_AUTH="kerberos")
     box.token_file.unlink()
-    assert box.wait_exit() == 2
+    assert box.start().wait_exit() == 2
     assert "AZP_URL is not set" in box.log and "AZP_AUTH='kerberos'" in box.log
+    assert "is missing, unreadable or empty" in box.log
 
 
 def test_an_expired_pat_fails_registration_without_showing_it(container, standin):
