@@ -87,11 +87,9 @@ class HostSession:
 
     def _open(self) -> paramiko.SSHClient:
         s, site = self.settings, self.inventory.site
-        if not s.known_hosts.is_file():
-            raise HostKeyError(f"known_hosts file {s.known_hosts} does not exist; record the hosts' keys "
-                               f"with: ./kit edge.trust --site {site}")
         client = paramiko.SSHClient()
-        client.load_system_host_keys(str(s.known_hosts))
+        if s.known_hosts.is_file():  # a missing file trusts nothing: every key is refused as unknown
+            client.load_system_host_keys(str(s.known_hosts))
         client.set_missing_host_key_policy(RefuseUnknownHost(site, s.known_hosts))
         try:
             client.connect(str(self.host.address), port=s.port, username=s.user,

@@ -181,13 +181,10 @@ def trust(c, site, yes=False):
     known_hosts = inventory.ssh.known_hosts
     targets = [(h.name, str(h.address), inventory.ssh_for(h).port) for h in inventory.hosts]
     found = hostkeys.survey(targets, known_hosts, inventory.ssh.connect_timeout)
-    table = Table(title=f"host keys of site {inventory.site} ({known_hosts})")
-    for column in ("host", "address", "key", "fingerprint", "status"):
-        table.add_column(column, overflow="fold")
+    print(f"host keys of site {inventory.site} (known_hosts: {known_hosts})")
     for result, _ in found:
-        table.add_row(result.host, result.name, result.key_type, result.fingerprint,
-                      result.status + (f": {result.detail}" if result.detail else ""))
-    Console().print(table)
+        print(f"  {result.host:<20} {result.name:<22} {result.key_type or '-':<12} {result.fingerprint or '-':<52} "
+              f"{result.status}{': ' + result.detail if result.detail else ''}")
     new = [(r.name, key) for r, key in found if r.status == "new"]
     if new and (yes or input(f"Record {len(new)} new key(s) in {known_hosts}? [y/N] ").strip().lower() in ("y", "yes")):
         hostkeys.record(known_hosts, new)

@@ -37,3 +37,22 @@ def kit(*args: str, env: dict | None = None, timeout: float = 600, stdin: str | 
     """Run ./kit with arguments; output captured as text."""
     return subprocess.run([str(REPO / "kit"), *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, input=stdin, cwd=cwd)
+
+
+def lab_site(lab, directory: Path, name: str = "site.yaml", **changes) -> Path:
+    """A copy of the lab's inventory with top-level or dotted keys changed (e.g. {"ssh.connectTimeout": 2})."""
+    document = yaml.safe_load(lab.site_file.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        target = document
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    return write_inventory(directory, document, name)
+
+
+def json_result(done: subprocess.CompletedProcess) -> dict:
+    """The JSON object a --json run printed (its last stdout line), by host name."""
+    import json
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return {h["name"]: h for h in summary["hosts"]}
