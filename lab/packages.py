@@ -12,13 +12,25 @@ REQUIRED = {
     "sudo": "sudo",
     "ps": "procps",
     "bash": "bash",
+    "openssl": "openssl",          # the stand-in k3s makes its cluster CA with it
+    "curl": "curl",                # the stand-in install script downloads with it (online hosts)
+    "/usr/bin/python3": "python3",  # interpreter of the stand-in k3s and systemctl
 }
+# Python modules the stand-ins import from the hosts' /usr/bin/python3 -> Debian package
+REQUIRED_MODULES = {"yaml": "python3-yaml"}
 
 
 def missing_packages() -> list[str]:
     """Debian packages whose commands are not on this machine."""
     absent = {pkg for cmd, pkg in REQUIRED.items() if not shutil.which(cmd)}
+    if shutil.which("/usr/bin/python3"):
+        absent |= {pkg for module, pkg in REQUIRED_MODULES.items() if not _has_module(module)}
     return sorted(absent)
+
+
+def _has_module(module: str) -> bool:
+    probe = subprocess.run(["/usr/bin/python3", "-c", f"import {module}"], capture_output=True)
+    return probe.returncode == 0
 
 
 def ensure_packages() -> None:

@@ -2,7 +2,7 @@
 
     from tests.lab.fixtures import lab_factory, module_lab_factory  # noqa: F401
 
-`lab_factory(hosts=3, servers=1)` returns a running `lab.Lab` whose out_dir is a fresh temporary
+`lab_factory(hosts=3, servers=1, timings=None)` returns a running `lab.Lab` whose out_dir is a fresh temporary
 directory (site.yaml, known_hosts, id_ed25519 inside); every lab made is taken down afterwards,
 also when the test fails.
 """
@@ -17,11 +17,11 @@ from lab.packages import ensure_packages
 
 
 @contextmanager
-def running_lab(hosts: int, servers: int, out_dir: Path):
+def running_lab(hosts: int, servers: int, out_dir: Path, timings: dict | None = None):
     """A lab that is up inside the `with` block and down after it."""
     ensure_packages()
     cleanup_stale()
-    lab = Lab.up(hosts=hosts, servers=servers, out_dir=out_dir)
+    lab = Lab.up(hosts=hosts, servers=servers, out_dir=out_dir, timings=timings)
     try:
         yield lab
     finally:
@@ -29,9 +29,9 @@ def running_lab(hosts: int, servers: int, out_dir: Path):
 
 
 def _factory(tmp_path_factory, stack: ExitStack):
-    def make(hosts: int = 3, servers: int = 1) -> Lab:
+    def make(hosts: int = 3, servers: int = 1, timings: dict | None = None) -> Lab:
         out = tmp_path_factory.mktemp("lab")
-        return stack.enter_context(running_lab(hosts, servers, out))
+        return stack.enter_context(running_lab(hosts, servers, out, timings))
     return make
 
 
