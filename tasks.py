@@ -8,6 +8,7 @@ from infra import tasks as infra_tasks
 from lab.packages import ensure_packages
 from lab.tasks import ns as lab_tasks
 from edge_hosts.tasks import edge as edge_tasks
+from agents.tasks import agents as agents_tasks
 
 
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
@@ -30,3 +31,4 @@ ns.add_task(infra_tasks.plan)
 ns.add_task(test)
 ns.add_collection(lab_tasks)
 ns.add_collection(edge_tasks)
+ns.add_collection(agents_tasks)

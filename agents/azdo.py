@@ -42,6 +42,7 @@ class Agent(BaseModel):
     enabled: bool = True
     version: str = ""
     created_on: datetime | None = Field(default=None, alias="createdOn")
+    status_changed_on: datetime | None = Field(default=None, alias="statusChangedOn")
     assigned_request: dict[str, Any] | None = Field(default=None, alias="assignedRequest")
     system_capabilities: dict[str, str] = Field(default_factory=dict, alias="systemCapabilities")
     user_capabilities: dict[str, str] = Field(default_factory=dict, alias="userCapabilities")

@@ -1,0 +1,172 @@
+"""Invoke collection `agents`: build the image, pin the agent release, pool status and clean-up.
+
+The Azure DevOps credential comes from the environment (AZP_TOKEN, or AZURE_DEVOPS_EXT_PAT as
+the az devops CLI uses) or from --token-file, never from the command line.
+"""
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+from pydantic import BaseModel, ValidationError, field_validator
+from rich.console import Console
+from rich.table import Table
+
+from agents import build as image_build
+from agents.azdo import AzdoClient, AzdoError, check_org_url
+from agents.ops import apply_cleanup, parse_duration, plan_cleanup
+
+console = Console()
+TOKEN_ENV = ("AZP_TOKEN", "AZURE_DEVOPS_EXT_PAT")
+
+
+class PoolArgs(BaseModel):
+    org: str
+    pool: str
+    older_than: str = "2h"
+
+    @field_validator("org")
+    @classmethod
+    def _org(cls, value: str) -> str:
+        if not value:
+            raise ValueError("not given: pass --org or set AZP_URL")
+        try:
+            return check_org_url(value)
+        except AzdoError as err:
+            raise ValueError(str(err)) from None
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("not given: pass --pool NAME")
+        return value.strip()
+
+    @field_validator("older_than")
+    @classmethod
+    def _older_than(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+def _validated(model: type[BaseModel], command: str, **values):
+    """The model, or Exit(2) listing every invalid argument at once."""
+    try:
+        return model(**values)
+    except ValidationError as err:
+        lines = [f"  --{str(e['loc'][0]).replace('_', '-')}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in err.errors()]
+        raise Exit(f"{command}: invalid arguments:\n" + "\n".join(lines), code=2) from None
+
+
+def _token(token_file: str, command: str) -> str:
+    if token_file:
+        path = Path(token_file)
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise Exit(f"{command}: --token-file {token_file}: not a readable file", code=2)
+        token = path.read_text().strip()
+    else:
+        token = next((os.environ[name].strip() for name in TOKEN_ENV if os.environ.get(name)), "")
+    if not token:
+        raise Exit(f"{command}: no Azure DevOps token: set AZP_TOKEN (a PAT with 'Agent Pools "
+                   "(Read & manage)') or pass --token-file", code=2)
+    return token
+
+
+def _client(args: PoolArgs, token_file: str, command: str) -> AzdoClient:
+    return AzdoClient(args.org, _token(token_file, command))
+
+
+def _fail(command: str, err: AzdoError):
+    raise Exit(f"{command}: {err}", code=2 if err.user_error else 1) from None
+
+
+POOL_HELP = {"pool": "agent pool name", "org": "organization URL (default: $AZP_URL)",
+             "token_file": "file holding the PAT (default: $AZP_TOKEN or $AZURE_DEVOPS_EXT_PAT)"}
+
+
+@task(help=POOL_HELP)
+def status(c, pool="", org="", token_file=""):
+    """Agents of a pool: online/offline, enabled, busy, version, age."""
+    args = _validated(PoolArgs, "agents.status", org=org or os.environ.get("AZP_URL", ""), pool=pool)
+    client = _client(args, token_file, "agents.status")
+    try:
+        agents = client.agents(client.pool_id(args.pool))
+    except AzdoError as err:
+        _fail("agents.status", err)
+    table = Table(title=f"pool {args.pool}: {len(agents)} agents")
+    for column in ("name", "status", "enabled", "busy", "version", "created"):
+        table.add_column(column)
+    for agent in sorted(agents, key=lambda a: a.name):
+        table.add_row(agent.name, agent.status, "yes" if agent.enabled else "no",
+                      "busy" if agent.busy else "idle", agent.version or "-",
+                      agent.created_on.strftime("%Y-%m-%d %H:%M") if agent.created_on else "-")
+    console.print(table)
+    online = sum(a.online for a in agents)
+    console.print(f"{online} online, {len(agents) - online} offline, {sum(a.busy for a in agents)} busy")
+
+
+@task(help={**POOL_HELP, "older_than": "delete agents offline for longer than this (30m, 2h, 7d)",
+            "dry_run": "only show what would be deleted"})
+def cleanup(c, pool="", org="", token_file="", older_than="2h", dry_run=False):
+    """Delete offline agents older than --older-than (never online, busy or placeholder agents)."""
+    args = _validated(PoolArgs, "agents.cleanup", org=org or os.environ.get("AZP_URL", ""),
+                      pool=pool, older_than=older_than)
+    client = _client(args, token_file, "agents.cleanup")
+    try:
+        pool_id, decisions = plan_cleanup(client, args.pool, parse_duration(args.older_than))
+        table = Table(title=f"pool {args.pool}: offline for more than {args.older_than} is deleted")
+        for column in ("name", "status", "action", "reason"):
+            table.add_column(column)
+        for d in decisions:
+            action = ("would delete" if dry_run else "delete") if d.delete else "keep"
+            table.add_row(d.agent.name, d.agent.status, action, d.reason)
+        console.print(table)
+        if dry_run:
+            console.print(f"dry run: {sum(d.delete for d in decisions)} agents would be deleted")
+            return
+        deleted = apply_cleanup(client, pool_id, decisions)
+    except AzdoError as err:
+        _fail("agents.cleanup", err)
+    console.print(f"deleted {len(deleted)} agents, kept {len(decisions) - len(deleted)}")
+
+
+@task(help={"registry": "registry host, e.g. myacr.azurecr.io",
+            "platforms": "comma-separated: linux/amd64,linux/arm64,linux/arm/v7 (default: all)",
+            "tag": "image tag (default: the agent version from agent.lock)",
+            "push": "push the image (otherwise build only)"})
+def build(c, registry="", platforms=",".join(image_build.PLATFORMS), tag="", push=False):
+    """Build the agent image for all architectures with docker buildx."""
+    lock = image_build.read_lock()
+    args = _validated(image_build.BuildArgs, "agents.build", registry=registry,
+                      platforms=[p.strip() for p in platforms.split(",") if p.strip()],
+                      tag=tag or lock.get("AGENT_VERSION", ""))
+    try:
+        image_build.check_docker()
+        build_args = image_build.build_args_from_lock(lock, args.platforms)
+    except image_build.BuildError as err:
+        raise Exit(f"agents.build: {err}", code=1) from None
+    command = image_build.buildx_command(args, build_args, push)
+    console.print(f"building {image_build.image_ref(args)} for {', '.join(args.platforms)}")
+    console.print(shlex.join(command), style="dim")
+    if subprocess.run(command).returncode != 0:
+        raise Exit("agents.build: docker buildx build failed (see its output above)", code=1)
+
+
+@task(help={"version": "agent release to pin, e.g. 4.275.0"})
+def lock_agent(c, version=""):
+    """Pin an agent release: write its version and published SHA-256 sums to agent.lock."""
+    if not version or not all(part.isdigit() for part in version.split(".")) or version.count(".") != 2:
+        raise Exit(f"agents.lock-agent: --version {version!r} must look like 4.275.0", code=2)
+    try:
+        sums = image_build.published_checksums(version)
+    except image_build.BuildError as err:
+        raise Exit(f"agents.lock-agent: {err}", code=1) from None
+    image_build.write_lock(version, sums)
+    console.print(f"pinned agent {version} in {image_build.LOCK_FILE}")
+
+
+agents = Collection("agents")
+for _task in (status, cleanup, build, lock_agent):
+    agents.add_task(_task)
