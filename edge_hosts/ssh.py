@@ -161,7 +161,17 @@ class HostSession:
             if self._client is None:
                 self.connect()
             self._sftp = self._client.open_sftp()
+            # a link silent this long during an upload counts as dropped
+            self._sftp.get_channel().settimeout(max(3 * self.settings.connect_timeout, 10))
+            self._remove_stale_uploads(self._sftp)
         return self._sftp
+
+    def _remove_stale_uploads(self, sftp: paramiko.SFTPClient) -> None:
+        """Temp files an interrupted earlier run left in the login home (never the target paths)."""
+        prefix = f"{UPLOAD_PREFIX}{self.host.name}-"
+        for name in sftp.listdir("."):
+            if name.startswith(prefix):
+                sftp.remove(name)
 
     def upload(self, source: Path | bytes, remote: str, mode: str, sha256: str) -> None:
         """Atomically install a file: temp upload (0600), sha256 verified, moved into place with one rename."""

@@ -1,0 +1,212 @@
+"""A 1-server + 3-agent lab site end to end: bootstrap, no-op re-run, targeted restarts, faults, secrets, reset."""
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import REPO, json_result, kit, lab_site
+from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl_json, mode, nodes_via_kubeconfig,
+                        ready_nodes)
+
+HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
+
+
+@pytest.fixture(scope="module")
+def lab(module_lab_factory):
+    return module_lab_factory(hosts=4, servers=1)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    return tmp_path_factory.mktemp("edge-state")
+
+
+@pytest.fixture(autouse=True)
+def private_state(state, monkeypatch):
+    """One kit state dir for the whole module: re-runs reuse the site token like a user's machine would."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(state / "xdg"))
+    monkeypatch.setenv("HOME", str(state / "home"))
+    return state / "xdg"
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(state):
+    path = state / "kubeconfig"
+    other = {"apiVersion": "v1", "kind": "Config", "current-context": "aks-dev",
+             "clusters": [{"name": "aks-dev", "cluster": {"server": "https://aks-dev.example:443"}}],
+             "users": [{"name": "aks-dev", "user": {"token": "aks-user-token"}}],
+             "contexts": [{"name": "aks-dev", "context": {"cluster": "aks-dev", "user": "aks-dev"}}]}
+    path.write_text(yaml.safe_dump(other))
+    return path
+
+
+def bootstrap(site: Path, kubeconfig: Path, *extra: str):
+    done = kit("edge.bootstrap", "--site", str(site), "--json", "--kubeconfig", str(kubeconfig), *extra)
+    return done, json_result(done)
+
+
+def test_bootstrap_brings_up_the_site(lab, kubeconfig, state, private_state):
+    with ArgvSampler(lab) as argvs:
+        done, hosts = bootstrap(lab.site_file, kubeconfig)
+    assert done.returncode == 0, done.stderr
+    assert {n: h["status"] for n, h in hosts.items()} == dict.fromkeys(HOSTS, "changed")
+    assert hosts["edge-1"]["changed"] == ["os-prep", "artifacts", "config", "install", "metallb", "kubeconfig"]
+    assert hosts["edge-2"]["changed"] == ["os-prep", "artifacts", "config", "install"]
+    token_file = private_state / "mlops-edge-kit/sites/lab/token"
+    token = token_file.read_text().strip()
+    assert token == host_file(lab, "edge-1", "/var/lib/rancher/k3s/server/token").read_text().strip()
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    for name in HOSTS:
+        unit = "k3s" if name == "edge-1" else "k3s-agent"
+        assert mode(lab, name, "/etc/rancher/k3s/config.yaml") == 0o600
+        assert mode(lab, name, "/usr/local/bin/k3s") == 0o755
+        assert mode(lab, name, "/usr/local/bin/k3s-install.sh") == 0o755
+        assert host_file(lab, name, "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst").is_file()
+        assert lab.exec(name, f"systemctl is-active {unit}", check=False).returncode == 0
+        assert host_config(lab, name)["token"] == token
+        assert host_config(lab, name)["node-name"] == name
+    assert host_config(lab, "edge-1")["disable"] == ["servicelb"] and "server" not in host_config(lab, "edge-1")
+    assert host_config(lab, "edge-2")["server"] == f"https://{lab.host('edge-1').address}:6443"
+    assert ready_nodes(lab) == set(HOSTS)
+    pool = kubectl_json(lab, "get ipaddresspools.metallb.io -n metallb-system")["items"]
+    assert [p["spec"]["addresses"] for p in pool] == [[lab.metallb_range]]
+    assert kubectl_json(lab, "get svc -n default")["items"] == [] or all(
+        not s["metadata"]["name"].startswith("kit-smoke") for s in kubectl_json(lab, "get svc -n default")["items"])
+    config = yaml.safe_load(kubeconfig.read_text())
+    assert {c["name"] for c in config["contexts"]} == {"aks-dev", "lab"} and config["current-context"] == "aks-dev"
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    assert nodes_via_kubeconfig(kubeconfig, "lab", state / "client") == set(HOSTS)
+    assert argvs.samples > 10
+    assert not [a for a in argvs.seen if token in a]
+    assert token not in done.stdout + done.stderr
+
+
+def test_a_rerun_changes_nothing_and_restarts_nothing(lab, kubeconfig):
+    before = all_starts(lab)
+    done, hosts = bootstrap(lab.site_file, kubeconfig)
+    assert done.returncode == 0
+    assert {n: (h["status"], h["changed"]) for n, h in hosts.items()} == dict.fromkeys(HOSTS, ("ok", []))
+    assert all_starts(lab) == before
+
+
+def test_plan_shows_nothing_to_do_after_bootstrap(lab):
+    hosts = json_result(kit("edge.plan", "--site", str(lab.site_file), "--json"))
+    assert {n: h["status"] for n, h in hosts.items()} == dict.fromkeys(HOSTS, "ok")
+
+
+def test_a_changed_agent_setting_restarts_only_the_agents(lab, kubeconfig, tmp_path):
+    site = lab_site(lab, tmp_path, **{"k3s.agentConfig": {"kubelet-arg": ["max-pods=50"]}})
+    before = all_starts(lab)
+    done, hosts = bootstrap(site, kubeconfig)
+    assert done.returncode == 0, done.stderr
+    assert hosts["edge-1"]["status"] == "ok"
+    assert all(hosts[n]["changed"] == ["config", "install"] for n in HOSTS[1:])
+    after = all_starts(lab)
+    assert after["edge-1"] == before["edge-1"]
+    assert all(after[n] == before[n] + 1 for n in HOSTS[1:])
+    assert host_config(lab, "edge-3")["kubelet-arg"] == ["max-pods=50"]
+    done, hosts = bootstrap(lab.site_file, kubeconfig)  # back to the lab's own settings
+    assert done.returncode == 0 and ready_nodes(lab) == set(HOSTS)
+
+
+def test_a_host_down_fails_alone_and_a_rerun_converges(lab, kubeconfig, tmp_path):
+    site = lab_site(lab, tmp_path, **{"ssh.connectTimeout": 1, "ssh.retries": 1})
+    lab.exec("edge-2", "rm -f /usr/local/bin/k3s-install.sh")
+    lab.cut_link("edge-2")
+    try:
+        done, hosts = bootstrap(site, kubeconfig)
+    finally:
+        lab.restore_link("edge-2")
+    assert done.returncode == 1
+    assert hosts["edge-2"]["status"] == "failed" and "connect: cannot reach" in hosts["edge-2"]["error"]
+    assert all(hosts[n]["status"] == "ok" for n in ("edge-1", "edge-3", "edge-4"))
+    done, hosts = bootstrap(site, kubeconfig)
+    assert done.returncode == 0 and hosts["edge-2"]["changed"] == ["artifacts", "install"]
+
+
+def test_wrong_arch_fails_that_host_only(lab, kubeconfig, tmp_path):
+    document = yaml.safe_load(lab.site_file.read_text())
+    document["hosts"][3]["arch"] = "arm64"
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(document))
+    done, hosts = bootstrap(site, kubeconfig)
+    assert done.returncode == 1
+    assert hosts["edge-4"]["status"] == "failed"
+    assert "preflight: arch is x86_64, the inventory says arm64" in hosts["edge-4"]["error"]
+    assert all(hosts[n]["status"] == "ok" for n in HOSTS[:3])
+
+
+def test_a_corrupted_bundle_artifact_is_refused_and_a_fixed_bundle_converges(lab, kubeconfig, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(lab.bundle, bundle)
+    images = bundle / "k3s/v1.31.4+k3s1/k3s-airgap-images-amd64.tar.zst"
+    images.write_bytes(images.read_bytes() + b"tampered")
+    site = lab_site(lab, tmp_path, bundle=str(bundle))
+    target = "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst"
+    lab.exec("edge-3", f"rm -f {target}")
+    done, hosts = bootstrap(site, kubeconfig)
+    assert hosts["edge-3"]["status"] == "failed"
+    assert f"bundle file {images} is corrupted" in hosts["edge-3"]["error"]
+    assert all(hosts[n]["status"] == "ok" for n in ("edge-1", "edge-2", "edge-4"))
+    assert not host_file(lab, "edge-3", target).exists()
+    done, hosts = bootstrap(lab.site_file, kubeconfig)
+    assert done.returncode == 0 and hosts["edge-3"]["changed"] == ["artifacts"]
+
+
+def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(lab, kubeconfig, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(lab.bundle, bundle)
+    big = bundle / "k3s/v1.31.4+k3s1/k3s-airgap-images-amd64.tar.zst"
+    big.write_bytes(b"\0" * (48 << 20))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["k3s/v1.31.4+k3s1/k3s-airgap-images-amd64.tar.zst"] = hashlib.sha256(big.read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    site = lab_site(lab, tmp_path, bundle=str(bundle))
+    run = subprocess.Popen([str(REPO / "kit"), "edge.bootstrap", "--site", str(site), "--json", "--hosts", "edge-3",
+                            "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    temp = None
+    deadline = time.monotonic() + 60
+    while temp is None and time.monotonic() < deadline:
+        partial = [p for p in Path("/root").glob(".kit-upload-edge-3-*") if p.stat().st_size > (4 << 20)]
+        temp = partial[0] if partial else None
+        time.sleep(0.02)
+    assert temp is not None, "the upload never started"
+    lab.exec("edge-3", "pkill -f '@notty'", check=False)  # drop the kit's SSH session on the host
+    out, err = run.communicate(timeout=300)
+    hosts = {h["name"]: h for h in json.loads(out.strip().splitlines()[-1])["hosts"]}
+    assert hosts["edge-3"]["status"] == "changed", err
+    target = host_file(lab, "edge-3", "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst")
+    assert target.stat().st_size == 48 << 20
+    assert not list(target.parent.glob(".*kit-new"))
+    assert not list(Path("/root").glob(".kit-upload-edge-3-*"))
+    done, hosts = bootstrap(lab.site_file, kubeconfig)
+    assert done.returncode == 0 and hosts["edge-3"]["changed"] == ["artifacts"]
+
+
+def test_status_reports_nodes_versions_and_pool(lab):
+    done = kit("edge.status", "--site", str(lab.site_file), "--json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 0
+    assert report["metallb"]["pool"] == [lab.metallb_range]
+    assert {h["name"]: (h["ready"], h["version"], h["active"]) for h in report["hosts"]} == dict.fromkeys(
+        HOSTS, (True, "v1.31.4+k3s1", True))
+
+
+def test_reset_removes_everything_agents_first(lab, private_state):
+    refused = kit("edge.reset", "--site", str(lab.site_file), stdin="n\n")
+    assert refused.returncode == 1 and ready_nodes(lab) == set(HOSTS)
+    done = kit("edge.reset", "--site", str(lab.site_file), "--yes", "--json")
+    hosts = json_result(done)
+    assert done.returncode == 0, done.stderr
+    assert hosts["edge-2"]["changed"] == ["delete-node", "uninstall"] or hosts["edge-2"]["changed"] == ["uninstall"]
+    for name in HOSTS:
+        left = lab.exec(name, "ls -A /usr/local/bin /etc/rancher /var/lib/rancher /etc/systemd/system").stdout.split()
+        assert not {"k3s", "k3s-install.sh", "k3s.service", "k3s-agent.service", "kubectl"} & set(left), left
+        assert lab.exec(name, "pgrep -f 'k3s (server|agent)'", check=False).returncode == 1
+    assert not (private_state / "mlops-edge-kit/sites/lab/token").exists()
