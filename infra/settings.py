@@ -86,6 +86,7 @@ class ClusterSettings(Model):
     tier: Literal["Free", "Standard", "Premium"] = "Standard"
     authorized_ip_ranges: list[IPv4Network] = []
     admin_group_object_ids: list[UUID] = []
+    kubelogin_method: Literal["azurecli", "workloadidentity", "azurepipelines", "spn", "msi"] = "azurecli"
     system_pool: SystemPool
     x86_pool: X86Pool
     arm64_pool: Arm64Pool

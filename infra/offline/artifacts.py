@@ -14,9 +14,9 @@ from infra.offline.runtime import Recording
 NON_OBJECT_TYPES = ("kubernetes:helm.sh/", "pulumi:providers:")
 
 
-def kubernetes_objects(recording: Recording) -> list[dict[str, Any]]:
-    """Every Kubernetes object the stack would apply, as its manifest (the resource's inputs)."""
-    return [r.inputs for r in recording.resources
+def kubernetes_objects(recording: Recording) -> list[tuple[str, dict[str, Any]]]:
+    """Every Kubernetes object the stack would apply: (the cluster's provider name, the manifest)."""
+    return [(r.provider.rsplit("::", 1)[-1] or "default", r.inputs) for r in recording.resources
             if r.type.startswith("kubernetes:") and not r.type.startswith(NON_OBJECT_TYPES)]
 
 
@@ -68,8 +68,10 @@ def write_plan(recording: Recording, out_dir: Path) -> None:
         (staging / "graph.dot").write_text(graph_dot(recording.resources))
         manifests = staging / "manifests"
         manifests.mkdir()
-        for obj in kubernetes_objects(recording):
-            (manifests / manifest_filename(obj)).write_text(yaml.safe_dump(ordered_manifest(obj), sort_keys=False))
+        for cluster, obj in kubernetes_objects(recording):
+            (manifests / cluster).mkdir(exist_ok=True)
+            (manifests / cluster / manifest_filename(obj)).write_text(
+                yaml.safe_dump(ordered_manifest(obj), sort_keys=False))
         _swap(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -47,7 +47,7 @@ class RecordingMonitor(MockMonitor):
         self.planned.append(PlannedResource(
             urn=response.urn, type=request.type, name=request.name, parent=request.parent,
             provider=request.provider.rsplit("::", 1)[0],
-            dependencies=list(request.dependencies), inputs=plain(request.object),
+            dependencies=sorted(request.dependencies), inputs=plain(request.object),
             custom=bool(request.custom), protect=bool(request.protect),
             ignore_changes=list(request.ignoreChanges),
         ))

@@ -48,7 +48,10 @@ def test_graph_has_dependency_and_parent_edges(planned, recordings, env):
 
 @pytest.mark.parametrize("env", ENVS)
 def test_manifests_are_schema_valid(planned, env):
-    files = sorted((planned[env] / "manifests").glob("*.yaml"))
+    files = sorted((planned[env] / "manifests").rglob("*.yaml"))
+    clusters = {p.parent.name for p in files}
+    assert "aks-agents-k8s" in clusters
+    assert any(c.startswith("edge-") for c in clusters) is (env != "dev")
     kinds = set()
     for path in files:
         obj = yaml.safe_load(path.read_text())

@@ -183,3 +183,15 @@ def test_a_rerun_declares_exactly_the_same_resources(recordings):
     def by_urn(rec):
         return sorted((r.as_json() for r in rec.resources), key=lambda r: r["urn"])
     assert by_urn(again) == by_urn(recordings["qa"])
+
+
+def test_kubeconfig_uses_an_unattended_kubelogin_method():
+    from infra.cluster import with_kubelogin_method
+    from infra.offline.mocks import kubeconfig
+    import yaml
+    original = kubeconfig("aks-mlk-dev", "aks.example")
+    assert "devicecode" in original
+    rewritten = yaml.safe_load(with_kubelogin_method(original, "workloadidentity"))
+    args = rewritten["users"][0]["user"]["exec"]["args"]
+    assert args[args.index("--login") + 1] == "workloadidentity"
+    assert rewritten["clusters"] == yaml.safe_load(original)["clusters"]
