@@ -157,3 +157,14 @@ def test_workload_identity_registers_with_an_entra_token(container, standin):
     box.signal(signal.SIGTERM)
     assert box.wait_exit() == 0
     assert standin.state.federated_assertion not in box.log
+
+
+def test_service_principal_registers_with_an_entra_token_from_the_secret_file(container, standin):
+    authority = standin.org_url.rsplit("/", 1)[0] + "/_entra/"
+    box = container(token="sp-client-secret", AZP_AUTH="sp", AZP_CLIENT_ID="app-2",
+                    AZP_TENANT_ID="tenant-2", AZURE_AUTHORITY_HOST=authority)
+    assert _listening(box, standin)["status"] == "online"
+    assert "entra-access-token-for-app-2" in standin.state.valid_tokens
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 0
+    assert "sp-client-secret" not in box.log and "entra-access-token" not in box.log

@@ -40,7 +40,8 @@ def test_non_root_tini_no_docker_socket_and_the_tools():
         assert re.search(rf"\s{tool}\s", DOCKERFILE), tool
     assert "/usr/local/bin/buildctl" in DOCKERFILE
     for path in build.IMAGE_DIR.iterdir():
-        assert "docker.sock" not in path.read_text(), path.name
+        if path.suffix != ".md":
+            assert "docker.sock" not in path.read_text(), path.name
 
 
 def test_probe_and_entrypoint_are_executable_scripts():

@@ -5,13 +5,8 @@ if [ "$(id -u)" -eq 0 ] && [ -z "$AGENT_ALLOW_RUNASROOT" ]; then
     echo "Must not run with sudo"
     exit 1
 fi
-SOURCE="${BASH_SOURCE[0]}"
-while [ -h "$SOURCE" ]; do
-    DIR="$(cd -P "$(dirname "$SOURCE")" && pwd)"
-    SOURCE="$(readlink "$SOURCE")"
-    [[ $SOURCE != /* ]] && SOURCE="$DIR/$SOURCE"
-done
-DIR="$(cd -P "$(dirname "$SOURCE")" && pwd)"
+# the real script resolves symlinks the same way, in a longer loop
+DIR="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
 cd "$DIR" || exit 1
 source ./env.sh
 shopt -s nocasematch
