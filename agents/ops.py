@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from agents.azdo import Agent, AzdoClient
-
-PLACEHOLDER_PREFIX = "placeholder-"
+from agents.placeholder import PLACEHOLDER_PREFIX
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 

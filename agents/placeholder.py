@@ -13,7 +13,8 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 
 from agents.azdo import AzdoClient, PoolNotFound
 
-PLACEHOLDER_VERSION = "4.264.2"  # reported version only; no agent binary runs behind it
+PLACEHOLDER_VERSION = "4.275.0"  # reported version only; no agent binary runs behind it
+PLACEHOLDER_PREFIX = "placeholder-"  # agents.cleanup never deletes agents named so
 REPLACE_ON = ("organization_url", "pool_name", "agent_name")
 
 
@@ -82,7 +83,7 @@ class PlaceholderAgent(Resource):
                  capabilities: Mapping[str, str] | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         if agent_name is None:
-            agent_name = pulumi.Output.from_input(pool_name).apply(lambda p: f"placeholder-{p}")
+            agent_name = pulumi.Output.from_input(pool_name).apply(lambda p: f"{PLACEHOLDER_PREFIX}{p}")
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["token"])
         props = {"organization_url": organization_url, "pool_name": pool_name,
                  "token": pulumi.Output.secret(token), "agent_name": agent_name,
