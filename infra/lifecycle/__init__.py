@@ -1,0 +1,1 @@
+"""Stack lifecycle through the Pulumi Automation API: preview/up/refresh/destroy, ephemeral stacks, the reaper."""

@@ -1,0 +1,71 @@
+"""Checks before any Pulumi command: the CLI, an Azure login and the secrets passphrase are there."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from infra.lifecycle.backend import Backend
+
+SERVICE_PRINCIPAL_VARS = ("ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID")
+SERVICE_PRINCIPAL_CREDENTIALS = ("ARM_CLIENT_SECRET", "ARM_CLIENT_CERTIFICATE_PATH")
+AZ_TIMEOUT_SECONDS = 60
+
+
+class PreflightError(Exception):
+    """What is missing, each with how to fix it."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def preflight(backend: Backend, *, deploys: bool = True) -> None:
+    """Raise PreflightError listing every missing prerequisite; Azure login and secrets only when `deploys`."""
+    checks = (_cli_problem, _passphrase_problem, _azure_problem) if deploys else (_cli_problem,)
+    problems = [problem for check in checks if (problem := check(backend))]
+    if problems:
+        raise PreflightError(problems)
+
+
+def _cli_problem(backend: Backend) -> str | None:
+    if shutil.which("pulumi"):
+        return None
+    return "the Pulumi CLI (pulumi) is not on PATH: install it (https://www.pulumi.com/docs/iac/download-install/)"
+
+
+def _passphrase_problem(backend: Backend) -> str | None:
+    if not backend.uses_passphrase() or os.environ.get("PULUMI_CONFIG_PASSPHRASE"):
+        return None
+    path = os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if not path:
+        return ("the passphrase secrets provider needs PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE "
+                "in the environment (or use --secrets-provider azurekeyvault://...)")
+    file = Path(path)
+    if not file.is_file():
+        return f"PULUMI_CONFIG_PASSPHRASE_FILE: {path} is not a file"
+    if file.stat().st_mode & 0o077:
+        return f"PULUMI_CONFIG_PASSPHRASE_FILE: {path} is readable by others; chmod 600 it"
+    return None
+
+
+def _azure_problem(backend: Backend) -> str | None:
+    if _service_principal_in_env():
+        return None
+    if shutil.which("az"):
+        try:
+            shown = subprocess.run(["az", "account", "show", "--output", "none"], stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=AZ_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            return f"no Azure login: 'az account show' did not answer within {AZ_TIMEOUT_SECONDS}s"
+        if shown.returncode == 0:
+            return None
+    return ("no Azure login: run 'az login' (and 'az account set --subscription <id>'), or set ARM_CLIENT_ID, "
+            "ARM_TENANT_ID, ARM_SUBSCRIPTION_ID and ARM_USE_OIDC=true (workload identity) or ARM_CLIENT_SECRET")
+
+
+def _service_principal_in_env() -> bool:
+    if not all(os.environ.get(name) for name in SERVICE_PRINCIPAL_VARS):
+        return False
+    return (os.environ.get("ARM_USE_OIDC", "").lower() == "true"
+            or os.environ.get("ARM_USE_MSI", "").lower() == "true"
+            or any(os.environ.get(name) for name in SERVICE_PRINCIPAL_CREDENTIALS))
