@@ -13,7 +13,7 @@ from edge_hosts.report import HostResult, Progress
 from edge_hosts.state import TokenStore
 from edge_hosts.steps import cluster, host as steps
 from edge_hosts.steps.context import HostContext
-from edge_hosts.steps.metallb import ensure_metallb
+from edge_hosts.steps.metallb import ensure_metallb, kit_pool
 
 
 class Bootstrap:
@@ -27,6 +27,7 @@ class Bootstrap:
         names = selected if self.first in selected else [self.first, *selected]
         self.engine = Engine(inventory, names, parallel, progress, ArtifactSource(inventory))
         self.token: str | None = self.tokens.read()
+        self.snapshot: cluster.Snapshot | None = None
 
     def run(self) -> list[HostResult]:
         with self.engine:
@@ -75,7 +76,8 @@ class Bootstrap:
             self.engine.step(ctx, "token", self._read_token)
             # the same token k3s already uses: recorded in config.yaml for re-runs, no restart needed
             self.engine.step(ctx, "config", steps.config, self.token)
-        self.engine.step(ctx, "node-ready", self._wait_ready)
+        if ctx.changed:  # an unchanged first server is checked with every other node at the end
+            self.engine.step(ctx, "node-ready", self._wait_ready)
 
     def _joiners(self, first: HostContext) -> None:
         joiners = [self.engine.contexts[n] for n in self.selected if n != self.first]
@@ -107,22 +109,25 @@ class Bootstrap:
 
     def _all_ready(self, first: HostContext) -> bool:
         pending = [n for n in self.selected if not self.engine.contexts[n].failed]
-        seen = cluster.wait_nodes_ready(first.session, pending, self.wait_s)
+        self.snapshot = cluster.snapshot(first.session)
+        seen = self.snapshot.nodes
+        if not all(name in seen and seen[name].ready for name in pending):
+            seen = cluster.wait_nodes_ready(first.session, pending, self.wait_s)
         for name in pending:
             if not (name in seen and seen[name].ready):
                 self.engine.fail(self.engine.contexts[name], f"node-ready: {cluster.not_ready_reason(name, seen)}")
         return False
 
     def _metallb(self, first: HostContext) -> bool:
-        return ensure_metallb(first.session, self.inventory, first.source)
+        return ensure_metallb(first.session, self.inventory, first.source, kit_pool(self.snapshot.pools))
 
     def _kubeconfig(self, first: HostContext) -> bool:
         if self.kubeconfig is None:
             return False
-        return write_kubeconfig(first, self.inventory, self.kubeconfig)
+        return write_kubeconfig(first, self.inventory, self.kubeconfig, self.snapshot.kubeconfig)
 
 
-def write_kubeconfig(first: HostContext, inventory: Inventory, path: Path) -> bool:
-    """Fetch k3s.yaml from the first server and merge it, renamed to the site, into path."""
-    text = first.session.check(f"cat {k3s.KUBECONFIG}\n", f"reading {k3s.KUBECONFIG}")
+def write_kubeconfig(first: HostContext, inventory: Inventory, path: Path, k3s_yaml: str | None = None) -> bool:
+    """Merge the first server's k3s.yaml (fetched unless given), renamed to the site, into path."""
+    text = k3s_yaml or first.session.check(f"cat {k3s.KUBECONFIG}\n", f"reading {k3s.KUBECONFIG}")
     return merge_into(path, site_kubeconfig(text, inventory.site, k3s.server_url(inventory)))

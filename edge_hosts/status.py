@@ -4,7 +4,8 @@ from __future__ import annotations
 from edge_hosts import k3s
 from edge_hosts.engine import Engine
 from edge_hosts.steps import cluster
-from edge_hosts.steps.metallb import current_pool
+from edge_hosts.ssh import RemoteError, TransportError
+from edge_hosts.steps.metallb import kit_pool
 
 
 def status(engine: Engine) -> dict:
@@ -15,10 +16,10 @@ def status(engine: Engine) -> dict:
     nodes, pool, error = {}, None, None
     if not first.failed and first.facts.yes("active"):
         try:
-            nodes = cluster.nodes(first.session)
-            pool = current_pool(first.session)
-        except Exception as err:  # noqa: BLE001 - status reports whatever it can
-            error = str(err)
+            view = cluster.snapshot(first.session)
+            nodes, pool = view.nodes, kit_pool(view.pools)
+        except (RemoteError, TransportError, ValueError) as err:
+            error = f"{first.host.name}: {err}"
     hosts = []
     for ctx in contexts:
         node = nodes.get(ctx.host.name)

@@ -9,6 +9,7 @@ from edge_hosts import k3s
 from edge_hosts.ssh import HostSession, RemoteError
 
 KUBECTL = "k3s kubectl"
+SEPARATOR = "--- mlops-edge-kit ---"
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,37 @@ until [ "$({KUBECTL} get --raw /readyz 2>/dev/null)" = ok ]; do i=$((i+1)); [ $i
 """, f"waiting {tries} s for the API server (/readyz)")
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What the first server reports in one round trip: nodes, the MetalLB pools (None when not installed)
+    and its kubeconfig."""
+    nodes: dict[str, NodeState]
+    pools: dict | None
+    kubeconfig: str
+
+
+def snapshot(session: HostSession) -> Snapshot:
+    """Nodes, MetalLB pools and k3s.yaml from the first server in one command (the kubectl calls run concurrently)."""
+    out = session.check(f"""t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
+{KUBECTL} get nodes -o json >"$t/nodes" 2>"$t/err" & n=$!
+{KUBECTL} get ipaddresspools.metallb.io -n metallb-system -o json >"$t/pools" 2>/dev/null || echo none >"$t/pools" &
+wait $n || {{ cat "$t/err" >&2; exit 1; }}
+wait
+cat "$t/nodes"; echo '{SEPARATOR}'; cat "$t/pools"; echo '{SEPARATOR}'; cat {k3s.KUBECONFIG}
+""", "reading the cluster state")
+    nodes_json, pools_json, kubeconfig = out.split(SEPARATOR + "\n")
+    pools = None if pools_json.strip() == "none" else json.loads(pools_json)
+    return Snapshot(parse_nodes(nodes_json), pools, kubeconfig)
+
+
 def nodes(session: HostSession) -> dict[str, NodeState]:
     """The cluster's nodes as the first server sees them."""
-    out = session.check(f"{KUBECTL} get nodes -o json\n", "listing nodes")
+    return parse_nodes(session.check(f"{KUBECTL} get nodes -o json\n", "listing nodes"))
+
+
+def parse_nodes(text: str) -> dict[str, NodeState]:
     result = {}
-    for item in json.loads(out).get("items", []):
+    for item in json.loads(text).get("items", []):
         conditions = item.get("status", {}).get("conditions", [])
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         name = item["metadata"]["name"]

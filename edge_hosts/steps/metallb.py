@@ -30,9 +30,12 @@ def pool_documents(inventory: Inventory, manifest_sha: str) -> str:
 
 def current_pool(session: HostSession) -> dict | None:
     result = session.run(f"{KUBECTL} get ipaddresspools.metallb.io -n {NAMESPACE} -o json\n")
-    if result.code != 0:
-        return None  # MetalLB not installed yet
-    return next((p for p in json.loads(result.out).get("items", []) if p["metadata"]["name"] == POOL), None)
+    return kit_pool(json.loads(result.out) if result.code == 0 else None)
+
+
+def kit_pool(pools: dict | None) -> dict | None:
+    """The kit's pool from a pool list (None: MetalLB not installed or no pool yet)."""
+    return next((p for p in (pools or {}).get("items", []) if p["metadata"]["name"] == POOL), None)
 
 
 def pool_matches(pool: dict | None, inventory: Inventory, manifest_sha: str) -> bool:
@@ -43,12 +46,12 @@ def pool_matches(pool: dict | None, inventory: Inventory, manifest_sha: str) -> 
             and annotations.get(MANIFEST_ANNOTATION) == manifest_sha)
 
 
-def ensure_metallb(session: HostSession, inventory: Inventory, source: ArtifactSource,
+def ensure_metallb(session: HostSession, inventory: Inventory, source: ArtifactSource, pool: dict | None,
                    webhook_wait_s: float = 120) -> bool:
     """Install/upgrade MetalLB and its pool unless the applied pool already matches; return whether it changed."""
     manifest = source.metallb_artifact()
     manifest_sha = manifest.sha256
-    if pool_matches(current_pool(session), inventory, manifest_sha):
+    if pool_matches(pool, inventory, manifest_sha):
         return False
     source.ensure(session, [manifest], {})
     session.check(f"{KUBECTL} apply -f {manifest.remote} >/dev/null\n", "applying the MetalLB manifest")
