@@ -1,0 +1,163 @@
+"""Declare one env's Azure DevOps side: agent pools and queues, service connections, variable group, environment.
+
+Credentials: the provider reads AZDO_PERSONAL_ACCESS_TOKEN (or the AZDO_* service principal settings) from the
+environment of `pulumi up`, unless `devops.patSecretKey` names a secret config key holding the PAT.
+"""
+import pulumi
+import pulumi_azuredevops as azuredevops
+from pulumi_azure_native import authorization
+
+from agents.pool import capabilities
+from agents.settings import AgentsSettings
+from infra.devops.identity import PipelineIdentity, PipelineScopes
+from infra.devops.names import DevOpsNames, devops_names, pool_arches
+from infra.devops.settings import ORIGIN_ID, Approval, DevOpsSettings, agents_disagreements
+
+CONFIG_NAMESPACE = "mlops-edge-kit"
+WIF = "WorkloadIdentityFederation"
+
+
+class DevOpsProject:
+    """The existing Azure DevOps project this env's objects live in, and how to declare them there."""
+
+    def __init__(self, settings: DevOpsSettings, env: str, parent: pulumi.Resource | None):
+        config = pulumi.Config(CONFIG_NAMESPACE)
+        token = config.require_secret(settings.pat_secret_key) if settings.pat_secret_key else None
+        self.provider = azuredevops.Provider(f"devops-{env}", org_service_url=settings.organization_url,
+                                             personal_access_token=token, opts=pulumi.ResourceOptions(parent=parent))
+        self.opts = pulumi.ResourceOptions(parent=parent, provider=self.provider)
+        lookup = pulumi.InvokeOutputOptions(provider=self.provider)
+        self.id = azuredevops.get_project_output(name=settings.project, opts=lookup).id
+        self.settings, self.env, self._lookup = settings, env, lookup
+
+    def authorize(self, name: str, resource_id: pulumi.Input[str], kind: str, *, all_pipelines: bool = False) -> None:
+        """Let the configured pipeline (or, for agent queues without one, every pipeline) use a resource."""
+        pipeline_id = self.settings.pipeline_id
+        if pipeline_id is None and not all_pipelines:
+            return  # a project administrator permits the first run that uses it
+        azuredevops.PipelineAuthorization(f"{name}-authorization", project_id=self.id, resource_id=resource_id,
+                                          type=kind, pipeline_id=pipeline_id, opts=self.opts)
+
+    def approver_ids(self, approval: Approval) -> list[pulumi.Input[str]]:
+        """Origin ids as given; group names looked up in the project."""
+        return [approver if ORIGIN_ID.match(approver) else
+                azuredevops.get_group_output(project_id=self.id, name=approver, opts=self._lookup).origin_id
+                for approver in approval.approvers]
+
+
+def agent_pools(project: DevOpsProject, agents: AgentsSettings) -> dict[str, azuredevops.Pool]:
+    """One pool per architecture and site, named exactly as the agents settings name them, queued in the project."""
+    pools = {}
+    for pool_name in pool_arches(agents):
+        pool = azuredevops.Pool(f"pool-{pool_name}", name=pool_name, auto_provision=False, auto_update=True,
+                                opts=project.opts)
+        queue = azuredevops.Queue(f"queue-{pool_name}", project_id=project.id, agent_pool_id=pool.id, opts=project.opts)
+        project.authorize(f"queue-{pool_name}", queue.id, "queue", all_pipelines=True)
+        pools[pool_name] = pool
+    return pools
+
+
+def azure_connections(project: DevOpsProject, names: DevOpsNames, identity: PipelineIdentity,
+                      platform: dict[str, pulumi.Output], subscription_id: pulumi.Input[str]):
+    """The ARM and container registry connections, both federated with the pipeline identity (no secrets)."""
+    arm = azuredevops.ServiceEndpointAzureRM(
+        names.azure_connection, project_id=project.id, service_endpoint_name=names.azure_connection,
+        service_endpoint_authentication_scheme=WIF, credentials={"serviceprincipalid": identity.client_id},
+        azurerm_spn_tenantid=identity.tenant_id, azurerm_subscription_id=subscription_id,
+        azurerm_subscription_name=f"mlops-{project.env}", resource_group=platform["resourceGroupName"],
+        description=f"Azure Resource Manager for the {project.env} platform (workload identity federation)",
+        opts=project.opts)
+    identity.federate("azure-devops-arm", arm.workload_identity_federation_issuer, arm.workload_identity_federation_subject)
+    registry_name = platform["registryLoginServer"].apply(lambda server: server.split(".", 1)[0])
+    acr = azuredevops.ServiceEndpointAzureEcr(
+        names.registry_connection, project_id=project.id, service_endpoint_name=names.registry_connection,
+        service_endpoint_authentication_scheme=WIF, credentials={"serviceprincipalid": identity.client_id},
+        azurecr_spn_tenantid=identity.tenant_id, azurecr_subscription_id=subscription_id,
+        azurecr_subscription_name=f"mlops-{project.env}", resource_group=platform["resourceGroupName"],
+        azurecr_name=registry_name, description=f"Container registry of the {project.env} platform (admin user off)",
+        opts=project.opts)
+    identity.federate("azure-devops-acr", acr.workload_identity_federation_issuer, acr.workload_identity_federation_subject)
+    for connection, endpoint in ((names.azure_connection, arm), (names.registry_connection, acr)):
+        project.authorize(connection, endpoint.id, "endpoint")
+    return arm, acr
+
+
+def edge_connections(project: DevOpsProject, names: DevOpsNames,
+                     agents: AgentsSettings) -> dict[str, azuredevops.ServiceEndpointKubernetes]:
+    """A Kubernetes connection per edge site, from the site's kubeconfig in secret config."""
+    config, connections = pulumi.Config(CONFIG_NAMESPACE), {}
+    keys = project.settings.kubeconfig_keys(agents)
+    for site in project.settings.edge_sites:
+        name = names.edge_connections[site.name]
+        kubeconfig = {"kube_config": config.require_secret(keys[site.name]), "accept_untrusted_certs": False}
+        connections[site.name] = azuredevops.ServiceEndpointKubernetes(
+            name, project_id=project.id, service_endpoint_name=name, authorization_type="Kubeconfig",
+            apiserver_url=site.api_server_url, kubeconfig=kubeconfig,
+            description=f"k3s at edge site {site.name}", opts=project.opts)
+        project.authorize(name, connections[site.name].id, "endpoint")
+    return connections
+
+
+def deployment_environment(project: DevOpsProject, names: DevOpsNames) -> azuredevops.Environment:
+    """The environment deployment jobs target, gated by an approval check when approvers are set."""
+    environment = azuredevops.Environment(f"environment-{names.environment}", project_id=project.id,
+                                          name=names.environment, description=f"The {project.env} platform",
+                                          opts=project.opts)
+    approval = project.settings.approval
+    if approval is not None:
+        azuredevops.CheckApproval(
+            f"environment-{names.environment}-approval", project_id=project.id, target_resource_type="environment",
+            target_resource_id=environment.id, approvers=project.approver_ids(approval),
+            minimum_required_approvers=approval.minimum_approvers, requester_can_approve=False,
+            timeout=approval.timeout_minutes, instructions=approval.instructions, opts=project.opts)
+    project.authorize(f"environment-{names.environment}", environment.id, "environment")
+    return environment
+
+
+def key_vault_group(project: DevOpsProject, names: DevOpsNames, arm, vault_name: pulumi.Input[str]):
+    """The variable group whose values are the key vault's secrets, read through the ARM connection."""
+    group = azuredevops.VariableGroup(
+        f"variable-group-{names.variable_group}", project_id=project.id, name=names.variable_group,
+        description=f"Secrets of the {project.env} key vault", allow_access=False,
+        key_vault={"name": vault_name, "service_endpoint_id": arm.id},
+        variables=[{"name": secret} for secret in project.settings.variable_group.secrets], opts=project.opts)
+    project.authorize(f"variable-group-{names.variable_group}", group.id, "variablegroup")
+    return group
+
+
+def promotion_source(settings: DevOpsSettings) -> pulumi.Output[str] | None:
+    """The registry id of the env this one promotes images from (its stack output)."""
+    if settings.promote_from is None:
+        return None
+    stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{settings.promote_from}"
+    return pulumi.StackReference(f"promote-from-{settings.promote_from}", stack_name=stack).require_output("registryId")
+
+
+def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str, platform: dict[str, pulumi.Output],
+                  parent: pulumi.Resource | None = None) -> dict[str, pulumi.Output]:
+    """Declare the env's Azure DevOps objects; returns stack outputs (nothing when disabled)."""
+    if not settings.enabled:
+        return {}
+    problems = agents_disagreements(settings, agents)
+    if problems:
+        raise ValueError("; ".join(f"{key}: {problem}" for key, problem in problems))
+    names = devops_names(settings, env)
+    project = DevOpsProject(settings, env, parent)
+    subscription_id = authorization.get_client_config_output().subscription_id
+    group_id = pulumi.Output.concat("/subscriptions/", subscription_id, "/resourceGroups/", platform["resourceGroupName"])
+    scopes = PipelineScopes(
+        subscription_id=subscription_id, resource_group=platform["resourceGroupName"], location=platform["location"],
+        registry_id=platform["registryId"], cluster_id=platform["clusterId"], app_namespace=settings.app_namespace,
+        key_vault_id=pulumi.Output.concat(group_id, "/providers/Microsoft.KeyVault/vaults/", platform["keyVaultName"]),
+        promote_from_registry_id=promotion_source(settings))
+    identity = PipelineIdentity(f"pipelines-{env}", scopes=scopes, tags={"env": env, "managed-by": "pulumi/mlops-edge-kit"},
+                                opts=pulumi.ResourceOptions(parent=parent))
+    pools = agent_pools(project, agents)
+    arm, _ = azure_connections(project, names, identity, platform, subscription_id)
+    edge_connections(project, names, agents)
+    key_vault_group(project, names, arm, platform["keyVaultName"])
+    environment = deployment_environment(project, names)
+    return {"devopsProjectId": project.id, "devopsEnvironment": environment.name,
+            "devopsServiceConnections": names.service_connections(), "devopsVariableGroup": names.variable_group,
+            "devopsAgentPools": sorted(pools), "pipelineIdentityClientId": identity.client_id,
+            "agentDemands": {pool: capabilities(arch) for pool, arch in pool_arches(agents).items()}}
