@@ -2,15 +2,19 @@
 from pathlib import Path
 
 from pulumi import automation as auto
+from semver import VersionInfo
 
 from infra.lifecycle.backend import Backend
+
+MINIMUM_CLI = VersionInfo(3, 211, 0)  # the first CLI that keeps stack tags on self-managed (file, blob) backends
 
 
 def open_workspace(root: Path, backend: Backend) -> auto.LocalWorkspace:
     """A LocalWorkspace whose work_dir is the project root, so `pulumi` runs the real program and stack files."""
     backend.ensure_local_state()
     return auto.LocalWorkspace(work_dir=str(root), env_vars=backend.env_vars(),
-                               secrets_provider=backend.secrets_provider)
+                               secrets_provider=backend.secrets_provider,
+                               pulumi_command=auto.PulumiCommand(version=MINIMUM_CLI))
 
 
 def select(workspace: auto.LocalWorkspace, stack: str) -> auto.Stack:
