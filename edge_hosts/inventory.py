@@ -5,10 +5,10 @@ import ipaddress
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SITES_DIR = Path(__file__).parent / "sites"
 K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
@@ -44,31 +44,29 @@ class HostSsh(_Model):
     key_file: Path | None = Field(None, alias="keyFile")
 
 
+def _pinned(pattern: re.Pattern, product: str, example: str):
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"'{value}' is not a pinned {product} version like {example}")
+        return value
+    return AfterValidator(check)
+
+
+K3sVersion = Annotated[str, _pinned(K3S_VERSION, "k3s", "v1.31.4+k3s1")]
+MetallbVersion = Annotated[str, _pinned(METALLB_VERSION, "MetalLB", "v0.14.9")]
+
+
 class K3sSettings(_Model):
-    version: str
+    version: K3sVersion
     server_config: dict = Field(default_factory=dict, alias="serverConfig")
     agent_config: dict = Field(default_factory=dict, alias="agentConfig")
     install_script_sha256: str | None = Field(None, alias="installScriptSha256", pattern=SHA256.pattern)
 
-    @field_validator("version")
-    @classmethod
-    def _pinned(cls, value: str) -> str:
-        if not K3S_VERSION.match(value):
-            raise ValueError(f"'{value}' is not a pinned k3s version like v1.31.4+k3s1")
-        return value
-
 
 class MetallbSettings(_Model):
-    version: str
+    version: MetallbVersion
     addresses: list[str] = Field(min_length=1)
     manifest_sha256: str | None = Field(None, alias="manifestSha256", pattern=SHA256.pattern)
-
-    @field_validator("version")
-    @classmethod
-    def _pinned(cls, value: str) -> str:
-        if not METALLB_VERSION.match(value):
-            raise ValueError(f"'{value}' is not a pinned MetalLB version like v0.14.9")
-        return value
 
     @field_validator("addresses")
     @classmethod

@@ -12,6 +12,7 @@ from edge_hosts.hostkeys import fingerprint
 from edge_hosts.inventory import load_inventory
 from edge_hosts.ssh import HostSession, RemoteError
 from helpers import json_result, kit, lab_site
+from lab_checks import ArgvSampler
 
 PINS = {"k3s.installScriptSha256": "a" * 64, "metallb.manifestSha256": "b" * 64}
 
@@ -117,7 +118,9 @@ def sudo_user(lab):
 def test_sudo_with_password_from_env_wrong_password_and_passwordless(lab, tmp_path, sudo_user):
     name, password, sudoers = sudo_user
     site = lab_site(lab, tmp_path, **PINS, **{"ssh.user": name, "ssh.sudoPasswordEnv": "EDGE_TEST_SUDO"})
-    good = kit("edge.plan", "--site", str(site), "--json", env={"EDGE_TEST_SUDO": password})
+    with ArgvSampler(lab) as argvs:
+        good = kit("edge.plan", "--site", str(site), "--json", env={"EDGE_TEST_SUDO": password})
+    assert argvs.samples > 3 and not [a for a in argvs.seen if password in a]
     assert all(h["status"] == "changed" for h in json_result(good).values()), good.stdout + good.stderr
     bad = kit("edge.plan", "--site", str(site), "--json", env={"EDGE_TEST_SUDO": "wrong-" + password})
     for host in json_result(bad).values():
