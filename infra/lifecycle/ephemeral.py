@@ -18,8 +18,8 @@ TTL = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")
 TTL_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 MIN_TTL, MAX_TTL = timedelta(minutes=15), timedelta(days=7)
 # Parts of a base env that belong to that env alone: an ephemeral copy must not register build agents into the
-# base env's pools or adopt the base env's explicitly named Azure resources.
-SHARED_SETTINGS_OFF = {"agents": {"enabled": False}}
+# base env's pools, recreate its Azure DevOps objects, or adopt its explicitly named Azure resources.
+SHARED_SETTINGS_OFF = {"agents": {"enabled": False}, "devops": {"enabled": False}}
 BASE_ONLY_SETTINGS = ("names",)
 EPHEMERAL_TAG, EXPIRES_TAG, BASE_TAG = "ephemeral", "expires-at", "base-env"
 
