@@ -125,6 +125,23 @@ def key_vault_group(project: DevOpsProject, names: DevOpsNames, arm, vault_name:
     return group
 
 
+def platform_group(project: DevOpsProject, names: DevOpsNames, platform: dict[str, pulumi.Output],
+                   promote_from_registry_id: pulumi.Output[str] | None):
+    """Plain facts of the env the pipeline templates read: registry, cluster, namespace, promotion source."""
+    facts = {"environment": names.environment, "appNamespace": project.settings.app_namespace,
+             "resourceGroup": platform["resourceGroupName"], "registryLoginServer": platform["registryLoginServer"],
+             "registryName": platform["registryLoginServer"].apply(lambda server: server.split(".", 1)[0]),
+             "clusterName": platform["clusterId"].apply(lambda cluster_id: cluster_id.rsplit("/", 1)[-1])}
+    if promote_from_registry_id is not None:
+        facts["promoteFromRegistryId"] = promote_from_registry_id
+    group = azuredevops.VariableGroup(
+        f"variable-group-{names.platform_variable_group}", project_id=project.id, name=names.platform_variable_group,
+        description=f"Facts of the {project.env} platform for pipelines", allow_access=False,
+        variables=[{"name": name, "value": value} for name, value in facts.items()], opts=project.opts)
+    project.authorize(f"variable-group-{names.platform_variable_group}", group.id, "variablegroup")
+    return group
+
+
 def promotion_source(settings: DevOpsSettings) -> pulumi.Output[str] | None:
     """The registry id of the env this one promotes images from (its stack output)."""
     if settings.promote_from is None:
@@ -145,19 +162,21 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
     project = DevOpsProject(settings, env, parent)
     subscription_id = authorization.get_client_config_output().subscription_id
     group_id = pulumi.Output.concat("/subscriptions/", subscription_id, "/resourceGroups/", platform["resourceGroupName"])
+    promote_from = promotion_source(settings)
     scopes = PipelineScopes(
         subscription_id=subscription_id, resource_group=platform["resourceGroupName"], location=platform["location"],
         registry_id=platform["registryId"], cluster_id=platform["clusterId"], app_namespace=settings.app_namespace,
         key_vault_id=pulumi.Output.concat(group_id, "/providers/Microsoft.KeyVault/vaults/", platform["keyVaultName"]),
-        promote_from_registry_id=promotion_source(settings))
+        promote_from_registry_id=promote_from)
     identity = PipelineIdentity(f"pipelines-{env}", scopes=scopes, tags={"env": env, "managed-by": "pulumi/mlops-edge-kit"},
                                 opts=pulumi.ResourceOptions(parent=parent))
     pools = agent_pools(project, agents)
     arm, _ = azure_connections(project, names, identity, platform, subscription_id)
     edge_connections(project, names, agents)
     key_vault_group(project, names, arm, platform["keyVaultName"])
+    platform_group(project, names, platform, promote_from)
     environment = deployment_environment(project, names)
     return {"devopsProjectId": project.id, "devopsEnvironment": environment.name,
-            "devopsServiceConnections": names.service_connections(), "devopsVariableGroup": names.variable_group,
+            "devopsServiceConnections": names.service_connections(), "devopsVariableGroups": [names.variable_group, names.platform_variable_group],
             "devopsAgentPools": sorted(pools), "pipelineIdentityClientId": identity.client_id,
             "agentDemands": {pool: capabilities(arch) for pool, arch in pool_arches(agents).items()}}

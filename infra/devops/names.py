@@ -11,6 +11,7 @@ class DevOpsNames:
     azure_connection: str
     registry_connection: str
     variable_group: str
+    platform_variable_group: str
     edge_connections: dict[str, str]
 
     def service_connections(self) -> list[str]:
@@ -21,7 +22,7 @@ def devops_names(settings: DevOpsSettings, env: str) -> DevOpsNames:
     group = settings.variable_group.name if settings.variable_group and settings.variable_group.name else None
     return DevOpsNames(
         environment=settings.environment_name(env), azure_connection=f"azure-{env}", registry_connection=f"acr-{env}",
-        variable_group=group or f"mlops-{env}",
+        variable_group=group or f"mlops-{env}", platform_variable_group=f"mlops-{env}-platform",
         edge_connections={site.name: f"k3s-{site.name}" for site in settings.edge_sites})
 
 
