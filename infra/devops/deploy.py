@@ -5,6 +5,7 @@ environment of `pulumi up`, unless `devops.patSecretKey` names a secret config k
 """
 import pulumi
 import pulumi_azuredevops as azuredevops
+import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization
 
 from agents.pool import capabilities
@@ -82,6 +83,15 @@ def azure_connections(project: DevOpsProject, names: DevOpsNames, identity: Pipe
     return arm, acr
 
 
+def app_namespace(cluster: str, kubeconfig: pulumi.Input[str], namespace: str, parent: pulumi.Resource | None) -> None:
+    """The namespace applications are deployed to (the pipeline identity may write only there), restricted pods."""
+    provider = k8s.Provider(f"{cluster}-apps-k8s", kubeconfig=pulumi.Output.secret(kubeconfig),
+                            enable_server_side_apply=True, opts=pulumi.ResourceOptions(parent=parent))
+    labels = {"app.kubernetes.io/part-of": "mlops-edge-kit", "pod-security.kubernetes.io/enforce": "restricted"}
+    k8s.core.v1.Namespace(f"{cluster}-apps-namespace", metadata={"name": namespace, "labels": labels},
+                          opts=pulumi.ResourceOptions(parent=parent, provider=provider))
+
+
 def edge_connections(project: DevOpsProject, names: DevOpsNames,
                      agents: AgentsSettings) -> dict[str, azuredevops.ServiceEndpointKubernetes]:
     """A Kubernetes connection per edge site, from the site's kubeconfig in secret config."""
@@ -95,6 +105,8 @@ def edge_connections(project: DevOpsProject, names: DevOpsNames,
             apiserver_url=site.api_server_url, kubeconfig=kubeconfig,
             description=f"k3s at edge site {site.name}", opts=project.opts)
         project.authorize(name, connections[site.name].id, "endpoint")
+        app_namespace(f"edge-{site.name}", kubeconfig["kube_config"], project.settings.app_namespace,
+                      project.opts.parent)
     return connections
 
 
@@ -170,6 +182,7 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
         promote_from_registry_id=promote_from)
     identity = PipelineIdentity(f"pipelines-{env}", scopes=scopes, tags={"env": env, "managed-by": "pulumi/mlops-edge-kit"},
                                 opts=pulumi.ResourceOptions(parent=parent))
+    app_namespace("aks", platform["kubeconfig"], settings.app_namespace, parent)
     pools = agent_pools(project, agents)
     arm, _ = azure_connections(project, names, identity, platform, subscription_id)
     edge_connections(project, names, agents)
