@@ -1,8 +1,6 @@
 """The lifecycle tests' world: a scratch project, the stand-in `pulumi` and `az` first on PATH, a file backend."""
 import json
 import os
-import shutil
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,12 +11,7 @@ from invoke import Context, Exit
 from infra.lifecycle.backend import resolve_backend
 from infra.lifecycle.ephemeral import create_ephemeral, plan_ephemeral
 from infra.lifecycle.workspace import open_workspace
-from infra.stack_config import ROOT, available_envs
-
-STANDIN = Path(__file__).parent / "standin"
-PASSPHRASE = "correct-horse-battery-staple-4711"
-AZURE_VARS = ("ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID", "ARM_CLIENT_SECRET", "ARM_USE_OIDC",
-              "ARM_USE_MSI", "ARM_CLIENT_CERTIFICATE_PATH", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_BACKEND_URL")
+from tests.lifecycle.standin.environment import UNSET, scratch_project, standin_environment
 
 
 @dataclass
@@ -74,19 +67,10 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch) -> Project:
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ["Pulumi.yaml"] + [f"Pulumi.{env}.yaml" for env in available_envs()]:
-        shutil.copy(ROOT / name, root / name)
-    backend = tmp_path / "state"
-    for name in AZURE_VARS:
+    root = scratch_project(tmp_path)
+    for name in UNSET:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("STANDIN_PYTHON", sys.executable)
-    monkeypatch.setenv("STANDIN_LOG", str(tmp_path / "pulumi.log"))
-    monkeypatch.setenv("STANDIN_AZ_LOGIN", str(tmp_path / "az-logged-in"))
-    monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{backend}")
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
-    (tmp_path / "az-logged-in").write_text("")
-    return Project(root=root, backend=backend, log=tmp_path / "pulumi.log", az_login=tmp_path / "az-logged-in")
+    for name, value in standin_environment(tmp_path, os.environ["PATH"]).items():
+        monkeypatch.setenv(name, value)
+    return Project(root=root, backend=tmp_path / "state", log=tmp_path / "pulumi.log",
+                   az_login=tmp_path / "az-logged-in")

@@ -8,7 +8,7 @@ import yaml
 from infra.lifecycle import tasks
 from infra.lifecycle.guards import DestroyRefused, check_destroy
 from infra.settings import Lifecycle
-from tests.lifecycle.conftest import PASSPHRASE, STANDIN
+from tests.lifecycle.standin.environment import PASSPHRASE, STANDIN
 
 
 def test_up_creates_the_stack_with_the_passphrase_provider_then_preview_sees_no_changes(project, capsys):

@@ -5,7 +5,7 @@ Pulumi.<stack>.yaml in the working directory, as with the real CLI. Every invoca
 JSON (argv, and which secret-bearing variables were present in the environment). `up`/`preview`/`refresh`/`destroy`
 do not run the program: they record the operation and send the engine events (over gRPC for `tcp://` event logs,
 as newer CLIs do, else to the event-log file). A file `fail-<operation>-<stack>` in the backend directory makes that
-operation fail for that stack.
+operation fail for that stack; STANDIN_OPERATION_SECONDS makes each operation take that long (benchmarks).
 """
 import json
 import os
@@ -73,6 +73,7 @@ def _operation(operation: str, args: list[str]):
     if (_backend() / f"fail-{operation}-{name}").exists():
         _send_events(_flag(args, "--event-log"), {"create": 0})
         raise Failure(f"{operation} failed: resource 'aks-{name}' is still in use (injected failure)")
+    time.sleep(float(os.environ.get("STANDIN_OPERATION_SECONDS", "0")))
     before = state["resources"]
     after = {"up": RESOURCES_PER_STACK, "destroy": 0}.get(operation, before)
     changes = _changes(before, after)
