@@ -74,7 +74,7 @@ def _workspace(root: Path, backend: str, secrets_provider: str, *, deploys: bool
 
 def _operate(operation: str, env: str, backend: str, secrets_provider: str, project_dir: str,
              expect_no_changes: bool = False) -> None:
-    root, console = _project(project_dir), Console()
+    root, console = _project(project_dir), Console(highlight=False)
     with user_errors(f"{operation} {env}"):
         _check_env(env)
         validated_stack(root, env)
@@ -108,7 +108,7 @@ def refresh(c, env, backend="", secrets_provider="", project_dir=""):
             "remove": "also remove the stack from the backend (and its Pulumi.<env>.yaml) once destroyed"})
 def destroy(c, env, force=False, confirm="", remove=False, backend="", secrets_provider="", project_dir=""):
     """Destroy an environment's resources; protected and non-ephemeral envs need --force and the name typed back."""
-    root, console = _project(project_dir), Console()
+    root, console = _project(project_dir), Console(highlight=False)
     with user_errors(f"destroy {env}"):
         _check_env(env)
         ask = (lambda question: Prompt.ask(question, console=console)) if sys.stdin.isatty() else None
@@ -128,7 +128,7 @@ def destroy(c, env, force=False, confirm="", remove=False, backend="", secrets_p
     **CONNECTION_HELP})
 def ephemeral(c, name, ttl, from_="qa", json=False, backend="", secrets_provider="", project_dir=""):
     """Create an ephemeral stack from a base env, tagged ephemeral=true and expires-at, then `up` it."""
-    root, console = _project(project_dir), Console(stderr=json)
+    root, console = _project(project_dir), Console(stderr=json, highlight=False)
     with user_errors("stack.ephemeral"):
         _check_env(from_)
         planned = plan_ephemeral(name, ttl, from_, root, datetime.now(timezone.utc))
@@ -148,7 +148,7 @@ def ephemeral(c, name, ttl, from_="qa", json=False, backend="", secrets_provider
                          "parallel": "stacks destroyed at once (default 4)", **CONNECTION_HELP})
 def reap(c, dry_run=False, json=False, parallel=4, backend="", secrets_provider="", project_dir=""):
     """Destroy and remove every ephemeral stack whose expires-at has passed; never touches any other stack."""
-    root, console = _project(project_dir), Console()
+    root, console = _project(project_dir), Console(highlight=False)
     with user_errors("stack.reap"):
         if not 1 <= int(parallel) <= 32:
             raise SettingsError([f"--parallel: {parallel} is outside 1 .. 32"])
