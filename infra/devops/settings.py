@@ -1,8 +1,8 @@
 """Settings of the Azure DevOps side of one environment: the stack config key `mlops-edge-kit:devops`."""
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from agents.settings import DNS_LABEL, ORGANIZATION_URL, AgentsSettings, Model
 
@@ -11,6 +11,19 @@ ORIGIN_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 KEY_VAULT_SECRET = r"^[0-9A-Za-z-]{1,127}$"
 # The Azure DevOps environment each platform env deploys to (the pipeline templates use the same names).
 ENVIRONMENTS = {"qa": "qa", "uat": "uat", "prod": "production"}
+
+
+def refuse_repeats(values: list[str], what: str) -> None:
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise ValueError(f"{what} {', '.join(twice)} is listed more than once")
+
+
+def check_organization_url(url: str) -> str:
+    """The same organization URLs the agents accept, without a trailing slash."""
+    if not ORGANIZATION_URL.match(url):
+        raise ValueError(f"'{url}' is not an Azure DevOps organization URL such as https://dev.azure.com/contoso")
+    return url.rstrip("/")
 
 
 class Approval(Model):
@@ -27,9 +40,7 @@ class Approval(Model):
     def _distinct(cls, approvers: list[str]) -> list[str]:
         if any(not a.strip() for a in approvers):
             raise ValueError("an approver is empty")
-        twice = sorted({a for a in approvers if approvers.count(a) > 1})
-        if twice:
-            raise ValueError(f"approver {', '.join(twice)} is listed more than once")
+        refuse_repeats(approvers, "approver")
         return approvers
 
     @model_validator(mode="after")
@@ -70,7 +81,7 @@ class DevOpsSettings(Model):
     """The Azure DevOps project slice this env owns: pools, connections, variable group, environment."""
 
     enabled: bool = False
-    organization_url: str | None = None
+    organization_url: Annotated[str, AfterValidator(check_organization_url)] | None = None
     project: str | None = Field(None, min_length=1, max_length=64)
     # Empty: the provider reads AZDO_PERSONAL_ACCESS_TOKEN (or AZDO_* service principal settings) from the environment.
     pat_secret_key: str | None = Field(None, pattern=SECRET_KEY)
@@ -83,20 +94,10 @@ class DevOpsSettings(Model):
     variable_group: VariableGroupSettings | None = None
     edge_sites: list[EdgeTarget] = []
 
-    @field_validator("organization_url")
-    @classmethod
-    def _organization_url(cls, url: str | None) -> str | None:
-        if url is not None and not ORGANIZATION_URL.match(url):
-            raise ValueError(f"'{url}' is not an Azure DevOps organization URL such as https://dev.azure.com/contoso")
-        return url.rstrip("/") if url else url
-
     @field_validator("edge_sites")
     @classmethod
     def _unique_sites(cls, sites: list[EdgeTarget]) -> list[EdgeTarget]:
-        names = [site.name for site in sites]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"edge site {', '.join(twice)} is listed more than once")
+        refuse_repeats([site.name for site in sites], "edge site")
         return sites
 
     @model_validator(mode="after")
