@@ -47,10 +47,13 @@ class DevOpsProject:
 
 
 def agent_pools(project: DevOpsProject, agents: AgentsSettings) -> dict[str, azuredevops.Pool]:
-    """One pool per architecture and site, named exactly as the agents settings name them, queued in the project."""
+    """One pool per architecture and site, named exactly as the agents settings name them, queued in the project.
+
+    Agents never update themselves: the agent image pins the version.
+    """
     pools = {}
     for pool_name in pool_arches(agents):
-        pool = azuredevops.Pool(f"pool-{pool_name}", name=pool_name, auto_provision=False, auto_update=True,
+        pool = azuredevops.Pool(f"pool-{pool_name}", name=pool_name, auto_provision=False, auto_update=False,
                                 opts=project.opts)
         queue = azuredevops.Queue(f"queue-{pool_name}", project_id=project.id, agent_pool_id=pool.id, opts=project.opts)
         project.authorize(f"queue-{pool_name}", queue.id, "queue", all_pipelines=True)
@@ -163,8 +166,11 @@ def promotion_source(settings: DevOpsSettings) -> pulumi.Output[str] | None:
 
 
 def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str, platform: dict[str, pulumi.Output],
-                  parent: pulumi.Resource | None = None) -> dict[str, pulumi.Output]:
-    """Declare the env's Azure DevOps objects; returns stack outputs (nothing when disabled)."""
+                  parent: pulumi.Resource | None = None, tags: dict[str, str] | None = None) -> dict[str, pulumi.Output]:
+    """Declare the env's Azure DevOps objects; returns stack outputs (nothing when disabled).
+
+    `tags` go on the Azure resources made here (the pipeline identity); pass the stack's tags.
+    """
     if not settings.enabled:
         return {}
     problems = agents_disagreements(settings, agents)
@@ -180,7 +186,7 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
         registry_id=platform["registryId"], cluster_id=platform["clusterId"], app_namespace=settings.app_namespace,
         key_vault_id=pulumi.Output.concat(group_id, "/providers/Microsoft.KeyVault/vaults/", platform["keyVaultName"]),
         promote_from_registry_id=promote_from)
-    identity = PipelineIdentity(f"pipelines-{env}", scopes=scopes, tags={"env": env, "managed-by": "pulumi/mlops-edge-kit"},
+    identity = PipelineIdentity(f"pipelines-{env}", scopes=scopes, tags=tags or {"env": env},
                                 opts=pulumi.ResourceOptions(parent=parent))
     app_namespace("aks", platform["kubeconfig"], settings.app_namespace, parent)
     pools = agent_pools(project, agents)

@@ -51,6 +51,10 @@ def kit_settings(env: str) -> tuple[DevOpsSettings, AgentsSettings]:
     return DevOpsSettings.model_validate(devops), AgentsSettings.model_validate(agents)
 
 
+def stack_tags(env: str) -> dict[str, str]:
+    return {"env": env, "owner": "platform-team", "cost-center": "cc-4711", "managed-by": "pulumi/mlops-edge-kit"}
+
+
 def platform_ids(env: str) -> dict[str, str]:
     """The platform stack outputs deploy_devops reads, as the platform of env would export them."""
     group = f"rg-mlk-{env}"
@@ -71,7 +75,8 @@ def record_devops(env: str, devops: dict, agents: dict, secrets: dict[str, str] 
     settings, agent_settings = DevOpsSettings.model_validate(devops), AgentsSettings.model_validate(agents)
 
     def program():
-        for name, value in deploy_devops(settings, agent_settings, env=env, platform=platform_outputs(env)).items():
+        outputs = deploy_devops(settings, agent_settings, env=env, platform=platform_outputs(env), tags=stack_tags(env))
+        for name, value in outputs.items():
             pulumi.export(name, value)
 
     secrets = secrets if secrets is not None else {k: KUBECONFIG if "kube" in k.lower() else PAT

@@ -5,8 +5,9 @@ from agents.pool import capabilities
 from infra.devops import identity
 from infra.devops.names import devops_names, pool_arches
 from infra.offline.mocks import stable_uuid
+from infra.offline.policies import violations
 from tests.devops.devops_plan import (AKS_KUBECONFIG, KIT_ENVS, KUBECONFIG, PAT, inputs_text, kit_blocks,
-                                      kit_settings, platform_ids, record_devops)
+                                      kit_settings, platform_ids, record_devops, stack_tags)
 
 DEVOPS = "azuredevops:index/"
 ROLE = "azure-native:authorization:RoleAssignment"
@@ -26,7 +27,8 @@ def test_a_pool_and_queue_per_agent_pool_of_the_env(kit_recordings, env):
     queues = by_name(rec, f"{DEVOPS}queue:Queue")
     assert set(queues) == {f"queue-{name}" for name in pools}
     for name, pool in pools.items():
-        assert pool.urn in queues[f"queue-{name}"].dependencies and pool.inputs["autoProvision"] is False
+        assert pool.urn in queues[f"queue-{name}"].dependencies
+        assert pool.inputs["autoProvision"] is False and pool.inputs["autoUpdate"] is False  # the image pins it
     queue_urns = {q.urn for q in queues.values()}
     authorized = [a for a in rec.of_type(f"{DEVOPS}pipelineAuthorization:PipelineAuthorization")
                   if a.inputs["type"] == "queue"]
@@ -170,6 +172,13 @@ def test_without_a_pipeline_id_only_agent_queues_are_open_to_all_pipelines(kit_r
     authorizations = kit_recordings["uat"].of_type(f"{DEVOPS}pipelineAuthorization:PipelineAuthorization")
     assert {a.inputs["type"] for a in authorizations} == {"queue"}
     assert all("pipelineId" not in a.inputs for a in authorizations)
+
+
+@pytest.mark.parametrize("env", KIT_ENVS)
+def test_the_kits_plan_policies_hold(kit_recordings, env):
+    assert violations(kit_recordings[env], protected=env == "prod") == []
+    [uai] = kit_recordings[env].of_type("azure-native:managedidentity:UserAssignedIdentity")
+    assert uai.inputs["tags"] == stack_tags(env)
 
 
 def test_disabled_declares_nothing():
