@@ -4,16 +4,19 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+import yaml
+
 from edge_hosts.artifacts import ArtifactError, ArtifactSource
 from edge_hosts.hostkeys import HostKeyError
 from edge_hosts.inventory import Inventory
 from edge_hosts.kubeconfig import KubeconfigError
 from edge_hosts.report import HostResult, Progress
-from edge_hosts.ssh import HostSession, RemoteError, TransportError
+from edge_hosts.ssh import HostSession, RemoteError, TransportError, redact
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.host import StepError
 
-STEP_ERRORS = (RemoteError, StepError, ArtifactError, HostKeyError, KubeconfigError)
+# ValueError/YAMLError: a host answered with output that does not parse (e.g. a broken kubectl)
+STEP_ERRORS = (RemoteError, StepError, ArtifactError, HostKeyError, KubeconfigError, ValueError, yaml.YAMLError)
 
 
 class Engine:
@@ -55,6 +58,9 @@ class Engine:
             except STEP_ERRORS as err:
                 self.fail(ctx, f"{name}: {err}")
                 return False
+            except Exception as err:  # noqa: BLE001 - one host's surprise must not stop the others
+                self.fail(ctx, f"{name}: unexpected {type(err).__name__}: {redact(str(err), ctx.session.secrets)}")
+                return False
         return False
 
     def _reconnect(self, ctx: HostContext) -> bool:
@@ -75,8 +81,8 @@ class Engine:
             list(pool.map(work, live))
 
     def connect_and_probe(self, ctx: HostContext) -> None:
-        self.step(ctx, "connect", lambda c: c.session.connect())
-        self.step(ctx, "probe", lambda c: c.refresh() and False)
+        self.step(ctx, "connect", connect)
+        self.step(ctx, "probe", _probe)
 
     def results(self, names: list[str]) -> list[HostResult]:
         out = []
@@ -86,3 +92,13 @@ class Engine:
             self.progress.update(name, "done", status)
             out.append(HostResult(name, status, list(ctx.changed), ctx.error))
         return out
+
+
+def connect(ctx: HostContext) -> bool:
+    ctx.session.connect()
+    return False
+
+
+def _probe(ctx: HostContext) -> bool:
+    ctx.refresh()
+    return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 
 from edge_hosts import k3s
-from edge_hosts.engine import Engine
+from edge_hosts.engine import Engine, connect
 from edge_hosts.probe import SYSCTL_FILE
 from edge_hosts.report import HostResult
 from edge_hosts.state import TokenStore
@@ -39,7 +39,7 @@ echo "found=$found"
 def reset(engine: Engine, site: str) -> list[HostResult]:
     inventory = engine.inventory
     first = engine.contexts[inventory.first_server.name]
-    engine.each(list(engine.contexts.values()), lambda c: engine.step(c, "connect", lambda x: x.session.connect()))
+    engine.each(list(engine.contexts.values()), lambda c: engine.step(c, "connect", connect))
     first_api = not first.failed and first.session.run(f"{KUBECTL} get --raw /readyz >/dev/null 2>&1\n").code == 0
 
     def remove(ctx: HostContext) -> None:

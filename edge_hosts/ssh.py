@@ -113,10 +113,13 @@ class HostSession:
         return client
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        if self._client is not None:
-            self._client.close()
+        """Close the connection; a link that already died is fine."""
+        for resource in (self._sftp, self._client):
+            if resource is not None:
+                try:
+                    resource.close()
+                except (OSError, paramiko.SSHException, EOFError):
+                    pass
         self._client = self._sftp = None
 
     # -- commands ---------------------------------------------------------------------------

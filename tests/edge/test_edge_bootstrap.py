@@ -179,6 +179,7 @@ def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(lab, kub
     assert temp is not None, "the upload never started"
     lab.exec("edge-3", "pkill -f '@notty'", check=False)  # drop the kit's SSH session on the host
     out, err = run.communicate(timeout=300)
+    assert out.strip(), err
     hosts = {h["name"]: h for h in json.loads(out.strip().splitlines()[-1])["hosts"]}
     assert hosts["edge-3"]["status"] == "changed", err
     target = host_file(lab, "edge-3", "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst")
