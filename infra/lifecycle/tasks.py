@@ -34,8 +34,8 @@ ENV_HELP = {"env": "stack name (a Pulumi.<env>.yaml in the project directory)", 
 
 
 @contextmanager
-def user_errors(what: str) -> Iterator[None]:
-    """Turn bad input, missing prerequisites and refusals into a clear message and exit code 2."""
+def reported(what: str) -> Iterator[None]:
+    """Bad input, missing prerequisites and refusals: a clear message, exit 2. A failed Pulumi command: exit 1."""
     try:
         yield
     except (SettingsError, OptionsError, PreflightError) as err:
@@ -46,13 +46,6 @@ def user_errors(what: str) -> Iterator[None]:
         raise Exit(f"{what}: the backend has no such stack (create it with ./kit up)", code=2) from None
     except auto.InvalidVersionError as err:
         raise Exit(f"{what}: unusable Pulumi CLI: {err}", code=2) from None
-
-
-@contextmanager
-def pulumi_failures(what: str) -> Iterator[None]:
-    """A failed Pulumi command: its error line, exit code 1."""
-    try:
-        yield
     except auto.CommandError as err:
         raise Exit(f"{what} failed: {failure_summary(err)}", code=1) from None
 
@@ -75,12 +68,11 @@ def _workspace(root: Path, backend: str, secrets_provider: str, *, deploys: bool
 def _operate(operation: str, env: str, backend: str, secrets_provider: str, project_dir: str,
              expect_no_changes: bool = False) -> None:
     root, console = _project(project_dir), Console(highlight=False)
-    with user_errors(f"{operation} {env}"):
+    with reported(f"{operation} {env}"):
         _check_env(env)
         validated_stack(root, env)
         workspace = _workspace(root, backend, secrets_provider)
         stack = (create_or_select if operation in ("preview", "up") else select)(workspace, env)
-    with pulumi_failures(f"{operation} {env}"):
         changes = run_operation(stack, operation, console.out, expect_no_changes=expect_no_changes)
     console.print(f"{operation} {env}: {changes}")
 
@@ -109,13 +101,12 @@ def refresh(c, env, backend="", secrets_provider="", project_dir=""):
 def destroy(c, env, force=False, confirm="", remove=False, backend="", secrets_provider="", project_dir=""):
     """Destroy an environment's resources; protected and non-ephemeral envs need --force and the name typed back."""
     root, console = _project(project_dir), Console(highlight=False)
-    with user_errors(f"destroy {env}"):
+    with reported(f"destroy {env}"):
         _check_env(env)
         ask = (lambda question: Prompt.ask(question, console=console)) if sys.stdin.isatty() else None
         check_destroy(env, stack_lifecycle(root, env), force=force, confirm=confirm, ask=ask)
         workspace = _workspace(root, backend, secrets_provider)
         stack = select(workspace, env)
-    with pulumi_failures(f"destroy {env}"):
         changes = run_operation(stack, "destroy", console.out)
         if remove:
             workspace.remove_stack(env)
@@ -129,12 +120,12 @@ def destroy(c, env, force=False, confirm="", remove=False, backend="", secrets_p
 def ephemeral(c, name, ttl, from_="qa", json=False, backend="", secrets_provider="", project_dir=""):
     """Create an ephemeral stack from a base env, tagged ephemeral=true and expires-at, then `up` it."""
     root, console = _project(project_dir), Console(stderr=json, highlight=False)
-    with user_errors("stack.ephemeral"):
+    with reported("stack.ephemeral"):
         _check_env(from_)
         planned = plan_ephemeral(name, ttl, from_, root, datetime.now(timezone.utc))
         workspace = _workspace(root, backend, secrets_provider)
     console.print(f"stack.ephemeral: creating {planned.name} from {from_}, expires at {iso(planned.expires_at)}")
-    with pulumi_failures(f"stack.ephemeral {planned.name} (tagged; the reaper removes it after expiry)"):
+    with reported(f"stack.ephemeral {planned.name} (tagged; the reaper removes it after expiry)"):
         changes = create_ephemeral(workspace, root, planned, console.out)
     result = {"stack": planned.name, "base": from_, "expiresAt": iso(planned.expires_at), "changes": changes}
     if json:
@@ -149,11 +140,10 @@ def ephemeral(c, name, ttl, from_="qa", json=False, backend="", secrets_provider
 def reap(c, dry_run=False, json=False, parallel=4, backend="", secrets_provider="", project_dir=""):
     """Destroy and remove every ephemeral stack whose expires-at has passed; never touches any other stack."""
     root, console = _project(project_dir), Console(highlight=False)
-    with user_errors("stack.reap"):
+    with reported("stack.reap"):
         if not 1 <= int(parallel) <= 32:
             raise SettingsError([f"--parallel: {parallel} is outside 1 .. 32"])
         workspace = _workspace(root, backend, secrets_provider, deploys=not dry_run)
-    with pulumi_failures("stack.reap"):
         outcomes = reap_stacks(workspace, root, datetime.now(timezone.utc), dry_run=dry_run, parallel=int(parallel))
     print_outcomes(outcomes, console, as_json=json)
     failed = [outcome.stack for outcome in outcomes if outcome.action == FAILED]

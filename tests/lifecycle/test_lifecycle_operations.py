@@ -24,8 +24,12 @@ def test_up_creates_the_stack_with_the_passphrase_provider_then_preview_sees_no_
     assert "up qa: create 42" in out and "preview qa: same 42" in out
 
 
-def test_the_passphrase_reaches_pulumi_through_the_environment_never_argv(project):
+def test_the_passphrase_reaches_pulumi_through_the_environment_never_argv_or_output(project, capsys):
     project.run(tasks.up, env="dev")
+    project.fail("destroy", "dev")
+    error = project.exit_of(tasks.destroy, env="dev", force=True, confirm="dev")
+    printed = capsys.readouterr()
+    assert PASSPHRASE not in printed.out + printed.err + error.message
     records = project.records()
     assert records and all(PASSPHRASE not in " ".join(record["argv"]) for record in records)
     init = next(r for r in records if r["argv"][1:3] == ["stack", "init"])
