@@ -56,12 +56,14 @@ def test_two_ephemeral_stacks_from_one_base_share_no_azure_names(project, capsys
         assert len(set(values)) == 3, f"{field} overlaps: {values}"
 
 
-def test_secrets_and_explicit_names_of_the_base_are_not_copied():
+def test_secrets_explicit_names_and_the_devops_slice_of_the_base_are_not_copied():
     base = {"mlops-edge-kit:azpToken": {"secure": "v1:abc"}, "mlops-edge-kit:names": {"cluster": "aks-qa-main"},
-            "mlops-edge-kit:namePrefix": "mlk", "azure-native:location": "westeurope"}
+            "mlops-edge-kit:namePrefix": "mlk", "azure-native:location": "westeurope",
+            "mlops-edge-kit:devops": {"enabled": True, "project": "ml"}}
     expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     config = derive_config(base, expires)
     assert config == {"mlops-edge-kit:namePrefix": "mlk", "azure-native:location": "westeurope",
+                      "mlops-edge-kit:devops": {"enabled": False},
                       "mlops-edge-kit:lifecycle": {"protected": False, "ephemeral": True,
                                                    "expiresAt": "2030-01-02T03:04:05Z"}}
     assert base["mlops-edge-kit:names"] == {"cluster": "aks-qa-main"}
