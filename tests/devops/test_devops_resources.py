@@ -4,6 +4,7 @@ import pytest
 from agents.pool import capabilities
 from infra.devops import identity
 from infra.devops.names import devops_names, pool_arches
+from infra.devops.offline import devops_call, offline_resource
 from infra.offline.mocks import stable_uuid
 from infra.offline.policies import violations
 from tests.devops.devops_plan import (AKS_KUBECONFIG, KIT_ENVS, KUBECONFIG, PAT, inputs_text, kit_blocks,
@@ -200,3 +201,13 @@ def test_a_contradiction_with_the_agents_settings_stops_the_deployment():
     devops, agents = kit_blocks("qa")
     with pytest.raises(Exception, match="differs from agents.organizationUrl"):
         record_devops("qa", {**devops, "organizationUrl": "https://dev.azure.com/other"}, agents)
+
+
+def test_offline_answers_cover_only_what_they_know():
+    stack = "organization/mlops-edge-kit/qa"
+    assert offline_resource("pulumi:pulumi:StackReference", "ref", {"name": stack}) == (
+        stack, {"name": stack, "outputs": {"registryId": f"[registryId output of stack {stack}]"}})
+    assert offline_resource("azure-native:storage:StorageAccount", "st", {}) is None
+    assert devops_call("azure-native:authorization:getClientConfig", {}) is None
+    pool_id, _ = offline_resource(f"{DEVOPS}pool:Pool", "pool-x", {"name": "x"})
+    assert pool_id.isdigit()
