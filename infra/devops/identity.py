@@ -70,9 +70,10 @@ class PipelineIdentity(pulumi.ComponentResource):
 
     def _import_role(self) -> tuple[str, authorization.RoleDefinition]:
         """A custom role that only imports images into this env's registry (promotion by `az acr import`)."""
-        role_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mlops-edge-kit/{self._name}/acr-import"))
+        stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"  # role names are tenant-wide
+        role_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stack}/{self._name}/acr-import"))
         definition = authorization.RoleDefinition(
-            f"{self._name}-acr-import", role_definition_id=role_id, role_name=f"{self._name} ACR image importer",
+            f"{self._name}-acr-import", role_definition_id=role_id, role_name=f"ACR image importer ({stack})",
             description="Import images into one registry (promotion between environments).",
             scope=self._scopes.registry_id, assignable_scopes=[self._scopes.registry_id],
             permissions=[{"actions": IMPORT_ACTIONS}], opts=pulumi.ResourceOptions(parent=self))

@@ -191,10 +191,10 @@ def test_disabled_declares_nothing():
 def test_an_approver_given_by_origin_id_is_used_as_is():
     devops, agents = kit_blocks("prod")
     origin = "0b7c6a1e-2f3d-4e5a-9b8c-7d6e5f4a3b2c"
-    approval = {"approvers": [origin, "[mlops]\\Release Approvers"], "minimumApprovers": 1}
+    approval = {"approvers": [origin, "Release Approvers"], "minimumApprovers": 1}
     rec = record_devops("prod", {**devops, "approval": approval}, agents)
     [check] = rec.of_type(f"{DEVOPS}checkApproval:CheckApproval")
-    assert check.inputs["approvers"] == [origin, stable_uuid("group-origin", "[mlops]\\Release Approvers")]
+    assert check.inputs["approvers"] == [origin, stable_uuid("group-origin", "Release Approvers")]
 
 
 def test_a_contradiction_with_the_agents_settings_stops_the_deployment():

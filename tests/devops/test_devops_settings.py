@@ -51,7 +51,7 @@ def test_every_wrong_field_is_reported_at_once():
 
 
 def test_more_required_approvals_than_approvers_is_refused():
-    found = problems({**ENABLED, "approval": {"approvers": ["[mlops]\\Release Approvers"], "minimumApprovers": 2}})
+    found = problems({**ENABLED, "approval": {"approvers": ["Release Approvers"], "minimumApprovers": 2}})
     assert "minimumApprovers (2) is more than the 1 approver(s) listed" in found["approval"]
 
 
