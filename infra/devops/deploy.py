@@ -71,7 +71,7 @@ def azure_connections(project: DevOpsProject, names: DevOpsNames, identity: Pipe
         azurerm_subscription_name=f"mlops-{project.env}", resource_group=platform["resourceGroupName"],
         description=f"Azure Resource Manager for the {project.env} platform (workload identity federation)",
         opts=project.opts)
-    identity.federate("azure-devops-arm", arm.workload_identity_federation_issuer, arm.workload_identity_federation_subject)
+    identity.federate("azure-devops-arm", arm)
     registry_name = platform["registryLoginServer"].apply(lambda server: server.split(".", 1)[0])
     acr = azuredevops.ServiceEndpointAzureEcr(
         names.registry_connection, project_id=project.id, service_endpoint_name=names.registry_connection,
@@ -80,7 +80,7 @@ def azure_connections(project: DevOpsProject, names: DevOpsNames, identity: Pipe
         azurecr_subscription_name=f"mlops-{project.env}", resource_group=platform["resourceGroupName"],
         azurecr_name=registry_name, description=f"Container registry of the {project.env} platform (admin user off)",
         opts=project.opts)
-    identity.federate("azure-devops-acr", acr.workload_identity_federation_issuer, acr.workload_identity_federation_subject)
+    identity.federate("azure-devops-acr", acr)
     for connection, endpoint in ((names.azure_connection, arm), (names.registry_connection, acr)):
         project.authorize(connection, endpoint.id, "endpoint")
     return arm, acr
@@ -166,7 +166,8 @@ def promotion_source(settings: DevOpsSettings) -> pulumi.Output[str] | None:
 
 
 def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str, platform: dict[str, pulumi.Output],
-                  parent: pulumi.Resource | None = None, tags: dict[str, str] | None = None) -> dict[str, pulumi.Output]:
+                  parent: pulumi.Resource | None = None,
+                  tags: dict[str, str] | None = None) -> dict[str, pulumi.Output]:
     """Declare the env's Azure DevOps objects; returns stack outputs (nothing when disabled).
 
     `tags` go on the Azure resources made here (the pipeline identity); pass the stack's tags.
@@ -179,7 +180,8 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
     names = devops_names(settings, env)
     project = DevOpsProject(settings, env, parent)
     subscription_id = authorization.get_client_config_output().subscription_id
-    group_id = pulumi.Output.concat("/subscriptions/", subscription_id, "/resourceGroups/", platform["resourceGroupName"])
+    group_id = pulumi.Output.concat("/subscriptions/", subscription_id, "/resourceGroups/",
+                                    platform["resourceGroupName"])
     promote_from = promotion_source(settings)
     scopes = PipelineScopes(
         subscription_id=subscription_id, resource_group=platform["resourceGroupName"], location=platform["location"],
@@ -196,6 +198,7 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
     platform_group(project, names, platform, promote_from)
     environment = deployment_environment(project, names)
     return {"devopsProjectId": project.id, "devopsEnvironment": environment.name,
-            "devopsServiceConnections": names.service_connections(), "devopsVariableGroups": [names.variable_group, names.platform_variable_group],
+            "devopsServiceConnections": names.service_connections(),
+            "devopsVariableGroups": [names.variable_group, names.platform_variable_group],
             "devopsAgentPools": sorted(pools), "pipelineIdentityClientId": identity.client_id,
             "agentDemands": {pool: capabilities(arch) for pool, arch in pool_arches(agents).items()}}

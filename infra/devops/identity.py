@@ -56,12 +56,13 @@ class PipelineIdentity(pulumi.ComponentResource):
             self._grant("promote-import", role_id, scopes.registry_id, definition)
         self.register_outputs({"clientId": self.client_id})
 
-    def federate(self, suffix: str, issuer: pulumi.Input[str], subject: pulumi.Input[str]) -> None:
-        """Trust tokens Azure DevOps issues for one service connection."""
+    def federate(self, suffix: str, connection) -> None:
+        """Trust the tokens Azure DevOps issues for one service connection (its WIF issuer and subject)."""
         managedidentity.FederatedIdentityCredential(
             f"{self._name}-{suffix}", federated_identity_credential_resource_name=suffix,
             resource_group_name=self._scopes.resource_group, resource_name_=self.identity.name,
-            issuer=issuer, subject=subject, audiences=[TOKEN_EXCHANGE_AUDIENCE],
+            issuer=connection.workload_identity_federation_issuer,
+            subject=connection.workload_identity_federation_subject, audiences=[TOKEN_EXCHANGE_AUDIENCE],
             opts=pulumi.ResourceOptions(parent=self))
 
     def _grant(self, suffix: str, role: str, scope: pulumi.Input[str], parent: pulumi.Resource) -> None:

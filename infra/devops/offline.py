@@ -23,7 +23,8 @@ def offline_resource(typ: str, name: str, inputs: dict) -> tuple[str, dict] | No
     numeric = kind in NUMERIC_ID_TYPES
     resource_id = str(zlib.crc32(f"{typ}/{name}".encode()) % 100000) if numeric else mocks.stable_uuid(typ, name)
     state = dict(inputs)
-    if kind.startswith("ServiceEndpoint") and inputs.get("serviceEndpointAuthenticationScheme") == "WorkloadIdentityFederation":
+    scheme = inputs.get("serviceEndpointAuthenticationScheme")
+    if kind.startswith("ServiceEndpoint") and scheme == "WorkloadIdentityFederation":
         organization_id = mocks.stable_uuid("azure-devops-organization")
         state["workloadIdentityFederationIssuer"] = f"https://login.microsoftonline.com/{mocks.TENANT_ID}/v2.0"
         state["workloadIdentityFederationSubject"] = f"/eid1/c/pub/t/mock/a/mock/sc/{organization_id}/{resource_id}"
@@ -34,8 +35,8 @@ def identity_state(name: str, inputs: dict) -> tuple[str, dict]:
     group = inputs.get("resourceGroupName", "rg")
     resource_id = (f"/subscriptions/{mocks.SUBSCRIPTION_ID}/resourceGroups/{group}/providers/"
                    f"Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
-    return resource_id, {**inputs, "name": inputs.get("resourceName", name), "clientId": mocks.stable_uuid(name, "client"),
-                         "principalId": mocks.stable_uuid(name, "principal"), "tenantId": mocks.TENANT_ID}
+    ids = {"clientId": mocks.stable_uuid(name, "client"), "principalId": mocks.stable_uuid(name, "principal")}
+    return resource_id, {**inputs, **ids, "name": inputs.get("resourceName", name), "tenantId": mocks.TENANT_ID}
 
 
 def devops_call(token: str, args: dict) -> dict | None:

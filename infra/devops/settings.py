@@ -85,7 +85,8 @@ class DevOpsSettings(Model):
     project: str | None = Field(None, min_length=1, max_length=64)
     # Empty: the provider reads AZDO_PERSONAL_ACCESS_TOKEN (or AZDO_* service principal settings) from the environment.
     pat_secret_key: str | None = Field(None, pattern=SECRET_KEY)
-    # The pipeline allowed to use this env's connections, pools and variable group; empty: an admin permits on first use.
+    # The pipeline allowed to use this env's connections, pools and variable groups;
+    # empty: a project administrator permits each on its first use.
     pipeline_id: int | None = Field(None, ge=1)
     app_namespace: str = Field("ml-apps", pattern=DNS_LABEL)
     environment: str | None = Field(None, pattern=DNS_LABEL)

@@ -76,7 +76,8 @@ def test_the_identity_gets_least_privilege(kit_recordings, env):
 def test_later_environments_may_import_from_the_previous_registry_only(kit_recordings):
     for env, source in (("qa", None), ("uat", "qa"), ("prod", "uat")):
         rec = kit_recordings[env]
-        pulls = [r.inputs["scope"] for r in rec.of_type(ROLE) if r.inputs["roleDefinitionId"].endswith(identity.ACR_PULL)]
+        pulls = [r.inputs["scope"] for r in rec.of_type(ROLE)
+                 if r.inputs["roleDefinitionId"].endswith(identity.ACR_PULL)]
         definitions = rec.of_type("azure-native:authorization:RoleDefinition")
         if source is None:
             assert pulls == [] and definitions == []
@@ -85,6 +86,7 @@ def test_later_environments_may_import_from_the_previous_registry_only(kit_recor
         [definition] = definitions
         assert definition.inputs["permissions"] == [{"actions": identity.IMPORT_ACTIONS}]
         assert definition.inputs["assignableScopes"] == [platform_ids(env)["registryId"]]
+        assert definition.inputs["roleName"] == f"ACR image importer (organization/mlops-edge-kit/{env})"
 
 
 @pytest.mark.parametrize("env", KIT_ENVS)

@@ -46,7 +46,8 @@ def test_a_crafted_version_cannot_forge_a_logging_command():
 
 def test_rendered_manifests_are_valid_and_carry_image_and_model(tmp_path):
     env = {"APP": "ai-app", "IMAGE": IMAGE, "MODEL_VERSION": "1.4.2"}
-    result = run("render-manifests.sh", env, str(tmp_path), str(MANIFESTS / "app.yaml"), str(MANIFESTS / "edge-service.yaml"))
+    files = [str(MANIFESTS / "app.yaml"), str(MANIFESTS / "edge-service.yaml")]
+    result = run("render-manifests.sh", env, str(tmp_path), *files)
     assert result.returncode == 0, result.stderr
     objects = [o for f in ("app.yaml", "edge-service.yaml") for o in yaml.safe_load_all((tmp_path / f).read_text())]
     for obj in objects:
