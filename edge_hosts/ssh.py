@@ -6,7 +6,6 @@ import io
 import os
 import secrets
 import shlex
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
