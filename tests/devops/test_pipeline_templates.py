@@ -1,5 +1,4 @@
 """The pipeline templates, compiled as Azure Pipelines would, checked against the kit's own configuration."""
-from pathlib import Path
 
 import pytest
 import yaml
