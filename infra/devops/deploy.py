@@ -68,7 +68,7 @@ def azure_connections(project: DevOpsProject, names: DevOpsNames, identity: Pipe
         names.azure_connection, project_id=project.id, service_endpoint_name=names.azure_connection,
         service_endpoint_authentication_scheme=WIF, credentials={"serviceprincipalid": identity.client_id},
         azurerm_spn_tenantid=identity.tenant_id, azurerm_subscription_id=subscription_id,
-        azurerm_subscription_name=f"mlops-{project.env}", resource_group=platform["resourceGroupName"],
+        azurerm_subscription_name=f"{project.env} platform subscription", resource_group=platform["resourceGroupName"],
         description=f"Azure Resource Manager for the {project.env} platform (workload identity federation)",
         opts=project.opts)
     identity.federate("azure-devops-arm", arm)
@@ -77,7 +77,7 @@ def azure_connections(project: DevOpsProject, names: DevOpsNames, identity: Pipe
         names.registry_connection, project_id=project.id, service_endpoint_name=names.registry_connection,
         service_endpoint_authentication_scheme=WIF, credentials={"serviceprincipalid": identity.client_id},
         azurecr_spn_tenantid=identity.tenant_id, azurecr_subscription_id=subscription_id,
-        azurecr_subscription_name=f"mlops-{project.env}", resource_group=platform["resourceGroupName"],
+        azurecr_subscription_name=f"{project.env} platform subscription", resource_group=platform["resourceGroupName"],
         azurecr_name=registry_name, description=f"Container registry of the {project.env} platform (admin user off)",
         opts=project.opts)
     identity.federate("azure-devops-acr", acr)
@@ -86,13 +86,21 @@ def azure_connections(project: DevOpsProject, names: DevOpsNames, identity: Pipe
     return arm, acr
 
 
-def app_namespace(cluster: str, kubeconfig: pulumi.Input[str], namespace: str, parent: pulumi.Resource | None) -> None:
-    """The namespace applications are deployed to (the pipeline identity may write only there), restricted pods."""
-    provider = k8s.Provider(f"{cluster}-apps-k8s", kubeconfig=pulumi.Output.secret(kubeconfig),
-                            enable_server_side_apply=True, opts=pulumi.ResourceOptions(parent=parent))
+def app_namespaces(settings: DevOpsSettings, agents: AgentsSettings, aks_kubeconfig: pulumi.Input[str],
+                   parent: pulumi.Resource | None) -> None:
+    """The namespace applications are deployed to, on AKS and each edge site; pods there must be restricted.
+
+    On AKS the pipeline identity may write only in this namespace.
+    """
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    kubeconfigs = {"aks": aks_kubeconfig} | {f"edge-{site}": config.require_secret(key)
+                                             for site, key in settings.kubeconfig_keys(agents).items()}
     labels = {"app.kubernetes.io/part-of": "mlops-edge-kit", "pod-security.kubernetes.io/enforce": "restricted"}
-    k8s.core.v1.Namespace(f"{cluster}-apps-namespace", metadata={"name": namespace, "labels": labels},
-                          opts=pulumi.ResourceOptions(parent=parent, provider=provider))
+    for cluster, kubeconfig in kubeconfigs.items():
+        provider = k8s.Provider(f"{cluster}-apps-k8s", kubeconfig=pulumi.Output.secret(kubeconfig),
+                                enable_server_side_apply=True, opts=pulumi.ResourceOptions(parent=parent))
+        k8s.core.v1.Namespace(f"{cluster}-apps-namespace", metadata={"name": settings.app_namespace, "labels": labels},
+                              opts=pulumi.ResourceOptions(parent=parent, provider=provider))
 
 
 def edge_connections(project: DevOpsProject, names: DevOpsNames,
@@ -108,8 +116,6 @@ def edge_connections(project: DevOpsProject, names: DevOpsNames,
             apiserver_url=site.api_server_url, kubeconfig=kubeconfig,
             description=f"k3s at edge site {site.name}", opts=project.opts)
         project.authorize(name, connections[site.name].id, "endpoint")
-        app_namespace(f"edge-{site.name}", kubeconfig["kube_config"], project.settings.app_namespace,
-                      project.opts.parent)
     return connections
 
 
@@ -190,7 +196,7 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
         promote_from_registry_id=promote_from)
     identity = PipelineIdentity(f"pipelines-{env}", scopes=scopes, tags=tags or {"env": env},
                                 opts=pulumi.ResourceOptions(parent=parent))
-    app_namespace("aks", platform["kubeconfig"], settings.app_namespace, parent)
+    app_namespaces(settings, agents, platform["kubeconfig"], parent)
     pools = agent_pools(project, agents)
     arm, _ = azure_connections(project, names, identity, platform, subscription_id)
     edge_connections(project, names, agents)
