@@ -176,6 +176,8 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
                   tags: dict[str, str] | None = None) -> dict[str, pulumi.Output]:
     """Declare the env's Azure DevOps objects; returns stack outputs (nothing when disabled).
 
+    `devopsAgentPools` resolves once the pools exist: an input made from it makes a resource wait for them.
+
     `tags` go on the Azure resources made here (the pipeline identity); pass the stack's tags.
     """
     if not settings.enabled:
@@ -206,5 +208,5 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
     return {"devopsProjectId": project.id, "devopsEnvironment": environment.name,
             "devopsServiceConnections": names.service_connections(),
             "devopsVariableGroups": [names.variable_group, names.platform_variable_group],
-            "devopsAgentPools": sorted(pools), "pipelineIdentityClientId": identity.client_id,
+            "devopsAgentPools": pulumi.Output.all(*[pools[name].name for name in sorted(pools)]), "pipelineIdentityClientId": identity.client_id,
             "agentDemands": {pool: capabilities(arch) for pool, arch in pool_arches(agents).items()}}

@@ -35,6 +35,7 @@ def test_a_pool_and_queue_per_agent_pool_of_the_env(kit_recordings, env):
                   if a.inputs["type"] == "queue"]
     assert len(authorized) == len(pools)
     assert all(set(a.dependencies) & queue_urns for a in authorized)
+    assert rec.outputs["devopsAgentPools"] == sorted(pools)
     assert rec.outputs["agentDemands"] == {pool: capabilities(arch) for pool, arch in pool_arches(agents).items()}
 
 
