@@ -22,11 +22,13 @@ def cluster_credential(settings: AgentsSettings, config: pulumi.Config, pat: pul
 
 def deploy_agents(settings: AgentsSettings, *, cluster_kubeconfig: pulumi.Output[str],
                   registry_login_server: pulumi.Output[str], parent: pulumi.Resource | None,
-                  pool_taints: Mapping[str, Sequence[str]]) -> dict[str, AgentPool]:
+                  pool_taints: Mapping[str, Sequence[str]],
+                  pools_ready: pulumi.Input[object] | None = None) -> dict[str, AgentPool]:
     """One AgentPool on the AKS cluster ("aks") and one per edge site ("edge-<site>"); none when disabled.
 
     The PAT (secret config azpToken) registers each pool's placeholder agent at deploy time in every
-    auth mode; it reaches the clusters only in mode pat.
+    auth mode; it reaches the clusters only in mode pat. `pools_ready` (e.g. the stack's Azure DevOps pools)
+    makes the placeholders wait until the pools they register into exist.
     """
     if not settings.enabled:
         return {}
@@ -38,7 +40,8 @@ def deploy_agents(settings: AgentsSettings, *, cluster_kubeconfig: pulumi.Output
     def pool_on(cluster: str, kubeconfig: pulumi.Output[str], pools, install_keda: bool, taints) -> AgentPool:
         provider = k8s.Provider(f"{cluster}-agents-k8s", kubeconfig=pulumi.Output.secret(kubeconfig),
                                 enable_server_side_apply=True, opts=in_parent)
-        args = AgentPoolArgs(settings, pools, install_keda, registry_login_server, pat, credential, taints)
+        args = AgentPoolArgs(settings, pools, install_keda, registry_login_server, pat, credential, taints,
+                             pools_ready)
         return AgentPool(f"{cluster}-agents", args, pulumi.ResourceOptions(parent=parent, providers=[provider]))
 
     agent_pools = {}

@@ -34,6 +34,12 @@ class AgentPoolArgs:
     placeholder_token: pulumi.Input[str]
     credential: pulumi.Input[str] | None = None
     pool_taints: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    pools_ready: pulumi.Input[object] | None = None  # resolves once the Azure DevOps pools exist, when the stack makes them
+
+
+def after(ready: pulumi.Input[object] | None, value: str) -> pulumi.Input[str]:
+    """`value`, but only once `ready` resolves: a dependency carried by the input itself."""
+    return value if ready is None else pulumi.Output.all(ready, value).apply(lambda both: both[1])
 
 
 def agent_labels(arch: str | None = None) -> dict[str, str]:
@@ -248,7 +254,7 @@ class AgentPool(pulumi.ComponentResource):
                             for pool in args.pools}
         self.placeholders = {pool.arch: PlaceholderAgent(
             f"{name}-placeholder-{pool.arch}", organization_url=args.settings.organization_url,
-            pool_name=pool.pool_name, token=args.placeholder_token, capabilities=capabilities(pool.arch), opts=child)
+            pool_name=after(args.pools_ready, pool.pool_name), token=args.placeholder_token, capabilities=capabilities(pool.arch), opts=child)
             for pool in args.pools}
         for arch in sorted({pool.arch for pool in args.pools}):
             self._buildkit(arch, in_ns)

@@ -3,6 +3,7 @@ import pulumi
 from pulumi_azure_native import resources
 
 from agents.deploy import deploy_agents
+from infra.devops.deploy import deploy_devops
 from infra.access import PlatformAccess
 from infra.cluster import ARM64_TAINT, AksCluster
 from infra.ml_attachment import MlAttachment
@@ -52,9 +53,7 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str],
                    internal_lb_subnet_id=net.subnet_ids["internalLb"])
     MlAttachment("ml-aks", placement=placement, cluster_name=aks.name, cluster_id=aks.id,
                  workspace_name=ml.workspace.name, depends_on=list(aks.user_pools.values()))
-    deploy_agents(settings.agents, cluster_kubeconfig=aks.kubeconfig, registry_login_server=registry.login_server,
-                  parent=None, pool_taints={"amd64": [], "arm64": [ARM64_TAINT]})
-    return {
+    outputs = {
         "resourceGroupName": group.name, "location": settings.location,
         "registryLoginServer": registry.login_server, "registryId": registry.id,
         "clusterName": aks.name, "clusterId": aks.id, "kubeconfig": aks.kubeconfig,
@@ -63,3 +62,8 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str],
         "keyVaultUri": ml.vault.properties.vault_uri, "logAnalyticsWorkspaceId": logs.log_analytics.id,
         "subnetIds": net.subnet_ids, "vnetId": net.vnet.id,
     }
+    outputs |= deploy_devops(settings.devops, settings.agents, env=stack.env, platform=outputs, tags=tags)
+    deploy_agents(settings.agents, cluster_kubeconfig=aks.kubeconfig, registry_login_server=registry.login_server,
+                  parent=None, pool_taints={"amd64": [], "arm64": [ARM64_TAINT]},
+                  pools_ready=outputs.get("devopsAgentPools"))
+    return outputs

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from agents.settings import AgentsSettings
+from infra.devops.settings import DevOpsSettings
 
 ARM64_VM_SIZE = re.compile(r"^Standard_[A-Z]+\d+[a-z]*p[a-z]*_v\d+$")
 VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
@@ -125,3 +126,4 @@ class StackSettings(Model):
     lifecycle: Lifecycle = Lifecycle()
     names: NameOverrides = NameOverrides()
     agents: AgentsSettings = AgentsSettings(enabled=False)
+    devops: DevOpsSettings = DevOpsSettings()

@@ -3,6 +3,7 @@ import re
 from ipaddress import IPv4Network
 from typing import Iterator
 
+from infra.devops.settings import agents_disagreements
 from infra.naming import NODE_POOL_RULE, StackNames
 from infra.settings import StackSettings
 
@@ -15,7 +16,7 @@ NAME_KEYS = {"storage_account": "storageAccount", "registry": "registry", "key_v
 def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
     """Every rule the settings break, each with the key path it concerns."""
     return [*_subnet_layout(settings), *_cluster_ranges(settings), *_exposure(settings),
-            *_node_pools(settings), *_names(settings, names)]
+            *_node_pools(settings), *_names(settings, names), *agents_disagreements(settings.devops, settings.agents)]
 
 
 def _subnet_layout(settings: StackSettings) -> Iterator[Violation]:

@@ -1,12 +1,10 @@
 """Pulumi mocks that answer like Azure: realistic ids, names, login servers and a kubeconfig."""
 import base64
-import hashlib
-import uuid
 
 import pulumi
 
-SUBSCRIPTION_ID = "00000000-0000-4000-8000-000000000000"
-TENANT_ID = "11111111-1111-4111-8111-111111111111"
+from infra.offline.devops_answers import devops_call, offline_resource
+from infra.offline.ids import SUBSCRIPTION_ID, TENANT_ID, stable_uuid
 
 # resource type -> (ARM type, the input holding the resource's name)
 ARM_TYPES = {
@@ -30,11 +28,6 @@ ARM_TYPES = {
     "azure-native:kubernetesconfiguration:Extension": ("Microsoft.KubernetesConfiguration/extensions", "extensionName"),
     "azure-native:authorization:RoleAssignment": ("Microsoft.Authorization/roleAssignments", "roleAssignmentName"),
 }
-
-
-def stable_uuid(*parts: str) -> str:
-    """A deterministic UUID, so the same plan gives the same ids."""
-    return str(uuid.UUID(hashlib.sha256("/".join(parts).encode()).hexdigest()[:32], version=4))
 
 
 def arm_id(typ: str, name: str, inputs: dict) -> str:
@@ -84,12 +77,18 @@ class AzureMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
+        answer = offline_resource(args.typ, args.name, inputs)
+        if answer is not None:
+            return answer
         _, name_key = ARM_TYPES.get(args.typ, ("", ""))
         name = inputs.get(name_key) or args.name
         state = {**inputs, "name": name, **_extra_state(args.typ, name, inputs)}
         return arm_id(args.typ, name, inputs), state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        answer = devops_call(args.token, dict(args.args))
+        if answer is not None:
+            return answer
         if args.token == "azure-native:authorization:getClientConfig":
             return {"clientId": stable_uuid("client"), "objectId": stable_uuid("object"),
                     "subscriptionId": SUBSCRIPTION_ID, "tenantId": TENANT_ID}

@@ -7,7 +7,6 @@ import yaml
 
 from agents.settings import AgentsSettings
 from infra.devops.deploy import deploy_devops
-from infra.devops.offline import devops_call, offline_resource
 from infra.devops.settings import DevOpsSettings
 from infra.offline.mocks import SUBSCRIPTION_ID, AzureMocks
 from infra.offline.runtime import Recording, record
@@ -15,35 +14,26 @@ from infra.offline.runtime import Recording, record
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-edge-kit"
 KIT_ENVS = ("qa", "uat", "prod")
-EXAMPLES = ROOT / "infra" / "devops" / "examples"
 PAT = "pat-7f3c1e9b2d4a6c8e0f1a3b5d7c9e1f3a"
 AKS_KUBECONFIG = "apiVersion: v1\nkind: Config\nusers:\n- name: aks\n  user: {token: aks-token-c4e8a0f2b6d1}\n"
 KUBECONFIG = "apiVersion: v1\nkind: Config\nusers:\n- name: edge\n  user: {token: edge-token-5b1d9f3e7a2c}\n"
 
 
 class DevOpsMocks(AzureMocks):
-    """AzureMocks plus Azure DevOps answers and the promotion source's stack outputs."""
+    """AzureMocks, with the promotion source's stack outputs as that env's platform would export them."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         if args.typ == "pulumi:pulumi:StackReference":
             source_env = args.inputs["name"].rsplit("/", 1)[-1]
             outputs = {"registryId": platform_ids(source_env)["registryId"]}
             return args.name, {"name": args.inputs["name"], "outputs": outputs}
-        answer = offline_resource(args.typ, args.name, dict(args.inputs))
-        return answer if answer is not None else super().new_resource(args)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        answer = devops_call(args.token, dict(args.args))
-        return answer if answer is not None else super().call(args)
+        return super().new_resource(args)
 
 
 def kit_blocks(env: str) -> tuple[dict, dict]:
-    """The kit's (devops, agents) settings blocks for env: from Pulumi.<env>.yaml, the devops block from the
-    example in infra/devops/examples/ while the stack file has none."""
+    """The kit's (devops, agents) settings blocks for env, from Pulumi.<env>.yaml."""
     stack = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]
-    example = yaml.safe_load((EXAMPLES / f"{env}.yaml").read_text())["config"]
-    devops = stack.get(f"{PROJECT}:devops", example[f"{PROJECT}:devops"])
-    return devops, stack[f"{PROJECT}:agents"]
+    return stack[f"{PROJECT}:devops"], stack[f"{PROJECT}:agents"]
 
 
 def kit_settings(env: str) -> tuple[DevOpsSettings, AgentsSettings]:

@@ -4,7 +4,7 @@ import pytest
 from agents.pool import capabilities
 from infra.devops import identity
 from infra.devops.names import devops_names, pool_arches
-from infra.devops.offline import devops_call, offline_resource
+from infra.offline.devops_answers import devops_call, offline_resource
 from infra.offline.mocks import stable_uuid
 from infra.offline.policies import violations
 from tests.devops.devops_plan import (AKS_KUBECONFIG, KIT_ENVS, KUBECONFIG, PAT, inputs_text, kit_blocks,

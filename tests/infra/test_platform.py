@@ -195,3 +195,13 @@ def test_kubeconfig_uses_an_unattended_kubelogin_method():
     args = rewritten["users"][0]["user"]["exec"]["args"]
     assert args[args.index("--login") + 1] == "workloadidentity"
     assert rewritten["clusters"] == yaml.safe_load(original)["clusters"]
+
+
+@pytest.mark.parametrize("env", ["qa", "uat", "prod"])
+def test_placeholder_agents_wait_for_the_devops_pools(recordings, env):
+    rec = recordings[env]
+    pools = {r.urn for r in rec.resources if r.type == "azuredevops:index/pool:Pool"}
+    placeholders = [r for r in rec.resources if r.type == "pulumi-python:dynamic:Resource" and "placeholder" in r.name]
+    assert pools and placeholders
+    for placeholder in placeholders:
+        assert pools <= set(placeholder.dependencies), placeholder.name

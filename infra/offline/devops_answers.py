@@ -4,7 +4,7 @@ AzureMocks (infra/offline/mocks.py) asks these first for every resource and func
 """
 import zlib
 
-from infra.offline import mocks  # attributes are read at call time: mocks.py may import this module
+from infra.offline import ids
 
 PREFIX = "azuredevops:"
 NUMERIC_ID_TYPES = ("Pool", "Queue", "Environment", "VariableGroup", "CheckApproval", "PipelineAuthorization")
@@ -21,31 +21,31 @@ def offline_resource(typ: str, name: str, inputs: dict) -> tuple[str, dict] | No
         return None
     kind = typ.rsplit(":", 1)[-1]
     numeric = kind in NUMERIC_ID_TYPES
-    resource_id = str(zlib.crc32(f"{typ}/{name}".encode()) % 100000) if numeric else mocks.stable_uuid(typ, name)
+    resource_id = str(zlib.crc32(f"{typ}/{name}".encode()) % 100000) if numeric else ids.stable_uuid(typ, name)
     state = dict(inputs)
     scheme = inputs.get("serviceEndpointAuthenticationScheme")
     if kind.startswith("ServiceEndpoint") and scheme == "WorkloadIdentityFederation":
-        organization_id = mocks.stable_uuid("azure-devops-organization")
-        state["workloadIdentityFederationIssuer"] = f"https://login.microsoftonline.com/{mocks.TENANT_ID}/v2.0"
+        organization_id = ids.stable_uuid("azure-devops-organization")
+        state["workloadIdentityFederationIssuer"] = f"https://login.microsoftonline.com/{ids.TENANT_ID}/v2.0"
         state["workloadIdentityFederationSubject"] = f"/eid1/c/pub/t/mock/a/mock/sc/{organization_id}/{resource_id}"
     return resource_id, state
 
 
 def identity_state(name: str, inputs: dict) -> tuple[str, dict]:
     group = inputs.get("resourceGroupName", "rg")
-    resource_id = (f"/subscriptions/{mocks.SUBSCRIPTION_ID}/resourceGroups/{group}/providers/"
+    resource_id = (f"/subscriptions/{ids.SUBSCRIPTION_ID}/resourceGroups/{group}/providers/"
                    f"Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
-    ids = {"clientId": mocks.stable_uuid(name, "client"), "principalId": mocks.stable_uuid(name, "principal")}
-    return resource_id, {**inputs, **ids, "name": inputs.get("resourceName", name), "tenantId": mocks.TENANT_ID}
+    identity = {"clientId": ids.stable_uuid(name, "client"), "principalId": ids.stable_uuid(name, "principal")}
+    return resource_id, {**inputs, **identity, "name": inputs.get("resourceName", name), "tenantId": ids.TENANT_ID}
 
 
 def devops_call(token: str, args: dict) -> dict | None:
     """The result of an Azure DevOps data source; None for any other provider's function."""
     if token == "azuredevops:index/getProject:getProject":
-        project_id = mocks.stable_uuid("project", args.get("name", ""))
+        project_id = ids.stable_uuid("project", args.get("name", ""))
         return {"id": project_id, "projectId": project_id, "name": args.get("name")}
     if token == "azuredevops:index/getGroup:getGroup":
         name = args.get("name", "")
-        return {"id": mocks.stable_uuid("group", name), "originId": mocks.stable_uuid("group-origin", name),
+        return {"id": ids.stable_uuid("group", name), "originId": ids.stable_uuid("group-origin", name),
                 "name": name, "projectId": args.get("projectId")}
     return None
