@@ -27,6 +27,10 @@ def netns_prefix(number: int) -> str:
     return f"{PREFIX}{number}-"
 
 
+def veth_prefix(number: int) -> str:
+    return f"{PREFIX}{number}v"
+
+
 def subnet_of(number: int) -> str:
     return f"10.213.{number}.0/24"
 
@@ -86,6 +90,8 @@ def teardown(number: int) -> None:
     for netns in network.list_netns():
         if netns.startswith(netns_prefix(number)):
             network.remove_netns(netns)
+    for link in network.list_links(veth_prefix(number)):
+        network.remove_link(link)  # the kernel frees a namespace's veth lazily; delete ours now
     network.remove_link(bridge_name(number))
     shutil.rmtree(lab_dir(number), ignore_errors=True)
 

@@ -143,7 +143,7 @@ class Lab:
         return LabHost(name=name, address=f"10.213.{self.number}.{FIRST_HOST_OCTET + index}",
                        role="server" if index < servers else "agent",
                        netns=f"{claims.netns_prefix(self.number)}{name}",
-                       veth=f"{claims.PREFIX}{self.number}v{index + 1}",
+                       veth=f"{claims.veth_prefix(self.number)}{index + 1}",
                        dir=str(claims.lab_dir(self.number) / name))
 
     def _save_state(self) -> None:

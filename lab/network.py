@@ -36,6 +36,13 @@ def link_exists(name: str) -> bool:
     return ip("link", "show", name, check=False).returncode == 0
 
 
+def list_links(prefix: str) -> list[str]:
+    """Links in the root namespace whose names start with `prefix`."""
+    done = ip("-o", "link", "show", check=False)
+    names = [line.split(":")[1].strip().split("@")[0] for line in done.stdout.splitlines() if ":" in line]
+    return [name for name in names if name.startswith(prefix)]
+
+
 def netns_pids(netns: str) -> list[int]:
     """PIDs of all processes living in a network namespace."""
     done = ip("netns", "pids", netns, check=False)
