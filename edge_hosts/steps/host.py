@@ -106,7 +106,7 @@ def config(ctx: HostContext, token: str | None) -> bool:
 
 
 def install(ctx: HostContext) -> bool:
-    """Run the install script when k3s is missing or replaced; restart only when config changed and it did not."""
+    """Run the install script when k3s is missing or replaced; restart when config or binary changed and it did not."""
     unit = k3s.unit(ctx.host.role)
     restarted = False
     ran = not ctx.facts.yes("unit_file") or bool({"bin", "install"} & ctx.replaced)
@@ -117,7 +117,7 @@ def install(ctx: HostContext) -> bool:
             "k3s install script")
         restarted = "No change detected" not in out
         ctx.facts.values["unit_file"] = "yes"
-    if "config" in ctx.replaced and not restarted:
+    if {"config", "bin"} & ctx.replaced and not restarted:  # the script hashes the binary only after we replaced it
         ctx.session.check(f"systemctl restart {unit}\n", f"restarting {unit}")
         restarted = True
     elif not restarted and not ctx.facts.yes("active"):

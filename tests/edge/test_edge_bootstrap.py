@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.artifacts import build_bundle
+
 from helpers import REPO, json_result, kit, lab_site
 from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl_json, mode, nodes_via_kubeconfig,
                         ready_nodes)
@@ -188,6 +190,22 @@ def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(lab, kub
     assert not list(Path("/root").glob(".kit-upload-edge-3-*"))
     done, hosts = bootstrap(lab.site_file, kubeconfig)
     assert done.returncode == 0 and hosts["edge-3"]["changed"] == ["artifacts"]
+
+
+def test_a_k3s_upgrade_restarts_every_host_once_onto_the_new_binary(lab, kubeconfig, tmp_path):
+    new_version = "v1.31.5+k3s1"
+    bundle = build_bundle(tmp_path / "bundle", new_version, yaml.safe_load(lab.site_file.read_text())["metallb"]["version"])
+    site = lab_site(lab, tmp_path, bundle=str(bundle), **{"k3s.version": new_version})
+    before = all_starts(lab)
+    done, hosts = bootstrap(site, kubeconfig)
+    assert done.returncode == 0, done.stderr
+    assert all("artifacts" in hosts[n]["changed"] for n in HOSTS)
+    assert all_starts(lab) == {n: before[n] + 1 for n in HOSTS}
+    versions = {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"]
+                for n in kubectl_json(lab, "get nodes")["items"]}
+    assert versions == dict.fromkeys(HOSTS, new_version)
+    done, hosts = bootstrap(lab.site_file, kubeconfig)  # back to the lab's own release
+    assert done.returncode == 0 and ready_nodes(lab) == set(HOSTS)
 
 
 def test_status_reports_nodes_versions_and_pool(lab):
