@@ -6,6 +6,7 @@ import io
 import os
 import secrets
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class HostSession:
         self.sudo_password = self._sudo_password()
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._passwordless_sudo: bool | None = None  # probed once per session, only when a password is configured
 
     def _sudo_password(self) -> str | None:
         env = self.settings.sudo_password_env
@@ -125,29 +127,46 @@ class HostSession:
     def _command(self, sudo: bool) -> tuple[str, bytes]:
         if not sudo or self.settings.user == "root":
             return "sh -s", b""
-        if self.sudo_password is None:
+        if self.sudo_password is None or self._sudo_is_passwordless():
             return "sudo -n sh -s", b""
-        # -k: always ask, so the first stdin line is always consumed as the password (never run as a command)
+        # sudo asks (-k forgets cached credentials), so the first stdin line is consumed as the password,
+        # never run as a command
         return "sudo -k -S -p '' sh -s", self.sudo_password.encode() + b"\n"
+
+    def _sudo_is_passwordless(self) -> bool:
+        """Whether sudo runs without a password here (NOPASSWD): then the password must never be sent."""
+        if self._passwordless_sudo is None:
+            self._passwordless_sudo = self._exchange("sudo -n true", b"", self.command_timeout).code == 0
+        return self._passwordless_sudo
 
     def run(self, script: str, sudo: bool = True, timeout: float | None = None) -> Result:
         """Run a shell script sent on stdin (never in argv), as root when sudo is set."""
         if self._client is None:
             self.connect()
         command, prefix = self._command(sudo)
+        result = self._exchange(command, prefix + script.encode(), timeout or self.command_timeout)
+        return Result(result.code, redact(result.out, self.secrets), redact(result.err, self.secrets))
+
+    def _exchange(self, command: str, stdin: bytes, timeout: float) -> Result:
+        """Run `command`, feed it `stdin`, collect stdout and stderr together (neither can stall the other)."""
         try:
             channel = self._client.get_transport().open_session(timeout=self.settings.connect_timeout)
-            channel.settimeout(timeout or self.command_timeout)
+            channel.settimeout(timeout)
             channel.exec_command(command)
-            channel.sendall(prefix + script.encode())
+            channel.sendall(stdin)
             channel.shutdown_write()
-            out = channel.makefile("rb").read().decode(errors="replace")
-            err = channel.makefile_stderr("rb").read().decode(errors="replace")
+            errors: list[bytes | BaseException] = []
+            reader = threading.Thread(target=_read_into, args=(channel.makefile_stderr("rb"), errors), daemon=True)
+            reader.start()
+            out = channel.makefile("rb").read()
+            reader.join()
+            if isinstance(errors[0], BaseException):
+                raise errors[0]
             code = channel.recv_exit_status()
             channel.close()
         except (OSError, paramiko.SSHException, EOFError, AttributeError) as error:
             raise TransportError(f"connection to {self.host.address} lost: {error or type(error).__name__}") from None
-        return Result(code, redact(out, self.secrets), redact(err, self.secrets))
+        return Result(code, out.decode(errors="replace"), errors[0].decode(errors="replace"))
 
     def check(self, script: str, what: str, sudo: bool = True, timeout: float | None = None) -> str:
         """Run a script; raise RemoteError saying what failed (with its last stderr lines) unless it exits 0."""
@@ -200,3 +219,11 @@ echo "{sha256}  $staged" | sha256sum -c --status || {{ echo "sha256 mismatch aft
 mv -f "$staged" "$dst"
 """, f"installing {remote}")
 
+
+
+def _read_into(stream, sink: list) -> None:
+    """Read a stream to its end into `sink` (the bytes, or the exception that stopped the read)."""
+    try:
+        sink.append(stream.read())
+    except (OSError, paramiko.SSHException, EOFError) as error:
+        sink.append(error)

@@ -132,3 +132,13 @@ def test_sudo_with_password_from_env_wrong_password_and_passwordless(lab, tmp_pa
     passwordless = lab_site(lab, tmp_path, "nopw.yaml", **PINS, **{"ssh.user": name})
     hosts = json_result(kit("edge.plan", "--site", str(passwordless), "--json"))
     assert all(h["status"] == "changed" for h in hosts.values()), hosts
+
+
+def test_a_password_is_never_sent_to_passwordless_sudo(lab, tmp_path, sudo_user):
+    name, _, sudoers = sudo_user
+    sudoers.write_text(f"{name} ALL=(ALL) NOPASSWD: ALL\n")
+    marker = Path(f"/root/kit-password-ran-as-command-{secrets.token_hex(4)}")
+    site = lab_site(lab, tmp_path, **PINS, **{"ssh.user": name, "ssh.sudoPasswordEnv": "EDGE_TEST_SUDO"})
+    done = kit("edge.plan", "--site", str(site), "--json", env={"EDGE_TEST_SUDO": f"touch {marker}"})
+    assert all(h["status"] == "changed" for h in json_result(done).values()), done.stdout + done.stderr
+    assert not marker.exists()
