@@ -14,6 +14,7 @@ from agents.settings import AgentsSettings, ArchPool
 KEDA_CHART_REPO = "https://kedacore.github.io/charts"
 KEDA_NAMESPACE = "keda"
 AGENT_UID = 10001
+K3S_API_PORT = 6443
 BUILDKIT_UID = 1000  # fixed by the moby/buildkit rootless image
 BUILDKIT_PORT = 1234
 TOKEN_DIR = "/var/run/secrets/azp"
@@ -173,11 +174,13 @@ def egress_dns_and_https() -> list[dict]:
 
 
 def agent_network_policy() -> dict:
-    """No ingress; egress only to DNS, HTTPS (Azure DevOps, registries) and this namespace's BuildKit."""
+    """No ingress; egress only to DNS, HTTPS (Azure DevOps, registries, AKS API), the k3s API server port
+    (deploy jobs on edge sites) and this namespace's BuildKit."""
     buildkit = {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "buildkitd"}}}],
                 "ports": [{"protocol": "TCP", "port": BUILDKIT_PORT}]}
+    k3s_api = {"ports": [{"protocol": "TCP", "port": K3S_API_PORT}]}
     return {"podSelector": {"matchLabels": agent_labels()}, "policyTypes": ["Ingress", "Egress"],
-            "ingress": [], "egress": egress_dns_and_https() + [buildkit]}
+            "ingress": [], "egress": egress_dns_and_https() + [k3s_api, buildkit]}
 
 
 def buildkit_network_policy() -> dict:

@@ -212,7 +212,7 @@ def test_agent_network_policy_denies_ingress_and_limits_egress(plan, cluster):
     spec = find(plan, cluster, "NetworkPolicy", "azp-agents")["spec"]
     assert set(spec["policyTypes"]) == {"Ingress", "Egress"} and spec["ingress"] == []
     ports = set().union(*(egress_ports(rule) for rule in spec["egress"]))
-    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 1234)}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443), ("TCP", 1234)}
     (buildkit_rule,) = [rule for rule in spec["egress"] if ("TCP", 1234) in egress_ports(rule)]
     assert buildkit_rule["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "buildkitd"}}}]
     for arch in {a for c, a in CLUSTER_ARCHES if c == cluster}:
