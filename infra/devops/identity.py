@@ -39,6 +39,7 @@ class PipelineIdentity(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:devops:PipelineIdentity", name, None, opts)
         self._name, self._scopes = name, scopes
+        self._credentials: list[pulumi.Resource] = []  # Azure refuses concurrent credential writes on one identity
         self.identity = managedidentity.UserAssignedIdentity(
             name, resource_name_=name, resource_group_name=scopes.resource_group, location=scopes.location,
             tags=tags, opts=pulumi.ResourceOptions(parent=self))
@@ -57,13 +58,18 @@ class PipelineIdentity(pulumi.ComponentResource):
         self.register_outputs({"clientId": self.client_id})
 
     def federate(self, suffix: str, connection) -> None:
-        """Trust the tokens Azure DevOps issues for one service connection (its WIF issuer and subject)."""
-        managedidentity.FederatedIdentityCredential(
+        """Trust the tokens Azure DevOps issues for one service connection (its WIF issuer and subject).
+
+        Credentials are written one after another: Azure rejects concurrent federated-credential writes
+        on the same identity (ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity).
+        """
+        credential = managedidentity.FederatedIdentityCredential(
             f"{self._name}-{suffix}", federated_identity_credential_resource_name=suffix,
             resource_group_name=self._scopes.resource_group, resource_name_=self.identity.name,
             issuer=connection.workload_identity_federation_issuer,
             subject=connection.workload_identity_federation_subject, audiences=[TOKEN_EXCHANGE_AUDIENCE],
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._credentials[-1:]))
+        self._credentials.append(credential)
 
     def _grant(self, suffix: str, role: str, scope: pulumi.Input[str], parent: pulumi.Resource) -> None:
         role_assignment(f"{self._name}-{suffix}", subscription_id=self._scopes.subscription_id, role=role,

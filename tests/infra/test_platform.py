@@ -205,3 +205,11 @@ def test_placeholder_agents_wait_for_the_devops_pools(recordings, env):
     assert pools and placeholders
     for placeholder in placeholders:
         assert pools <= set(placeholder.dependencies), placeholder.name
+
+
+@pytest.mark.parametrize("env", ["qa", "uat", "prod"])
+def test_federated_credentials_are_written_one_after_another(recordings, env):
+    credentials = recordings[env].of_type("azure-native:managedidentity:FederatedIdentityCredential")
+    assert len(credentials) >= 2
+    for earlier, later in zip(credentials, credentials[1:]):
+        assert earlier.urn in later.dependencies
