@@ -22,7 +22,8 @@ class AksCluster(pulumi.ComponentResource):
         self.cluster = containerservice.ManagedCluster(
             cluster_name, **placement.args(), resource_name_=cluster_name, dns_prefix=dns_prefix,
             kubernetes_version=settings.kubernetes_version, sku={"name": "Base", "tier": settings.tier},
-            identity={"type": "SystemAssigned"}, enable_rbac=True, disable_local_accounts=True,
+            identity={"type": "SystemAssigned"}, enable_rbac=True,
+            disable_local_accounts=settings.disable_local_accounts,
             aad_profile={"managed": True, "enable_azure_rbac": True,
                          "admin_group_object_ids": [str(g) for g in settings.admin_group_object_ids]},
             oidc_issuer_profile={"enabled": True}, security_profile={"workload_identity": {"enabled": True}},

@@ -50,9 +50,11 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str],
                      log_analytics_id=logs.log_analytics.id)
     PlatformAccess("access", subscription_id=subscription_id, registry_id=registry.id,
                    kubelet_object_id=aks.kubelet_object_id, cluster_principal_id=aks.principal_id,
-                   internal_lb_subnet_id=net.subnet_ids["internalLb"])
-    MlAttachment("ml-aks", placement=placement, cluster_name=aks.name, cluster_id=aks.id,
-                 workspace_name=ml.workspace.name, depends_on=list(aks.user_pools.values()))
+                   internal_lb_subnet_id=net.subnet_ids["internalLb"], node_subnet_id=net.subnet_ids["aksNodes"])
+    if settings.ml.attach_aks:
+        MlAttachment("ml-aks", placement=placement, cluster_name=aks.name, cluster_id=aks.id,
+                     workspace_name=ml.workspace.name, inference_tls=settings.ml.inference_tls,
+                     depends_on=list(aks.user_pools.values()))
     outputs = {
         "resourceGroupName": group.name, "location": settings.location,
         "registryLoginServer": registry.login_server, "registryId": registry.id,

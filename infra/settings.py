@@ -88,6 +88,7 @@ class ClusterSettings(Model):
     authorized_ip_ranges: list[IPv4Network] = []
     admin_group_object_ids: list[UUID] = []
     kubelogin_method: Literal["azurecli", "workloadidentity", "azurepipelines", "spn", "msi"] = "azurecli"
+    disable_local_accounts: bool = True
     system_pool: SystemPool
     x86_pool: X86Pool
     arm64_pool: Arm64Pool
@@ -107,6 +108,20 @@ class Lifecycle(Model):
         return self
 
 
+class InferenceTls(Model):
+    """TLS for AzureML inference on AKS: the endpoint's host name and the Kubernetes Secret with cert.pem/key.pem."""
+
+    ssl_cname: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+    ssl_secret: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class MlSettings(Model):
+    """How the ML workspace uses the cluster: attached as a compute target; inference only over TLS."""
+
+    attach_aks: bool = True
+    inference_tls: InferenceTls | None = None
+
+
 class NameOverrides(Model):
     """Explicit Azure names, e.g. to adopt existing resources; derived names are used otherwise."""
 
@@ -124,6 +139,7 @@ class StackSettings(Model):
     network: NetworkSettings
     cluster: ClusterSettings
     lifecycle: Lifecycle = Lifecycle()
+    ml: MlSettings = MlSettings()
     names: NameOverrides = NameOverrides()
     agents: AgentsSettings = AgentsSettings(enabled=False)
     devops: DevOpsSettings = DevOpsSettings()

@@ -19,6 +19,19 @@ def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
             *_node_pools(settings), *_names(settings, names), *agents_disagreements(settings.devops, settings.agents)]
 
 
+def warnings(settings: StackSettings) -> list[str]:
+    """Valid but risky combinations, shown with the plan."""
+    notes = []
+    if settings.ml.attach_aks and settings.cluster.disable_local_accounts:
+        notes.append("Microsoft documents that the AzureML extension does not support AKS with local accounts "
+                     "disabled; if attaching the cluster fails on pulumi up, set cluster.disableLocalAccounts: false "
+                     "or ml.attachAks: false")
+    if settings.ml.attach_aks and settings.cluster.authorized_ip_ranges:
+        notes.append("the AzureML control plane must reach the API server: add its IP ranges (both paired regions) "
+                     "to cluster.authorizedIpRanges")
+    return notes
+
+
 def _subnet_layout(settings: StackSettings) -> Iterator[Violation]:
     space = settings.network.address_space
     subnets = settings.network.subnets.model_dump(by_alias=True)

@@ -2,6 +2,7 @@
 import runpy
 from pathlib import Path
 
+from infra import settings_rules
 from infra.offline import policies
 from infra.offline.artifacts import write_plan
 from infra.offline.runtime import Recording, record
@@ -36,6 +37,7 @@ def record_env(env: str, root: Path = ROOT) -> Recording:
         raise PlanError(err.problems) from None
     values, secret_keys, unset_secrets = engine_config(config, stack.settings)
     recording = record(run_program, project=PROJECT, stack=env, config=values, secret_keys=secret_keys)
+    recording.notes += settings_rules.warnings(stack.settings)
     recording.notes += [f"secret config {k!r} is not set yet (a placeholder stood in): before pulumi up, run "
                         f"pulumi config set --secret {k} --stack {env}" for k in unset_secrets]
     problems = policies.violations(recording, protected=stack.settings.lifecycle.protected)

@@ -38,7 +38,6 @@ SECURE_DEFAULTS: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
     "azure-native:keyvault:Vault": [
         ("properties.enableRbacAuthorization", lambda v: v is True, "key vault must use RBAC authorization")],
     "azure-native:containerservice:ManagedCluster": [
-        ("disableLocalAccounts", lambda v: v is True, "AKS local accounts must be disabled"),
         ("aadProfile.enableAzureRBAC", lambda v: v is True, "AKS must use Entra ID with Azure RBAC"),
         ("apiServerAccessProfile", lambda v: bool(v and (v.get("enablePrivateCluster") or v.get("authorizedIPRanges"))),
          "AKS API server must be private or limited to authorized IP ranges")],
@@ -47,10 +46,21 @@ SECURE_DEFAULTS: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
 
 def violations(recording: Recording, *, protected: bool) -> list[str]:
     """Every policy the plan breaks, as 'resource: problem'."""
-    problems: list[str] = []
+    problems: list[str] = _local_accounts(recording)
     for resource in recording.resources:
         problems += [f"{resource.type} {resource.name}: {p}" for p in _resource_problems(resource, protected)]
     return problems
+
+
+def _local_accounts(recording: Recording) -> list[str]:
+    """AKS local accounts off, unless AzureML attaches the cluster (which documents that it needs them)."""
+    attached = {dig(c.inputs, "properties.resourceId")
+                for c in recording.of_type("azure-native:machinelearningservices:Compute")}
+    return [f"{c.type} {c.name}: AKS local accounts must be disabled (disableLocalAccounts is "
+            f"{c.inputs.get('disableLocalAccounts')!r})"
+            for c in recording.of_type("azure-native:containerservice:ManagedCluster")
+            if c.inputs.get("disableLocalAccounts") is not True
+            and not any((a or "").endswith(f"/managedClusters/{c.inputs.get('resourceName')}") for a in attached)]
 
 
 def _resource_problems(resource: PlannedResource, protected: bool) -> Iterator[str]:

@@ -84,8 +84,10 @@ def test_policies_catch_insecure_resources(recordings):
         vault.inputs["properties"].pop("enablePurgeProtection")
         storage.inputs["allowBlobPublicAccess"] = True
         storage.protect = False
-        cluster.inputs["disableLocalAccounts"] = False
         cluster.inputs["tags"].pop("owner")
+        cluster.inputs["disableLocalAccounts"] = False
+        attached = "\n".join(policies.violations(rec, protected=True))
+        cluster.inputs["resourceName"] = "other"  # local accounts are tolerated only for the cluster AzureML attaches
         problems = "\n".join(policies.violations(rec, protected=True))
     finally:
         for resource, inputs, protect in saved:
@@ -94,6 +96,7 @@ def test_policies_catch_insecure_resources(recordings):
                      "public blob access must be off", "protect must be True", "AKS local accounts must be disabled",
                      "missing tags: owner"):
         assert expected in problems
+    assert "AKS local accounts must be disabled" not in attached
     assert policies.violations(rec, protected=True) == []
 
 

@@ -126,10 +126,11 @@ def test_role_assignments_go_to_the_right_identities(recordings, env):
     assert acr_pull["roleDefinitionId"].endswith("/7f951dda-4ed3-4680-a7ca-43fe172d538d")
     assert acr_pull["principalId"] == stable_uuid(cluster_name, "kubelet")
     assert acr_pull["scope"].endswith("/registries/" + rec.one("azure-native:containerregistry:Registry").inputs["registryName"])
-    network = assignments["cluster-ilb-network"]
-    assert network["roleDefinitionId"].endswith("/4d97b98b-1d4f-4787-a291-c67834d212e7")
-    assert network["principalId"] == stable_uuid(cluster_name, "cluster-identity")
-    assert network["scope"].endswith("/subnets/snet-internal-lb")
+    for key, subnet in (("cluster-ilb-network", "snet-internal-lb"), ("cluster-nodes-network", "snet-aks-nodes")):
+        network = assignments[key]
+        assert network["roleDefinitionId"].endswith("/4d97b98b-1d4f-4787-a291-c67834d212e7")
+        assert network["principalId"] == stable_uuid(cluster_name, "cluster-identity")
+        assert network["scope"].endswith(f"/subnets/{subnet}")
     for inputs in assignments.values():
         assert inputs["principalType"] == "ServicePrincipal"
         assert re.fullmatch(r"[0-9a-f-]{36}", inputs["roleAssignmentName"])
@@ -142,6 +143,7 @@ def test_aks_attached_to_the_workspace_declaratively(recordings, env):
     compute = rec.one("azure-native:machinelearningservices:Compute")
     assert extension.inputs["extensionType"] == "Microsoft.AzureML.Kubernetes"
     assert extension.inputs["clusterResourceName"] == "managedClusters"
+    assert extension.inputs["configurationSettings"]["enableInference"] == "False"  # no TLS configured here
     assert compute.inputs["properties"]["computeType"] == "Kubernetes"
     assert compute.inputs["properties"]["resourceId"].endswith("/managedClusters/aks-mlk-" + env)
     assert extension.urn in compute.dependencies
@@ -213,3 +215,24 @@ def test_federated_credentials_are_written_one_after_another(recordings, env):
     assert len(credentials) >= 2
     for earlier, later in zip(credentials, credentials[1:]):
         assert earlier.urn in later.dependencies
+
+
+def test_inference_only_over_tls_and_attachment_optional(stack_root, tmp_path):
+    from infra.offline.plan import record_env
+
+    def with_tls(config):
+        config["mlops-edge-kit:ml"] = {"inferenceTls": {"sslCname": "ml.dev.example.com", "sslSecret": "ml-tls"}}
+    rec = record_env(stack_root(with_tls), root=tmp_path)
+    settings = rec.one("azure-native:kubernetesconfiguration:Extension").inputs["configurationSettings"]
+    assert settings["enableInference"] == "True" and settings["allowInsecureConnections"] == "False"
+    assert (settings["sslCname"], settings["sslSecret"]) == ("ml.dev.example.com", "ml-tls")
+    assert settings["inferenceRouterServiceType"] == "loadBalancer"
+    assert settings["internalLoadBalancerProvider"] == "azure"
+    assert any("local accounts disabled" in note for note in rec.notes)
+
+    def detached(config):
+        config["mlops-edge-kit:ml"] = {"attachAks": False}
+    rec = record_env(stack_root(detached), root=tmp_path)
+    assert not rec.of_type("azure-native:kubernetesconfiguration:Extension")
+    assert not rec.of_type("azure-native:machinelearningservices:Compute")
+    assert not any("AzureML" in note for note in rec.notes)
