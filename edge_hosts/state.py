@@ -2,6 +2,8 @@
 import os
 from pathlib import Path
 
+from common.files import atomic_write
+
 
 def site_dir(site: str) -> Path:
     """Directory holding a site's local state (honours XDG_CONFIG_HOME)."""
@@ -10,20 +12,9 @@ def site_dir(site: str) -> Path:
 
 
 def write_private(path: Path, data: str) -> None:
-    """Write a file atomically with mode 0600 (created with that mode, never readable by others)."""
+    """Write a file atomically with mode 0600, in a directory only its owner can enter."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, 0o600)
 
 
 class TokenStore:

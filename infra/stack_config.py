@@ -12,6 +12,7 @@ from infra.settings import StackSettings
 from infra.settings_rules import violations
 
 PROJECT = "mlops-edge-kit"
+ORGANIZATION = "organization"  # what Pulumi reports for a self-managed (file or blob) backend
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_PLACEHOLDER = "offline-plan-secret-placeholder"
 

@@ -10,8 +10,9 @@ from typing import Any
 from pulumi import automation as auto
 
 from infra.lifecycle.operations import PrintLine, run_operation
-from infra.lifecycle.stack_files import LIFECYCLE_KEY, ORGANIZATION, write_atomically
-from infra.stack_config import PROJECT, SettingsError, load_stack, project_values, read_stack_file, stack_file
+from infra.lifecycle.stack_files import LIFECYCLE_KEY, write_atomically
+from infra.stack_config import (ORGANIZATION, PROJECT, SettingsError, load_stack, project_values, read_stack_file,
+                                stack_file)
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,16}[a-z0-9]$")
 TTL = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")

@@ -1,16 +1,14 @@
 """The Pulumi.<stack>.yaml files the lifecycle tasks read and write."""
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from common.files import atomic_write
 from infra.settings import Lifecycle
-from infra.stack_config import PROJECT, SettingsError, Stack, load_stack, project_values, read_stack_file, stack_file
-
-ORGANIZATION = "organization"  # what Pulumi reports for a self-managed (file/blob) backend
+from infra.stack_config import (ORGANIZATION, PROJECT, SettingsError, Stack, load_stack, project_values,
+                                read_stack_file, stack_file)
 LIFECYCLE_KEY = f"{PROJECT}:lifecycle"
 
 
@@ -34,15 +32,4 @@ def stack_lifecycle(root: Path, stack: str) -> Lifecycle | None:
 
 def write_atomically(path: Path, config: dict[str, Any]) -> None:
     """Write `{config: ...}` to `path` through a temporary file and a rename: never a half-written stack file."""
-    text = yaml.safe_dump({"config": config}, sort_keys=False)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, yaml.safe_dump({"config": config}, sort_keys=False), 0o644)

@@ -6,10 +6,8 @@ from infra import settings_rules
 from infra.offline import policies
 from infra.offline.artifacts import write_plan
 from infra.offline.runtime import Recording, record
-from infra.stack_config import (PROJECT, ROOT, SettingsError, available_envs, engine_config, load_stack,
-                                project_values, read_stack_file, stack_file)
-
-ORGANIZATION = "organization"  # what Pulumi reports for a local (file) backend
+from infra.stack_config import (ORGANIZATION, PROJECT, ROOT, SettingsError, available_envs, engine_config,
+                                load_stack, project_values, read_stack_file, stack_file)
 
 
 class PlanError(Exception):
