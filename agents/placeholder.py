@@ -12,8 +12,9 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 from agents.azdo import AzdoClient, PoolNotFound
+from agents.build import read_lock
 
-PLACEHOLDER_VERSION = "4.275.0"  # reported version only; no agent binary runs behind it
+PLACEHOLDER_VERSION = read_lock()["AGENT_VERSION"]  # the image's agent version; no agent binary runs behind it
 PLACEHOLDER_PREFIX = "placeholder-"  # agents.cleanup never deletes agents named so
 REPLACE_ON = ("organization_url", "pool_name", "agent_name")
 

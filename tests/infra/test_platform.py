@@ -236,3 +236,11 @@ def test_inference_only_over_tls_and_attachment_optional(stack_root, tmp_path):
     assert not rec.of_type("azure-native:kubernetesconfiguration:Extension")
     assert not rec.of_type("azure-native:machinelearningservices:Compute")
     assert not any("AzureML" in note for note in rec.notes)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_agents_run_the_agent_version_the_image_pins(env):
+    from agents.build import read_lock
+    from infra.stack_config import project_values, read_stack_file, stack_file
+    agents = project_values(read_stack_file(stack_file(env)))["agents"]
+    assert agents["image"]["tag"] == read_lock()["AGENT_VERSION"]
