@@ -97,6 +97,12 @@ def test_unknown_env_lists_the_known_ones():
     assert "dev" in err.value.problems[0] and "prod" in err.value.problems[0]
 
 
+def test_cli_without_env_exits_2_naming_the_environments():
+    result = subprocess.run([sys.executable, "-m", "invoke", "plan"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert "--env is required (one of: dev, prod, qa, uat)" in result.stderr
+
+
 def test_cli_exits_2_without_traceback_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "invoke", "plan", "--env", "staging", "--out", str(out)],
