@@ -1,5 +1,6 @@
-"""Release artifacts a host needs (k3s binary, install script, airgap images, MetalLB manifest) and getting them
-there: uploaded from a verified air-gap bundle, or downloaded and verified by an online host itself."""
+"""Release artifacts a host needs (k3s binary, install script, airgap images, MetalLB manifest, and from a bundle
+the MetalLB images) and getting them there: uploaded from a verified air-gap bundle, or downloaded and verified
+by an online host itself (which then pulls the MetalLB images from their registry like any image)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from edge_hosts import k3s
 from edge_hosts.inventory import Host, Inventory
+from edge_hosts.probe import Facts
 from edge_hosts.ssh import HostSession, sha256_file
 
 METALLB_REMOTE = "/var/lib/rancher/k3s/mlops-edge-kit/metallb-native.yaml"
@@ -21,7 +23,7 @@ class ArtifactError(Exception):
 
 @dataclass(frozen=True)
 class Artifact:
-    key: str          # what it is: bin | install | images | metallb
+    key: str          # what it is: bin | install | images | metallb_images | metallb
     remote: str       # path on the host
     mode: str
     relpath: str      # path inside the bundle (also the release layout)
@@ -81,7 +83,13 @@ class ArtifactSource:
                            inv.k3s.install_script_sha256),
             self._artifact("images", k3s.images_path(host.arch), "0644", f"k3s/{version}/{images}",
                            f"{urls['release']}/{images}", None, sums),
-        ]
+        ] + ([self._metallb_images(host)] if self.bundle else [])
+
+    def _metallb_images(self, host: Host) -> Artifact:
+        """Only in a bundle: online hosts pull the MetalLB images from their registry themselves."""
+        name = k3s.metallb_images_asset(host.arch)
+        return self._artifact("metallb_images", k3s.metallb_images_path(host.arch), "0644",
+                              f"metallb/{self.inventory.metallb.version}/{name}", "", None)
 
     def metallb_artifact(self) -> Artifact:
         inv = self.inventory
@@ -103,9 +111,9 @@ class ArtifactSource:
                                 f"rebuild the bundle with edge.bundle")
         return path
 
-    def ensure(self, session: HostSession, artifacts: list[Artifact], current: dict[str, str]) -> list[str]:
+    def ensure(self, session: HostSession, artifacts: list[Artifact], facts: Facts) -> list[str]:
         """Put every artifact whose remote sha256 differs in place; return the keys that changed."""
-        stale = [a for a in artifacts if a.sha256 is None or current.get(a.key) != a.sha256]
+        stale = stale_artifacts(artifacts, facts)
         if not stale:
             return []
         if self.bundle:
@@ -114,6 +122,11 @@ class ArtifactSource:
             return [a.key for a in stale]
         out = session.check(download_script(stale), "downloading artifacts")
         return [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("changed=")]
+
+
+def stale_artifacts(artifacts: list[Artifact], facts: Facts) -> list[Artifact]:
+    """The artifacts whose sha256 on the host (probed as sha_<key>) is not the expected one."""
+    return [a for a in artifacts if a.sha256 is None or facts[f"sha_{a.key}"] != a.sha256]
 
 
 def download_script(artifacts: list[Artifact]) -> str:

@@ -1,5 +1,6 @@
 """edge.bundle: on a connected machine, download a site's release artifacts into an air-gap bundle, each verified
-(k3s assets against the release's sha256sum file; install.sh and the MetalLB manifest against given sha256 pins)."""
+(k3s assets against the release's sha256sum file; install.sh and the MetalLB manifest against given sha256 pins;
+the MetalLB images blob by blob against their registry digests)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,11 +11,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from edge_hosts import k3s
+from edge_hosts import k3s, oci
 from edge_hosts.artifacts import release_urls
+from edge_hosts.ssh import sha256_file
 from edge_hosts.state import write_private
 
 TIMEOUT_S = 60
+METALLB_IMAGES = ("quay.io/metallb/controller", "quay.io/metallb/speaker")
+DEFAULT_REGISTRY = "https://quay.io"
 
 
 class BundleError(Exception):
@@ -55,7 +59,7 @@ def _fetch_verified(url: str, dest: Path, expected: str | None, what: str) -> st
 
 def build_bundle(version: str, arch: str, out: Path, metallb_version: str, install_sha256: str,
                  metallb_sha256: str, mirror: str = "https://github.com",
-                 raw: str = "https://raw.githubusercontent.com") -> dict:
+                 raw: str = "https://raw.githubusercontent.com", registry: str = DEFAULT_REGISTRY) -> dict:
     """Download, verify all, then move into out/ and update manifest.json; return the manifest."""
     urls = release_urls(mirror.rstrip("/"), raw.rstrip("/"), version, metallb_version)
     sums_name = k3s.checksum_asset(arch)
@@ -72,10 +76,23 @@ def build_bundle(version: str, arch: str, out: Path, metallb_version: str, insta
             urls["install"], staging / "install.sh", install_sha256, "install.sh"))
         files[f"metallb/{metallb_version}/metallb-native.yaml"] = (staging / "metallb.yaml", _fetch_verified(
             urls["metallb"], staging / "metallb.yaml", metallb_sha256, "metallb-native.yaml"))
+        images = k3s.metallb_images_asset(arch)
+        files[f"metallb/{metallb_version}/{images}"] = (staging / images, _pull_images(
+            registry, metallb_version, arch, staging / images, staging / "oci"))
         for rel, (path, _) in files.items():
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(path, out / rel)
     return _write_manifest(out, version, metallb_version, {rel: sha for rel, (_, sha) in files.items()})
+
+
+def _pull_images(registry: str, metallb_version: str, arch: str, dest: Path, work: Path) -> str:
+    """The MetalLB controller and speaker images for arch as one OCI layout archive; return its sha256."""
+    platform = oci.Platform(*k3s.IMAGE_PLATFORM[arch])
+    try:
+        oci.pull_archive(registry, [f"{image}:{metallb_version}" for image in METALLB_IMAGES], platform, dest, work)
+    except oci.RegistryError as err:
+        raise BundleError(str(err)) from None
+    return sha256_file(dest)
 
 
 def _write_manifest(out: Path, version: str, metallb_version: str, files: dict[str, str]) -> dict:

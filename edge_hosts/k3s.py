@@ -15,6 +15,8 @@ API_PORT = 6443
 # inventory arch -> k3s release naming
 RELEASE_ARCH = {"x86_64": "amd64", "arm64": "arm64", "armv7": "arm"}
 BINARY_ASSET = {"x86_64": "k3s", "arm64": "k3s-arm64", "armv7": "k3s-armhf"}
+# inventory arch -> container image platform (architecture, variant)
+IMAGE_PLATFORM = {"x86_64": ("amd64", ""), "arm64": ("arm64", ""), "armv7": ("arm", "v7")}
 SERVER_PORTS = (6443, 10250, 2379, 2380)
 AGENT_PORTS = (10250,)
 
@@ -29,6 +31,15 @@ def images_asset(arch: str) -> str:
 
 def images_path(arch: str) -> str:
     return f"{IMAGES_DIR}/{images_asset(arch)}"
+
+
+def metallb_images_asset(arch: str) -> str:
+    """The bundle's archive of the MetalLB controller and speaker images for one arch."""
+    return f"metallb-images-{RELEASE_ARCH[arch]}.tar"
+
+
+def metallb_images_path(arch: str) -> str:
+    return f"{IMAGES_DIR}/{metallb_images_asset(arch)}"
 
 
 def checksum_asset(arch: str) -> str:

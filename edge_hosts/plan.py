@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 
 from edge_hosts import k3s
+from edge_hosts.artifacts import stale_artifacts
 from edge_hosts.engine import Engine
 from edge_hosts.report import HostResult
 from edge_hosts.state import TokenStore
@@ -17,8 +18,7 @@ def planned_changes(ctx: HostContext, token: str | None) -> list[str]:
     changes = []
     if not (facts.yes("sysctl_file") and facts["ip_forward"] == "1"):
         changes.append("os-prep: persist net.ipv4.ip_forward=1")
-    current = {"bin": facts["sha_bin"], "install": facts["sha_install"], "images": facts["sha_images"]}
-    stale = [a for a in ctx.source.host_artifacts(host) if a.sha256 is None or current[a.key] != a.sha256]
+    stale = stale_artifacts(ctx.source.host_artifacts(host), facts)
     changes += [f"artifacts: {a.remote}" for a in stale]
     config = k3s.render_config(ctx.inventory, host, token).encode()
     if facts["sha_config"] != hashlib.sha256(config).hexdigest():

@@ -18,7 +18,7 @@ def probe_script(host: Host) -> str:
     unit = k3s.unit(host.role)
     ports = " ".join(str(p) for p in (k3s.SERVER_PORTS if host.role == "server" else k3s.AGENT_PORTS))
     files = {"bin": k3s.BIN, "install": k3s.INSTALL_SCRIPT, "images": k3s.images_path(host.arch),
-             "config": k3s.CONFIG}
+             "metallb_images": k3s.metallb_images_path(host.arch), "config": k3s.CONFIG}
     sums = "\n".join(f"echo sha_{key}=$(sha256sum {shlex.quote(path)} 2>/dev/null | cut -c1-64)"
                      for key, path in files.items())
     return f"""echo {MARKER}

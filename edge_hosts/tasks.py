@@ -150,10 +150,12 @@ def reset(c, site, yes=False, json=False):
             "mirror": "release mirror (default https://github.com)",
             "raw": "raw file mirror (default https://raw.githubusercontent.com)",
             "install_sha256": "sha256 of the reviewed install.sh for this version (it has no published checksum)",
-            "metallb_sha256": "sha256 of the reviewed metallb-native.yaml (no published checksum)"})
+            "metallb_sha256": "sha256 of the reviewed metallb-native.yaml (no published checksum)",
+            "registry_mirror": f"registry serving the MetalLB images (default {bundles.DEFAULT_REGISTRY})"})
 def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_version=DEFAULT_METALLB,
-           mirror="https://github.com", raw="https://raw.githubusercontent.com"):
-    """Download a verified air-gap bundle (k3s binary, install script, images, MetalLB manifest)."""
+           mirror="https://github.com", raw="https://raw.githubusercontent.com",
+           registry_mirror=bundles.DEFAULT_REGISTRY):
+    """Download a verified air-gap bundle (k3s binary, install script, images, MetalLB manifest and images)."""
     problems = []
     if not K3S_VERSION.match(version):
         problems.append(f"--version: '{version}' is not a pinned k3s version like v1.31.4+k3s1")
@@ -164,11 +166,13 @@ def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_versio
     for flag, value in (("--install-sha256", install_sha256), ("--metallb-sha256", metallb_sha256)):
         if not SHA256.match(value):
             problems.append(f"{flag}: expected 64 lowercase hex digits")
+    if not registry_mirror.startswith(("https://", "http://")):
+        problems.append(f"--registry-mirror: '{registry_mirror}' is not an http(s) URL")
     if problems:
         raise Exit("\n".join(problems), code=2)
     try:
         manifest = bundles.build_bundle(version, arch, Path(out), metallb_version, install_sha256, metallb_sha256,
-                                        mirror, raw)
+                                        mirror, raw, registry_mirror)
     except bundles.BundleError as err:
         raise Exit(f"bundle: {err}", code=1) from None
     print(f"bundle {out}: {len(manifest['files'])} files verified (k3s {version}, MetalLB {metallb_version})")

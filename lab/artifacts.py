@@ -1,7 +1,8 @@
 """Stand-in k3s/MetalLB artifacts: the release tree a mirror serves, the air-gap bundle, a server.
 
 The k3s "binary" for every architecture is the stand-in k3s (a Python zipapp), the airgap images
-tarball is a small placeholder, and the sha256sum-<arch>.txt files list the right hashes.
+tarball is a small placeholder, the sha256sum-<arch>.txt files list the right hashes, and the bundle's
+MetalLB images archives are small valid OCI layouts (lab/images.py).
 """
 import hashlib
 import json
@@ -13,6 +14,8 @@ from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from lab.images import PLATFORMS, layout_archive
 
 STANDINS = Path(__file__).parent / "standins"
 DEFAULT_TIMINGS = {"node_ready": 1.0, "heartbeat": 1.5, "node_lost": 8.0, "rollout": 1.5,
@@ -79,13 +82,16 @@ def build_release_tree(root: Path, k3s_version: str, metallb_version: str,
 
 def build_bundle(directory: Path, k3s_version: str, metallb_version: str,
                  timings: dict | None = None) -> Path:
-    """The air-gap bundle layout (manifest.json, k3s/<v>/..., metallb/<v>/...) in `directory`."""
+    """The air-gap bundle layout (manifest.json, k3s/<v>/..., metallb/<v>/... with the images) in `directory`."""
     directory = Path(directory)
     k3s_dir = directory / "k3s" / k3s_version
     write_k3s_assets(k3s_dir, k3s_version, timings)
     _write(k3s_dir / "install.sh", install_script(), 0o755)
     _write(directory / "metallb" / metallb_version / "metallb-native.yaml",
            metallb_manifest(metallb_version))
+    for arch in PLATFORMS:
+        _write(directory / "metallb" / metallb_version / f"metallb-images-{arch}.tar",
+               layout_archive(metallb_version, arch))
     files = {str(p.relative_to(directory)): sha256(p.read_bytes())
              for p in sorted(directory.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     manifest = {"k3s": k3s_version, "metallb": metallb_version, "files": files}

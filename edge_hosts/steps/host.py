@@ -86,9 +86,9 @@ def _wait_for_reboot(ctx: HostContext) -> None:
 
 
 def artifacts(ctx: HostContext) -> bool:
-    """k3s binary, install script and airgap images, each skipped when the remote sha256 matches."""
-    current = {"bin": ctx.facts["sha_bin"], "install": ctx.facts["sha_install"], "images": ctx.facts["sha_images"]}
-    replaced = ctx.source.ensure(ctx.session, ctx.source.host_artifacts(ctx.host), current)
+    """k3s binary, install script, airgap images (and from a bundle the MetalLB images), each skipped when the
+    remote sha256 matches."""
+    replaced = ctx.source.ensure(ctx.session, ctx.source.host_artifacts(ctx.host), ctx.facts)
     ctx.replaced.update(replaced)
     return bool(replaced)
 
