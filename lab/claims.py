@@ -37,7 +37,9 @@ def subnet_of(number: int) -> str:
 
 @contextmanager
 def _locked():
-    CLAIM_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # 0711: other users may pass through (sshd reads a login user's authorized_keys as that user), not list
+    CLAIM_DIR.mkdir(mode=0o711, parents=True, exist_ok=True)
+    CLAIM_DIR.chmod(0o711)
     with open(CLAIM_DIR / "alloc.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

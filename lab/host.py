@@ -14,7 +14,7 @@ from lab.procs import argv_of, start_time
 
 # directories every host has to itself (bind mounts over the machine's own)
 PRIVATE_DIRS = ("/etc/rancher", "/var/lib/rancher", "/usr/local/bin", "/usr/local/sbin",
-                "/etc/systemd/system", "/var/log/lab-units", "/tmp")
+                "/etc/systemd/system", "/etc/sysctl.d", "/var/log/lab-units", "/tmp", "/root")
 SSHD = "/usr/sbin/sshd"
 
 
@@ -70,6 +70,7 @@ def prepare_files(host: LabHost, gateway: str, prefix_len: int, authorized_keys:
         target.mkdir(parents=True, exist_ok=True)
         Path(private).mkdir(parents=True, exist_ok=True)   # the mount point on the machine
     host.path_on_host("/tmp").chmod(0o1777)
+    host.path_on_host("/root").chmod(0o700)
     (base / "hosts").write_text(etc_hosts)
     (base / "sshd_config").write_text(_sshd_config(host, base, authorized_keys))
     (base / "init.sh").write_text(_init_script(host, base, gateway, prefix_len))

@@ -114,7 +114,7 @@ class Lab:
         return self.out_dir / "bundle"
 
     def _build(self, count: int, servers: int, timings: dict | None) -> None:
-        claims.lab_dir(self.number).mkdir(mode=0o700)
+        claims.lab_dir(self.number).mkdir(mode=0o711)
         network.create_bridge(self.bridge, f"{self.gateway}/24")
         public_key = new_keypair(self.key_file, f"mlops-lab-{self.number}")
         authorized = claims.lab_dir(self.number) / "authorized_keys"

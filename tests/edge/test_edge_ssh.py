@@ -103,14 +103,7 @@ def sudo_user(lab):
     sudoers = Path(f"/etc/sudoers.d/{name}")
     sudoers.write_text(f"{name} ALL=(ALL) ALL\n")
     sudoers.chmod(0o440)
-    # lab workaround: its shared authorized_keys sits in 0700 root-only directories, unreadable to other users
-    lab_dirs = [Path("/run/mlops-lab"), Path(lab.host("edge-1").dir).parent]
-    modes = [d.stat().st_mode & 0o777 for d in lab_dirs]
-    for d in lab_dirs:
-        d.chmod(0o711)
     yield name, password, sudoers
-    for d, mode in zip(lab_dirs, modes):
-        d.chmod(mode)
     sudoers.unlink(missing_ok=True)
     subprocess.run(["userdel", "-r", name], capture_output=True)
 
@@ -137,8 +130,8 @@ def test_sudo_with_password_from_env_wrong_password_and_passwordless(lab, tmp_pa
 def test_a_password_is_never_sent_to_passwordless_sudo(lab, tmp_path, sudo_user):
     name, _, sudoers = sudo_user
     sudoers.write_text(f"{name} ALL=(ALL) NOPASSWD: ALL\n")
-    marker = Path(f"/root/kit-password-ran-as-command-{secrets.token_hex(4)}")
+    marker = f"/root/kit-password-ran-as-command-{secrets.token_hex(4)}"
     site = lab_site(lab, tmp_path, **PINS, **{"ssh.user": name, "ssh.sudoPasswordEnv": "EDGE_TEST_SUDO"})
     done = kit("edge.plan", "--site", str(site), "--json", env={"EDGE_TEST_SUDO": f"touch {marker}"})
     assert all(h["status"] == "changed" for h in json_result(done).values()), done.stdout + done.stderr
-    assert not marker.exists()
+    assert not any(h.path_on_host(marker).exists() for h in lab.hosts)
