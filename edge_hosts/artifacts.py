@@ -111,8 +111,9 @@ class ArtifactSource:
                                 f"rebuild the bundle with edge.bundle")
         return path
 
-    def ensure(self, session: HostSession, artifacts: list[Artifact], facts: Facts) -> list[str]:
-        """Put every artifact whose remote sha256 differs in place; return the keys that changed."""
+    def ensure(self, session: HostSession, artifacts: list[Artifact], facts: Facts | None) -> list[str]:
+        """Put every artifact whose remote sha256 differs (all when the host was not probed) in place; return
+        the keys that changed."""
         stale = stale_artifacts(artifacts, facts)
         if not stale:
             return []
@@ -124,9 +125,9 @@ class ArtifactSource:
         return [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("changed=")]
 
 
-def stale_artifacts(artifacts: list[Artifact], facts: Facts) -> list[Artifact]:
+def stale_artifacts(artifacts: list[Artifact], facts: Facts | None) -> list[Artifact]:
     """The artifacts whose sha256 on the host (probed as sha_<key>) is not the expected one."""
-    return [a for a in artifacts if a.sha256 is None or facts[f"sha_{a.key}"] != a.sha256]
+    return [a for a in artifacts if a.sha256 is None or facts is None or facts[f"sha_{a.key}"] != a.sha256]
 
 
 def download_script(artifacts: list[Artifact]) -> str:

@@ -53,7 +53,7 @@ def ensure_metallb(session: HostSession, inventory: Inventory, source: ArtifactS
     manifest_sha = manifest.sha256
     if pool_matches(pool, inventory, manifest_sha):
         return False
-    source.ensure(session, [manifest], {})
+    source.ensure(session, [manifest], None)
     session.check(f"{KUBECTL} apply -f {manifest.remote} >/dev/null\n", "applying the MetalLB manifest")
     session.check(f"""set -e
 {KUBECTL} -n {NAMESPACE} rollout status deployment/controller --timeout={ROLLOUT_TIMEOUT} >/dev/null

@@ -16,6 +16,8 @@ from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl
                         ready_nodes)
 
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
+METALLB_IMAGES = "/var/lib/rancher/k3s/agent/images/metallb-images-amd64.tar"
+BUNDLED_IMAGES = "metallb/v0.14.9/metallb-images-amd64.tar"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def bootstrap(site: Path, kubeconfig: Path, *extra: str):
 def test_bootstrap_brings_up_the_site(lab, kubeconfig, state, private_state):
     with ArgvSampler(lab) as argvs:
         done, hosts = bootstrap(lab.site_file, kubeconfig)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     assert {n: h["status"] for n, h in hosts.items()} == dict.fromkeys(HOSTS, "changed")
     assert hosts["edge-1"]["changed"] == ["os-prep", "artifacts", "config", "install", "metallb", "kubeconfig"]
     assert hosts["edge-2"]["changed"] == ["os-prep", "artifacts", "config", "install"]
@@ -69,6 +71,8 @@ def test_bootstrap_brings_up_the_site(lab, kubeconfig, state, private_state):
         assert mode(lab, name, "/usr/local/bin/k3s") == 0o755
         assert mode(lab, name, "/usr/local/bin/k3s-install.sh") == 0o755
         assert host_file(lab, name, "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst").is_file()
+        assert host_file(lab, name, METALLB_IMAGES).read_bytes() == (lab.bundle / BUNDLED_IMAGES).read_bytes()
+        assert mode(lab, name, METALLB_IMAGES) == 0o644
         assert lab.exec(name, f"systemctl is-active {unit}", check=False).returncode == 0
         assert host_config(lab, name)["token"] == token
         assert host_config(lab, name)["node-name"] == name
@@ -93,6 +97,18 @@ def test_a_rerun_changes_nothing_and_restarts_nothing(lab, kubeconfig):
     done, hosts = bootstrap(lab.site_file, kubeconfig)
     assert done.returncode == 0
     assert {n: (h["status"], h["changed"]) for n, h in hosts.items()} == dict.fromkeys(HOSTS, ("ok", []))
+    assert all_starts(lab) == before
+
+
+def test_a_missing_metallb_images_archive_is_uploaded_again_and_only_it(lab, kubeconfig):
+    lab.exec("edge-4", f"rm -f {METALLB_IMAGES}")
+    planned = json_result(kit("edge.plan", "--site", str(lab.site_file), "--json"))
+    assert planned["edge-4"]["changed"] == [f"artifacts: {METALLB_IMAGES}"]
+    before = all_starts(lab)
+    done, hosts = bootstrap(lab.site_file, kubeconfig)
+    assert done.returncode == 0, done.stderr
+    assert hosts["edge-4"]["changed"] == ["artifacts"] and all(hosts[n]["changed"] == [] for n in HOSTS[:3])
+    assert host_file(lab, "edge-4", METALLB_IMAGES).read_bytes() == (lab.bundle / BUNDLED_IMAGES).read_bytes()
     assert all_starts(lab) == before
 
 
