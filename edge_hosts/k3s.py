@@ -11,6 +11,7 @@ CONFIG = "/etc/rancher/k3s/config.yaml"
 TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
+CRI_NAMESPACE = "k8s.io"  # containerd namespace of the images Kubernetes runs
 API_PORT = 6443
 # inventory arch -> k3s release naming
 RELEASE_ARCH = {"x86_64": "amd64", "arm64": "arm64", "armv7": "arm"}

@@ -125,7 +125,17 @@ def install(ctx: HostContext) -> bool:
         restarted = True
     if restarted:
         ctx.facts.values["active"] = "yes"
-    return ran or restarted
+    return ran or restarted or import_images(ctx, restarted)
+
+
+def import_images(ctx: HostContext, restarted: bool) -> bool:
+    """k3s imports its images directory when it starts; a running k3s imports a replaced MetalLB archive now."""
+    if restarted or "metallb_images" not in ctx.replaced:
+        return False
+    archive = k3s.metallb_images_path(ctx.host.arch)
+    ctx.session.check(f"{k3s.BIN} ctr -n {k3s.CRI_NAMESPACE} images import {shlex.quote(archive)}\n",
+                      "importing the MetalLB images")
+    return True
 
 
 def ensure_active(ctx: HostContext) -> None:

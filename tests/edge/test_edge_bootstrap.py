@@ -18,6 +18,7 @@ from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
 METALLB_IMAGES = "/var/lib/rancher/k3s/agent/images/metallb-images-amd64.tar"
 BUNDLED_IMAGES = "metallb/v0.14.9/metallb-images-amd64.tar"
+IMPORTED_IMAGES = "/var/lib/rancher/k3s/agent/containerd/lab-imported-images"  # the stand-in containerd's record
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +108,11 @@ def test_a_missing_metallb_images_archive_is_uploaded_again_and_only_it(lab, kub
     before = all_starts(lab)
     done, hosts = bootstrap(lab.site_file, kubeconfig)
     assert done.returncode == 0, done.stderr
-    assert hosts["edge-4"]["changed"] == ["artifacts"] and all(hosts[n]["changed"] == [] for n in HOSTS[:3])
+    assert hosts["edge-4"]["changed"] == ["artifacts", "install"] and all(hosts[n]["changed"] == [] for n in HOSTS[:3])
     assert host_file(lab, "edge-4", METALLB_IMAGES).read_bytes() == (lab.bundle / BUNDLED_IMAGES).read_bytes()
-    assert all_starts(lab) == before
+    assert all_starts(lab) == before  # imported into the running k3s, no restart
+    imported = host_file(lab, "edge-4", IMPORTED_IMAGES).read_text().split()
+    assert imported == ["quay.io/metallb/controller:v0.14.9", "quay.io/metallb/speaker:v0.14.9"]
 
 
 def test_plan_shows_nothing_to_do_after_bootstrap(lab):
