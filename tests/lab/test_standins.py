@@ -192,6 +192,7 @@ def test_metallb_webhook_refuses_pools_then_services_get_pool_addresses(lab, clu
 def test_drain_and_delete_node(lab, cluster):
     drained = kubectl(lab, "drain edge-2 --ignore-daemonsets --delete-emptydir-data --force --timeout=30s")
     assert drained.returncode == 0 and "node/edge-2 drained" in drained.stdout
+    lab.exec("edge-2", "systemctl stop k3s-agent")  # a running agent re-registers its node, as real k3s does
     assert kubectl(lab, "delete node edge-2").returncode == 0
     assert "edge-2" not in kubectl(lab, "get nodes").stdout
     assert kubectl(lab, "delete node edge-2").returncode == 1
