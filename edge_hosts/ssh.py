@@ -6,6 +6,7 @@ import io
 import os
 import secrets
 import shlex
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -110,7 +111,11 @@ class HostSession:
         except (OSError, paramiko.SSHException, EOFError) as err:
             client.close()
             raise TransportError(f"cannot reach {self.host.address}:{s.port}: {err or type(err).__name__}") from None
-        client.get_transport().set_keepalive(15)
+        transport = client.get_transport()
+        transport.set_keepalive(15)
+        if isinstance(transport.sock, socket.socket):
+            # small request/response packets: without this, Nagle + delayed ACKs stall each command ~40-90 ms
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return client
 
     def close(self) -> None:

@@ -125,7 +125,8 @@ class Lab:
         for h in self.hosts:
             network.add_host_link(h.netns, h.veth, self.bridge)
             hostmod.prepare_files(h, self.gateway, 24, authorized, etc_hosts)
-            shutil.copy2(STANDINS / "systemctl", h.path_on_host("/usr/local/sbin/systemctl"))
+            for name in ("systemctl", "systemctl.py"):
+                shutil.copy2(STANDINS / name, h.path_on_host(f"/usr/local/sbin/{name}"))
             host_key = new_keypair(Path(h.dir) / "ssh_host_ed25519_key", h.name)
             known.append(f"{h.address} {' '.join(host_key.split()[:2])}")
         inits = [hostmod.start(h) for h in self.hosts]
