@@ -14,17 +14,20 @@ PI_CGROUP_FLAGS = ("cgroup_enable=cpuset", "cgroup_memory=1", "cgroup_enable=mem
 MARKER = "kit-probe=1"
 
 
+def probed_files(host: Host) -> dict[str, str]:
+    """Files whose sha256 the probe reads, by artifact key (facts sha_<key>)."""
+    return {"bin": k3s.BIN, "install": k3s.INSTALL_SCRIPT, "images": k3s.images_path(host.arch),
+            "metallb_images": k3s.metallb_images_path(host.arch), "config": k3s.CONFIG}
+
+
 def probe_script(host: Host) -> str:
     unit = k3s.unit(host.role)
     ports = " ".join(str(p) for p in (k3s.SERVER_PORTS if host.role == "server" else k3s.AGENT_PORTS))
-    files = {"bin": k3s.BIN, "install": k3s.INSTALL_SCRIPT, "images": k3s.images_path(host.arch),
-             "metallb_images": k3s.metallb_images_path(host.arch), "config": k3s.CONFIG}
-    sums = "\n".join(f"echo sha_{key}=$(sha256sum {shlex.quote(path)} 2>/dev/null | cut -c1-64)"
-                     for key, path in files.items())
+    paths = " ".join(shlex.quote(path) for path in probed_files(host).values())
     return f"""echo {MARKER}
 echo uid=$(id -u)
 echo arch=$(uname -m)
-echo hostname=$(hostname)
+read -r name < /proc/sys/kernel/hostname; echo hostname=$name
 echo route=$(awk '$2=="00000000"{{f=1}} END{{print f?"yes":"no"}}' /proc/net/route)
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
   grep -qw memory /sys/fs/cgroup/cgroup.controllers && echo cgroup_memory=yes || echo cgroup_memory=no
@@ -33,11 +36,11 @@ else
 fi
 d=/var/lib/rancher; [ -d $d ] || d=/var/lib
 echo disk_kb=$(df -Pk $d | awk 'NR==2{{print $4}}')
-echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)
+read -r forward < /proc/sys/net/ipv4/ip_forward; echo ip_forward=$forward
 [ "$(cat {SYSCTL_FILE} 2>/dev/null)" = "{SYSCTL_CONTENT.strip()}" ] && echo sysctl_file=yes || echo sysctl_file=no
 echo pi_model=$(cat /proc/device-tree/model 2>/dev/null | tr -d '\\000')
 for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do [ -f $f ] && {{ echo cmdline_file=$f; echo cmdline=$(cat $f); break; }}; done
-{sums}
+sha256sum {paths} 2>/dev/null | sed 's/^/sha256 /'
 [ -f /etc/systemd/system/{unit}.service ] && echo unit_file=yes || echo unit_file=no
 systemctl is-active {unit} >/dev/null 2>&1 && echo active=yes || echo active=no
 echo listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4=="0A"{{split($2,a,":"); print a[2]}}' | sort -u | tr '\\n' ' ')
@@ -66,8 +69,14 @@ def gather(session: HostSession) -> Facts:
     if MARKER not in result.out:
         detail = " | ".join(result.err.strip().splitlines()[-2:]) or f"exit {result.code}"
         raise RemoteError(f"sudo does not work for {session.settings.user}: {detail}")
-    values = {}
+    values = {f"sha_{key}": "" for key in probed_files(session.host)}
+    keys = {path: f"sha_{key}" for key, path in probed_files(session.host).items()}
     for line in result.out.splitlines():
+        if line.startswith("sha256 "):  # one sha256sum call for every file: "sha256 <digest>  <path>"
+            _, digest, path = line.split(maxsplit=2)
+            if path in keys:
+                values[keys[path]] = digest
+            continue
         key, sep, value = line.partition("=")
         if sep:
             values[key.strip()] = value.strip()
