@@ -38,7 +38,7 @@ d=/var/lib/rancher; [ -d $d ] || d=/var/lib
 echo disk_kb=$(df -Pk $d | awk 'NR==2{{print $4}}')
 read -r forward < /proc/sys/net/ipv4/ip_forward; echo ip_forward=$forward
 [ "$(cat {SYSCTL_FILE} 2>/dev/null)" = "{SYSCTL_CONTENT.strip()}" ] && echo sysctl_file=yes || echo sysctl_file=no
-echo pi_model=$(cat /proc/device-tree/model 2>/dev/null | tr -d '\\000')
+echo pi_model=$(cat /sys/firmware/devicetree/base/model 2>/dev/null | tr -d '\\000')
 for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do [ -f $f ] && {{ echo cmdline_file=$f; echo cmdline=$(cat $f); break; }}; done
 sha256sum {paths} 2>/dev/null | sed 's/^/sha256 /'
 [ -f /etc/systemd/system/{unit}.service ] && echo unit_file=yes || echo unit_file=no
