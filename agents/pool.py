@@ -255,10 +255,10 @@ class AgentPool(pulumi.ComponentResource):
         self.scaled_jobs = {pool.arch: self._custom(f"scaledjob-{pool.arch}", "ScaledJob", f"azp-agent-{pool.arch}",
                                                     scaled_job_spec(args, pool, image), needs_keda)
                             for pool in args.pools}
-        self.placeholders = {pool.arch: PlaceholderAgent(
-            f"{name}-placeholder-{pool.arch}", organization_url=args.settings.organization_url,
-            pool_name=after(args.pools_ready, pool.pool_name), token=args.placeholder_token, capabilities=capabilities(pool.arch), opts=child)
-            for pool in args.pools}
+        for pool in args.pools:
+            PlaceholderAgent(f"{name}-placeholder-{pool.arch}", organization_url=args.settings.organization_url,
+                             pool_name=after(args.pools_ready, pool.pool_name), token=args.placeholder_token,
+                             capabilities=capabilities(pool.arch), opts=child)
         for arch in sorted({pool.arch for pool in args.pools}):
             self._buildkit(arch, in_ns)
         self._policies(in_ns)

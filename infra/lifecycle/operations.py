@@ -4,7 +4,6 @@ from collections.abc import Callable
 from pulumi import automation as auto
 
 PrintLine = Callable[[str], None]
-OPERATIONS = ("preview", "up", "refresh", "destroy")
 
 
 def run_operation(stack: auto.Stack, operation: str, print_line: PrintLine, *, expect_no_changes: bool = False) -> str:
