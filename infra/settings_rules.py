@@ -1,8 +1,10 @@
 """Cross-field rules on validated stack settings: CIDR layout, exposure and Azure names."""
 import re
+from datetime import date
 from ipaddress import IPv4Network
 from typing import Iterator
 
+from common import pins
 from infra.devops.settings import agents_disagreements
 from infra.naming import NODE_POOL_RULE, StackNames
 from infra.settings import StackSettings
@@ -19,9 +21,14 @@ def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
             *_node_pools(settings), *_names(settings, names), *agents_disagreements(settings.devops, settings.agents)]
 
 
-def warnings(settings: StackSettings) -> list[str]:
-    """Valid but risky combinations, shown with the plan."""
-    notes = []
+def pins_in_use(settings: StackSettings) -> dict[str, str]:
+    """The versions this stack pins (component -> version), each checked against common/pins.yaml."""
+    return {"aks-kubernetes": settings.cluster.kubernetes_version}
+
+
+def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
+    """Valid but risky combinations, and pins past their end of support, shown with the plan."""
+    notes = pins.warnings(pins_in_use(settings), today or date.today())
     if settings.ml.attach_aks and settings.cluster.disable_local_accounts:
         notes.append("Microsoft documents that the AzureML extension does not support AKS with local accounts "
                      "disabled; if attaching the cluster fails on pulumi up, set cluster.disableLocalAccounts: false "

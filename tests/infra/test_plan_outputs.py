@@ -14,7 +14,7 @@ from infra.offline.mocks import kubeconfig
 from infra.stack_config import ROOT
 from tests.infra.conftest import ENVS
 
-K8S_VERSION = "1.33"
+K8S_VERSION = "1.35"  # the stacks' cluster.kubernetesVersion
 CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledJob"), ("keda.sh/v1alpha1", "TriggerAuthentication")}
 
 

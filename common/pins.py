@@ -1,0 +1,55 @@
+"""The committed end-of-support table (common/pins.yaml) and the warnings it gives for pins in use.
+
+Pure: no Pulumi, no network; `today` is passed in so tests can choose it.
+"""
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+PINS_FILE = Path(__file__).with_name("pins.yaml")
+
+
+@dataclass(frozen=True)
+class PinRow:
+    component: str
+    version: str
+    end_of_support: date
+    source: str
+
+    def covers(self, version: str) -> bool:
+        """An exact version, or a minor row ("1.35") covering its patches ("1.35.4")."""
+        version = version.removeprefix("v")
+        wanted = self.version.removeprefix("v")
+        return version == wanted or version.startswith(f"{wanted}.")
+
+
+def load_table(path: Path = PINS_FILE) -> list[PinRow]:
+    """Every row of the table; a malformed row raises ValueError naming the file and the row."""
+    document = yaml.safe_load(path.read_text()) or {}
+    rows = []
+    for i, row in enumerate(document.get("pins") or []):
+        try:
+            rows.append(PinRow(str(row["component"]), str(row["version"]), row["endOfSupport"], str(row["source"])))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path.name}: pins[{i}]: needs component, version, endOfSupport, source ({err})") from None
+        if not isinstance(rows[-1].end_of_support, date):
+            raise ValueError(f"{path.name}: pins[{i}].endOfSupport: must be a date (YYYY-MM-DD)")
+    return rows
+
+
+def warnings(pins: Mapping[str, str], today: date, table: list[PinRow] | None = None) -> list[str]:
+    """A warning for each pin (component -> version) past its end of support, or missing from the table."""
+    table = load_table() if table is None else table
+    notes = []
+    for component, version in sorted(pins.items()):
+        row = next((r for r in table if r.component == component and r.covers(version)), None)
+        if row is None:
+            notes.append(f"pin {component} {version} has no end-of-support row in common/pins.yaml")
+        elif today > row.end_of_support:
+            notes.append(f"pin {component} {version} is past its end of support ({row.end_of_support}, "
+                         f"{row.source}): move to a supported version")
+    return notes
+
