@@ -1,11 +1,14 @@
-"""The kit's tasks. Run them through ./kit (./kit --list shows them all)."""
+"""The kit's tasks. Run them through ./kit (./kit --list shows them all).
+
+Every task module imports only invoke and the standard library at load; each task imports what it uses in its
+body, so `./kit --list` and the edge and lab tasks never load Pulumi (benchmarks/kit_start.py measures it).
+"""
 import shlex
 import sys
 
 from invoke import Collection, Exit, task
 
 from infra import tasks as infra_tasks
-from lab.packages import ensure_packages
 from lab.tasks import ns as lab_tasks
 from edge_hosts.tasks import edge as edge_tasks
 from agents.tasks import agents as agents_tasks
@@ -15,6 +18,8 @@ from infra.lifecycle import tasks as lifecycle_tasks
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
 def test(c, k="", x=False):
     """Run the whole test suite (installs the lab's system packages first; run as root)."""
+    from lab.packages import ensure_packages
+
     try:
         ensure_packages()
     except RuntimeError as err:

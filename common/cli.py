@@ -1,6 +1,5 @@
 """The `./kit` command: invoke's program over tasks.py, with command-line mistakes reported as bad input (exit 2)."""
 import sys
-from importlib.metadata import version
 
 from invoke import Program
 from invoke.exceptions import ParseError
@@ -10,6 +9,11 @@ BAD_INPUT = 2
 
 class KitProgram(Program):
     """Like `invoke`, but an unknown task, a missing argument or a malformed option exits 2, as bad input does."""
+
+    def print_version(self) -> None:
+        from importlib.metadata import version  # ~25 ms, so only for --version
+
+        print(f"{self.name} {version(self.name)}")
 
     def parse_core(self, argv):
         self._bad_input_exits(super().parse_core, argv)
@@ -30,7 +34,7 @@ class KitProgram(Program):
 
 
 def main() -> None:
-    KitProgram(binary="./kit", name="mlops-edge-kit", version=version("mlops-edge-kit")).run()
+    KitProgram(binary="./kit", name="mlops-edge-kit").run()
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-"""Load a stack's settings: from Pulumi.<env>.yaml offline, or from Pulumi config during `pulumi up`."""
+"""Load a stack's settings: from Pulumi.<env>.yaml offline, or from Pulumi config during `pulumi up`.
+
+Only the standard library at import: ./kit's tasks import this module to name files and errors, and
+pydantic and the settings models load only when a stack is validated.
+"""
+from __future__ import annotations
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import ValidationError
-
-from infra.naming import StackNames, stack_names, stack_suffix
-from infra.settings import StackSettings
-from infra.settings_rules import violations
+if TYPE_CHECKING:
+    from infra.naming import StackNames
+    from infra.settings import StackSettings
 
 PROJECT = "mlops-edge-kit"
 ORGANIZATION = "organization"  # what Pulumi reports for a self-managed (file or blob) backend
@@ -44,6 +47,8 @@ def available_envs(root: Path = ROOT) -> list[str]:
 
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The `config:` mapping of a stack file, exactly as written."""
+    import yaml
+
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -83,6 +88,12 @@ def engine_config(config: dict[str, Any], settings: StackSettings) -> tuple[dict
 
 def load_stack(values: dict[str, Any], *, source: str, env: str, organization: str) -> Stack:
     """Validate `values` (this project's config keys) for `env`; raise SettingsError listing every problem."""
+    from pydantic import ValidationError
+
+    from infra.naming import stack_names, stack_suffix
+    from infra.settings import StackSettings
+    from infra.settings_rules import violations
+
     where = f"{source}: config.{PROJECT}:"
     try:
         settings = StackSettings.model_validate(values)

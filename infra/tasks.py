@@ -1,11 +1,8 @@
-"""Tasks for the Azure platform stacks."""
+"""Tasks for the Azure platform stacks (Pulumi, rich and the settings models load inside the task, not here)."""
 from pathlib import Path
 
 from invoke import Exit, task
-from rich.console import Console
 
-from infra.offline.plan import PlanError, make_plan
-from infra.offline.render import print_plan
 from infra.stack_config import available_envs
 
 
@@ -14,6 +11,11 @@ def plan(c, env="", out="out"):
     """Offline plan of an environment: no CLI, no credentials; writes out/<env>/plan.json, graph.dot, manifests/."""
     if not env:
         raise Exit(f"plan: --env is required (one of: {', '.join(available_envs())})", code=2)
+    from rich.console import Console
+
+    from infra.offline.plan import PlanError, make_plan
+    from infra.offline.render import print_plan
+
     try:
         recording = make_plan(env, Path(out))
     except PlanError as err:

@@ -1,8 +1,5 @@
-"""Invoke tasks of the `lab` collection: lab.up and lab.down (need root)."""
+"""Invoke tasks of the `lab` collection: lab.up and lab.down (need root). The lab itself loads inside the tasks."""
 from invoke import Collection, Exit, task
-
-from lab.lab import Lab, LabError
-from lab.packages import ensure_packages
 
 DEFAULT_OUT = "out/lab"
 
@@ -12,6 +9,9 @@ DEFAULT_OUT = "out/lab"
             "out": "directory for site.yaml, known_hosts, id_ed25519 and state.json"})
 def up(c, hosts=3, servers=1, out=DEFAULT_OUT):
     """Boot simulated edge hosts (namespaces running sshd) and write their inventory (root)."""
+    from lab.lab import Lab, LabError
+    from lab.packages import ensure_packages
+
     try:
         ensure_packages()
         lab = Lab.up(hosts=int(hosts), servers=int(servers), out_dir=out)
@@ -25,6 +25,8 @@ def up(c, hosts=3, servers=1, out=DEFAULT_OUT):
 @task(help={"out": "directory the lab was brought up with"})
 def down(c, out=DEFAULT_OUT):
     """Stop the lab's hosts and remove their namespaces, bridge and files (root)."""
+    from lab.lab import Lab, LabError
+
     try:
         lab = Lab.load(out)
     except LabError as err:
