@@ -4,27 +4,23 @@ from __future__ import annotations
 import json as jsonlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Exit, task
-from rich.console import Console
-from rich.table import Table
 
-from edge_hosts import bundle as bundles
-from edge_hosts import hostkeys, plan as planning, reset as resetting, status as statuses
-from edge_hosts.artifacts import ArtifactError, ArtifactSource
-from edge_hosts.engine import Engine
-from edge_hosts.inventory import K3S_VERSION, METALLB_VERSION, SHA256, UNAME_ARCH, Inventory, InventoryError, \
-    load_inventory
-from edge_hosts.kubeconfig import DEFAULT_PATH, KubeconfigError
-from edge_hosts.report import Progress, results_table, summary_json
-from edge_hosts.runner import Bootstrap, write_kubeconfig
-from edge_hosts.ssh import RemoteError, TransportError
+from edge_hosts.kubeconfig import DEFAULT_PATH
+
+if TYPE_CHECKING:  # the rest loads inside the tasks: ./kit --list and other areas' tasks never pay for it
+    from edge_hosts.artifacts import ArtifactSource
+    from edge_hosts.inventory import Inventory
 
 SITE_HELP = "site name (edge_hosts/sites/<name>.yaml) or path to an inventory file"
 DEFAULT_METALLB = "v0.14.9"
 
 
 def _inventory(site: str) -> Inventory:
+    from edge_hosts.inventory import InventoryError, load_inventory
+
     try:
         inventory = load_inventory(site)
     except InventoryError as err:
@@ -46,6 +42,8 @@ def _selected(inventory: Inventory, hosts: str) -> list[str]:
 
 
 def _source(inventory: Inventory) -> ArtifactSource:
+    from edge_hosts.artifacts import ArtifactError, ArtifactSource
+
     try:
         return ArtifactSource(inventory)
     except ArtifactError as err:
@@ -53,6 +51,10 @@ def _source(inventory: Inventory) -> ArtifactSource:
 
 
 def _finish(site: str, results, as_json: bool) -> None:
+    from rich.console import Console
+
+    from edge_hosts.report import results_table, summary_json
+
     if as_json:
         print(summary_json(site, results))
     else:
@@ -65,6 +67,10 @@ def _finish(site: str, results, as_json: bool) -> None:
 @task(help={"site": SITE_HELP, "json": "print one JSON object instead of a table"})
 def plan(c, site, json=False):
     """Show what a bootstrap would change on each host; changes nothing."""
+    from edge_hosts import plan as planning
+    from edge_hosts.engine import Engine
+    from edge_hosts.report import Progress
+
     inventory = _inventory(site)
     names = [h.name for h in inventory.hosts]
     with Progress(names, enabled=not json) as progress, \
@@ -78,6 +84,9 @@ def plan(c, site, json=False):
             "kubeconfig": f"kubeconfig file to merge the site's context into (default {DEFAULT_PATH})"})
 def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT_PATH)):
     """Bring the site's hosts to k3s + MetalLB, changing only what differs."""
+    from edge_hosts.report import Progress
+    from edge_hosts.runner import Bootstrap
+
     inventory = _inventory(site)
     if int(parallel) < 1:
         raise Exit(f"--parallel: must be at least 1, got {parallel}", code=2)
@@ -92,6 +101,10 @@ def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT
 @task(help={"site": SITE_HELP, "json": "print one JSON object"})
 def status(c, site, json=False):
     """Show each host's k3s service, node readiness and version, and the MetalLB pool."""
+    from edge_hosts import status as statuses
+    from edge_hosts.engine import Engine
+    from edge_hosts.report import Progress
+
     inventory = _inventory(site)
     names = [h.name for h in inventory.hosts]
     with Progress(names, enabled=False) as progress, Engine(inventory, names, 16, progress) as engine:
@@ -105,6 +118,9 @@ def status(c, site, json=False):
 
 
 def _print_status(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"site {report['site']} - MetalLB pool: {', '.join(report['metallb']['pool'] or ['none'])}")
     for column in ("host", "role", "address", "service", "node", "version", "error"):
         table.add_column(column, overflow="fold")
@@ -118,6 +134,13 @@ def _print_status(report: dict) -> None:
 @task(help={"site": SITE_HELP, "kubeconfig": f"file to merge into (default {DEFAULT_PATH})"})
 def kubeconfig(c, site, kubeconfig=str(DEFAULT_PATH)):
     """Merge the site's context (named after the site) into a kubeconfig file, keeping every other context."""
+    from edge_hosts import hostkeys
+    from edge_hosts.engine import Engine
+    from edge_hosts.kubeconfig import KubeconfigError
+    from edge_hosts.report import Progress
+    from edge_hosts.runner import write_kubeconfig
+    from edge_hosts.ssh import RemoteError, TransportError
+
     inventory = _inventory(site)
     first = inventory.first_server.name
     path = Path(kubeconfig).expanduser()
@@ -134,6 +157,10 @@ def kubeconfig(c, site, kubeconfig=str(DEFAULT_PATH)):
 @task(help={"site": SITE_HELP, "yes": "do not ask for confirmation", "json": "print one JSON object"})
 def reset(c, site, yes=False, json=False):
     """Remove k3s from every host of the site (agents first, then servers) and delete their nodes."""
+    from edge_hosts import reset as resetting
+    from edge_hosts.engine import Engine
+    from edge_hosts.report import Progress
+
     inventory = _inventory(site)
     names = [h.name for h in inventory.hosts]
     if not yes:
@@ -151,11 +178,15 @@ def reset(c, site, yes=False, json=False):
             "raw": "raw file mirror (default https://raw.githubusercontent.com)",
             "install_sha256": "sha256 of the reviewed install.sh for this version (it has no published checksum)",
             "metallb_sha256": "sha256 of the reviewed metallb-native.yaml (no published checksum)",
-            "registry_mirror": f"registry serving the MetalLB images (default {bundles.DEFAULT_REGISTRY})"})
+            "registry_mirror": "registry serving the MetalLB images (default: quay.io, where MetalLB publishes them)"})
 def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_version=DEFAULT_METALLB,
            mirror="https://github.com", raw="https://raw.githubusercontent.com",
-           registry_mirror=bundles.DEFAULT_REGISTRY):
+           registry_mirror=""):
     """Download a verified air-gap bundle (k3s binary, install script, images, MetalLB manifest and images)."""
+    from edge_hosts import bundle as bundles
+    from edge_hosts.inventory import K3S_VERSION, METALLB_VERSION, SHA256, UNAME_ARCH
+
+    registry_mirror = registry_mirror or bundles.DEFAULT_REGISTRY
     problems = []
     if not K3S_VERSION.match(version):
         problems.append(f"--version: '{version}' is not a pinned k3s version like v1.31.4+k3s1")
@@ -181,6 +212,10 @@ def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_versio
 @task(help={"site": SITE_HELP, "yes": "record new keys without asking"})
 def trust(c, site, yes=False):
     """Show the hosts' SSH key fingerprints and record new ones in the site's known_hosts."""
+    from rich.console import Console
+
+    from edge_hosts import hostkeys
+
     inventory = _inventory(site)
     known_hosts = inventory.ssh.known_hosts
     targets = [(h.name, str(h.address), inventory.ssh_for(h).port) for h in inventory.hosts]
