@@ -3,55 +3,28 @@
 The Azure DevOps credential comes from the environment (AZP_TOKEN, or AZURE_DEVOPS_EXT_PAT as
 the az devops CLI uses) or from --token-file, never from the command line.
 """
+from __future__ import annotations
+
 import os
 import shlex
 import subprocess
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from invoke import Collection, Exit, task
-from pydantic import BaseModel, ValidationError, field_validator
-from rich.console import Console
-from rich.table import Table
 
-from agents import build as image_build
-from agents.azdo import AzdoClient, AzdoError, check_org_url
-from agents.ops import apply_cleanup, parse_duration, plan_cleanup
+if TYPE_CHECKING:  # pydantic, rich and the clients load inside the tasks, so ./kit --list does not pay for them
+    from agents.azdo import AzdoClient, AzdoError
+    from agents.pool_args import PoolArgs
 
-console = Console()
 TOKEN_ENV = ("AZP_TOKEN", "AZURE_DEVOPS_EXT_PAT")
 
 
-class PoolArgs(BaseModel):
-    org: str
-    pool: str
-    older_than: str = "2h"
+def _validated(model, command: str, **values):
+    """The (pydantic) model, or Exit(2) listing every invalid argument at once."""
+    from pydantic import ValidationError
 
-    @field_validator("org")
-    @classmethod
-    def _org(cls, value: str) -> str:
-        if not value:
-            raise ValueError("not given: pass --org or set AZP_URL")
-        try:
-            return check_org_url(value)
-        except AzdoError as err:
-            raise ValueError(str(err)) from None
-
-    @field_validator("pool")
-    @classmethod
-    def _pool(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("not given: pass --pool NAME")
-        return value.strip()
-
-    @field_validator("older_than")
-    @classmethod
-    def _older_than(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-
-def _validated(model: type[BaseModel], command: str, **values):
-    """The model, or Exit(2) listing every invalid argument at once."""
     try:
         return model(**values)
     except ValidationError as err:
@@ -75,6 +48,8 @@ def _token(token_file: str, command: str) -> str:
 
 
 def _client(args: PoolArgs, token_file: str, command: str) -> AzdoClient:
+    from agents.azdo import AzdoClient
+
     return AzdoClient(args.org, _token(token_file, command))
 
 
@@ -89,6 +64,13 @@ POOL_HELP = {"pool": "agent pool name", "org": "organization URL (default: $AZP_
 @task(help=POOL_HELP)
 def status(c, pool="", org="", token_file=""):
     """Agents of a pool: online/offline, enabled, busy, version, age."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agents.azdo import AzdoError
+    from agents.pool_args import PoolArgs
+
+    console = Console()
     args = _validated(PoolArgs, "agents.status", org=org or os.environ.get("AZP_URL", ""), pool=pool)
     client = _client(args, token_file, "agents.status")
     try:
@@ -111,6 +93,14 @@ def status(c, pool="", org="", token_file=""):
             "dry_run": "only show what would be deleted"})
 def cleanup(c, pool="", org="", token_file="", older_than="2h", dry_run=False):
     """Delete offline agents older than --older-than (never online, busy or placeholder agents)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agents.azdo import AzdoError
+    from agents.ops import apply_cleanup, parse_duration, plan_cleanup
+    from agents.pool_args import PoolArgs
+
+    console = Console()
     args = _validated(PoolArgs, "agents.cleanup", org=org or os.environ.get("AZP_URL", ""),
                       pool=pool, older_than=older_than)
     client = _client(args, token_file, "agents.cleanup")
@@ -136,8 +126,14 @@ def cleanup(c, pool="", org="", token_file="", older_than="2h", dry_run=False):
             "platforms": "comma-separated: linux/amd64,linux/arm64,linux/arm/v7 (default: all)",
             "tag": "image tag (default: the agent version from agent.lock)",
             "push": "push the image (otherwise build only)"})
-def build(c, registry="", platforms=",".join(image_build.PLATFORMS), tag="", push=False):
+def build(c, registry="", platforms="", tag="", push=False):
     """Build the agent image for all architectures with docker buildx."""
+    from rich.console import Console
+
+    from agents import build as image_build
+
+    console = Console()
+    platforms = platforms or ",".join(image_build.PLATFORMS)
     lock = image_build.read_lock()
     args = _validated(image_build.BuildArgs, "agents.build", registry=registry,
                       platforms=[p.strip() for p in platforms.split(",") if p.strip()],
@@ -157,6 +153,11 @@ def build(c, registry="", platforms=",".join(image_build.PLATFORMS), tag="", pus
 @task(help={"version": "agent release to pin, e.g. 4.275.0"})
 def lock_agent(c, version=""):
     """Pin an agent release: write its version and published SHA-256 sums to agent.lock."""
+    from rich.console import Console
+
+    from agents import build as image_build
+
+    console = Console()
     if not version or not all(part.isdigit() for part in version.split(".")) or version.count(".") != 2:
         raise Exit(f"agents.lock-agent: --version {version!r} must look like 4.275.0", code=2)
     try:
