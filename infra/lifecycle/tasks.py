@@ -1,4 +1,6 @@
 """./kit preview|up|refresh|destroy --env X, and the `stack` collection: stack.ephemeral, stack.reap."""
+from __future__ import annotations
+
 import json as json_module
 import re
 import sys
@@ -7,21 +9,16 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from invoke import Collection, Exit, task
-from pulumi import automation as auto
-from rich.console import Console
-from rich.prompt import Prompt
 
 from infra.lifecycle.backend import OptionsError, resolve_backend
-from infra.lifecycle.ephemeral import create_ephemeral, iso, plan_ephemeral
-from infra.lifecycle.guards import DestroyRefused, check_destroy
-from infra.lifecycle.operations import run_operation
 from infra.lifecycle.preflight import PreflightError, preflight
-from infra.lifecycle.reaper import FAILED, reap as reap_stacks
-from infra.lifecycle.report import print_outcomes
-from infra.lifecycle.stack_files import stack_lifecycle, validated_stack
-from infra.lifecycle.workspace import create_or_select, failure_summary, open_workspace, select
 from infra.stack_config import ROOT, SettingsError
+
+if TYPE_CHECKING:  # Pulumi, rich and the settings models load inside the tasks: ./kit --list never imports them
+    from pulumi import automation as auto
 
 ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 CONNECTION_HELP = {
@@ -36,6 +33,11 @@ ENV_HELP = {"env": "stack name (a Pulumi.<env>.yaml in the project directory)", 
 @contextmanager
 def reported(what: str) -> Iterator[None]:
     """Bad input, missing prerequisites and refusals: a clear message, exit 2. A failed Pulumi command: exit 1."""
+    from pulumi import automation as auto
+
+    from infra.lifecycle.guards import DestroyRefused
+    from infra.lifecycle.workspace import failure_summary
+
     try:
         yield
     except (SettingsError, OptionsError, PreflightError) as err:
@@ -60,6 +62,8 @@ def _check_env(env: str) -> None:
 
 
 def _workspace(root: Path, backend: str, secrets_provider: str, *, deploys: bool = True) -> auto.LocalWorkspace:
+    from infra.lifecycle.workspace import open_workspace
+
     resolved = resolve_backend(backend, secrets_provider)
     preflight(resolved, deploys=deploys)
     return open_workspace(root, resolved)
@@ -67,6 +71,12 @@ def _workspace(root: Path, backend: str, secrets_provider: str, *, deploys: bool
 
 def _operate(operation: str, env: str, backend: str, secrets_provider: str, project_dir: str,
              expect_no_changes: bool = False) -> None:
+    from rich.console import Console
+
+    from infra.lifecycle.operations import run_operation
+    from infra.lifecycle.stack_files import validated_stack
+    from infra.lifecycle.workspace import create_or_select, select
+
     root, console = _project(project_dir), Console(highlight=False)
     with reported(f"{operation} {env}"):
         _check_env(env)
@@ -100,6 +110,14 @@ def refresh(c, env, backend="", secrets_provider="", project_dir=""):
             "remove": "also remove the stack from the backend (and its Pulumi.<env>.yaml) once destroyed"})
 def destroy(c, env, force=False, confirm="", remove=False, backend="", secrets_provider="", project_dir=""):
     """Destroy an environment's resources; protected and non-ephemeral envs need --force and the name typed back."""
+    from rich.console import Console
+    from rich.prompt import Prompt
+
+    from infra.lifecycle.guards import check_destroy
+    from infra.lifecycle.operations import run_operation
+    from infra.lifecycle.stack_files import stack_lifecycle
+    from infra.lifecycle.workspace import select
+
     root, console = _project(project_dir), Console(highlight=False)
     with reported(f"destroy {env}"):
         _check_env(env)
@@ -119,6 +137,10 @@ def destroy(c, env, force=False, confirm="", remove=False, backend="", secrets_p
     **CONNECTION_HELP})
 def ephemeral(c, name, ttl, from_="qa", json=False, backend="", secrets_provider="", project_dir=""):
     """Create an ephemeral stack from a base env, tagged ephemeral=true and expires-at, then `up` it."""
+    from rich.console import Console
+
+    from infra.lifecycle.ephemeral import create_ephemeral, iso, plan_ephemeral
+
     root, console = _project(project_dir), Console(stderr=json, highlight=False)
     with reported("stack.ephemeral"):
         _check_env(from_)
@@ -139,6 +161,11 @@ def ephemeral(c, name, ttl, from_="qa", json=False, backend="", secrets_provider
                          "parallel": "stacks destroyed at once (default 4)", **CONNECTION_HELP})
 def reap(c, dry_run=False, json=False, parallel=4, backend="", secrets_provider="", project_dir=""):
     """Destroy and remove every ephemeral stack whose expires-at has passed; never touches any other stack."""
+    from rich.console import Console
+
+    from infra.lifecycle.reaper import FAILED, reap as reap_stacks
+    from infra.lifecycle.report import print_outcomes
+
     root, console = _project(project_dir), Console(highlight=False)
     with reported("stack.reap"):
         if not 1 <= int(parallel) <= 32:
