@@ -4,20 +4,26 @@ import uuid
 import pulumi
 from pulumi_azure_native import authorization
 
+from infra.kube_ready import KubernetesAccessReady
+
+# Built-in role ids: learn.microsoft.com/azure/role-based-access-control/built-in-roles
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"  # "Lets you manage all resources in the cluster"
 
 
 def role_assignment(name: str, *, subscription_id: pulumi.Input[str], role: str, scope: pulumi.Input[str],
-                    principal_id: pulumi.Input[str], parent: pulumi.Resource) -> authorization.RoleAssignment:
-    """Grant `role` on `scope` to a managed identity; the assignment id is derived, so re-runs change nothing."""
+                    principal_id: pulumi.Input[str], parent: pulumi.Resource,
+                    principal_type: str = "ServicePrincipal") -> authorization.RoleAssignment:
+    """Grant `role` on `scope` to a principal of `principal_type` (a managed identity by default); the
+    assignment id is derived, so re-runs change nothing."""
     assignment_id = pulumi.Output.all(scope, principal_id).apply(
         lambda parts: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{parts[0]}|{parts[1]}|{role}")))
     definition = pulumi.Output.concat(
         "/subscriptions/", subscription_id, "/providers/Microsoft.Authorization/roleDefinitions/", role)
     return authorization.RoleAssignment(
         name, role_assignment_name=assignment_id, scope=scope, principal_id=principal_id,
-        principal_type="ServicePrincipal", role_definition_id=definition,
+        principal_type=principal_type, role_definition_id=definition,
         opts=pulumi.ResourceOptions(parent=parent))
 
 
@@ -36,4 +42,27 @@ class PlatformAccess(pulumi.ComponentResource):
                         scope=internal_lb_subnet_id, principal_id=cluster_principal_id, parent=self)
         role_assignment(f"{name}-cluster-nodes-network", subscription_id=subscription_id, role=NETWORK_CONTRIBUTOR,
                         scope=node_subnet_id, principal_id=cluster_principal_id, parent=self)
+        self.register_outputs({})
+
+
+class ClusterAdmins(pulumi.ComponentResource):
+    """Kubernetes access on an Entra ID + Azure RBAC cluster without local accounts: "Azure Kubernetes Service
+    RBAC Cluster Admin" on the cluster for the principal running `pulumi up` and for the configured admin groups
+    (Owner and Contributor carry no Kubernetes data actions). pulumi-azure-native sends principalType "User"
+    when it is left unset (authorization/role_assignment.py), so the deployer's type comes from settings. `kubeconfig` resolves only once the API server
+    lets the deployer in, so every Kubernetes provider made from it waits for the grant and its propagation."""
+
+    def __init__(self, name: str, *, subscription_id: pulumi.Input[str], cluster_id: pulumi.Input[str],
+                 deployer_object_id: pulumi.Input[str], deployer_type: str, admin_group_ids: list[str],
+                 kubeconfig: pulumi.Output[str], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:infra:ClusterAdmins", name, None, opts)
+        grants = [role_assignment(f"{name}-deployer", subscription_id=subscription_id, role=AKS_RBAC_CLUSTER_ADMIN,
+                                  scope=cluster_id, principal_id=deployer_object_id, parent=self, principal_type=deployer_type)]
+        grants += [role_assignment(f"{name}-group-{group}", subscription_id=subscription_id,
+                                   role=AKS_RBAC_CLUSTER_ADMIN, scope=cluster_id, principal_id=group, parent=self,
+                                   principal_type="Group") for group in admin_group_ids]
+        ready = KubernetesAccessReady(f"{name}-ready", cluster_id=cluster_id, kubeconfig=kubeconfig,
+                                      grants=[grant.id for grant in grants],
+                                      opts=pulumi.ResourceOptions(parent=self, depends_on=grants))
+        self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(kubeconfig, ready.id).apply(lambda values: values[0]))
         self.register_outputs({})

@@ -4,7 +4,7 @@ from pulumi_azure_native import resources
 
 from agents.deploy import deploy_agents
 from infra.devops.deploy import deploy_devops
-from infra.access import PlatformAccess
+from infra.access import ClusterAdmins, PlatformAccess
 from infra.cluster import ARM64_TAINT, AksCluster
 from infra.ml_attachment import MlAttachment
 from infra.ml_workspace import MlWorkspace
@@ -26,8 +26,8 @@ def stack_tags(stack: Stack) -> dict[str, str]:
     return tags
 
 
-def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str],
-                   subscription_id: pulumi.Input[str]) -> dict[str, pulumi.Input]:
+def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_id: pulumi.Input[str],
+                   deployer_object_id: pulumi.Input[str]) -> dict[str, pulumi.Input]:
     """Declare the environment; returns the stack outputs other stacks, agents and pipelines need."""
     settings, names = stack.settings, stack.names
     protect = settings.lifecycle.protected
@@ -51,6 +51,11 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str],
     PlatformAccess("access", subscription_id=subscription_id, registry_id=registry.id,
                    kubelet_object_id=aks.kubelet_object_id, cluster_principal_id=aks.principal_id,
                    internal_lb_subnet_id=net.subnet_ids["internalLb"], node_subnet_id=net.subnet_ids["aksNodes"])
+    admins = ClusterAdmins("cluster-admins", subscription_id=subscription_id, cluster_id=aks.id,
+                           deployer_object_id=deployer_object_id,
+                           deployer_type=settings.cluster.deployer_principal_type,
+                           admin_group_ids=[str(g) for g in settings.cluster.admin_group_object_ids],
+                           kubeconfig=aks.kubeconfig)
     if settings.ml.attach_aks:
         MlAttachment("ml-aks", placement=placement, cluster_name=aks.name, cluster_id=aks.id,
                      workspace_name=ml.workspace.name, inference_tls=settings.ml.inference_tls,
@@ -58,14 +63,14 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str],
     outputs = {
         "resourceGroupName": group.name, "location": settings.location,
         "registryLoginServer": registry.login_server, "registryId": registry.id,
-        "clusterName": aks.name, "clusterId": aks.id, "kubeconfig": aks.kubeconfig,
+        "clusterName": aks.name, "clusterId": aks.id, "kubeconfig": admins.kubeconfig,
         "oidcIssuerUrl": aks.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None),
         "workspaceName": ml.workspace.name, "keyVaultName": ml.vault.name,
         "keyVaultUri": ml.vault.properties.vault_uri, "logAnalyticsWorkspaceId": logs.log_analytics.id,
         "subnetIds": net.subnet_ids, "vnetId": net.vnet.id,
     }
     outputs |= deploy_devops(settings.devops, settings.agents, env=stack.env, platform=outputs, tags=tags)
-    deploy_agents(settings.agents, cluster_kubeconfig=aks.kubeconfig, registry_login_server=registry.login_server,
+    deploy_agents(settings.agents, cluster_kubeconfig=admins.kubeconfig, registry_login_server=registry.login_server,
                   parent=None, pool_taints={"amd64": [], "arm64": [ARM64_TAINT]},
                   pools_ready=outputs.get("devopsAgentPools"))
     return outputs

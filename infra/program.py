@@ -27,6 +27,7 @@ def main() -> None:
     except SettingsError as err:
         raise pulumi.RunError(f"invalid stack settings:\n{err}") from None
     client = authorization.get_client_config_output()
-    outputs = build_platform(stack, tenant_id=client.tenant_id, subscription_id=client.subscription_id)
+    outputs = build_platform(stack, tenant_id=client.tenant_id, subscription_id=client.subscription_id,
+                             deployer_object_id=client.object_id)
     for name, value in outputs.items():
         pulumi.export(name, value)

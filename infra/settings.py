@@ -87,6 +87,9 @@ class ClusterSettings(Model):
     tier: Literal["Free", "Standard", "Premium"] = "Standard"
     authorized_ip_ranges: list[IPv4Network] = []
     admin_group_object_ids: list[UUID] = []
+    # who runs `pulumi up`: a person (az login) or a service principal/managed identity (pipelines); Azure refuses
+    # a role assignment whose principalType does not match the principal, and the SDK cannot leave it unset
+    deployer_principal_type: Literal["User", "ServicePrincipal"] = "User"
     kubelogin_method: Literal["azurecli", "workloadidentity", "azurepipelines", "spn", "msi"] = "azurecli"
     disable_local_accounts: bool = True
     system_pool: SystemPool

@@ -5,6 +5,7 @@ import re
 from functools import cache
 from typing import Any, Callable, Iterator
 
+from infra.access import AKS_RBAC_CLUSTER_ADMIN
 from infra.naming import RULES
 from infra.offline.recorder import PlannedResource
 from infra.offline.runtime import Recording
@@ -46,7 +47,7 @@ SECURE_DEFAULTS: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
 
 def violations(recording: Recording, *, protected: bool) -> list[str]:
     """Every policy the plan breaks, as 'resource: problem'."""
-    problems: list[str] = _local_accounts(recording)
+    problems: list[str] = [*_local_accounts(recording), *_kubernetes_access(recording)]
     for resource in recording.resources:
         problems += [f"{resource.type} {resource.name}: {p}" for p in _resource_problems(resource, protected)]
     return problems
@@ -61,6 +62,45 @@ def _local_accounts(recording: Recording) -> list[str]:
             for c in recording.of_type("azure-native:containerservice:ManagedCluster")
             if c.inputs.get("disableLocalAccounts") is not True
             and not any((a or "").endswith(f"/managedClusters/{c.inputs.get('resourceName')}") for a in attached)]
+
+
+def ancestors(recording: Recording) -> dict[str, set[str]]:
+    """Every resource's transitive dependencies (by URN)."""
+    direct = {r.urn: set(r.dependencies) for r in recording.resources}
+    found: dict[str, set[str]] = {}
+
+    def walk(urn: str) -> set[str]:
+        if urn not in found:
+            found[urn] = set()
+            for dep in direct.get(urn, ()):
+                found[urn] |= {dep, *walk(dep)}
+        return found[urn]
+    for urn in direct:
+        walk(urn)
+    return found
+
+
+def _kubernetes_access(recording: Recording) -> list[str]:
+    """Azure RBAC clusters: the deployer holds AKS RBAC Cluster Admin there, and every Kubernetes provider for
+    the cluster waits for that grant to take effect (a resource after the grant), or its first call gets 403."""
+    deps, problems = ancestors(recording), []
+    waits = {r.urn for r in recording.of_type("pulumi-python:dynamic:Resource")}
+    for cluster in recording.of_type("azure-native:containerservice:ManagedCluster"):
+        if dig(cluster.inputs, "aadProfile.enableAzureRBAC") is not True:
+            continue
+        scope = f"/managedClusters/{cluster.inputs.get('resourceName')}"
+        grants = {a.urn for a in recording.of_type("azure-native:authorization:RoleAssignment")
+                  if (a.inputs.get("roleDefinitionId") or "").endswith(f"/{AKS_RBAC_CLUSTER_ADMIN}")
+                  and (a.inputs.get("scope") or "").endswith(scope)}
+        if not grants:
+            problems.append(f"{cluster.type} {cluster.name}: nobody may use the Kubernetes API (Azure RBAC): grant "
+                            "'Azure Kubernetes Service RBAC Cluster Admin' on the cluster to the deploying principal")
+        ready = {w for w in waits if deps[w] & grants}
+        for provider in recording.of_type("pulumi:providers:kubernetes"):
+            if cluster.urn in deps[provider.urn] and not deps[provider.urn] & ready:
+                problems.append(f"{provider.type} {provider.name}: does not wait until the Kubernetes API allows the "
+                                f"deploying principal on {cluster.name} (its first call would get 403)")
+    return problems
 
 
 def _resource_problems(resource: PlannedResource, protected: bool) -> Iterator[str]:

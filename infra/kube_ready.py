@@ -1,0 +1,105 @@
+"""KubernetesAccessReady: wait, bounded, until the Kubernetes API lets the deploying principal in.
+
+A fresh Azure RBAC grant on AKS takes effect only after Azure propagates it ("it can take up to 10 minutes
+for changes to take effect": learn.microsoft.com/azure/role-based-access-control/troubleshooting, section
+"Role assignment changes are not being detected"). Until then every Kubernetes call answers 403. This
+dynamic resource asks the API server itself, with a SelfSubjectAccessReview (authorization.k8s.io/v1, which
+every authenticated user may create), whether the caller may do everything, and polls until it may or the
+deadline passes (then `pulumi up` fails with what to check, not with a 403 half-way through).
+"""
+import base64
+import json
+import os
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable
+
+import pulumi
+import requests
+import yaml
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
+
+DEADLINE_SECONDS = 15 * 60  # Azure documents up to 10 minutes; the rest covers token refresh and API latency
+POLL_SECONDS = 15
+REVIEW = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+          "spec": {"resourceAttributes": {"verb": "*", "group": "*", "resource": "*"}}}
+
+
+class AccessNotGranted(Exception):
+    """The API server still refuses the caller at the deadline."""
+
+
+def wait_until(check: Callable[[], tuple[bool, str]], *, deadline_s: float = DEADLINE_SECONDS,
+               poll_s: float = POLL_SECONDS, clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep) -> int:
+    """Call `check` until it answers (True, _); returns the number of attempts; raises at the deadline."""
+    end, attempts = clock() + deadline_s, 0
+    while True:
+        attempts += 1
+        allowed, reason = check()
+        if allowed:
+            return attempts
+        if clock() + poll_s > end:
+            raise AccessNotGranted(
+                f"the Kubernetes API still denies the deploying principal after {deadline_s:.0f}s ({reason}); "
+                "check its 'Azure Kubernetes Service RBAC Cluster Admin' assignment on the cluster")
+        sleep(poll_s)
+
+
+def exec_token(user: dict[str, Any]) -> str:
+    """A bearer token from the kubeconfig user's exec plugin (kubelogin), as kubectl would run it."""
+    spec = user["exec"]
+    env = {e["name"]: e["value"] for e in spec.get("env") or []}
+    result = subprocess.run([spec["command"], *spec.get("args", [])], capture_output=True, text=True, check=False,
+                            env={**os.environ, **env}, timeout=120)
+    if result.returncode != 0:
+        raise AccessNotGranted(f"{spec['command']} failed (exit {result.returncode}); is it installed and signed in?")
+    return json.loads(result.stdout)["status"]["token"]
+
+
+def access_check(kubeconfig: str) -> Callable[[], tuple[bool, str]]:
+    """A check that asks the kubeconfig's current cluster whether its user may do everything."""
+    document = yaml.safe_load(kubeconfig)
+    context = next(c["context"] for c in document["contexts"] if c["name"] == document["current-context"])
+    cluster = next(c["cluster"] for c in document["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in document["users"] if u["name"] == context["user"])
+
+    def check() -> tuple[bool, str]:
+        with tempfile.NamedTemporaryFile("wb", suffix=".crt") as ca:
+            ca.write(base64.b64decode(cluster["certificate-authority-data"]))
+            ca.flush()
+            response = requests.post(
+                f"{cluster['server']}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=REVIEW,
+                headers={"Authorization": f"Bearer {exec_token(user)}"}, verify=ca.name, timeout=30)
+        if response.status_code in (401, 403):
+            return False, f"HTTP {response.status_code}"
+        response.raise_for_status()
+        status = response.json().get("status", {})
+        allowed = bool(status.get("allowed"))
+        return allowed, status.get("reason") or ("allowed" if allowed else "not allowed yet")
+    return check
+
+
+class AccessReadyProvider(ResourceProvider):
+    """Runs the wait on create, and again whenever the grant it waits for changes."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        attempts = wait_until(access_check(props["kubeconfig"]))
+        return CreateResult(id_=props["cluster_id"], outs={**props, "attempts": attempts})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [k for k in ("cluster_id", "grants") if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(replaces) or olds.get("kubeconfig") != news.get("kubeconfig"),
+                          replaces=replaces, delete_before_replace=True)
+
+
+class KubernetesAccessReady(Resource):
+    """Created once the cluster's API server allows the deploying principal everything (or fails at a deadline)."""
+
+    def __init__(self, name: str, *, cluster_id: pulumi.Input[str], kubeconfig: pulumi.Input[str],
+                 grants: list[pulumi.Input[str]], opts: pulumi.ResourceOptions | None = None):
+        props = {"cluster_id": cluster_id, "kubeconfig": pulumi.Output.secret(kubeconfig), "grants": grants,
+                 "attempts": None}
+        super().__init__(AccessReadyProvider(), name, props, pulumi.ResourceOptions.merge(
+            pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]), opts))

@@ -1,0 +1,140 @@
+"""Issue 8.1: the deployer and the admin groups may use the Kubernetes API, and Kubernetes waits for that grant."""
+import base64
+import copy
+import json
+
+import pytest
+
+from infra import kube_ready
+from infra.access import AKS_RBAC_CLUSTER_ADMIN
+from infra.offline import policies
+from infra.offline.mocks import kubeconfig
+from infra.offline.plan import record_env
+from infra.offline.runtime import Recording
+from infra.offline.ids import stable_uuid
+from tests.infra.conftest import ENVS
+
+ROLE = "azure-native:authorization:RoleAssignment"
+GROUP = "5d3c6a1e-2f4b-4c8d-9e0f-1a2b3c4d5e6f"
+
+
+def grants(rec: Recording) -> dict[str, dict]:
+    return {a.name: a.inputs for a in rec.of_type(ROLE) if a.inputs["roleDefinitionId"].endswith(AKS_RBAC_CLUSTER_ADMIN)}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_deployer_holds_aks_rbac_cluster_admin_on_the_cluster(recordings, env):
+    rec = recordings[env]
+    cluster = rec.one("azure-native:containerservice:ManagedCluster")
+    (deployer,) = grants(rec).values()
+    assert deployer["principalId"] == stable_uuid("object")  # the client config's objectId
+    assert deployer["principalType"] == "User"
+    assert deployer["scope"].endswith(f"/managedClusters/{cluster.inputs['resourceName']}")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_kubernetes_provider_for_aks_waits_for_the_grant(recordings, env):
+    rec = recordings[env]
+    by_name = {r.name: r for r in rec.resources}
+    ready = by_name["cluster-admins-ready"]
+    assert by_name["cluster-admins-deployer"].urn in ready.dependencies
+    aks_providers = [p for p in rec.of_type("pulumi:providers:kubernetes") if p.name.startswith("aks-")]
+    assert {p.name for p in aks_providers} >= {"aks-agents-k8s"}
+    for provider in aks_providers:
+        assert ready.urn in provider.dependencies, provider.name
+    assert rec.outputs["kubeconfig"] == "[secret]"
+
+
+def test_admin_groups_and_a_service_principal_deployer(stack_root, tmp_path):
+    def edit(config):
+        config["mlops-edge-kit:cluster"] |= {"adminGroupObjectIds": [GROUP], "deployerPrincipalType": "ServicePrincipal"}
+    rec = record_env(stack_root(edit), root=tmp_path)
+    found = grants(rec)
+    assert found[f"cluster-admins-group-{GROUP}"]["principalType"] == "Group"
+    assert found[f"cluster-admins-group-{GROUP}"]["principalId"] == GROUP
+    assert found["cluster-admins-deployer"]["principalType"] == "ServicePrincipal"
+    ready = next(r for r in rec.resources if r.name == "cluster-admins-ready")
+    assert {r.urn for r in rec.of_type(ROLE) if r.name.startswith("cluster-admins-")} <= set(ready.dependencies)
+
+
+def test_the_plan_fails_without_the_grant_or_without_the_wait(recordings):
+    rec = copy.deepcopy(recordings["prod"])
+    for resource in rec.of_type(ROLE):
+        if resource.name == "cluster-admins-deployer":
+            resource.inputs["roleDefinitionId"] = resource.inputs["roleDefinitionId"].replace(AKS_RBAC_CLUSTER_ADMIN, "x")
+    problems = "\n".join(policies.violations(rec, protected=True))
+    assert "nobody may use the Kubernetes API" in problems
+    rec = copy.deepcopy(recordings["prod"])
+    ready = next(r for r in rec.resources if r.name == "cluster-admins-ready")
+    for provider in rec.of_type("pulumi:providers:kubernetes"):
+        provider.dependencies = [d for d in provider.dependencies if d != ready.urn]
+    problems = "\n".join(policies.violations(rec, protected=True))
+    assert "pulumi:providers:kubernetes aks-agents-k8s: does not wait until the Kubernetes API allows" in problems
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_wait_polls_until_allowed():
+    answers = iter([(False, "HTTP 403"), (False, "no RBAC policy matched"), (True, "")])
+    clock = FakeClock()
+    assert kube_ready.wait_until(lambda: next(answers), deadline_s=60, poll_s=10, clock=clock, sleep=clock.sleep) == 3
+    assert clock.now == 20
+
+
+def test_the_wait_is_bounded_and_says_what_to_check():
+    clock = FakeClock()
+    with pytest.raises(kube_ready.AccessNotGranted) as err:
+        kube_ready.wait_until(lambda: (False, "HTTP 403"), deadline_s=60, poll_s=10, clock=clock, sleep=clock.sleep)
+    assert clock.now <= 60
+    assert "HTTP 403" in str(err.value) and "Azure Kubernetes Service RBAC Cluster Admin" in str(err.value)
+
+
+def test_the_check_asks_the_api_server_with_the_exec_plugin_token(monkeypatch):
+    calls = {}
+
+    class Done:
+        returncode, stdout = 0, json.dumps({"kind": "ExecCredential", "status": {"token": "t0ken"}})
+
+    def run(argv, **kwargs):
+        calls["argv"] = argv
+        return Done()
+
+    class Response:
+        status_code = 201
+
+        def raise_for_status(self):
+            pass
+
+        def json(self):
+            return {"status": {"allowed": True}}
+
+    def post(url, json, headers, verify, timeout):
+        calls.update(url=url, body=json, auth=headers["Authorization"], ca=open(verify, "rb").read())
+        return Response()
+
+    monkeypatch.setattr(kube_ready.subprocess, "run", run)
+    monkeypatch.setattr(kube_ready.requests, "post", post)
+    check = kube_ready.access_check(kubeconfig("aks-mlk-dev", "aks.example"))
+    assert check() == (True, "allowed")
+    assert calls["argv"][:2] == ["kubelogin", "get-token"]
+    assert calls["url"] == "https://aks.example:443/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    assert calls["body"]["kind"] == "SelfSubjectAccessReview" and calls["auth"] == "Bearer t0ken"
+    assert calls["ca"] == base64.b64decode(base64.b64encode(b"mock-ca"))
+
+
+def test_a_failing_exec_plugin_is_reported_without_its_output(monkeypatch):
+    class Failed:
+        returncode, stdout, stderr = 1, "", "secret-looking output"
+    monkeypatch.setattr(kube_ready.subprocess, "run", lambda argv, **kw: Failed())
+    with pytest.raises(kube_ready.AccessNotGranted) as err:
+        kube_ready.access_check(kubeconfig("aks-mlk-dev", "aks.example"))()
+    assert "kubelogin failed (exit 1)" in str(err.value) and "secret-looking" not in str(err.value)
