@@ -17,13 +17,14 @@ class AksCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, *, placement: Placement, cluster_name: str, dns_prefix: str,
                  settings: ClusterSettings, network: NetworkSettings, node_subnet_id: pulumi.Input[str],
-                 log_analytics_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
+                 log_analytics_id: pulumi.Input[str], local_accounts_disabled: bool,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:infra:AksCluster", name, None, opts)
         self.cluster = containerservice.ManagedCluster(
             cluster_name, **placement.args(), resource_name_=cluster_name, dns_prefix=dns_prefix,
             kubernetes_version=settings.kubernetes_version, sku={"name": "Base", "tier": settings.tier},
             identity={"type": "SystemAssigned"}, enable_rbac=True,
-            disable_local_accounts=settings.disable_local_accounts,
+            disable_local_accounts=local_accounts_disabled,
             aad_profile={"managed": True, "enable_azure_rbac": True,
                          "admin_group_object_ids": [str(g) for g in settings.admin_group_object_ids]},
             oidc_issuer_profile={"enabled": True}, security_profile={"workload_identity": {"enabled": True}},

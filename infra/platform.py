@@ -47,7 +47,7 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
                      app_insights_id=logs.app_insights.id, registry_id=registry.id, private=private, protect=protect)
     aks = AksCluster("aks", placement=placement, cluster_name=names.cluster, dns_prefix=names.dns_prefix,
                      settings=settings.cluster, network=settings.network, node_subnet_id=net.subnet_ids["aksNodes"],
-                     log_analytics_id=logs.log_analytics.id)
+                     log_analytics_id=logs.log_analytics.id, local_accounts_disabled=settings.local_accounts_disabled)
     PlatformAccess("access", subscription_id=subscription_id, registry_id=registry.id,
                    kubelet_object_id=aks.kubelet_object_id, cluster_principal_id=aks.principal_id,
                    internal_lb_subnet_id=net.subnet_ids["internalLb"], node_subnet_id=net.subnet_ids["aksNodes"])
@@ -59,6 +59,7 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
     if settings.ml.attach_aks:
         MlAttachment("ml-aks", placement=placement, cluster_name=aks.name, cluster_id=aks.id,
                      workspace_name=ml.workspace.name, inference_tls=settings.ml.inference_tls,
+                     kubeconfig=admins.kubeconfig,
                      depends_on=list(aks.user_pools.values()))
     outputs = {
         "resourceGroupName": group.name, "location": settings.location,

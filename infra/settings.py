@@ -91,7 +91,8 @@ class ClusterSettings(Model):
     # a role assignment whose principalType does not match the principal, and the SDK cannot leave it unset
     deployer_principal_type: Literal["User", "ServicePrincipal"] = "User"
     kubelogin_method: Literal["azurecli", "workloadidentity", "azurepipelines", "spn", "msi"] = "azurecli"
-    disable_local_accounts: bool = True
+    # unset: off, unless AzureML attaches the cluster (Microsoft documents that the extension needs them on)
+    disable_local_accounts: bool | None = None
     system_pool: SystemPool
     x86_pool: X86Pool
     arm64_pool: Arm64Pool
@@ -112,10 +113,13 @@ class Lifecycle(Model):
 
 
 class InferenceTls(Model):
-    """TLS for AzureML inference on AKS: the endpoint's host name and the Kubernetes Secret with cert.pem/key.pem."""
+    """TLS for AzureML inference on AKS: the endpoint's host name, and the Kubernetes Secret (cert.pem/key.pem in
+    the azureml namespace) the stack creates from two secret config values holding the PEM certificate and key."""
 
     ssl_cname: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
     ssl_secret: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    cert_secret_key: str = Field("inferenceTlsCert", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
+    key_secret_key: str = Field("inferenceTlsKey", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
 
 
 class MlSettings(Model):
@@ -123,6 +127,11 @@ class MlSettings(Model):
 
     attach_aks: bool = True
     inference_tls: InferenceTls | None = None
+
+    def secret_config_keys(self) -> list[str]:
+        """Secret config keys (without the project prefix) the attachment reads: the inference TLS PEMs."""
+        tls = self.inference_tls if self.attach_aks else None
+        return [tls.cert_secret_key, tls.key_secret_key] if tls else []
 
 
 class NameOverrides(Model):
@@ -146,3 +155,9 @@ class StackSettings(Model):
     names: NameOverrides = NameOverrides()
     agents: AgentsSettings = AgentsSettings(enabled=False)
     devops: DevOpsSettings = DevOpsSettings()
+
+    @property
+    def local_accounts_disabled(self) -> bool:
+        """Whether the cluster disables local accounts: as set, else unless AzureML attaches it."""
+        explicit = self.cluster.disable_local_accounts
+        return (not self.ml.attach_aks) if explicit is None else explicit

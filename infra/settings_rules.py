@@ -18,7 +18,8 @@ NAME_KEYS = {"storage_account": "storageAccount", "registry": "registry", "key_v
 def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
     """Every rule the settings break, each with the key path it concerns."""
     return [*_subnet_layout(settings), *_cluster_ranges(settings), *_exposure(settings),
-            *_node_pools(settings), *_names(settings, names), *agents_disagreements(settings.devops, settings.agents)]
+            *_node_pools(settings), *_names(settings, names), *_ml_attachment(settings),
+            *agents_disagreements(settings.devops, settings.agents)]
 
 
 def pins_in_use(settings: StackSettings) -> dict[str, str]:
@@ -29,14 +30,22 @@ def pins_in_use(settings: StackSettings) -> dict[str, str]:
 def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
     """Valid but risky combinations, and pins past their end of support, shown with the plan."""
     notes = pins.warnings(pins_in_use(settings), today or date.today())
-    if settings.ml.attach_aks and settings.cluster.disable_local_accounts:
-        notes.append("Microsoft documents that the AzureML extension does not support AKS with local accounts "
-                     "disabled; if attaching the cluster fails on pulumi up, set cluster.disableLocalAccounts: false "
-                     "or ml.attachAks: false")
+    if settings.ml.attach_aks:
+        notes.append("AKS keeps local accounts on because ml.attachAks is on: Microsoft documents that the AzureML "
+                     "extension does not support AKS with local accounts disabled "
+                     "(learn.microsoft.com/azure/machine-learning/how-to-deploy-kubernetes-extension#limitations); "
+                     "set ml.attachAks: false to turn them off")
     if settings.ml.attach_aks and settings.cluster.authorized_ip_ranges:
         notes.append("the AzureML control plane must reach the API server: add its IP ranges (both paired regions) "
                      "to cluster.authorizedIpRanges")
     return notes
+
+
+def _ml_attachment(settings: StackSettings) -> Iterator[Violation]:
+    if settings.ml.attach_aks and settings.cluster.disable_local_accounts:
+        yield "cluster.disableLocalAccounts", ("Microsoft documents that the AzureML extension does not support AKS "
+                                               "with local accounts disabled, and ml.attachAks is on: remove "
+                                               "disableLocalAccounts (or set ml.attachAks: false)")
 
 
 def _subnet_layout(settings: StackSettings) -> Iterator[Violation]:

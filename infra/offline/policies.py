@@ -47,7 +47,7 @@ SECURE_DEFAULTS: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
 
 def violations(recording: Recording, *, protected: bool) -> list[str]:
     """Every policy the plan breaks, as 'resource: problem'."""
-    problems: list[str] = [*_local_accounts(recording), *_kubernetes_access(recording)]
+    problems: list[str] = [*_local_accounts(recording), *_kubernetes_access(recording), *_inference_tls(recording)]
     for resource in recording.resources:
         problems += [f"{resource.type} {resource.name}: {p}" for p in _resource_problems(resource, protected)]
     return problems
@@ -62,6 +62,20 @@ def _local_accounts(recording: Recording) -> list[str]:
             for c in recording.of_type("azure-native:containerservice:ManagedCluster")
             if c.inputs.get("disableLocalAccounts") is not True
             and not any((a or "").endswith(f"/managedClusters/{c.inputs.get('resourceName')}") for a in attached)]
+
+
+def _inference_tls(recording: Recording) -> list[str]:
+    """The AzureML extension's sslSecret is a Secret in its release namespace that exists before it is installed."""
+    problems = []
+    for ext in recording.of_type("azure-native:kubernetesconfiguration:Extension"):
+        name = dig(ext.inputs, "configurationSettings.sslSecret")
+        namespace = dig(ext.inputs, "scope.cluster.releaseNamespace")
+        secrets = {s.urn for s in recording.of_type("kubernetes:core/v1:Secret")
+                   if dig(s.inputs, "metadata.name") == name and dig(s.inputs, "metadata.namespace") == namespace}
+        if name and not secrets & set(ext.dependencies):
+            problems.append(f"{ext.type} {ext.name}: sslSecret {name!r} is not a Secret created in namespace "
+                            f"{namespace!r} before the extension: create it (cert.pem, key.pem) first")
+    return problems
 
 
 def ancestors(recording: Recording) -> dict[str, set[str]]:

@@ -15,7 +15,8 @@ from infra.stack_config import ROOT
 from tests.infra.conftest import ENVS
 
 K8S_VERSION = "1.35"  # the stacks' cluster.kubernetesVersion
-CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledJob"), ("keda.sh/v1alpha1", "TriggerAuthentication")}
+CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledJob"), ("keda.sh/v1alpha1", "ScaledObject"),
+                ("keda.sh/v1alpha1", "TriggerAuthentication")}  # checked against the KEDA CRDs in tests/agents_k8s
 
 
 @pytest.fixture(scope="module")

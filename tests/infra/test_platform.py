@@ -90,7 +90,7 @@ def test_private_networking_gives_private_endpoints(recordings, env):
 @pytest.mark.parametrize("env", ENVS)
 def test_aks_cluster_is_hardened(recordings, env):
     cluster = recordings[env].one("azure-native:containerservice:ManagedCluster").inputs
-    assert cluster["disableLocalAccounts"] is True
+    assert cluster["disableLocalAccounts"] is False  # ml.attachAks is on (tests/infra/test_ml_attachment.py)
     assert cluster["aadProfile"]["managed"] is True and cluster["aadProfile"]["enableAzureRBAC"] is True
     assert cluster["identity"] == {"type": "SystemAssigned"}
     assert cluster["oidcIssuerProfile"]["enabled"] is True
