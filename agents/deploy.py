@@ -49,5 +49,6 @@ def deploy_agents(settings: AgentsSettings, *, cluster_kubeconfig: pulumi.Output
         agent_pools["aks"] = pool_on("aks", cluster_kubeconfig, settings.pools, settings.install_keda, pool_taints)
     for site in settings.edge_sites:
         agent_pools[f"edge-{site.name}"] = pool_on(f"edge-{site.name}", config.require_secret(site.kubeconfig_secret_key),
-                                                   site.pools, site.install_keda, {})
+                                                   site.pools, site.install_keda,
+                                                   {pool.arch: pool.tolerate for pool in site.pools})
     return agent_pools

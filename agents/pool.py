@@ -8,20 +8,23 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from agents import buildkit
 from agents.placeholder import PlaceholderAgent
+from agents.podspec import (capabilities, demands, egress_dns_and_https, exec_probe,  # noqa: F401 (re-exported)
+                            not_on_system_nodes, queue_trigger, tolerations)
 from agents.settings import AgentsSettings, ArchPool
 
 KEDA_CHART_REPO = "https://kedacore.github.io/charts"
 KEDA_NAMESPACE = "keda"
 AGENT_UID = 10001
 K3S_API_PORT = 6443
-BUILDKIT_UID = 1000  # fixed by the moby/buildkit rootless image
-BUILDKIT_PORT = 1234
 TOKEN_DIR = "/var/run/secrets/azp"
 PROBE = "/usr/local/bin/azp-probe"
-# The capability an agent reports for its CPU, per Kubernetes architecture.
-OS_ARCHITECTURE = {"amd64": "X64", "arm64": "ARM64", "arm": "ARM"}
-SYSTEM_POOL_TAINT = "CriticalAddonsOnly"
+POD_SECURITY = "pod-security.kubernetes.io"
+# Agents meet "restricted", so their namespace enforces it. BuildKit needs Unconfined seccomp and AppArmor,
+# which even "baseline" forbids: its namespace says "privileged" explicitly (a cluster default cannot block it).
+RESTRICTED = {f"{POD_SECURITY}/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
+PRIVILEGED = {f"{POD_SECURITY}/enforce": "privileged"}
 
 
 @dataclass(frozen=True)
@@ -49,55 +52,15 @@ def agent_labels(arch: str | None = None) -> dict[str, str]:
     return labels | ({"mlops-edge-kit/arch": arch} if arch else {})
 
 
-def buildkit_labels(arch: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "buildkitd", "app.kubernetes.io/part-of": "mlops-edge-kit",
-            "mlops-edge-kit/arch": arch}
-
-
-def capabilities(arch: str) -> dict[str, str]:
-    """System capabilities every agent of this architecture reports (and its placeholder carries)."""
-    return {"Agent.OS": "Linux", "Agent.OSArchitecture": OS_ARCHITECTURE[arch]}
-
-
-def demands(arch: str) -> str:
-    """The capabilities as KEDA's comma-separated demand list."""
-    return ",".join(f"{name} -equals {value}" for name, value in capabilities(arch).items())
-
-
-def tolerations(taints: Sequence[str]) -> list[dict]:
-    """Tolerations for node taints written `key=value:Effect` or `key:Effect`; never the system pool's."""
-    result = []
-    for taint in taints:
-        key_value, _, effect = taint.rpartition(":")
-        key, has_value, value = key_value.partition("=")
-        if not key or not effect:
-            raise ValueError(f"taint '{taint}' is not of the form key=value:Effect")
-        if key == SYSTEM_POOL_TAINT:
-            raise ValueError(f"agents must never run on the system pool (taint '{taint}')")
-        result.append({"key": key, "operator": "Equal", "value": value, "effect": effect} if has_value
-                      else {"key": key, "operator": "Exists", "effect": effect})
-    return result
-
-
 def restricted_container_security() -> dict:
     return {"runAsNonRoot": True, "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID, "privileged": False,
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def not_on_system_nodes() -> dict:
-    """Keep pods off AKS system nodes even if a toleration ever matched (k3s nodes lack the label)."""
-    term = {"matchExpressions": [{"key": "kubernetes.azure.com/mode", "operator": "NotIn", "values": ["system"]}]}
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
-
-
-def exec_probe(command: list[str], period: int, failures: int) -> dict:
-    return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 10, "failureThreshold": failures}
-
-
 def agent_env(settings: AgentsSettings, pool: ArchPool) -> list[dict]:
     env = {"AZP_URL": settings.organization_url, "AZP_POOL": pool.pool_name, "AZP_AUTH": settings.auth.mode,
-           "AZP_WORK": "/azp/work", "BUILDKIT_HOST": f"tcp://buildkitd-{pool.arch}.{settings.namespace}:{BUILDKIT_PORT}"}
+           "AZP_WORK": "/azp/work", "BUILDKIT_HOST": buildkit.buildkit_host(settings, pool.arch)}
     if settings.auth.mode != "workload-identity":
         env["AZP_TOKEN_FILE"] = f"{TOKEN_DIR}/token"
     if settings.auth.mode != "pat":
@@ -155,9 +118,7 @@ def scaled_job_spec(args: AgentPoolArgs, pool: ArchPool, image: pulumi.Input[str
         "rollout": {"strategy": "gradual"},
         # The queue length counts running jobs too, so "default" (queue minus running) is the right arithmetic.
         "scalingStrategy": {"strategy": "default"},
-        "triggers": [{"type": "azure-pipelines", "authenticationRef": {"name": "azp-trigger-auth"}, "metadata": {
-            "poolName": pool.pool_name, "organizationURLFromEnv": "AZP_URL", "targetPipelinesQueueLength": "1",
-            "demands": demands(pool.arch), "requireAllDemands": "false"}}],
+        "triggers": [queue_trigger(pool.pool_name, pool.arch)],
     }
 
 
@@ -168,59 +129,12 @@ def trigger_auth_spec(settings: AgentsSettings) -> dict:
     return {"podIdentity": {"provider": "azure-workload", "identityId": str(settings.auth.client_id)}}
 
 
-def egress_dns_and_https() -> list[dict]:
-    return [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-            {"ports": [{"protocol": "TCP", "port": 443}]}]
-
-
-def agent_network_policy() -> dict:
+def agent_network_policy(settings: AgentsSettings) -> dict:
     """No ingress; egress only to DNS, HTTPS (Azure DevOps, registries, AKS API), the k3s API server port
-    (deploy jobs on edge sites) and this namespace's BuildKit."""
-    buildkit = {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "buildkitd"}}}],
-                "ports": [{"protocol": "TCP", "port": BUILDKIT_PORT}]}
+    (deploy jobs on edge sites) and the builders in their namespace."""
     k3s_api = {"ports": [{"protocol": "TCP", "port": K3S_API_PORT}]}
     return {"podSelector": {"matchLabels": agent_labels()}, "policyTypes": ["Ingress", "Egress"],
-            "ingress": [], "egress": egress_dns_and_https() + [k3s_api, buildkit]}
-
-
-def buildkit_network_policy() -> dict:
-    """BuildKit is reached only by agents; it fetches base images and packages over HTTP(S)."""
-    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "buildkitd"}},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": agent_labels()}}],
-                         "ports": [{"protocol": "TCP", "port": BUILDKIT_PORT}]}],
-            "egress": egress_dns_and_https() + [{"ports": [{"protocol": "TCP", "port": 80}]}]}
-
-
-def buildkit_deployment_spec(args: AgentPoolArgs, arch: str) -> dict:
-    """Rootless buildkitd, native to one architecture.
-
-    Rootless BuildKit creates user namespaces and mounts inside them, which the runtime's default
-    seccomp and AppArmor profiles forbid: this container alone runs with both Unconfined (and keeps
-    privilege escalation for the setuid newuidmap). --oci-worker-no-process-sandbox avoids needing a
-    fresh /proc, so no privileged mode and no host paths are needed.
-    """
-    labels = buildkit_labels(arch)
-    container = {
-        "name": "buildkitd", "image": args.settings.buildkit_image, "imagePullPolicy": "IfNotPresent",
-        "args": ["--addr", f"unix:///run/user/{BUILDKIT_UID}/buildkit/buildkitd.sock",
-                 "--addr", f"tcp://0.0.0.0:{BUILDKIT_PORT}", "--oci-worker-no-process-sandbox"],
-        "ports": [{"name": "buildkit", "containerPort": BUILDKIT_PORT, "protocol": "TCP"}],
-        "securityContext": {"runAsNonRoot": True, "runAsUser": BUILDKIT_UID, "runAsGroup": BUILDKIT_UID,
-                            "seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}},
-        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
-        "readinessProbe": exec_probe(["buildctl", "debug", "workers"], period=10, failures=3),
-        "livenessProbe": exec_probe(["buildctl", "debug", "workers"], period=30, failures=3),
-        "volumeMounts": [{"name": "state", "mountPath": "/home/user/.local/share/buildkit"}],
-    }
-    return {
-        "replicas": 1, "selector": {"matchLabels": labels},
-        "template": {"metadata": {"labels": labels}, "spec": {
-            "automountServiceAccountToken": False, "enableServiceLinks": False,
-            "nodeSelector": {"kubernetes.io/arch": arch, "kubernetes.io/os": "linux"},
-            "tolerations": tolerations(args.pool_taints.get(arch, [])), "affinity": not_on_system_nodes(),
-            "containers": [container], "volumes": [{"name": "state", "emptyDir": {"sizeLimit": "20Gi"}}]}},
-    }
+            "ingress": [], "egress": egress_dns_and_https() + [k3s_api, buildkit.agents_to_builders(settings)]}
 
 
 def keda_values(settings: AgentsSettings) -> dict:
@@ -240,49 +154,49 @@ class AgentPool(pulumi.ComponentResource):
     def __init__(self, name: str, args: AgentPoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:agents:AgentPool", name, None, opts)
         self._name, self._args = name, args
-        self.namespace_name = args.settings.namespace
+        settings = args.settings
+        self.namespace_name = settings.namespace
         child = pulumi.ResourceOptions(parent=self)
-        namespace = self._namespace(child)
-        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-        secret = self._credential(in_ns)
-        self._service_account(in_ns)
         keda = self._keda(child) if args.install_keda else []
-        needs_keda = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *secret, *keda])
+        agents_ns = self._namespace("namespace", settings.namespace, RESTRICTED, child)
+        builders_ns = self._namespace("buildkit-namespace", settings.buildkit_namespace, PRIVILEGED, child)
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[agents_ns])
+        secret = self._credential(settings.namespace, "credential", args.credential, in_ns)
+        self._service_account(in_ns)
+        needs_keda = pulumi.ResourceOptions(parent=self, depends_on=[agents_ns, *secret, *keda])
         self._custom("trigger-auth", "TriggerAuthentication", "azp-trigger-auth",
-                     trigger_auth_spec(args.settings), needs_keda)
-        image = pulumi.Output.concat(args.registry_login_server, "/", args.settings.image.repository, ":",
-                                     args.settings.image.tag)
+                     trigger_auth_spec(settings), needs_keda)
+        image = pulumi.Output.concat(args.registry_login_server, "/", settings.image.repository, ":",
+                                     settings.image.tag)
         self.scaled_jobs = {pool.arch: self._custom(f"scaledjob-{pool.arch}", "ScaledJob", f"azp-agent-{pool.arch}",
                                                     scaled_job_spec(args, pool, image), needs_keda)
                             for pool in args.pools}
         for pool in args.pools:
-            PlaceholderAgent(f"{name}-placeholder-{pool.arch}", organization_url=args.settings.organization_url,
+            PlaceholderAgent(f"{name}-placeholder-{pool.arch}", organization_url=settings.organization_url,
                              pool_name=after(args.pools_ready, pool.pool_name), token=args.placeholder_token,
                              capabilities=capabilities(pool.arch), opts=child)
-        for arch in sorted({pool.arch for pool in args.pools}):
-            self._buildkit(arch, in_ns)
-        self._policies(in_ns)
+        self._builders(builders_ns, keda)
+        self._policies(in_ns, pulumi.ResourceOptions(parent=self, depends_on=[builders_ns]))
         self.register_outputs({"namespace": self.namespace_name, "scaledJobs": sorted(self.scaled_jobs)})
 
-    def _metadata(self, name: str, labels: dict | None = None) -> dict:
-        return {"name": name, "namespace": self.namespace_name,
+    def _metadata(self, name: str, labels: dict | None = None, namespace: str | None = None) -> dict:
+        return {"name": name, "namespace": namespace or self.namespace_name,
                 "labels": {"app.kubernetes.io/part-of": "mlops-edge-kit"} | (labels or {})}
 
-    def _namespace(self, opts: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
-        # BuildKit needs Unconfined seccomp, so "restricted" is audited and warned about, not enforced.
-        labels = {"pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted"}
-        return k8s.core.v1.Namespace(f"{self._name}-namespace", metadata={
-            "name": self.namespace_name, "labels": {"app.kubernetes.io/part-of": "mlops-edge-kit"} | labels}, opts=opts)
+    def _namespace(self, suffix: str, name: str, labels: dict, opts: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
+        return k8s.core.v1.Namespace(f"{self._name}-{suffix}", metadata={
+            "name": name, "labels": {"app.kubernetes.io/part-of": "mlops-edge-kit"} | labels}, opts=opts)
 
-    def _credential(self, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+    def _credential(self, namespace: str, suffix: str, credential: pulumi.Input[str] | None,
+                    opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         """The Secret agents (and KEDA, with a PAT) read the credential from; none with workload identity."""
         mode = self._args.settings.auth.mode
         if mode == "workload-identity":
             return []
-        if self._args.credential is None:
+        if credential is None:
             raise ValueError(f"auth mode {mode} needs a credential for the agents' Secret")
-        return [k8s.core.v1.Secret(f"{self._name}-credential", metadata=self._metadata("azp-credential"), type="Opaque",
-                                   string_data={"token": pulumi.Output.secret(self._args.credential)}, opts=opts)]
+        return [k8s.core.v1.Secret(f"{self._name}-{suffix}", metadata=self._metadata("azp-credential", None, namespace),
+                                   type="Opaque", string_data={"token": pulumi.Output.secret(credential)}, opts=opts)]
 
     def _service_account(self, opts: pulumi.ResourceOptions) -> None:
         metadata = self._metadata("azp-agent")
@@ -298,25 +212,42 @@ class AgentPool(pulumi.ComponentResource):
             repository_opts={"repo": KEDA_CHART_REPO}, namespace=KEDA_NAMESPACE, create_namespace=True,
             atomic=True, cleanup_on_fail=True, values=keda_values(settings), opts=opts)]
 
-    def _custom(self, suffix: str, kind: str, name: str, spec: dict,
-                opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    def _custom(self, suffix: str, kind: str, name: str, spec: dict, opts: pulumi.ResourceOptions,
+                namespace: str | None = None) -> k8s.apiextensions.CustomResource:
         return k8s.apiextensions.CustomResource(f"{self._name}-{suffix}", api_version="keda.sh/v1alpha1", kind=kind,
-                                                metadata=self._metadata(name), spec=spec, opts=opts)
+                                                metadata=self._metadata(name, None, namespace), spec=spec, opts=opts)
 
-    def _buildkit(self, arch: str, opts: pulumi.ResourceOptions) -> None:
-        labels = buildkit_labels(arch)
-        k8s.apps.v1.Deployment(f"{self._name}-buildkitd-{arch}", metadata=self._metadata(f"buildkitd-{arch}", labels),
-                               spec=buildkit_deployment_spec(self._args, arch), opts=opts)
-        k8s.core.v1.Service(f"{self._name}-buildkitd-service-{arch}", metadata=self._metadata(f"buildkitd-{arch}", labels),
-                            spec={"type": "ClusterIP", "selector": labels, "ports": [
-                                {"name": "buildkit", "port": BUILDKIT_PORT, "targetPort": BUILDKIT_PORT,
-                                 "protocol": "TCP"}]}, opts=opts)
+    def _builders(self, namespace: k8s.core.v1.Namespace, keda: list[pulumi.Resource]) -> None:
+        """Per architecture a builder Deployment and Service, scaled by KEDA from the same queue as the agents.
 
-    def _policies(self, opts: pulumi.ResourceOptions) -> None:
-        networking = k8s.networking.v1
+        KEDA reads the queue from the builders' namespace too: a TriggerAuthentication only references
+        Secrets of its own namespace, so with a PAT the builders' namespace holds its own copy.
+        """
+        settings, ns = self._args.settings, self._args.settings.buildkit_namespace
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        pat_only = settings.auth.mode == "pat"  # otherwise KEDA reads the queue with workload identity
+        secret = self._credential(ns, "buildkit-credential", self._args.credential, in_ns) if pat_only else []
+        needs_keda = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *secret, *keda])
+        self._custom("buildkit-trigger-auth", "TriggerAuthentication", "azp-trigger-auth",
+                     trigger_auth_spec(settings), needs_keda, ns)
+        for pool in sorted(self._args.pools, key=lambda p: p.arch):
+            arch = pool.arch
+            builder = buildkit.BuilderArgs(settings, pool, tuple(self._args.pool_taints.get(arch, [])))
+            metadata = self._metadata(f"buildkitd-{arch}", buildkit.buildkit_labels(arch), ns)
+            deployment = k8s.apps.v1.Deployment(f"{self._name}-buildkitd-{arch}", metadata=metadata,
+                                                spec=buildkit.deployment_spec(builder), opts=in_ns)
+            k8s.core.v1.Service(f"{self._name}-buildkitd-service-{arch}", metadata=metadata,
+                                spec=buildkit.service_spec(arch), opts=in_ns)
+            after_target = pulumi.ResourceOptions(parent=self, depends_on=[deployment, *secret, *keda])
+            self._custom(f"buildkit-scaledobject-{arch}", "ScaledObject", f"buildkitd-{arch}",
+                         buildkit.scaled_object_spec(builder), after_target, ns)
+
+    def _policies(self, agents_opts: pulumi.ResourceOptions, builders_opts: pulumi.ResourceOptions) -> None:
+        settings, networking = self._args.settings, k8s.networking.v1
         networking.NetworkPolicy(f"{self._name}-agents-netpol", metadata=self._metadata("azp-agents"),
-                                 spec=agent_network_policy(), opts=opts)
-        networking.NetworkPolicy(f"{self._name}-buildkitd-netpol", metadata=self._metadata("buildkitd"),
-                                 spec=buildkit_network_policy(), opts=opts)
+                                 spec=agent_network_policy(settings), opts=agents_opts)
+        networking.NetworkPolicy(f"{self._name}-buildkitd-netpol",
+                                 metadata=self._metadata("buildkitd", None, settings.buildkit_namespace),
+                                 spec=buildkit.network_policy(settings, agent_labels()), opts=builders_opts)
         k8s.policy.v1.PodDisruptionBudget(f"{self._name}-agents-pdb", metadata=self._metadata("azp-agents"), spec={
-            "maxUnavailable": 0, "selector": {"matchLabels": agent_labels()}}, opts=opts)
+            "maxUnavailable": 0, "selector": {"matchLabels": agent_labels()}}, opts=agents_opts)

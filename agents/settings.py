@@ -12,6 +12,7 @@ EDGE_ARCHES = ("arm64", "arm")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 SEMVER = r"^v?[0-9]+\.[0-9]+\.[0-9]+$"
+TAINT = re.compile(r"^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$")
 MOVING_TAGS = {"latest", "stable", "main", "master", "edge", "nightly"}
 ORGANIZATION_URL = re.compile(r"^https://(dev\.azure\.com/[A-Za-z0-9][A-Za-z0-9-]*|[a-z0-9-]+\.visualstudio\.com)/?$")
 
@@ -39,6 +40,18 @@ class ArchPool(Model):
     min_replicas: int = Field(0, ge=0, le=100)
     max_replicas: int = Field(4, ge=1, le=100)
     resources: Resources = Resources()
+    # Edge sites only: node taints (key=value:Effect or key:Effect) these agents and their BuildKit tolerate;
+    # on AKS the tolerations follow the cluster's node pools.
+    tolerate: list[str] = []
+
+    @field_validator("tolerate")
+    @classmethod
+    def _taint_syntax(cls, taints: list[str]) -> list[str]:
+        wrong = [t for t in taints if not TAINT.match(t)]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: a taint is key=value:Effect or key:Effect "
+                             f"(NoSchedule, PreferNoSchedule or NoExecute)")
+        return taints
 
     @model_validator(mode="after")
     def _min_not_above_max(self):
@@ -50,6 +63,8 @@ class ArchPool(Model):
 def unique_arches(pools: list[ArchPool], allowed: tuple[str, ...], where: str) -> list[ArchPool]:
     """Refuse an architecture the cluster cannot run, or one listed twice."""
     arches = [pool.arch for pool in pools]
+    if where == "AKS" and any(pool.tolerate for pool in pools):
+        raise ValueError("tolerate is for edge site pools; AKS agents tolerate their node pool's taints")
     wrong = sorted({a for a in arches if a not in allowed})
     if wrong:
         raise ValueError(f"{where} runs only {' and '.join(allowed)} agents, not {', '.join(wrong)}")
@@ -116,9 +131,14 @@ class AgentsSettings(Model):
     enabled: bool = True
     organization_url: str | None = None
     namespace: str = Field("azp-agents", pattern=DNS_LABEL)
+    # BuildKit needs Unconfined seccomp, so it runs in its own namespace and the agents' enforces "restricted".
+    buildkit_namespace: str = Field("azp-buildkit", pattern=DNS_LABEL)
     image: ImageSettings | None = None
-    buildkit_image: str = Field("moby/buildkit:v0.23.2-rootless", pattern=r"^[a-z0-9./-]+:v[0-9.]+-rootless$")
-    keda_version: str = Field("2.17.2", pattern=SEMVER)
+    # https://github.com/moby/buildkit/releases/tag/v0.29.0
+    buildkit_image: str = Field("moby/buildkit:v0.29.0-rootless", pattern=r"^[a-z0-9./-]+:v[0-9.]+-rootless$")
+    # https://github.com/kedacore/charts/releases/tag/v2.20.2 (KEDA 2.20: tested on Kubernetes 1.33-1.35,
+    # https://keda.sh/docs/2.20/operate/cluster/); its CRDs are in ../shared/upstream/keda-2.20.2
+    keda_version: str = Field("2.20.2", pattern=SEMVER)
     install_keda: bool = True
     job_timeout_minutes: int = Field(60, ge=1, le=2880)
     polling_interval_seconds: int = Field(30, ge=5, le=600)
@@ -165,6 +185,9 @@ class AgentsSettings(Model):
         if shared:
             raise ValueError(f"pool {', '.join(shared)} is served by more than one cluster or architecture; "
                              f"give each its own Azure DevOps pool so that one queued job starts one agent")
+        if self.buildkit_namespace == self.namespace:
+            raise ValueError(f"buildkitNamespace must differ from namespace ({self.namespace}): the agents' "
+                             f"namespace enforces Pod Security restricted, which BuildKit cannot meet")
         if self.edge_sites and self.auth.mode != "pat":
             raise ValueError(f"edgeSites need auth mode pat: KEDA on k3s cannot use Azure workload identity "
                              f"(auth.mode is {self.auth.mode})")

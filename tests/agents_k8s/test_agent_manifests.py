@@ -4,9 +4,15 @@ import json
 import kubernetes_validate
 import pytest
 
+from agents.buildkit import buildkit_labels
 from agents.pool import AGENT_UID
+from agents.settings import AgentsSettings
 from tests.agents_k8s.conftest import ARM64_TAINT, SECRETS, SETTINGS, as_text
 
+AGENTS_NS, BUILDKIT_NS = "azp-agents", "azp-buildkit"
+BUILDKIT_LABELS = buildkit_labels()
+KEDA_PINNED = AgentsSettings.model_fields["keda_version"].default
+BUILDKIT_KINDS = {"Deployment", "Service", "ScaledObject", "TriggerAuthentication", "Secret", "NetworkPolicy"}
 K8S_VERSIONS = ["1.30", "1.37"]  # the oldest minor AKS and k3s still support here, and the newest schema shipped
 CLUSTER_ARCHES = [("aks", "amd64"), ("aks", "arm64"), ("edge-plant-1", "arm64"), ("edge-plant-1", "arm")]
 AGENT_POOLS = {("aks", p["arch"]): p for p in SETTINGS["pools"]} | {
@@ -19,9 +25,10 @@ def objects(plan, cluster: str) -> list[dict]:
             if r.type.startswith("kubernetes:") and "helm.sh" not in r.type and r.provider.endswith(f"::{cluster}-agents-k8s")]
 
 
-def find(plan, cluster: str, kind: str, name: str) -> dict:
-    found = [o for o in objects(plan, cluster) if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(found) == 1, f"{cluster}: expected one {kind}/{name}, found {len(found)}"
+def find(plan, cluster: str, kind: str, name: str, namespace: str = AGENTS_NS) -> dict:
+    found = [o for o in objects(plan, cluster) if o["kind"] == kind and o["metadata"]["name"] == name
+             and o["metadata"].get("namespace", namespace) == namespace]
+    assert len(found) == 1, f"{cluster}: expected one {kind}/{name} in {namespace}, found {len(found)}"
     return found[0]
 
 
@@ -79,11 +86,15 @@ def test_strict_validation_catches_a_misplaced_field():
 
 
 @pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
-def test_every_object_is_named_and_namespaced(plan, cluster):
+def test_every_object_is_named_and_namespaced_builders_apart(plan, cluster):
     for obj in objects(plan, cluster):
         assert obj["metadata"]["name"]
         if obj["kind"] != "Namespace":
-            assert obj["metadata"]["namespace"] == "azp-agents", obj
+            assert obj["metadata"]["namespace"] in (AGENTS_NS, BUILDKIT_NS), obj
+    in_builders = {o["kind"] for o in objects(plan, cluster) if o["metadata"].get("namespace") == BUILDKIT_NS}
+    assert in_builders == BUILDKIT_KINDS
+    agents_kinds = {o["kind"] for o in objects(plan, cluster) if o["metadata"].get("namespace") == AGENTS_NS}
+    assert not agents_kinds & {"Deployment", "ScaledObject"}, "nothing but agents runs in the agents' namespace"
 
 
 @pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
@@ -129,10 +140,10 @@ def test_agent_environment_and_image(plan, cluster, arch):
     assert not any("TOKEN" in name and name != "AZP_TOKEN_FILE" for name in env)
     assert container["image"] == "mlopsdevacr.azurecr.io/mlops-edge-kit/azp-agent:4.258.1-1"
     buildkit_service = env["BUILDKIT_HOST"].removeprefix("tcp://").split(".")[0]
-    assert env["BUILDKIT_HOST"] == f"tcp://{buildkit_service}.azp-agents:1234"
-    assert find(plan, cluster, "Service", buildkit_service)["spec"]["ports"][0]["port"] == 1234
-    assert find(plan, cluster, "Deployment", buildkit_service)["spec"]["template"]["spec"]["nodeSelector"][
-        "kubernetes.io/arch"] == arch
+    assert env["BUILDKIT_HOST"] == f"tcp://{buildkit_service}.{BUILDKIT_NS}:1234"
+    assert find(plan, cluster, "Service", buildkit_service, BUILDKIT_NS)["spec"]["ports"][0]["port"] == 1234
+    assert find(plan, cluster, "Deployment", buildkit_service, BUILDKIT_NS)["spec"]["template"]["spec"][
+        "nodeSelector"]["kubernetes.io/arch"] == arch
 
 
 @pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
@@ -182,7 +193,7 @@ def test_scaled_job_trigger(plan, cluster, arch):
 @pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
 def test_keda_release_is_pinned_and_ordered_before_its_resources(plan, cluster):
     (release,) = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == f"{cluster}-agents-keda"]
-    assert release.inputs["chart"] == "keda" and release.inputs["version"] == "2.17.2"
+    assert release.inputs["chart"] == "keda" and release.inputs["version"] == KEDA_PINNED
     assert release.inputs["repositoryOpts"] == {"repo": "https://kedacore.github.io/charts"}
     (term,) = release.inputs["values"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
         "nodeSelectorTerms"]
@@ -192,15 +203,21 @@ def test_keda_release_is_pinned_and_ordered_before_its_resources(plan, cluster):
                     and r.provider.endswith(f"::{cluster}-agents-k8s")]
     assert len(keda_objects) >= 2
     assert all(release.urn in r.dependencies for r in keda_objects)
-    (secret,) = [r for r in plan.of_type("kubernetes:core/v1:Secret") if r.name == f"{cluster}-agents-credential"]
-    assert all(secret.urn in r.dependencies for r in keda_objects)
+    secrets = {r.inputs["metadata"]["namespace"]: r.urn for r in plan.of_type("kubernetes:core/v1:Secret")
+               if r.provider.endswith(f"::{cluster}-agents-k8s")}
+    assert set(secrets) == {AGENTS_NS, BUILDKIT_NS}
+    assert all(secrets[r.inputs["metadata"]["namespace"]] in r.dependencies for r in keda_objects)
 
 
 @pytest.mark.parametrize("cluster", ["aks", "edge-plant-1"])
-def test_service_account_and_namespace(plan, cluster):
+def test_the_agents_namespace_enforces_restricted_and_only_the_builders_are_privileged(plan, cluster):
     assert find(plan, cluster, "ServiceAccount", "azp-agent")["automountServiceAccountToken"] is False
-    labels = find(plan, cluster, "Namespace", "azp-agents")["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    labels = find(plan, cluster, "Namespace", AGENTS_NS)["metadata"]["labels"]
+    assert {labels[f"pod-security.kubernetes.io/{mode}"] for mode in ("enforce", "warn", "audit")} == {"restricted"}
+    builders = find(plan, cluster, "Namespace", BUILDKIT_NS)["metadata"]["labels"]
+    assert builders["pod-security.kubernetes.io/enforce"] == "privileged"
+    unconfined = [o for o in objects(plan, cluster) if "Unconfined" in json.dumps(o)]
+    assert unconfined and all(o["metadata"]["namespace"] == BUILDKIT_NS for o in unconfined)
 
 
 def egress_ports(rule: dict) -> set[tuple[str, int]]:
@@ -214,7 +231,11 @@ def test_agent_network_policy_denies_ingress_and_limits_egress(plan, cluster):
     ports = set().union(*(egress_ports(rule) for rule in spec["egress"]))
     assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443), ("TCP", 1234)}
     (buildkit_rule,) = [rule for rule in spec["egress"] if ("TCP", 1234) in egress_ports(rule)]
-    assert buildkit_rule["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "buildkitd"}}}]
+    assert buildkit_rule["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": BUILDKIT_NS}},
+                                    "podSelector": {"matchLabels": BUILDKIT_LABELS}}]
+    for arch in {a for c, a in CLUSTER_ARCHES if c == cluster}:  # the rule reaches every builder pod
+        builder = find(plan, cluster, "Deployment", f"buildkitd-{arch}", BUILDKIT_NS)["spec"]["template"]
+        assert BUILDKIT_LABELS.items() <= builder["metadata"]["labels"].items()
     for arch in {a for c, a in CLUSTER_ARCHES if c == cluster}:
         assert spec["podSelector"]["matchLabels"].items() <= pod(plan, cluster, arch)["metadata"]["labels"].items()
 
@@ -229,20 +250,37 @@ def test_pod_disruption_budget_covers_every_agent_pod(plan, cluster):
 
 @pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
 def test_buildkit_is_rootless_pinned_and_reachable_only_by_agents(plan, cluster, arch):
-    deployment = find(plan, cluster, "Deployment", f"buildkitd-{arch}")["spec"]["template"]["spec"]
+    spec = find(plan, cluster, "Deployment", f"buildkitd-{arch}", BUILDKIT_NS)["spec"]
+    assert "replicas" not in spec, "KEDA owns the builder's replicas; pulumi up must not reset them"
+    deployment = spec["template"]["spec"]
     (container,) = deployment["containers"]
-    assert container["image"] == "moby/buildkit:v0.23.2-rootless"
+    assert container["image"] == "moby/buildkit:v0.29.0-rootless"
     assert "--oci-worker-no-process-sandbox" in container["args"]
     security = container["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] == 1000
     assert not security.get("privileged") and "capabilities" not in security
     assert deployment["automountServiceAccountToken"] is False
     assert "hostPath" not in json.dumps(deployment) and container["resources"]["limits"]
-    policy = find(plan, cluster, "NetworkPolicy", "buildkitd")["spec"]
+    policy = find(plan, cluster, "NetworkPolicy", "buildkitd", BUILDKIT_NS)["spec"]
+    assert policy["podSelector"] == {"matchLabels": BUILDKIT_LABELS}
     (ingress,) = policy["ingress"]
-    assert ingress["from"] == [{"podSelector": {"matchLabels": {
-        "app.kubernetes.io/name": "azp-agent", "app.kubernetes.io/part-of": "mlops-edge-kit"}}}]
+    assert ingress["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": AGENTS_NS}},
+                                "podSelector": {"matchLabels": {
+                                    "app.kubernetes.io/name": "azp-agent", "app.kubernetes.io/part-of": "mlops-edge-kit"}}}]
     assert egress_ports(ingress) == {("TCP", 1234)}
+
+
+@pytest.mark.parametrize("cluster,arch", CLUSTER_ARCHES)
+def test_each_builder_scales_with_its_pools_queue_down_to_zero(plan, cluster, arch):
+    scaled = find(plan, cluster, "ScaledObject", f"buildkitd-{arch}", BUILDKIT_NS)["spec"]
+    assert scaled["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"buildkitd-{arch}"}
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (0, 1)
+    agents = find(plan, cluster, "ScaledJob", f"azp-agent-{arch}")["spec"]
+    assert scaled["triggers"] == agents["triggers"], "the builder follows the same queue as its agents"
+    auth = find(plan, cluster, "TriggerAuthentication", "azp-trigger-auth", BUILDKIT_NS)["spec"]
+    assert auth == find(plan, cluster, "TriggerAuthentication", "azp-trigger-auth")["spec"]
+    secret_ref = auth["secretTargetRef"][0]
+    find(plan, cluster, "Secret", secret_ref["name"], BUILDKIT_NS)  # a TriggerAuthentication reads its own namespace
 
 
 def test_secrets_never_appear_in_cleartext(plan):
