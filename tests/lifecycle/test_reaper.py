@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
+from invoke import Exit
 
 from infra.lifecycle import tasks
 from infra.lifecycle.backend import resolve_backend
@@ -53,7 +54,7 @@ def test_stacks_that_are_not_ephemeral_or_not_expired_are_never_touched(project,
 def test_a_failing_destroy_is_reported_kept_and_retried_at_the_next_reap(project, fleet, capsys):
     stuck, other = fleet["expired"]
     marker = project.fail("destroy", stuck)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exit) as caught:
         project.run(tasks.reap, json=True)
     assert caught.value.code == 1 and stuck in caught.value.message
     outcome = {row["stack"]: row for row in json.loads(capsys.readouterr().out)}
@@ -74,13 +75,17 @@ def test_a_dry_run_reaps_nothing_and_needs_no_azure_login(project, fleet, capsys
     assert len(project.az_calls()) == az_calls
 
 
-def test_a_stack_tagged_ephemeral_whose_file_says_otherwise_is_left_alone(project, fleet, capsys):
+@pytest.mark.parametrize("lifecycle", [{"protected": True}, {"protected": False, "ephemeral": False},
+                                       {"ephemeral": False, "expiresAt": "2020-01-01T00:00:00Z"}, None])
+def test_a_stack_tagged_ephemeral_whose_file_says_otherwise_is_left_alone(project, fleet, capsys, lifecycle):
     name = fleet["expired"][0]
     path = project.root / f"Pulumi.{name}.yaml"
     document = yaml.safe_load(path.read_text())
-    document["config"]["mlops-edge-kit:lifecycle"] = {"protected": True}
+    document["config"]["mlops-edge-kit:lifecycle"] = lifecycle
+    if lifecycle is None:  # no lifecycle key at all: not ephemeral by default
+        del document["config"]["mlops-edge-kit:lifecycle"]
     path.write_text(yaml.safe_dump(document))
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exit) as caught:
         project.run(tasks.reap, json=True)
     assert caught.value.code == 1
     row = {r["stack"]: r for r in json.loads(capsys.readouterr().out)}[name]
@@ -91,7 +96,7 @@ def test_a_stack_tagged_ephemeral_whose_file_says_otherwise_is_left_alone(projec
 def test_an_unreadable_expiry_is_reported_not_reaped(project, capsys):
     name = project.ephemeral("pr-4", age=EXPIRED)
     open_workspace(project.root, resolve_backend()).set_tag(name, "expires-at", "tomorrow")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exit) as caught:
         project.run(tasks.reap, json=True)
     assert caught.value.code == 1
     row = json.loads(capsys.readouterr().out)[0]
@@ -125,3 +130,19 @@ def test_a_reaped_stack_expired_by_its_tag(project, capsys):
     past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
     open_workspace(project.root, resolve_backend()).set_tag(name, "expires-at", past)
     assert _reap(project, capsys)[name]["action"] == "reaped"
+
+
+@pytest.mark.parametrize("value", ["True", "TRUE", "yes", "1", "true ", " true", "false"])
+def test_only_a_tag_of_exactly_true_counts(project, capsys, value):
+    name = project.ephemeral("pr-8", age=EXPIRED)
+    open_workspace(project.root, resolve_backend()).set_tag(name, "ephemeral", value)
+    row = _reap(project, capsys)[name]
+    assert row["action"] == "skipped" and row["detail"] == "not tagged ephemeral=true"
+    assert name in project.stacks() and project.operations("destroy") == []
+
+
+def test_a_stack_without_the_ephemeral_tag_is_never_reaped_even_when_expired(project, capsys):
+    name = project.ephemeral("pr-9", age=EXPIRED)
+    open_workspace(project.root, resolve_backend()).remove_tag(name, "ephemeral")
+    assert _reap(project, capsys)[name]["action"] == "skipped"
+    assert name in project.stacks() and project.operations("destroy") == []
