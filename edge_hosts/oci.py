@@ -3,6 +3,7 @@ platform, every blob verified against its sha256 digest, written as an OCI image
 containerd (k3s) imports from its agent images directory."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -26,6 +27,10 @@ TAG_ANNOTATION = "org.opencontainers.image.ref.name"
 
 class RegistryError(Exception):
     """The registry refused a request, or served something that does not match its digest or platform."""
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status  # the HTTP status when the registry answered one
 
 
 @dataclass(frozen=True)
@@ -66,14 +71,20 @@ def _challenge(header: str) -> dict[str, str]:
 class Registry:
     """The distribution API of one registry; a token per repository when the registry asks for one."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, credentials: tuple[str, str] | None = None):
         self.base_url = base_url.rstrip("/")
         self._tokens: dict[str, str] = {}
+        self._credentials = credentials  # (user, password) for the token service; anonymous when None
 
-    def _open(self, repository: str, path: str, accept: str = ""):
-        url = f"{self.base_url}/v2/{repository}/{path}"
+    def _open(self, repository: str, path: str, accept: str = "", method: str = "GET", data: bytes | None = None,
+              content_type: str = ""):
+        """A request on /v2/<repository>/<path> (or an absolute URL the registry gave, e.g. an upload's)."""
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/v2/{repository}/{path}"
+        headers = {"Accept": accept} if accept else {}
+        if content_type:
+            headers["Content-Type"] = content_type
         for attempt in (1, 2):
-            request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)
             if repository in self._tokens:  # never forwarded to a redirect target (blob CDNs sign their URLs)
                 request.add_unredirected_header("Authorization", f"Bearer {self._tokens[repository]}")
             try:
@@ -81,22 +92,27 @@ class Registry:
             except urllib.error.HTTPError as err:
                 challenge = _challenge(err.headers.get("WWW-Authenticate", ""))
                 if err.code != 401 or attempt == 2 or not challenge.get("realm"):
-                    raise RegistryError(f"GET {url}: HTTP {err.code} {err.reason}") from None
+                    raise RegistryError(f"{method} {url}: HTTP {err.code} {err.reason}", err.code) from None
                 self._tokens[repository] = self._token(repository, challenge)
             except (urllib.error.URLError, OSError) as err:
-                raise RegistryError(f"GET {url} failed: {err}") from None
+                raise RegistryError(f"{method} {url} failed: {err}") from None
         raise AssertionError("unreachable")
 
     def _token(self, repository: str, challenge: dict[str, str]) -> str:
         query = {"scope": challenge.get("scope") or f"repository:{repository}:pull"}
         if challenge.get("service"):
             query["service"] = challenge["service"]
-        url = f"{challenge['realm']}?{urllib.parse.urlencode(query)}"
+        request = urllib.request.Request(f"{challenge['realm']}?{urllib.parse.urlencode(query)}")
+        if self._credentials:
+            basic = base64.b64encode(":".join(self._credentials).encode()).decode()
+            request.add_unredirected_header("Authorization", f"Basic {basic}")
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as reply:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as reply:
                 answer = json.loads(reply.read(MAX_MANIFEST_BYTES))
+        except urllib.error.HTTPError as err:
+            raise RegistryError(f"token from {challenge['realm']}: HTTP {err.code} {err.reason}", err.code) from None
         except (urllib.error.URLError, OSError, ValueError) as err:
-            raise RegistryError(f"anonymous token from {challenge['realm']} failed: {err}") from None
+            raise RegistryError(f"token from {challenge['realm']} failed: {err}") from None
         token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
         if not token:
             raise RegistryError(f"the token service {challenge['realm']} answered without a token")
