@@ -13,6 +13,7 @@ from lab.tasks import ns as lab_tasks
 from edge_hosts.tasks import edge as edge_tasks
 from agents.tasks import agents as agents_tasks
 from infra.lifecycle import tasks as lifecycle_tasks
+from fleet.tasks import fleet as fleet_tasks
 
 
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
@@ -38,6 +39,7 @@ ns.add_task(test)
 ns.add_collection(lab_tasks)
 ns.add_collection(edge_tasks)
 ns.add_collection(agents_tasks)
+ns.add_collection(fleet_tasks)
 for lifecycle_task in (lifecycle_tasks.preview, lifecycle_tasks.up, lifecycle_tasks.refresh, lifecycle_tasks.destroy):
     ns.add_task(lifecycle_task)
 ns.add_collection(lifecycle_tasks.stack)

@@ -1,0 +1,227 @@
+"""The fleet's seeds: fleet.yaml (application, model, environments), bases/, rings/<ring>.yaml and
+sites/<site>/site.yaml. Loading reports every problem at once, each with its file and key path."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_ROOT = Path(__file__).parent
+NAME = r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$"  # a DNS label: also a registry path component
+DIGEST_REF = r"^[a-z0-9.:-]+(/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}$"
+GO_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")  # the ResourceSetInputProvider window pattern
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+class FleetError(Exception):
+    """Bad seeds: the message lists every problem, one per line."""
+
+
+def duration_s(text: str) -> float:
+    """Seconds of a Go duration string ("1h30m")."""
+    return sum(float(n) * _UNIT_S[u] for n, _, u in re.findall(r"([0-9]+(\.[0-9]+)?)(ms|s|m|h)", text))
+
+
+def _duration(text: str) -> str:
+    if not GO_DURATION.match(text):
+        raise ValueError("must be a duration such as 90m, 3h or 1h30m")
+    return text
+
+
+def _cron(text: str) -> str:
+    fields = text.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9*,/\-A-Za-z?]+", f) for f in fields):
+        raise ValueError("must be a five-field cron expression (minute hour day-of-month month day-of-week)")
+    return text
+
+
+def _zone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{text}' (an IANA name such as Europe/Berlin)") from None
+    return text
+
+
+def _window(text: str) -> str:
+    _duration(text)
+    if duration_s(text) < 240:  # Flux Operator: zero or at least twice the 2m reconcile timeout
+        raise ValueError("a window must last at least 4m (twice the Flux Operator's 2m timeout)")
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Window(Strict):
+    cron: Annotated[str, AfterValidator(_cron)]
+    time_zone: Annotated[str, AfterValidator(_zone)] = Field("UTC", alias="timeZone")
+    duration: Annotated[str, AfterValidator(_window)]
+
+
+class Application(Strict):
+    name: Annotated[str, Field(pattern=NAME)]
+    image: Annotated[str, Field(pattern=DIGEST_REF, description="by digest")]
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+
+class Model(Strict):
+    name: Annotated[str, Field(pattern=NAME)]
+    version: Annotated[str, Field(pattern=r"^[0-9A-Za-z._-]{1,64}$")]
+
+
+class Environment(Strict):
+    registry: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")]
+    insecure: bool = False  # plain HTTP to the registry: only for a loopback test registry
+    notify_type: Literal["azuredevops", "generic"] = Field(alias="notifyType")
+    notify_address: str = Field("", alias="notifyAddress", pattern=r"^$|^https://dev\.azure\.com/[^/]+/[^/]+/_git/[^/]+$")
+    source: Annotated[str, Field(pattern=r"^https://")]  # the Git repository of these seeds (artifact source)
+
+    @model_validator(mode="after")
+    def _address(self):
+        if self.notify_type == "azuredevops" and not self.notify_address:
+            raise ValueError("notifyType azuredevops needs notifyAddress (https://dev.azure.com/<org>/<project>/_git/<repo>)")
+        return self
+
+
+class FleetFile(Strict):
+    application: Application
+    model: Model
+    environments: dict[Annotated[str, Field(pattern=NAME)], Environment]
+
+
+class Patch(Strict):
+    kind: str
+    name: str
+    merge: dict
+
+
+class Ring(Strict):
+    patches: list[Patch] = []
+
+
+class Metallb(Strict):
+    addresses: Annotated[list[Annotated[str, Field(pattern=r"^[0-9./-]+$")]], Field(min_length=1)]
+
+
+class SiteFile(Strict):
+    env: str
+    ring: Annotated[str, Field(pattern=NAME)]
+    labels: dict[str, str] = {}
+    model_version: str | None = Field(None, alias="modelVersion", pattern=r"^[0-9A-Za-z._-]{1,64}$")
+    metallb: Metallb
+    windows: list[Window] = []
+    patches: list[Patch] = []
+
+
+@dataclass(frozen=True)
+class EnvView:
+    """One environment with its name (what the Flux builders read)."""
+    name: str
+    registry: str
+    insecure: bool
+    notify_type: str
+    notify_address: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    env: EnvView
+    ring: str
+    labels: dict[str, str]
+    model: Model
+    metallb: Metallb
+    windows: tuple[Window, ...]
+    patches: tuple[Patch, ...]
+    ring_patches: tuple[Patch, ...]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    root: Path
+    application: Application
+    model: Model
+    environments: dict[str, EnvView]
+    bases: tuple[dict, ...]
+    sites: tuple[Site, ...]
+
+    def of(self, env: str) -> list[Site]:
+        return [s for s in self.sites if s.env.name == env]
+
+
+def _where(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _parse(model: type[BaseModel], path: Path, root: Path, problems: list[str]):
+    """The file's model, or None with its problems appended."""
+    shown = path.relative_to(root.parent) if path.is_relative_to(root.parent) else path
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        problems.append(f"{shown}: cannot read: {err}")
+        return None
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as err:
+        problems += [f"{shown}: {_where(tuple(e['loc']))}: {e['msg']}" for e in err.errors()]
+        return None
+
+
+def _bases(root: Path, problems: list[str]) -> tuple[dict, ...]:
+    objects = []
+    for path in sorted((root / "bases").glob("*.yaml")):
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        except yaml.YAMLError as err:
+            problems.append(f"{path}: cannot read: {err}")
+            continue
+        for i, doc in enumerate(docs):
+            if not (isinstance(doc, dict) and doc.get("kind") and (doc.get("metadata") or {}).get("name")):
+                problems.append(f"{path}: document {i}: needs kind and metadata.name")
+            else:
+                objects.append(doc)
+    return tuple(objects)
+
+
+def load_fleet(root: Path = DEFAULT_ROOT) -> Fleet:
+    """Every seed under root; FleetError lists all problems."""
+    problems: list[str] = []
+    fleet_file = _parse(FleetFile, root / "fleet.yaml", root, problems)
+    bases = _bases(root, problems)
+    rings = {p.stem: _parse(Ring, p, root, problems) for p in sorted((root / "rings").glob("*.yaml"))}
+    envs = {name: EnvView(name, e.registry, e.insecure, e.notify_type, e.notify_address, e.source)
+            for name, e in (fleet_file.environments.items() if fleet_file else ())}
+    sites = []
+    for path in sorted((root / "sites").glob("*/site.yaml")):
+        name, site = path.parent.name, _parse(SiteFile, path, root, problems)
+        if not re.match(NAME, name):
+            problems.append(f"{path}: the folder name '{name}' must be a DNS label (lowercase, digits, '-')")
+        if site is None or fleet_file is None:
+            continue
+        if site.env not in envs:
+            problems.append(f"{path}: env: '{site.env}' is not in fleet.yaml environments ({', '.join(envs)})")
+            continue
+        if site.ring not in rings:
+            problems.append(f"{path}: ring: no rings/{site.ring}.yaml")
+            continue
+        model = Model(name=fleet_file.model.name, version=site.model_version or fleet_file.model.version)
+        sites.append(Site(name, envs[site.env], site.ring, site.labels, model, site.metallb, tuple(site.windows),
+                          tuple(site.patches), tuple(rings[site.ring].patches if rings[site.ring] else ())))
+    if problems:
+        raise FleetError("\n".join(dict.fromkeys(problems)))
+    return Fleet(root, fleet_file.application, fleet_file.model, envs, bases, tuple(sites))

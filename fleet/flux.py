@@ -1,0 +1,119 @@
+"""The Flux objects each site runs: where its desired state comes from, how it is applied, how it reports.
+
+Versions pinned (read from upstream at these tags):
+- Flux v2.9.4 (fluxcd/flux2 tag v2.9.4, 2026-08-07): source-controller v1.9.4, kustomize-controller v1.9.4,
+  notification-controller v1.9.3 (manifests/bases/*/kustomization.yaml), fluxcd/pkg/oci v0.68.1 (go.mod).
+- Flux Operator v0.58.1 (controlplaneio-fluxcd/flux-operator tag v0.58.1, 2026-08-19).
+
+A site follows the tag LIVE_TAG of its own repository, but only inside its maintenance windows: a
+ResourceSetInputProvider (type OCIArtifactTag) resolves that tag's digest on its schedule only
+(docs/api/v1/resourcesetinputprovider.md, "Schedule"), and a ResourceSet renders the OCIRepository pinned to
+that digest. The Kustomization keeps applying the pinned artifact at its own interval, so drift is corrected
+outside the windows too.
+"""
+from __future__ import annotations
+
+FLUX_VERSION = "v2.9.4"
+FLUX_OPERATOR_VERSION = "v0.58.1"
+
+# fluxcd/pkg oci/constants.go (oci/v0.68.1): the media types `flux push artifact` writes and the annotations
+# source-controller copies into the artifact's metadata (ocirepository_controller.go: metadata = manifest
+# annotations); kustomize-controller sends org.opencontainers.image.revision as the event's originRevision,
+# which the azuredevops notifier uses as the commit to set a status on (internal/notifier/azure_devops.go).
+CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
+CONTENT_MEDIA_TYPE = "application/vnd.cncf.flux.content.v1.tar+gzip"
+SOURCE_ANNOTATION = "org.opencontainers.image.source"
+REVISION_ANNOTATION = "org.opencontainers.image.revision"
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+# `flux push artifact --reproducible` sets created to the Unix epoch (cmd/flux/push_artifact.go, v2.9.4)
+REPRODUCIBLE_CREATED = "1970-01-01T00:00:00Z"
+
+NAMESPACE = "flux-system"
+LIVE_TAG = "live"
+PULL_SECRET = "fleet-registry"      # kubernetes.io/dockerconfigjson, the site's own token (made at bootstrap)
+NOTIFY_SECRET = "fleet-notify"      # `token` (azuredevops) or `address` (generic) key
+SITE_OBJECT = "site"                # name of the OCIRepository, Kustomization, input provider and ResourceSet
+OPERATOR_TIMEOUT = "2m"             # fluxcd.controlplane.io/reconcileTimeout; a window must be >= twice it
+WINDOW_POLL = "5m"                  # fluxcd.controlplane.io/reconcileEvery inside a window
+
+
+def repository_path(env: str, site: str) -> str:
+    """The site's own repository in the env's registry (its token pulls this one only)."""
+    return f"fleet/{env}/{site}"
+
+
+def repository(registry: str, env: str, site: str) -> str:
+    return f"{registry}/{repository_path(env, site)}"
+
+
+def _meta(name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict:
+    meta = {"name": name, "namespace": NAMESPACE, "labels": dict(labels)}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def input_provider(site, env, labels: dict[str, str]) -> dict:
+    """Resolves the digest of the site's LIVE_TAG, only inside the site's windows (none: at any time)."""
+    spec = {"type": "OCIArtifactTag", "url": f"oci://{repository(env.registry, env.name, site.name)}",
+            "secretRef": {"name": PULL_SECRET}, "filter": {"includeTag": f"^{LIVE_TAG}$", "limit": 1}}
+    if env.insecure:
+        spec["insecure"] = True
+    if site.windows:
+        spec["schedule"] = [{"cron": w.cron, "timeZone": w.time_zone, "window": w.duration} for w in site.windows]
+    annotations = {"fluxcd.controlplane.io/reconcileEvery": WINDOW_POLL,
+                   "fluxcd.controlplane.io/reconcileTimeout": OPERATOR_TIMEOUT}
+    return {"apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSetInputProvider",
+            "metadata": _meta(SITE_OBJECT, labels, annotations), "spec": spec}
+
+
+def oci_repository(site, env, labels: dict[str, str], digest: str) -> dict:
+    """The site's source, pinned to one digest (the ResourceSet fills it from the input provider)."""
+    spec = {"interval": "10m", "timeout": "2m", "url": f"oci://{repository(env.registry, env.name, site.name)}",
+            "ref": {"digest": digest}, "secretRef": {"name": PULL_SECRET},
+            "layerSelector": {"mediaType": CONTENT_MEDIA_TYPE, "operation": "extract"}}
+    if env.insecure:
+        spec["insecure"] = True
+    return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+            "metadata": _meta(SITE_OBJECT, labels), "spec": spec}
+
+
+def resource_set(site, env, labels: dict[str, str]) -> dict:
+    """Renders the OCIRepository with the digest the input provider resolved (`<< inputs.digest >>`)."""
+    return {"apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSet",
+            "metadata": _meta(SITE_OBJECT, labels),
+            "spec": {"inputsFrom": [{"kind": "ResourceSetInputProvider", "name": SITE_OBJECT}],
+                     "resources": [oci_repository(site, env, labels, "<< inputs.digest >>")]}}
+
+
+def kustomization(labels: dict[str, str], health_checks: list[dict]) -> dict:
+    """Applies the artifact (plain YAML: kustomize-controller generates the kustomization), waits for health."""
+    spec = {"interval": "10m", "retryInterval": "2m", "timeout": "5m", "path": "./", "prune": True,
+            "sourceRef": {"kind": "OCIRepository", "name": SITE_OBJECT}, "healthChecks": health_checks}
+    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": _meta(SITE_OBJECT, labels), "spec": spec}
+
+
+def provider(env, labels: dict[str, str]) -> dict:
+    """azuredevops: a commit status on the artifact's origin revision; generic: the event JSON POSTed."""
+    spec = {"type": env.notify_type, "secretRef": {"name": NOTIFY_SECRET}}
+    if env.notify_type == "azuredevops":
+        spec["address"] = env.notify_address
+    return {"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
+            "metadata": _meta("fleet", labels), "spec": spec}
+
+
+def alert(site, env, labels: dict[str, str]) -> dict:
+    """Every event of the site's source and Kustomization, tagged with the site and env it came from."""
+    sources = [{"kind": kind, "name": SITE_OBJECT} for kind in ("OCIRepository", "Kustomization")]
+    spec = {"providerRef": {"name": "fleet"}, "eventSeverity": "info", "eventSources": sources,
+            "eventMetadata": {"site": site.name, "env": env.name}}
+    return {"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Alert",
+            "metadata": _meta("fleet", labels), "spec": spec}
+
+
+def site_objects(site, env, health_checks: list[dict]) -> list[dict]:
+    """Every Flux object of one site, in apply order."""
+    labels = {"app.kubernetes.io/managed-by": "mlops-edge-kit", "fleet.mlops-edge-kit/site": site.name}
+    return [input_provider(site, env, labels), resource_set(site, env, labels),
+            kustomization(labels, health_checks), provider(env, labels), alert(site, env, labels)]

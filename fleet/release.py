@@ -1,0 +1,94 @@
+"""A release unit of one environment: the models (by digest) and one Flux artifact per site, pushed to the
+env's registry under the release's tag. Sites do not move: a promotion moves their `live` tag."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet import artifact, flux
+from fleet.artifact import Artifact, Pusher
+from fleet.config import EnvView, Fleet, FleetError
+from fleet.render import RenderedSite, render_env
+
+PASSWORD_ENV = "FLEET_REGISTRY_PASSWORD"
+USER_ENV = "FLEET_REGISTRY_USER"
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")  # the distribution spec's tag grammar
+REVISION = re.compile(r"^[^@\s]+@sha1:[0-9a-f]{40}$")      # '<branch|tag>@sha1:<commit>' as Flux expects
+PARALLEL = 8
+
+
+@dataclass(frozen=True)
+class Release:
+    env: str
+    name: str
+    revision: str
+    models: dict[str, str]  # version -> digest
+    sites: dict[str, str]   # site -> digest
+
+
+def registry_url(env: EnvView) -> str:
+    return f"{'http' if env.insecure else 'https'}://{env.registry}"
+
+
+def credentials() -> tuple[str, str] | None:
+    """(user, password) from the environment (never from argv), or None for an anonymous registry."""
+    user, password = os.environ.get(USER_ENV, ""), os.environ.get(PASSWORD_ENV, "")
+    return (user, password) if user and password else None
+
+
+def git_revision(root: Path) -> str:
+    """'<branch>@sha1:<commit>' of the checkout holding root."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return f"{git('rev-parse', '--abbrev-ref', 'HEAD')}@sha1:{git('rev-parse', 'HEAD')}"
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise FleetError(f"{root}: cannot read the source commit with git ({err}); pass --revision") from None
+
+
+def model_artifacts(fleet: Fleet, env: str, models_dir: Path) -> dict[str, Artifact]:
+    """version -> artifact for each model version the env's sites pin, from models_dir/<name>/<version>/."""
+    wanted = sorted({s.model.version for s in fleet.of(env)})
+    problems, found = [], {}
+    for version in wanted:
+        folder = models_dir / fleet.model.name / version
+        files = artifact.model_files(folder) if folder.is_dir() else {}
+        if not files:
+            problems.append(f"{folder}: no model files for {fleet.model.name} version {version}")
+        else:
+            found[version] = artifact.model_artifact(files, fleet.model.name, version)
+    if problems:
+        raise FleetError("\n".join(problems))
+    return found
+
+
+def build(fleet: Fleet, env: str, models_dir: Path, revision: str) -> tuple[dict[str, Artifact], list[RenderedSite],
+                                                                            dict[str, Artifact]]:
+    """Models, rendered sites and their artifacts, all in memory (nothing pushed)."""
+    if not REVISION.match(revision):
+        raise FleetError(f"--revision: '{revision}' must be '<branch|tag>@sha1:<40 hex commit>'")
+    models = model_artifacts(fleet, env, models_dir)
+    rendered = render_env(fleet, env, {v: a.digest for v, a in models.items()})
+    source = fleet.environments[env].source
+    sites = {r.site.name: artifact.site_artifact(r.content, source, revision) for r in rendered}
+    return models, rendered, sites
+
+
+def push_release(fleet: Fleet, env: str, name: str, models: dict[str, Artifact], sites: dict[str, Artifact],
+                 revision: str, pusher: Pusher | None = None) -> Release:
+    """Push every model and site artifact under the release tag (idempotent: blobs present are skipped)."""
+    if not TAG.match(name):
+        raise FleetError(f"--name: '{name}' is not a valid OCI tag")
+    view = fleet.environments[env]
+    pusher = pusher or Pusher(registry_url(view), credentials())
+    for version, model in models.items():
+        pusher.push(f"models/{fleet.model.name}", model, (version,))
+    jobs = [(flux.repository_path(env, site), art) for site, art in sites.items()]
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        list(pool.map(lambda job: pusher.push(job[0], job[1], (name,)), jobs))
+    return Release(env, name, revision, {v: a.digest for v, a in models.items()},
+                   {site: art.digest for site, art in sites.items()})

@@ -1,0 +1,148 @@
+"""Render each site's desired state: the shared bases with its ring's and its own patches, the application
+image and model pinned by digest, its MetalLB pool; plus the Flux objects that pull and apply it."""
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import kubernetes_validate
+import yaml
+
+from fleet import flux
+from fleet.config import Fleet, FleetError, Patch, Site
+
+K8S_VERSION = "1.31"  # the k3s line the edge sites run (edge_hosts/sites/*.yaml: v1.31.4+k3s1)
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+MODEL_MOUNT = "/models"
+CONTENT_FILE = "site.yaml"
+
+
+@dataclass(frozen=True)
+class RenderedSite:
+    site: Site
+    content: dict[str, bytes]  # artifact files (path -> bytes): what Flux's Kustomization applies
+    flux_objects: list[dict]   # applied on the site once, by its bootstrap
+
+
+def merge(base, patch):
+    """Maps merge key by key; lists of named maps merge by name (as kustomize's containers, volumes); other
+    values, and other lists, are replaced by the patch's."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and _named(base) and _named(patch):
+        items = {item["name"]: item for item in base}
+        for item in patch:
+            items[item["name"]] = merge(items[item["name"]], item) if item["name"] in items else copy.deepcopy(item)
+        return list(items.values())
+    return copy.deepcopy(patch)
+
+
+def _named(items: list) -> bool:
+    return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
+def model_reference(site: Site, digest: str) -> str:
+    return f"{site.env.registry}/models/{site.model.name}@{digest}"
+
+
+def _kit_patches(fleet: Fleet, site: Site, model_digest: str) -> list[Patch]:
+    """The application image and the model, by digest. The model is an image volume (Kubernetes ImageVolume):
+    the kubelet pulls it like an image, so the application never downloads it at start."""
+    pod = {"containers": [{"name": "app", "image": fleet.application.image,
+                           "volumeMounts": [{"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}]}],
+           "volumes": [{"name": "model", "image": {"reference": model_reference(site, model_digest),
+                                                   "pullPolicy": "IfNotPresent"}}]}
+    return [Patch(kind="Deployment", name=fleet.application.name, merge={"spec": {"template": {"spec": pod}}})]
+
+
+def _metallb(site: Site) -> list[dict]:
+    meta = {"name": "site", "namespace": "metallb-system"}
+    return [{"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": meta,
+             "spec": {"addresses": list(site.metallb.addresses)}},
+            {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": meta,
+             "spec": {"ipAddressPools": ["site"]}}]
+
+
+def core_objects(fleet: Fleet, site: Site, model_digest: str, problems: list[str]) -> list[dict]:
+    """The bases with ring, site and kit patches applied in that order; a patch matching nothing is a problem."""
+    objects = [copy.deepcopy(o) for o in fleet.bases]
+    layers = (("ring", f"rings/{site.ring}.yaml", site.ring_patches), ("site", f"sites/{site.name}/site.yaml",
+              site.patches), ("kit", "kit", _kit_patches(fleet, site, model_digest)))
+    for _, where, patches in layers:
+        for i, patch in enumerate(patches):
+            hits = [n for n, o in enumerate(objects) if o["kind"] == patch.kind and o["metadata"]["name"] == patch.name]
+            if not hits:
+                problems.append(f"{where}: patches[{i}]: no {patch.kind} named '{patch.name}' in bases/")
+            for n in hits:
+                objects[n] = merge(objects[n], patch.merge)
+    return objects
+
+
+def _validate(site: Site, objects: list[dict], problems: list[str]) -> None:
+    for obj in objects:
+        if obj["apiVersion"].startswith("metallb.io/"):
+            continue  # a CRD: checked against MetalLB's own schema by the tests
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            path = ".".join(str(p) for p in err.path)
+            problems.append(f"site {site.name}: {obj['kind']}/{obj['metadata']['name']}: {path or '(top)'}: "
+                            f"{err.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            problems.append(f"site {site.name}: {obj['kind']} {obj['apiVersion']}: not a Kubernetes {K8S_VERSION} kind")
+
+
+def _health_checks(objects: list[dict]) -> list[dict]:
+    return [{"apiVersion": o["apiVersion"], "kind": o["kind"], "name": o["metadata"]["name"],
+             "namespace": o["metadata"].get("namespace", "default")} for o in objects if o["kind"] in WORKLOADS]
+
+
+def render_site(fleet: Fleet, site: Site, model_digest: str, problems: list[str]) -> RenderedSite:
+    objects = core_objects(fleet, site, model_digest, problems) + _metallb(site)
+    _validate(site, objects, problems)
+    content = yaml.safe_dump_all(objects, sort_keys=True).encode()
+    return RenderedSite(site, {CONTENT_FILE: content}, flux.site_objects(site, site.env, _health_checks(objects)))
+
+
+def render_env(fleet: Fleet, env: str, model_digests: dict[str, str]) -> list[RenderedSite]:
+    """Every site of env; FleetError lists all problems (nothing is rendered half-way)."""
+    if env not in fleet.environments:
+        raise FleetError(f"fleet.yaml: environments: no environment '{env}' ({', '.join(fleet.environments)})")
+    problems: list[str] = []
+    rendered = []
+    for site in fleet.of(env):
+        digest = model_digests.get(site.model.version)
+        if digest is None:
+            problems.append(f"site {site.name}: model {site.model.name} version {site.model.version}: no files")
+            continue
+        rendered.append(render_site(fleet, site, digest, problems))
+    if problems:
+        raise FleetError("\n".join(problems))
+    return rendered
+
+
+def write_env(rendered: list[RenderedSite], dest: Path) -> None:
+    """dest/<site>/content/... and dest/<site>/flux.yaml, replacing dest as a whole (never half-written)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    try:
+        for item in rendered:
+            folder = stage / item.site.name
+            (folder / "content").mkdir(parents=True)
+            for name, data in item.content.items():
+                (folder / "content" / name).write_bytes(data)
+            (folder / "flux.yaml").write_text(yaml.safe_dump_all(item.flux_objects, sort_keys=True))
+        old = dest.with_name(f".{dest.name}.old")
+        if dest.exists():
+            dest.rename(old)
+        stage.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

@@ -1,0 +1,138 @@
+"""fleet.render: the seeds' sites rendered, core objects valid for Kubernetes 1.31 and Flux/MetalLB objects valid
+under the upstream CRDs (strict), patches by ring and site, bad seeds reported all at once with exit 2."""
+import subprocess
+import sys
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from fleet import flux
+from fleet.config import FleetError, load_fleet
+from fleet.release import model_artifacts
+from fleet.render import K8S_VERSION, render_env, write_env
+from tests.fleet import crds
+from tests.fleet.conftest import SEEDS, edit
+
+ROOT = SEEDS.parent
+
+
+def _render(root, env):
+    fleet = load_fleet(root)
+    digests = {v: a.digest for v, a in model_artifacts(fleet, env, root.parent / "models").items()}
+    return fleet, render_env(fleet, env, digests)
+
+
+def _objects(rendered):
+    return list(yaml.safe_load_all(rendered.content["site.yaml"]))
+
+
+@pytest.mark.parametrize("env", ["qa", "production"])
+def test_every_seed_site_renders_valid_objects(seeds, env):
+    fleet, rendered = _render(seeds, env)
+    assert sorted(r.site.name for r in rendered) == sorted(s.name for s in fleet.of(env)) and rendered
+    for item in rendered:
+        for obj in _objects(item):
+            if obj["apiVersion"].startswith("metallb.io/"):
+                crds.validate(obj, "metallb-0.14.9")
+            else:
+                kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        kinds = [o["kind"] for o in item.flux_objects]
+        assert kinds == ["ResourceSetInputProvider", "ResourceSet", "Kustomization", "Provider", "Alert"]
+        for obj in item.flux_objects:
+            crds.validate(obj)
+        template = item.flux_objects[1]["spec"]["resources"][0]
+        resolved = yaml.safe_load(yaml.safe_dump(template).replace("<< inputs.digest >>", "sha256:" + "e" * 64))
+        crds.validate(resolved, "flux-controllers")
+
+
+def test_the_strict_validator_rejects_an_unknown_field(seeds):
+    _, rendered = _render(seeds, "qa")
+    kustomization = rendered[0].flux_objects[2]
+    kustomization["spec"]["healthCheck"] = []  # a typo of healthChecks
+    with pytest.raises(jsonschema.ValidationError, match="healthCheck"):
+        crds.validate(kustomization)
+
+
+def test_site_objects_follow_their_own_repository_inside_their_windows(seeds):
+    _, rendered = _render(seeds, "production")
+    berlin = next(r for r in rendered if r.site.name == "plant-berlin")
+    provider, resource_set, kustomization, notify, alert = berlin.flux_objects
+    url = "oci://crmlopsprod.azurecr.io/fleet/production/plant-berlin"
+    assert provider["spec"]["url"] == url and provider["spec"]["secretRef"] == {"name": flux.PULL_SECRET}
+    assert provider["spec"]["filter"]["includeTag"] == "^live$"
+    assert provider["spec"]["schedule"] == [{"cron": "0 1 * * 1-5", "timeZone": "Europe/Berlin", "window": "3h"}]
+    oci = resource_set["spec"]["resources"][0]["spec"]
+    assert oci["url"] == url and oci["ref"] == {"digest": "<< inputs.digest >>"}
+    assert oci["layerSelector"]["mediaType"] == flux.CONTENT_MEDIA_TYPE
+    assert kustomization["spec"]["healthChecks"] == [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "inference", "namespace": "inference"}]
+    assert notify["spec"]["type"] == "azuredevops"
+    assert alert["spec"]["eventMetadata"] == {"site": "plant-berlin", "env": "production"}
+
+
+def test_ring_site_and_kit_patches_apply_in_order(seeds):
+    _, rendered = _render(seeds, "production")
+    by_site = {r.site.name: {o["kind"]: o for o in _objects(r)} for r in rendered}
+    lyon, berlin = by_site["store-lyon"]["Deployment"], by_site["plant-berlin"]["Deployment"]
+    assert lyon["spec"]["replicas"] == 1  # ring standard says 2, the site says 1
+    env = {e["name"]: e["value"] for e in berlin["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env == {"MODEL_DIR": "/models", "LOG_LEVEL": "debug"}  # canary ring, merged by name
+    container = lyon["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].endswith("@sha256:" + "0" * 64)
+    volume = lyon["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["image"]["reference"].startswith("crmlopsprod.azurecr.io/models/defect-detector@sha256:")
+    assert by_site["store-lyon"]["IPAddressPool"]["spec"]["addresses"] == ["10.42.8.240-10.42.8.250"]
+    # the site pins model 6, berlin the default 7: different digests
+    assert volume["image"]["reference"] != berlin["spec"]["template"]["spec"]["volumes"][0]["image"]["reference"]
+
+
+def test_bad_seeds_are_all_reported_at_once(seeds):
+    site = seeds / "sites" / "plant-berlin" / "site.yaml"
+    edit(site, ring="nightly", windows=[{"cron": "every night", "timeZone": "Mars/Olympus", "duration": "1m"}],
+         colour="blue")
+    edit(seeds / "sites" / "store-lyon" / "site.yaml", env="staging")
+    with pytest.raises(FleetError) as err:
+        load_fleet(seeds)
+    text = str(err.value)
+    for expected in ("plant-berlin/site.yaml: windows[0].cron", "windows[0].timeZone: Value error, unknown time zone",
+                     "windows[0].duration: Value error, a window must last at least 4m", "colour: Extra inputs",
+                     "store-lyon/site.yaml: env: 'staging' is not in fleet.yaml"):
+        assert expected in text
+
+
+def test_a_patch_of_nothing_and_an_invalid_core_object_are_errors(seeds):
+    edit(seeds / "sites" / "store-lyon" / "site.yaml",
+         patches=[{"kind": "Deployment", "name": "inferense", "merge": {}},
+                  {"kind": "Deployment", "name": "inference", "merge": {"spec": {"replicas": "two"}}}])
+    with pytest.raises(FleetError) as err:
+        _render(seeds, "production")
+    assert "sites/store-lyon/site.yaml: patches[0]: no Deployment named 'inferense'" in str(err.value)
+    assert "Deployment/inference: spec.replicas: 'two' is not of type 'integer'" in str(err.value)
+
+
+def _kit(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "common.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_kit_render_writes_each_site_and_bad_input_writes_nothing(seeds, tmp_path):
+    out = tmp_path / "out"
+    done = _kit("fleet.render", "--env", "production", "--root", str(seeds), "--models", str(seeds.parent / "models"),
+                "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["plant-berlin", "store-lyon"]
+    flux_docs = list(yaml.safe_load_all((out / "plant-berlin" / "flux.yaml").read_text()))
+    assert [d["kind"] for d in flux_docs][0] == "ResourceSetInputProvider"
+    before = (out / "store-lyon" / "content" / "site.yaml").read_bytes()
+    edit(seeds / "sites" / "store-lyon" / "site.yaml", metallb={"addresses": []})
+    failed = _kit("fleet.render", "--env", "production", "--root", str(seeds), "--models",
+                  str(seeds.parent / "models"), "--out", str(out))
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert "store-lyon/site.yaml: metallb.addresses: List should have at least 1 item" in failed.stderr
+    assert (out / "store-lyon" / "content" / "site.yaml").read_bytes() == before
+
+
+def test_kit_render_without_model_files_is_bad_input(seeds, tmp_path):
+    failed = _kit("fleet.render", "--env", "qa", "--root", str(seeds), "--models", str(tmp_path / "none"))
+    assert failed.returncode == 2 and "no model files for defect-detector version 7" in failed.stderr
