@@ -44,7 +44,8 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
                         protect=protect)
     ml = MlWorkspace("ml-workspace", placement=placement, workspace_name=names.workspace,
                      storage_name=names.storage_account, vault_name=names.key_vault, tenant_id=tenant_id,
-                     app_insights_id=logs.app_insights.id, registry_id=registry.id, private=private, protect=protect)
+                     app_insights_id=logs.app_insights.id, registry_id=registry.id, private=private, protect=protect,
+                     compute_subnet_id=net.subnet_ids["aksNodes"], image_build_vm_size=settings.ml.image_build_vm_size)
     aks = AksCluster("aks", placement=placement, cluster_name=names.cluster, dns_prefix=names.dns_prefix,
                      settings=settings.cluster, network=settings.network, node_subnet_id=net.subnet_ids["aksNodes"],
                      log_analytics_id=logs.log_analytics.id, local_accounts_disabled=settings.local_accounts_disabled)

@@ -127,6 +127,7 @@ class MlSettings(Model):
 
     attach_aks: bool = True
     inference_tls: InferenceTls | None = None
+    image_build_vm_size: str = Field("Standard_D4ds_v5", pattern=VM_SIZE.pattern)  # private workspaces' builder
 
     def secret_config_keys(self) -> list[str]:
         """Secret config keys (without the project prefix) the attachment reads: the inference TLS PEMs."""

@@ -40,7 +40,8 @@ def test_plan_json_lists_every_resource_with_wire_inputs(planned, recordings, en
 @pytest.mark.parametrize("env", ENVS)
 def test_graph_has_dependency_and_parent_edges(planned, recordings, env):
     dot = (planned[env] / "graph.dot").read_text()
-    compute = recordings[env].one("azure-native:machinelearningservices:Compute")
+    compute = next(c for c in recordings[env].of_type("azure-native:machinelearningservices:Compute")
+                   if c.inputs["properties"]["computeType"] == "Kubernetes")
     extension = recordings[env].one("azure-native:kubernetesconfiguration:Extension")
     assert dot.startswith("digraph plan {")
     assert f'"{extension.urn}" -> "{compute.urn}";' in dot

@@ -141,7 +141,8 @@ def test_role_assignments_go_to_the_right_identities(recordings, env):
 def test_aks_attached_to_the_workspace_declaratively(recordings, env):
     rec = recordings[env]
     extension = rec.one("azure-native:kubernetesconfiguration:Extension")
-    compute = rec.one("azure-native:machinelearningservices:Compute")
+    compute = next(c for c in rec.of_type("azure-native:machinelearningservices:Compute")
+                   if c.inputs["properties"]["computeType"] == "Kubernetes")
     assert extension.inputs["extensionType"] == "Microsoft.AzureML.Kubernetes"
     assert extension.inputs["clusterResourceName"] == "managedClusters"
     assert extension.inputs["configurationSettings"]["enableInference"] == "False"  # no TLS configured here
