@@ -6,6 +6,7 @@ from agents.deploy import deploy_agents
 from infra.devops.deploy import deploy_devops
 from infra.access import ClusterAdmins, PlatformAccess
 from infra.cluster import ARM64_TAINT, AksCluster
+from infra.diagnostics import Diagnostics
 from infra.ml_attachment import MlAttachment
 from infra.ml_workspace import MlWorkspace
 from infra.network import Network
@@ -52,6 +53,10 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
     PlatformAccess("access", subscription_id=subscription_id, registry_id=registry.id,
                    kubelet_object_id=aks.kubelet_object_id, cluster_principal_id=aks.principal_id,
                    internal_lb_subnet_id=net.subnet_ids["internalLb"], node_subnet_id=net.subnet_ids["aksNodes"])
+    Diagnostics("diagnostics", placement=placement, cluster_name=names.cluster, cluster_id=aks.id,
+                workspace_id=logs.log_analytics.id,
+                targets={"keyvault": ml.vault.id, "registry": registry.id, "workspace": ml.workspace.id,
+                         "blob": pulumi.Output.concat(ml.storage.id, "/blobServices/default")})
     admins = ClusterAdmins("cluster-admins", subscription_id=subscription_id, cluster_id=aks.id,
                            deployer_object_id=deployer_object_id,
                            deployer_type=settings.cluster.deployer_principal_type,

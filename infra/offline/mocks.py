@@ -27,6 +27,7 @@ ARM_TYPES = {
     "azure-native:containerservice:AgentPool": ("Microsoft.ContainerService/managedClusters/agentPools", "agentPoolName"),
     "azure-native:kubernetesconfiguration:Extension": ("Microsoft.KubernetesConfiguration/extensions", "extensionName"),
     "azure-native:authorization:RoleAssignment": ("Microsoft.Authorization/roleAssignments", "roleAssignmentName"),
+    "azure-native:monitor:DataCollectionRule": ("Microsoft.Insights/dataCollectionRules", "dataCollectionRuleName"),
 }
 
 
