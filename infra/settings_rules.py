@@ -5,6 +5,7 @@ from ipaddress import IPv4Network
 from typing import Iterator
 
 from common import pins
+from agents.edge_placement import unschedulable_pools
 from infra.devops.settings import agents_disagreements
 from infra.naming import NODE_POOL_RULE, StackNames
 from infra.settings import StackSettings
@@ -19,7 +20,7 @@ def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
     """Every rule the settings break, each with the key path it concerns."""
     return [*_subnet_layout(settings), *_cluster_ranges(settings), *_exposure(settings),
             *_node_pools(settings), *_names(settings, names), *_ml_attachment(settings),
-            *agents_disagreements(settings.devops, settings.agents)]
+            *agents_disagreements(settings.devops, settings.agents), *unschedulable_pools(settings.agents)]
 
 
 def pins_in_use(settings: StackSettings) -> dict[str, str]:
