@@ -15,11 +15,12 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from lab import upstream
 from lab.images import PLATFORMS, layout_archive
 
 STANDINS = Path(__file__).parent / "standins"
 DEFAULT_TIMINGS = {"node_ready": 1.0, "heartbeat": 1.5, "node_lost": 8.0, "rollout": 1.5,
-                   "endpoints": 0.5, "webhook_refusal": 3.0}
+                   "endpoints": 0.5, "webhook_refusal": 3.0, "retry": 1.0}
 # release arch -> (k3s binary asset, airgap images asset)
 ARCH_ASSETS = {"amd64": ("k3s", "k3s-airgap-images-amd64.tar.zst"),
                "arm64": ("k3s-arm64", "k3s-airgap-images-arm64.tar.zst"),
@@ -30,12 +31,13 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def k3s_binary(version: str, timings: dict | None = None) -> bytes:
-    """The stand-in k3s as one executable file (#!/usr/bin/python3 zipapp)."""
+def k3s_binary(version: str, timings: dict | None = None, arch: str = "amd64") -> bytes:
+    """The stand-in k3s for release arch `arch` as one executable file (#!/usr/bin/python3 zipapp)."""
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp, "k3s")
         shutil.copytree(STANDINS / "k3s", source, ignore=shutil.ignore_patterns("__pycache__"))
-        build = {"version": version, "timings": {**DEFAULT_TIMINGS, **(timings or {})}}
+        build = {"version": version, "arch": arch, "timings": {**DEFAULT_TIMINGS, **(timings or {})},
+                 "flags": upstream.k3s_flags(version)}
         (source / "k3sstub" / "build.json").write_text(json.dumps(build))
         target = Path(tmp, "k3s.pyz")
         zipapp.create_archive(source, target, interpreter="/usr/bin/python3")
@@ -47,7 +49,8 @@ def install_script() -> bytes:
 
 
 def metallb_manifest(version: str) -> bytes:
-    return (STANDINS / "metallb-native.yaml").read_text().replace("@METALLB_VERSION@", version).encode()
+    """The real MetalLB release manifest of `version` (from the shared upstream copy)."""
+    return upstream.metallb_manifest(version).read_bytes()
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -57,9 +60,10 @@ def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def write_k3s_assets(directory: Path, version: str, timings: dict | None = None) -> None:
-    """Every k3s release asset the kit uses, with correct sha256sum-<arch>.txt files."""
-    binary = k3s_binary(version, timings)
+    """Every k3s release asset the kit uses, with correct sha256sum-<arch>.txt files; each arch's binary
+    reports that arch as its nodes' kubernetes.io/arch (the kubelet's Go architecture)."""
     for arch, (binary_name, images_name) in ARCH_ASSETS.items():
+        binary = k3s_binary(version, timings, arch)
         images = f"lab stand-in airgap images {version} {arch}\n".encode()
         _write(directory / binary_name, binary, 0o755)
         _write(directory / images_name, images)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from lab import claims, host as hostmod, network
+from lab.arch import set_machine
 from lab.host import LabHost
 from lab.artifacts import STANDINS, build_bundle
 from lab.inventory import K3S_VERSION, METALLB_VERSION, site_document, write_site
@@ -125,7 +126,7 @@ class Lab:
         for h in self.hosts:
             network.add_host_link(h.netns, h.veth, self.bridge)
             hostmod.prepare_files(h, self.gateway, 24, authorized, etc_hosts)
-            for name in ("systemctl", "systemctl.py"):
+            for name in ("systemctl", "systemctl.py", "journalctl"):
                 shutil.copy2(STANDINS / name, h.path_on_host(f"/usr/local/sbin/{name}"))
             host_key = new_keypair(Path(h.dir) / "ssh_host_ed25519_key", h.name)
             known.append(f"{h.address} {' '.join(host_key.split()[:2])}")
@@ -166,6 +167,10 @@ class Lab:
 
     def process_argvs(self, host: str) -> list[list[str]]:
         return self.host(host).process_argvs()
+
+    def set_arch(self, host: str, machine: str, long_bit: int | None = None) -> None:
+        """Make `host` report `uname -m` = machine (aarch64, armv7l, ...); see lab.arch."""
+        set_machine(self.host(host), machine, long_bit)
 
 
 def _check_request(hosts: int, servers: int) -> None:

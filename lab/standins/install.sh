@@ -1,134 +1,229 @@
 #!/bin/sh
-# Lab stand-in for the k3s install script (https://get.k3s.io), same interface:
-#   INSTALL_K3S_SKIP_DOWNLOAD=true  use the k3s binary already in $BIN_DIR
-#   INSTALL_K3S_VERSION=vX.Y.Z+k3sN the version to download (when not skipping the download)
-#   INSTALL_K3S_EXEC="server|agent [flags]"  (default: agent when K3S_URL is set, else server)
-#   GITHUB_URL  release base (default https://github.com/k3s-io/k3s/releases)
-# Writes the systemd unit + env file, symlinks, killall/uninstall scripts, enables the unit and
-# restarts it only when the binary, unit or env file changed (like the real script).
+# Lab stand-in for the k3s install script (https://get.k3s.io, k3s-io/k3s install.sh), written for the lab.
+# It behaves like the upstream script at every point the kit relies on (checked against k3s-io/k3s install.sh,
+# see lab/README.md), systemd path only:
+#   command: INSTALL_K3S_EXEC and script arguments ("server|agent [flags]"; only flags: agent when K3S_URL is
+#     set, which then needs K3S_TOKEN or K3S_TOKEN_FILE, else server); unit k3s (server) or k3s-<cmd>;
+#     INSTALL_K3S_NAME, INSTALL_K3S_TYPE (default notify, servers and agents), INSTALL_K3S_BIN_DIR,
+#     INSTALL_K3S_SYSTEMD_DIR
+#   INSTALL_K3S_SKIP_DOWNLOAD=true|binary|selinux, INSTALL_K3S_VERSION, GITHUB_URL (sha256sum-<arch>.txt check;
+#     no release channel lookup in the lab), INSTALL_K3S_SYMLINK=skip|force, INSTALL_K3S_SKIP_SELINUX_RPM
+#   INSTALL_K3S_SKIP_ENABLE (no enable, no start), INSTALL_K3S_SKIP_START, INSTALL_K3S_FORCE_RESTART
+#   the unit file and its env file (0600: the caller's K3S_*, CONTAINERD_* and NO/HTTP/HTTPS_PROXY variables)
+#   are removed and written again; `systemctl enable <unit file path>`, `systemctl daemon-reload`; a blocking
+#   `systemctl restart` only when the sha256 of binary, unit file or env file changed since the script started.
+# Not emulated: openrc, SELinux RPM installation (there is no /usr/share/selinux on lab hosts), iptables rule
+# cleanup, ExecStartPre modprobe (the lab's systemctl skips ExecStartPre).
 set -e
+set -o noglob
 
-BIN_DIR=${INSTALL_K3S_BIN_DIR:-/usr/local/bin}
-SYSTEMD_DIR=${INSTALL_K3S_SYSTEMD_DIR:-/etc/systemd/system}
 GITHUB_URL=${GITHUB_URL:-https://github.com/k3s-io/k3s/releases}
 
-info() { echo "[INFO]  $*"; }
-fatal() { echo "[ERROR]  $*" >&2; exit 1; }
+info() { echo '[INFO] ' "$@"; }
+warn() { echo '[WARN] ' "$@" >&2; }
+fatal() { echo '[ERROR] ' "$@" >&2; exit 1; }
 
-set -- ${INSTALL_K3S_EXEC}
-case "${1:-}" in
-    server|agent) CMD_K3S=$1; shift ;;
-    *) if [ -n "${K3S_URL:-}" ]; then CMD_K3S=agent; else CMD_K3S=server; fi ;;
-esac
-CMD_K3S_EXEC="${CMD_K3S} $*"
-if [ "${CMD_K3S}" = server ]; then SYSTEM_NAME=k3s; UNINSTALL=k3s-uninstall.sh
-else SYSTEM_NAME=k3s-agent; UNINSTALL=k3s-agent-uninstall.sh; fi
-FILE_SERVICE=${SYSTEMD_DIR}/${SYSTEM_NAME}.service
-FILE_ENV=${FILE_SERVICE}.env
-
-installed_hashes() { sha256sum "${BIN_DIR}/k3s" "${FILE_SERVICE}" "${FILE_ENV}" 2>&1 || true; }
-PRE_HASHES=$(installed_hashes)
-
-case $(uname -m) in
-    x86_64|amd64) SUFFIX=; ARCH=amd64 ;;
-    aarch64|arm64) SUFFIX=-arm64; ARCH=arm64 ;;
-    armv7l|arm*) SUFFIX=-armhf; ARCH=arm ;;
-    *) fatal "Unsupported architecture $(uname -m)" ;;
-esac
-
-download_k3s() {
-    [ -n "${INSTALL_K3S_VERSION:-}" ] || fatal "INSTALL_K3S_VERSION is required by the lab stand-in"
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    info "Downloading binary ${GITHUB_URL}/download/${INSTALL_K3S_VERSION}/k3s${SUFFIX}"
-    curl -fsSL -o "$tmp/sha256sum.txt" "${GITHUB_URL}/download/${INSTALL_K3S_VERSION}/sha256sum-${ARCH}.txt"
-    curl -fsSL -o "$tmp/k3s" "${GITHUB_URL}/download/${INSTALL_K3S_VERSION}/k3s${SUFFIX}"
-    expected=$(grep " k3s${SUFFIX}\$" "$tmp/sha256sum.txt" | awk '{print $1}')
-    actual=$(sha256sum "$tmp/k3s" | awk '{print $1}')
-    [ "$expected" = "$actual" ] || fatal "Download sha256 does not match ${expected}, got ${actual}"
-    chmod 755 "$tmp/k3s"
-    mv -f "$tmp/k3s" "${BIN_DIR}/k3s"
-}
-
-if [ "${INSTALL_K3S_SKIP_DOWNLOAD:-}" = true ]; then
-    info "Skipping k3s download and verify"
-    [ -x "${BIN_DIR}/k3s" ] || fatal "${BIN_DIR}/k3s is missing"
-else
-    download_k3s
+if [ -x /sbin/openrc-run ]; then
+    fatal 'openrc is not emulated by the lab stand-in'
+elif ! { [ -x /bin/systemctl ] || command -v systemctl >/dev/null 2>&1; }; then
+    fatal 'Can not find systemd or openrc to use as a process supervisor for k3s'
 fi
 
-for cmd in kubectl crictl ctr; do
-    [ "$cmd" = kubectl ] && [ "${CMD_K3S}" != server ] && continue
-    if [ ! -e "${BIN_DIR}/$cmd" ]; then
-        info "Creating ${BIN_DIR}/$cmd symlink to k3s"
-        ln -sf k3s "${BIN_DIR}/$cmd"
+# --- which command, unit and files ------------------------------------------------------------
+set -- ${INSTALL_K3S_EXEC} "$@"
+case "${1:-}" in
+    -*|"")
+        if [ -z "${K3S_URL:-}" ]; then
+            CMD_K3S=server
+        elif [ -z "${K3S_TOKEN:-}" ] && [ -z "${K3S_TOKEN_FILE:-}" ]; then
+            fatal "Defaulted k3s exec command to 'agent' because K3S_URL is defined, but K3S_TOKEN or K3S_TOKEN_FILE is not defined."
+        else
+            CMD_K3S=agent
+        fi ;;
+    *) CMD_K3S=$1; shift ;;
+esac
+case "${K3S_URL:-}" in
+    ""|https://*) ;;
+    *) fatal "Only https:// URLs are supported for K3S_URL (have ${K3S_URL})" ;;
+esac
+if [ -n "${INSTALL_K3S_NAME:-}" ]; then SYSTEM_NAME=k3s-${INSTALL_K3S_NAME}
+elif [ "${CMD_K3S}" = server ]; then SYSTEM_NAME=k3s
+else SYSTEM_NAME=k3s-${CMD_K3S}; fi
+SYSTEMD_TYPE=${INSTALL_K3S_TYPE:-notify}
+BIN_DIR=${INSTALL_K3S_BIN_DIR:-/usr/local/bin}
+SYSTEMD_DIR=${INSTALL_K3S_SYSTEMD_DIR:-/etc/systemd/system}
+FILE_K3S_SERVICE=${SYSTEMD_DIR}/${SYSTEM_NAME}.service
+FILE_K3S_ENV=${FILE_K3S_SERVICE}.env
+UNINSTALL_K3S_SH=${BIN_DIR}/${SYSTEM_NAME}-uninstall.sh
+KILLALL_K3S_SH=${BIN_DIR}/k3s-killall.sh
+
+installed_hashes() { sha256sum "${BIN_DIR}/k3s" "${FILE_K3S_SERVICE}" "${FILE_K3S_ENV}" 2>&1 || true; }
+PRE_INSTALL_HASHES=$(installed_hashes)
+
+# --- the binary -------------------------------------------------------------------------------
+release_arch() {
+    case $(uname -m) in
+        amd64|x86_64) ARCH=amd64; SUFFIX= ;;
+        arm64|aarch64) ARCH=arm64; SUFFIX=-arm64 ;;
+        arm*) ARCH=arm; SUFFIX=-armhf ;;
+        *) fatal "Unsupported architecture $(uname -m)" ;;
+    esac
+}
+
+download_and_verify() {
+    case "${INSTALL_K3S_SKIP_DOWNLOAD:-}" in
+        true|binary)
+            info 'Skipping k3s download and verify'
+            [ -x "${BIN_DIR}/k3s" ] || fatal "Executable k3s binary not found at ${BIN_DIR}/k3s"
+            return ;;
+    esac
+    release_arch
+    [ -n "${INSTALL_K3S_VERSION:-}" ] || fatal 'the lab stand-in needs INSTALL_K3S_VERSION (no release channel)'
+    info "Using ${INSTALL_K3S_VERSION} as release"
+    TMP_DIR=$(mktemp -d -t k3s-install.XXXXXXXXXX)
+    trap 'rm -rf "${TMP_DIR}"' EXIT
+    info "Downloading hash ${GITHUB_URL}/download/${INSTALL_K3S_VERSION}/sha256sum-${ARCH}.txt"
+    curl -o "${TMP_DIR}/k3s.hash" -sfL "${GITHUB_URL}/download/${INSTALL_K3S_VERSION}/sha256sum-${ARCH}.txt" \
+        || fatal 'Download failed'
+    expected=$(awk -v name="k3s${SUFFIX}" '$2 == name {print $1}' "${TMP_DIR}/k3s.hash")
+    if [ -x "${BIN_DIR}/k3s" ] && [ "$(sha256sum "${BIN_DIR}/k3s" | awk '{print $1}')" = "${expected}" ]; then
+        info 'Skipping binary downloaded, installed k3s matches hash'
+        return
     fi
-done
+    info "Downloading binary ${GITHUB_URL}/download/${INSTALL_K3S_VERSION}/k3s${SUFFIX}"
+    curl -o "${TMP_DIR}/k3s.bin" -sfL "${GITHUB_URL}/download/${INSTALL_K3S_VERSION}/k3s${SUFFIX}" \
+        || fatal 'Download failed'
+    info 'Verifying binary download'
+    actual=$(sha256sum "${TMP_DIR}/k3s.bin" | awk '{print $1}')
+    [ "${expected}" = "${actual}" ] || fatal "Download sha256 does not match ${expected}, got ${actual}"
+    chmod 755 "${TMP_DIR}/k3s.bin"
+    info "Installing k3s to ${BIN_DIR}/k3s"
+    mv -f "${TMP_DIR}/k3s.bin" "${BIN_DIR}/k3s"
+}
 
-info "Creating killall script ${BIN_DIR}/k3s-killall.sh"
-cat > "${BIN_DIR}/k3s-killall.sh" <<KILLALL
-#!/bin/sh
-# lab stand-in: stop every k3s unit
-systemctl stop k3s k3s-agent 2>/dev/null || true
-KILLALL
-chmod 755 "${BIN_DIR}/k3s-killall.sh"
+# SELinux policy setup is skipped with INSTALL_K3S_SKIP_DOWNLOAD=true|selinux, INSTALL_K3S_SKIP_SELINUX_RPM=true
+# or without /usr/share/selinux (upstream then also skips the policy check)
+setup_selinux() {
+    if [ "${INSTALL_K3S_SKIP_SELINUX_RPM:-}" = true ] || [ "${INSTALL_K3S_SKIP_DOWNLOAD:-}" = true ] || \
+       [ "${INSTALL_K3S_SKIP_DOWNLOAD:-}" = selinux ] || [ ! -d /usr/share/selinux ]; then
+        info 'Skipping installation of SELinux RPM'
+        return
+    fi
+    fatal 'the lab stand-in does not emulate the k3s-selinux RPM installation'
+}
 
-info "Creating uninstall script ${BIN_DIR}/${UNINSTALL}"
-cat > "${BIN_DIR}/${UNINSTALL}" <<UNINSTALL
+create_symlinks() {
+    [ "${INSTALL_K3S_SYMLINK:-}" = skip ] && return
+    for cmd in kubectl crictl ctr; do
+        if [ -e "${BIN_DIR}/${cmd}" ] && [ "${INSTALL_K3S_SYMLINK:-}" != force ]; then
+            info "Skipping ${BIN_DIR}/${cmd} symlink to k3s, already exists"
+            continue
+        fi
+        found=$(command -v "${cmd}" 2>/dev/null || true)
+        if [ -n "${found}" ] && [ "${INSTALL_K3S_SYMLINK:-}" != force ]; then
+            info "Skipping ${BIN_DIR}/${cmd} symlink to k3s, command exists in PATH at ${found}"
+        else
+            info "Creating ${BIN_DIR}/${cmd} symlink to k3s"
+            ln -sf k3s "${BIN_DIR}/${cmd}"
+        fi
+    done
+}
+
+create_killall() {
+    info "Creating killall script ${KILLALL_K3S_SH}"
+    cat > "${KILLALL_K3S_SH}" <<'KILLALL'
 #!/bin/sh
+# lab stand-in for k3s-killall.sh: stops every k3s unit (no containers, CNI or mounts to clean in the lab)
 set -x
-${BIN_DIR}/k3s-killall.sh
+for service in /etc/systemd/system/k3s*.service; do
+    [ -s "$service" ] && systemctl stop "$(basename "$service")"
+done
+exit 0
+KILLALL
+    chmod 755 "${KILLALL_K3S_SH}"
+}
+
+create_uninstall() {
+    info "Creating uninstall script ${UNINSTALL_K3S_SH}"
+    cat > "${UNINSTALL_K3S_SH}" <<UNINSTALL
+#!/bin/sh
+# lab stand-in for ${SYSTEM_NAME}-uninstall.sh; like upstream it keeps /etc/rancher/node (the node password)
+set -x
+K3S_DATA_DIR=\${K3S_DATA_DIR:-/var/lib/rancher/k3s}
+${KILLALL_K3S_SH}
 systemctl disable ${SYSTEM_NAME}
-rm -f ${FILE_SERVICE} ${FILE_ENV}
-if [ -f ${SYSTEMD_DIR}/k3s.service ] || [ -f ${SYSTEMD_DIR}/k3s-agent.service ]; then
-    rm -f ${BIN_DIR}/${UNINSTALL}
-    exit 0
+systemctl reset-failed ${SYSTEM_NAME}
+systemctl daemon-reload
+rm -f ${FILE_K3S_SERVICE} ${FILE_K3S_ENV}
+trap 'rm -f ${UNINSTALL_K3S_SH}' EXIT
+if (ls ${SYSTEMD_DIR}/k3s*.service) >/dev/null 2>&1; then
+    set +x; echo 'Additional k3s services installed, skipping uninstall of k3s'; set -x
+    exit
 fi
 for cmd in kubectl crictl ctr; do
     [ -L ${BIN_DIR}/\$cmd ] && rm -f ${BIN_DIR}/\$cmd
 done
-rm -rf /etc/rancher/k3s /run/k3s /var/lib/rancher/k3s /var/lib/kubelet
-rm -f ${BIN_DIR}/k3s ${BIN_DIR}/k3s-killall.sh ${BIN_DIR}/${UNINSTALL}
+rm -rf /etc/rancher/k3s "\${K3S_DATA_DIR}" /var/lib/kubelet
+rm -f ${BIN_DIR}/k3s ${KILLALL_K3S_SH}
 UNINSTALL
-chmod 755 "${BIN_DIR}/${UNINSTALL}"
+    chmod 755 "${UNINSTALL_K3S_SH}"
+}
 
-info "env: Creating environment file ${FILE_ENV}"
-umask 077
-env | grep -E '^(K3S|CONTAINERD)_' | sed -e 's/=\(.*\)/="\1"/' > "${FILE_ENV}" || true
-umask 022
+systemd_disable() {
+    systemctl disable "${SYSTEM_NAME}" >/dev/null 2>&1 || true
+    rm -f "/etc/systemd/system/${SYSTEM_NAME}.service" "/etc/systemd/system/${SYSTEM_NAME}.service.env"
+}
 
-info "systemd: Creating service file ${FILE_SERVICE}"
-if [ "${CMD_K3S}" = server ]; then TYPE=notify; else TYPE=exec; fi
-{
-    echo "[Unit]"
-    echo "Description=Lightweight Kubernetes"
-    echo "Documentation=https://k3s.io"
-    echo "Wants=network-online.target"
-    echo "After=network-online.target"
-    echo
-    echo "[Install]"
-    echo "WantedBy=multi-user.target"
-    echo
-    echo "[Service]"
-    echo "Type=${TYPE}"
-    echo "EnvironmentFile=-${FILE_ENV}"
-    echo "KillMode=process"
-    echo "Delegate=yes"
-    echo "Restart=always"
-    echo "RestartSec=5s"
-    echo "ExecStart=${BIN_DIR}/k3s \\"
-    for word in ${CMD_K3S_EXEC}; do echo "    '${word}' \\"; done
-    echo
-} > "${FILE_SERVICE}"
+create_env_file() {
+    info "env: Creating environment file ${FILE_K3S_ENV}"
+    touch "${FILE_K3S_ENV}"
+    chmod 0600 "${FILE_K3S_ENV}"
+    exported=$(export -p | sed -n 's/^export //p')
+    { printf '%s\n' "${exported}" | grep -E '^(K3S|CONTAINERD)_' || true
+      printf '%s\n' "${exported}" | grep -Ei '^(NO|HTTP|HTTPS)_PROXY' || true; } > "${FILE_K3S_ENV}"
+}
 
-systemctl daemon-reload >/dev/null
-info "systemd: Enabling ${SYSTEM_NAME} unit"
-systemctl enable "${SYSTEM_NAME}" >/dev/null 2>&1
+create_service_file() {
+    info "systemd: Creating service file ${FILE_K3S_SERVICE}"
+    {
+        printf '%s\n' '[Unit]' 'Description=Lightweight Kubernetes' 'Documentation=https://k3s.io' \
+            'Wants=network-online.target' 'After=network-online.target' '' '[Install]' \
+            'WantedBy=multi-user.target' '' '[Service]' "Type=${SYSTEMD_TYPE}" \
+            'EnvironmentFile=-/etc/default/%N' 'EnvironmentFile=-/etc/sysconfig/%N' \
+            "EnvironmentFile=-${FILE_K3S_ENV}" 'KillMode=process' 'Delegate=yes' 'User=root' \
+            'LimitNOFILE=1048576' 'LimitNPROC=infinity' 'LimitCORE=infinity' 'TasksMax=infinity' \
+            'TimeoutStartSec=0' 'Restart=always' 'RestartSec=5s' \
+            'ExecStartPre=-/sbin/modprobe br_netfilter' 'ExecStartPre=-/sbin/modprobe overlay'
+        printf 'ExecStart=%s/k3s \\\n    %s' "${BIN_DIR}" "${CMD_K3S}"
+        for arg in "$@"; do printf ' \\\n\t'\''%s'\''' "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"; done
+        printf '\n\n'
+    } > "${FILE_K3S_SERVICE}"
+}
 
-POST_HASHES=$(installed_hashes)
-if [ "${PRE_HASHES}" = "${POST_HASHES}" ] && [ "${INSTALL_K3S_FORCE_RESTART:-}" != true ]; then
-    info "No change detected so skipping service start"
-    exit 0
-fi
-info "systemd: Starting ${SYSTEM_NAME}"
-systemctl restart "${SYSTEM_NAME}"
+service_enable_and_start() {
+    if ! grep -qs memory /sys/fs/cgroup/cgroup.controllers && \
+       [ "$(awk '$1 == "memory" {print $4}' /proc/cgroups 2>/dev/null)" != 1 ]; then
+        info 'Failed to find memory cgroup, you may need to add "cgroup_memory=1 cgroup_enable=memory" to your linux cmdline (/boot/cmdline.txt on a Raspberry Pi)'
+    fi
+    [ "${INSTALL_K3S_SKIP_ENABLE:-}" = true ] && return
+    info "systemd: Enabling ${SYSTEM_NAME} unit"
+    systemctl enable "${FILE_K3S_SERVICE}" >/dev/null
+    systemctl daemon-reload >/dev/null
+    [ "${INSTALL_K3S_SKIP_START:-}" = true ] && return
+    if [ "${PRE_INSTALL_HASHES}" = "$(installed_hashes)" ] && [ "${INSTALL_K3S_FORCE_RESTART:-}" != true ]; then
+        info 'No change detected so skipping service start'
+        return
+    fi
+    info "systemd: Starting ${SYSTEM_NAME}"
+    systemctl restart "${SYSTEM_NAME}"
+}
+
+download_and_verify
+setup_selinux
+create_symlinks
+create_killall
+create_uninstall
+systemd_disable
+create_env_file
+create_service_file "$@"
+service_enable_and_start

@@ -1,16 +1,22 @@
 #!/usr/bin/python3
-"""Lab stand-in for systemctl: runs a unit's ExecStart detached, no systemd needed.
+"""Lab stand-in for systemctl (no systemd as PID 1 here): each started unit gets a small supervisor process that
+plays systemd's part for it: the notify socket (Type=notify: READY=1 means started), Restart=/RestartSec=,
+TimeoutStartSec=, the unit's journal and its state.
 
-Supports daemon-reload, enable, disable, start, stop, restart, is-active [--quiet], is-enabled,
-status, with systemctl's exit codes (is-active: 0 active, 3 inactive). Each (re)start appends a
-line to /var/log/lab-units/<unit>.starts; the unit's output goes to /var/log/lab-units/<unit>.log
-(<unit> without .service, e.g. k3s.starts).
+Verbs: daemon-reload, enable/disable (unit name or unit file path), start/restart [--no-block], stop,
+reset-failed, is-active [--quiet], is-enabled [--quiet], status, show [-p A,B] [--value]; exit codes as systemctl's.
+Files in /var/log/lab-units/ (<unit> without .service): <unit>.log the journal (journal "short" lines, read by the
+journalctl stand-in), <unit>.starts one "<epoch> <pid>" line per process start, <unit>.state
+"ActiveState SubState supervisor-pid main-pid NRestarts Result", <unit>.notify the notify socket.
 """
 import os
+import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,52 +24,62 @@ UNIT_DIR = Path("/etc/systemd/system")
 WANTS_DIR = UNIT_DIR / "multi-user.target.wants"
 LOG_DIR = Path("/var/log/lab-units")
 STOP_TIMEOUT = 10.0
+DEFAULT_START_TIMEOUT = 90.0
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def unit_name(name):
+def unit_name(name: str) -> str:
+    name = os.path.basename(name)
     return name if "." in name else name + ".service"
 
 
-def log_path(unit, suffix):
-    """/var/log/lab-units/<unit without .service>.<suffix>"""
+def lab_file(unit: str, suffix: str) -> Path:
     return LOG_DIR / f"{unit.removesuffix('.service')}.{suffix}"
 
 
-def pid_file(unit):
-    return log_path(unit, "pid")
-
-
-def running_pid(unit):
-    """PID of the unit's main process when it runs (zombies count as stopped)."""
+def alive(pid: int) -> bool:
     try:
-        pid = int(pid_file(unit).read_text())
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, ValueError):
-        return None
-    return None if state in ("Z", "X") else pid
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
-def parse_unit(unit):
-    """ExecStart argv and environment files of a unit file (backslash continuations joined)."""
+# --- unit files ------------------------------------------------------------------------------
+def parse_unit(unit: str) -> dict:
+    """The [Service] settings the lab honours, from /etc/systemd/system/<unit>."""
     path = UNIT_DIR / unit
     if not path.exists():
         raise SystemExit(f"Failed to start {unit}: Unit {unit} not found.", 5)
     text = path.read_text().replace("\\\n", " ")
-    exec_start, env_files = None, []
+    settings = {"EnvironmentFile": [], "Type": "simple", "Restart": "no", "RestartSec": "100ms",
+                "TimeoutStartSec": str(DEFAULT_START_TIMEOUT), "Description": unit}
     for line in text.splitlines():
-        key, _, value = line.strip().partition("=")
-        if key == "ExecStart":
-            exec_start = shlex.split(value)
-        elif key == "EnvironmentFile":
-            env_files.append((value.startswith("-"), value.lstrip("-")))
-    if not exec_start:
+        key, sep, value = line.strip().partition("=")
+        if not sep or key.startswith(("#", ";")):
+            continue
+        value = value.strip().replace("%N", unit.removesuffix(".service"))
+        if key == "EnvironmentFile":
+            settings[key].append(value)
+        else:
+            settings[key] = value
+    if not settings.get("ExecStart"):
         raise SystemExit(f"{unit} has no ExecStart", 1)
-    return exec_start, env_files
+    return settings
 
 
-def unit_environment(env_files):
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-    for optional, name in env_files:
+def seconds(text: str) -> float:
+    """systemd time spans: '5s', '100ms', '1min 30s', '0', 'infinity'."""
+    if text.strip() in ("infinity", ""):
+        return 0.0
+    scale = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "": 1}
+    return sum(float(n) * scale[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)\s*(ms|sec|s|min|m|h|)", text))
+
+
+def environment(files: list[str]) -> dict:
+    env = {"PATH": PATH}
+    for entry in files:
+        optional, name = entry.startswith("-"), entry.lstrip("-")
         try:
             lines = Path(name).read_text().splitlines()
         except OSError:
@@ -73,40 +89,213 @@ def unit_environment(env_files):
         for line in lines:
             key, sep, value = line.strip().partition("=")
             if sep and not key.startswith("#"):
-                env[key] = value.strip("'\"")
+                env[key] = value.strip().strip("'\"")
     return env
 
 
-def start(unit):
-    if running_pid(unit):
-        return 0
-    argv, env_files = parse_unit(unit)
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with open(log_path(unit, "log"), "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=unit_environment(env_files), start_new_session=True,
-                                close_fds=True)
-    pid_file(unit).write_text(str(proc.pid))
-    with open(log_path(unit, "starts"), "a") as starts:
-        starts.write(f"{time.time():.3f} {proc.pid}\n")
-    return 0
+# --- state -----------------------------------------------------------------------------------
+FIELDS = ("active", "sub", "supervisor", "main", "restarts", "result")
 
 
-def stop(unit):
-    pid = running_pid(unit)
-    if pid:
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while running_pid(unit) and time.monotonic() < deadline:
+def read_state(unit: str) -> dict:
+    """The unit's state; a unit whose supervisor is gone is inactive (or failed, if it failed)."""
+    try:
+        values = lab_file(unit, "state").read_text().split()
+        state = dict(zip(FIELDS, values))
+        state.update(supervisor=int(state["supervisor"]), main=int(state["main"]),
+                     restarts=int(state["restarts"]))
+    except (OSError, ValueError, KeyError):
+        return {"active": "inactive", "sub": "dead", "supervisor": 0, "main": 0, "restarts": 0,
+                "result": "success"}
+    if not alive(state["supervisor"]) and state["active"] != "failed":
+        state.update(active="inactive", sub="dead", main=0)
+    return state
+
+
+def write_state(unit: str, **state) -> None:
+    path = lab_file(unit, "state")
+    tmp = path.with_suffix(".state-tmp")
+    tmp.write_text(" ".join(str(state[f]) for f in FIELDS) + "\n")
+    tmp.replace(path)
+
+
+# --- the supervisor (systemd's part for one unit) ----------------------------------------------
+class Supervisor:
+    def __init__(self, unit: str):
+        self.unit, self.settings = unit, parse_unit(unit)
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.restarts, self.child = 0, None
+        self.description = self.settings["Description"]
+
+    def journal(self, identifier: str, pid: int, message: str) -> None:
+        stamp = time.strftime("%b %d %H:%M:%S")
+        with self.lock, open(lab_file(self.unit, "log"), "a") as log:
+            log.write(f"{stamp} {socket.gethostname()} {identifier}[{pid}]: {message}\n")
+
+    def systemd(self, message: str) -> None:
+        self.journal("systemd", 1, message)
+
+    def state(self, active: str, sub: str, result: str = "success") -> None:
+        write_state(self.unit, active=active, sub=sub, supervisor=os.getpid(),
+                    main=self.child.pid if self.child and self.child.poll() is None else 0,
+                    restarts=self.restarts, result=result)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        notify_path = lab_file(self.unit, "notify")
+        notify_path.unlink(missing_ok=True)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(str(notify_path))
+            notify.settimeout(0.1)
+            while True:
+                result = self.run_once(notify, str(notify_path))
+                if self.stopping.is_set():
+                    self.state("inactive", "dead")
+                    self.systemd(f"Stopped {self.unit} - {self.description}.")
+                    return 0
+                if self.settings["Restart"] not in ("always", "on-failure") or (
+                        self.settings["Restart"] == "on-failure" and result == "success"):
+                    self.state("failed" if result != "success" else "inactive",
+                               "failed" if result != "success" else "dead", result)
+                    return 0
+                self.state("activating", "auto-restart", result)
+                if self.stopping.wait(seconds(self.settings["RestartSec"])):
+                    continue
+                self.restarts += 1
+                self.systemd(f"{self.unit}: Scheduled restart job, restart counter is at {self.restarts}.")
+
+    def run_once(self, notify: socket.socket, notify_path: str) -> str:
+        """One start of the main process until it exits; returns the unit's Result."""
+        self.child = None
+        self.state("activating", "start")
+        self.systemd(f"Starting {self.unit} - {self.description}...")
+        env = environment(self.settings["EnvironmentFile"])
+        if self.settings["Type"] == "notify":
+            env["NOTIFY_SOCKET"] = notify_path
+        argv = shlex.split(self.settings["ExecStart"].lstrip("-@+!"))
+        self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with open(lab_file(self.unit, "starts"), "a") as starts:
+            starts.write(f"{time.time():.3f} {self.child.pid}\n")
+        self.state("activating", "start")
+        pump = threading.Thread(target=self.pump, args=(os.path.basename(argv[0]),), daemon=True)
+        pump.start()
+        ready = self.settings["Type"] != "notify"
+        if ready:
+            self.started()
+        timeout = seconds(self.settings.get("TimeoutStartSec", "0"))
+        deadline = time.monotonic() + timeout if timeout else None
+        while self.child.poll() is None:
+            try:
+                message = notify.recv(4096).decode(errors="replace")
+            except socket.timeout:
+                message = ""
+            if not ready and "READY=1" in message.split("\n"):
+                ready = True
+                self.started()
+            if not ready and deadline and time.monotonic() > deadline and not self.stopping.is_set():
+                self.systemd(f"{self.unit}: start operation timed out. Terminating.")
+                self.kill()
+                self.child.wait()
+                pump.join(2)
+                self.systemd(f"{self.unit}: Failed with result 'timeout'.")
+                return "timeout"
+        pump.join(2)
+        code = self.child.returncode
+        if self.stopping.is_set():
+            return "success"
+        status = f"status={code}/FAILURE" if code > 0 else (
+            f"signal={signal.Signals(-code).name}" if code < 0 else "status=0/SUCCESS")
+        self.systemd(f"{self.unit}: Main process exited, code={'exited' if code >= 0 else 'killed'}, {status}")
+        if code == 0 and ready:
+            return "success"
+        self.systemd(f"{self.unit}: Failed with result 'exit-code'.")
+        if not ready:
+            self.systemd(f"Failed to start {self.unit} - {self.description}.")
+        return "exit-code"
+
+    def started(self) -> None:
+        self.state("active", "running")
+        self.systemd(f"Started {self.unit} - {self.description}.")
+
+    def pump(self, identifier: str) -> None:
+        for raw in self.child.stdout:
+            self.journal(identifier, self.child.pid, raw.decode(errors="replace").rstrip("\n"))
+
+    def kill(self) -> None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        try:
+            os.killpg(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        timer = threading.Timer(STOP_TIMEOUT, lambda: child.poll() is None and os.killpg(child.pid, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self.systemd(f"Stopping {self.unit} - {self.description}...")
+            self.state("deactivating", "stop-sigterm")
+            self.kill()
+
+
+# --- verbs -----------------------------------------------------------------------------------
+def start(unit: str, block: bool) -> int:
+    state = read_state(unit)
+    if state["active"] not in ("active", "activating", "deactivating"):
+        parse_unit(unit)
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        lab_file(unit, "state").unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "__supervise", unit],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        while read_state(unit)["supervisor"] != proc.pid:
+            if proc.poll() is not None:
+                print(f"Failed to start {unit}.", file=sys.stderr)
+                return 1
+            time.sleep(0.02)
+    return wait_started(unit) if block else 0
+
+
+def wait_started(unit: str) -> int:
+    """Like a start job: done when the unit is active, failed when its start attempt failed."""
+    first = read_state(unit)
+    while True:
+        state = read_state(unit)
+        if state["active"] == "active":
+            return 0
+        if state["active"] in ("failed", "inactive") or state["sub"] == "auto-restart" or \
+                state["restarts"] != first["restarts"]:
+            print(f"Job for {unit} failed because the control process exited with error code.\n"
+                  f"See \"systemctl status {unit}\" and \"journalctl -xeu {unit}\" for details.",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+
+
+def stop(unit: str) -> int:
+    state = read_state(unit)
+    if state["supervisor"] and alive(state["supervisor"]):
+        os.kill(state["supervisor"], signal.SIGTERM)
+        while alive(state["supervisor"]):
             time.sleep(0.05)
-        if running_pid(unit):
-            os.killpg(pid, signal.SIGKILL)
-    pid_file(unit).unlink(missing_ok=True)
     return 0
 
 
-def enable(unit):
-    parse_unit(unit)
+def reset_failed(unit: str) -> int:
+    if read_state(unit)["active"] == "failed":
+        lab_file(unit, "state").unlink(missing_ok=True)
+    return 0
+
+
+def enable(unit: str) -> int:
+    if not (UNIT_DIR / unit).exists():
+        print(f"Failed to enable unit: Unit file {unit} does not exist.", file=sys.stderr)
+        return 1
     WANTS_DIR.mkdir(parents=True, exist_ok=True)
     link = WANTS_DIR / unit
     if not link.is_symlink():
@@ -115,7 +304,7 @@ def enable(unit):
     return 0
 
 
-def disable(unit):
+def disable(unit: str) -> int:
     link = WANTS_DIR / unit
     if link.is_symlink():
         link.unlink()
@@ -123,39 +312,80 @@ def disable(unit):
     return 0
 
 
-def is_active(unit, quiet):
-    active = running_pid(unit) is not None
+def is_active(unit: str, quiet: bool) -> int:
+    active = read_state(unit)["active"]
     if not quiet:
-        print("active" if active else ("failed" if pid_file(unit).exists() else "inactive"))
-    return 0 if active else 3
+        print(active)
+    return 0 if active == "active" else 3
 
 
-def is_enabled(unit, quiet):
+def is_enabled(unit: str, quiet: bool) -> int:
+    if not (UNIT_DIR / unit).exists():
+        print(f"Failed to get unit file state for {unit}: No such file or directory", file=sys.stderr)
+        return 1
     enabled = (WANTS_DIR / unit).is_symlink()
     if not quiet:
         print("enabled" if enabled else "disabled")
     return 0 if enabled else 1
 
 
-def status(unit):
-    code = is_active(unit, quiet=True)
-    state = "active (running)" if code == 0 else "inactive (dead)"
-    print(f"* {unit}\n     Active: {state}")
-    return code
+def properties(unit: str) -> dict:
+    state = read_state(unit)
+    exists = (UNIT_DIR / unit).exists()
+    return {"Id": unit, "ActiveState": state["active"], "SubState": state["sub"],
+            "MainPID": str(state["main"]), "NRestarts": str(state["restarts"]), "Result": state["result"],
+            "LoadState": "loaded" if exists else "not-found",
+            "UnitFileState": ("enabled" if (WANTS_DIR / unit).is_symlink() else "disabled") if exists else ""}
 
 
-def main(args):
-    quiet = "--quiet" in args or "-q" in args
-    args = [a for a in args if not a.startswith("-")]
-    if not args:
+def show(unit: str, wanted: list[str], value_only: bool) -> int:
+    props = properties(unit)
+    for name in wanted or list(props):
+        print(props.get(name, "") if value_only else f"{name}={props.get(name, '')}")
+    return 0
+
+
+def status(unit: str) -> int:
+    props = properties(unit)
+    print(f"* {unit}\n     Loaded: {props['LoadState']} ({UNIT_DIR / unit}; {props['UnitFileState']})\n"
+          f"     Active: {props['ActiveState']} ({props['SubState']})\n   Main PID: {props['MainPID']}")
+    return 0 if props["ActiveState"] == "active" else 3
+
+
+def parse_args(args: list[str]) -> tuple[list[str], dict]:
+    words, opts, i = [], {"props": []}, 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-p", "--property") and i + 1 < len(args):
+            opts["props"] += args[i + 1].split(",")
+            i += 1
+        elif arg.startswith("--property="):
+            opts["props"] += arg.split("=", 1)[1].split(",")
+        elif arg.startswith("-"):
+            opts[arg] = True
+        else:
+            words.append(arg)
+        i += 1
+    return words, opts
+
+
+def main(args: list[str]) -> int:
+    if args[:1] == ["__supervise"]:
+        return Supervisor(args[1]).run()
+    words, opts = parse_args(args)
+    quiet = "--quiet" in opts or "-q" in opts
+    block = "--no-block" not in opts
+    if not words:
         print("systemctl (lab stand-in): missing verb", file=sys.stderr)
         return 1
-    verb, units = args[0], [unit_name(u) for u in args[1:]]
+    verb, units = words[0], [unit_name(u) for u in words[1:]]
     if verb == "daemon-reload":
         return 0
-    actions = {"start": start, "stop": stop, "enable": enable, "disable": disable,
-               "restart": lambda u: stop(u) or start(u), "status": status,
-               "is-active": lambda u: is_active(u, quiet), "is-enabled": lambda u: is_enabled(u, quiet)}
+    actions = {"start": lambda u: start(u, block), "stop": stop, "enable": enable, "disable": disable,
+               "restart": lambda u: stop(u) or start(u, block), "status": status,
+               "reset-failed": reset_failed, "is-active": lambda u: is_active(u, quiet),
+               "is-enabled": lambda u: is_enabled(u, quiet),
+               "show": lambda u: show(u, opts["props"], "--value" in opts)}
     if verb not in actions or not units:
         print(f"systemctl (lab stand-in): unsupported: {' '.join(args)}", file=sys.stderr)
         return 1

@@ -9,15 +9,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from k3sstub import kubectl, tokens
 from k3sstub.settings import API_PORT, TLS_DIR, VERSION
 
-PUBLIC = {"/readyz", "/livez", "/healthz", "/version", "/v1-lab/join"}
+PUBLIC = {"/cacerts", "/readyz", "/livez", "/healthz", "/version", "/v1-lab/join"}
 
 
 class Backend:
     """What the API serves: the cluster itself (first server) or a proxy to it (joined server)."""
 
-    def __init__(self, token: str, ca_hash: str, cluster=None, upstream: str | None = None,
+    def __init__(self, token: str, agent_token: str | None, cluster=None, upstream: str | None = None,
                  ca_key_pem: str = ""):
-        self.token, self.ca_hash, self.cluster = token, ca_hash, cluster
+        self.token, self.agent_token, self.cluster = token, agent_token, cluster
         self.upstream, self.ca_key_pem = upstream, ca_key_pem
         self.ca_pem = (TLS_DIR / "server-ca.crt").read_text()
 
@@ -38,12 +38,14 @@ def _handler(backend: Backend):
             self.end_headers()
             self.wfile.write(data)
 
-        def _authenticated(self) -> bool:
+        def _authenticated(self, path: str) -> bool:
+            """Client certificate, or a bearer token: the server token, or the agent token for node calls."""
             if self.connection.getpeercert():
                 return True
             auth = self.headers.get("Authorization", "")
+            role = "agent" if path == "/v1-lab/heartbeat" else "server"
             return auth.startswith("Bearer ") and \
-                tokens.accepts(backend.token, auth[7:], backend.ca_hash)
+                tokens.accepts(backend.token, backend.agent_token, auth[7:], role)
 
         def _body(self) -> dict:
             length = int(self.headers.get("Content-Length") or 0)
@@ -57,11 +59,13 @@ def _handler(backend: Backend):
 
         def _dispatch(self, method: str):
             path = self.path.split("?")[0]
-            if path not in PUBLIC and not self._authenticated():
+            if path not in PUBLIC and not self._authenticated(path):
                 return self._send(401, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                         "message": "Unauthorized", "reason": "Unauthorized",
                                         "code": 401})
             body = self._body() if method == "POST" else {}
+            if path == "/cacerts":   # served by every server, unauthenticated (agents check its hash)
+                return self._send(200, backend.ca_pem, "text/plain")
             if backend.upstream:
                 return self._send(*_forward(backend, method, path, body))
             self._send(*_serve(backend, method, path, body))
@@ -95,13 +99,16 @@ def _serve(backend: Backend, method: str, path: str, body: dict) -> tuple[int, o
 
 
 def _join(backend: Backend, body: dict) -> tuple[int, object]:
-    if not tokens.accepts(backend.token, body.get("token"), backend.ca_hash):
-        return 401, {"message": "token rejected: the token does not match this cluster"}
+    """Node config for a joining node: 401 for a token that may not join this role, 403 for a node password
+    that does not match the one the cluster keeps for that node name (k3s pkg/nodepassword)."""
     node = body["node"]
-    backend.cluster.register(node)
-    reply = {"ca_cert": backend.ca_pem, "token": backend.token}
+    if not tokens.accepts(backend.token, backend.agent_token, body.get("token"), node["role"]):
+        return 401, {"message": "401 Unauthorized"}
+    if not backend.cluster.register(node, body.get("password", "")):
+        return 403, {"message": "403 Forbidden"}
+    reply = {"ca_cert": backend.ca_pem}
     if node["role"] == "server":
-        reply["ca_key"] = backend.ca_key_pem
+        reply.update(ca_key=backend.ca_key_pem, token=backend.token, agent_token=backend.agent_token)
     return 200, reply
 
 
@@ -121,8 +128,8 @@ def _forward(backend: Backend, method: str, path: str, body: dict) -> tuple[int,
         return 503, {"kind": "Status", "message": f"upstream server unavailable: {err}", "code": 503}
 
 
-def serve(backend: Backend) -> None:
-    """Serve HTTPS on 0.0.0.0:6443 until the process is stopped."""
+def serve(backend: Backend, on_ready=lambda: None) -> None:
+    """Serve HTTPS on 0.0.0.0:6443 until the process is stopped; `on_ready` runs once the port listens."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(TLS_DIR / "serving-kube-apiserver.crt",
                             TLS_DIR / "serving-kube-apiserver.key")
@@ -133,4 +140,5 @@ def serve(backend: Backend) -> None:
     server.socket = context.wrap_socket(server.socket, server_side=True,
                                         do_handshake_on_connect=False)
     threading.current_thread().name = "apiserver"
+    on_ready()
     server.serve_forever()

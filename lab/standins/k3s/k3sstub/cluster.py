@@ -1,4 +1,5 @@
 """Cluster state held by the first server: nodes and applied objects, persisted across restarts."""
+import hashlib
 import json
 import threading
 import time
@@ -39,23 +40,44 @@ class Cluster:
         tmp.replace(STATE_FILE)
 
     # --- nodes -----------------------------------------------------------------------------
-    def register(self, info: dict) -> None:
-        """A node (re)joins; labels and taints are only set when the node is new (like k3s)."""
+    def register(self, info: dict, password: str) -> bool:
+        """A node (re)joins; False when its node password does not match the one kept for its name.
+
+        Labels and taints are only set when the node is new (like k3s)."""
         name, now = info["name"], time.time()
         with self.lock:
+            if not self._node_password_ok(name, password):
+                return False
             self.heartbeats[name] = now
             node = self.nodes.get(name)
             if node is None:
                 node = self.nodes[name] = {"registered": now, "labels": self._labels(info),
                                            "taints": [_taint(t) for t in info.get("taints", [])]}
             node.update(address=info["address"], version=info.get("version", VERSION),
-                        started=now, unschedulable=node.get("unschedulable", False))
+                        started=now, unschedulable=node.get("unschedulable", False),
+                        arch=node.get("arch", info["arch"]))
             self.save()
+            return True
+
+    def _node_password_ok(self, name: str, password: str) -> bool:
+        """k3s keeps a hash of each node's password in the kube-system secret <node>.node-password.k3s: the
+        first join creates it, a later join must present the same password (k3s pkg/nodepassword; k3s uses
+        scrypt, the lab sha256)."""
+        key = f"Secret/kube-system/{name}.node-password.k3s"
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        secret = self.objects.get(key)
+        if secret is not None:
+            return secret["data"]["hash"] == digest
+        self.objects[key] = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
+                             "metadata": {"name": f"{name}.node-password.k3s", "namespace": "kube-system",
+                                          "creationTimestamp": _stamp(time.time())},
+                             "data": {"hash": digest}}
+        return True
 
     def _labels(self, info: dict) -> dict:
         labels = {"kubernetes.io/hostname": info["name"], "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
-                  "beta.kubernetes.io/arch": "amd64", "node.kubernetes.io/instance-type": "k3s"}
+                  "kubernetes.io/arch": info["arch"], "beta.kubernetes.io/os": "linux",
+                  "beta.kubernetes.io/arch": info["arch"], "node.kubernetes.io/instance-type": "k3s"}
         if info["role"] == "server":
             labels.update({"node-role.kubernetes.io/control-plane": "true",
                            "node-role.kubernetes.io/master": "true"})
@@ -74,9 +96,13 @@ class Cluster:
             return True
 
     def delete_node(self, name: str) -> bool:
+        """Remove a node; its node-password secret goes too (k3s gives the secret an OwnerReference to the
+        node, so the garbage collector removes it: k3s pkg/nodepassword/controller.go)."""
         with self.lock:
             found = self.nodes.pop(name, None) is not None
             self.heartbeats.pop(name, None)
+            if found:
+                self.objects.pop(f"Secret/kube-system/{name}.node-password.k3s", None)
             self.save()
             return found
 
@@ -118,7 +144,7 @@ class Cluster:
                                          {"type": "Hostname", "address": name}],
                            "nodeInfo": {"kubeletVersion": node["version"],
                                         "kubeProxyVersion": node["version"],
-                                        "architecture": "amd64", "operatingSystem": "linux",
+                                        "architecture": node.get("arch", "amd64"), "operatingSystem": "linux",
                                         "containerRuntimeVersion": "containerd://1.7.23-k3s2"}}}
 
     def node_list(self) -> dict:

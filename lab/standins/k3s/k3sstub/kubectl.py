@@ -19,6 +19,8 @@ KINDS = {  # resource names kubectl accepts -> (Kind, plural label used in NotFo
     **dict.fromkeys(["daemonset", "daemonsets", "ds", "daemonset.apps"],
                     ("DaemonSet", "daemonsets.apps")),
     **dict.fromkeys(["namespace", "namespaces", "ns"], ("Namespace", "namespaces")),
+    **dict.fromkeys(["secret", "secrets"], ("Secret", "secrets")),
+    **dict.fromkeys(["pod", "pods", "po"], ("Pod", "pods")),
 }
 VALUE_FLAGS = {"-n", "--namespace", "-o", "--output", "-f", "--filename", "--timeout", "--raw"}
 
@@ -125,8 +127,13 @@ def get(cluster, words, flags, stdin) -> str:
         elif kind == "Endpoints" and ns == metallb.NAMESPACE and \
                 objects.find(cluster, "Deployment", ns) and name == "metallb-webhook-service":
             items = [metallb.endpoints_object(cluster.metallb_applied_at)]
+        elif kind == "Pod":
+            items = _pods(cluster, ns)
         else:
             items = objects.find(cluster, kind, ns)
+            if kind == "DaemonSet":
+                nodes = cluster.node_list()["items"]
+                items = [metallb.daemonset_with_status(d, nodes, cluster.metallb_applied_at) for d in items]
     if name is not None:
         found = [o for o in items if o["metadata"]["name"] == name]
         if not found:
@@ -134,6 +141,13 @@ def get(cluster, words, flags, stdin) -> str:
         return _render(found[0], flags)
     return _render({"apiVersion": "v1", "kind": "List", "items": items}
                    if kind != "Node" else listing, flags)
+
+
+def _pods(cluster, ns) -> list[dict]:
+    """The pods of the applied DaemonSets and Deployments (the lab runs no containers; placement is computed)."""
+    nodes = cluster.node_list()["items"]
+    return metallb.pods(objects.find(cluster, "DaemonSet", ns), objects.find(cluster, "Deployment", ns),
+                        nodes, cluster.metallb_applied_at)
 
 
 def _documents(flags, stdin) -> tuple[list[dict], str]:

@@ -16,9 +16,9 @@ def main(program: str, args: list[str]) -> int:
     if command == "kubectl":
         from k3sstub import client
         return client.run(rest)
-    if command == "ctr":
+    if command in ("ctr", "crictl"):
         from k3sstub import images
-        return images.run(rest)
+        return images.ctr(rest) if command == "ctr" else images.crictl(rest)
     if command in ("server", "agent"):
         from k3sstub import node
         return node.run_server() if command == "server" else node.run_agent()

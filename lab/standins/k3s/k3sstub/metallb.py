@@ -1,4 +1,5 @@
 """MetalLB behaviour: rollout delays, the webhook's refusal window, LoadBalancer addresses."""
+import hashlib
 import ipaddress
 import time
 
@@ -91,3 +92,84 @@ def assign_addresses(services: list[dict], pools: list[dict]) -> bool:
         svc["status"] = {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}
         changed = True
     return changed
+
+
+# --- where the speaker DaemonSet runs ----------------------------------------------------------
+# tolerations the DaemonSet controller adds to every daemon pod (kubernetes pkg/controller/daemon/util);
+# network-unavailable only for host-network pods such as the speaker
+DAEMONSET_TOLERATIONS = [
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+]
+HOST_NETWORK_TOLERATION = {"key": "node.kubernetes.io/network-unavailable", "operator": "Exists",
+                           "effect": "NoSchedule"}
+
+
+def tolerates(toleration: dict, taint: dict) -> bool:
+    """Kubernetes' Toleration.ToleratesTaint: effect (empty matches all), key (empty + Exists matches all), value."""
+    if toleration.get("effect") and toleration["effect"] != taint["effect"]:
+        return False
+    if toleration.get("key") and toleration["key"] != taint["key"]:
+        return False
+    if toleration.get("operator", "Equal") == "Exists":
+        return True
+    return toleration.get("value", "") == taint.get("value", "")
+
+
+def schedulable_nodes(pod_spec: dict, nodes: list[dict], daemon: bool = True) -> list[str]:
+    """Nodes a (daemon) pod with `pod_spec` may run on: nodeSelector matches and every NoSchedule/NoExecute
+    taint is tolerated (PreferNoSchedule does not keep pods away)."""
+    tolerations = list(pod_spec.get("tolerations") or []) + (DAEMONSET_TOLERATIONS if daemon else [])
+    if daemon and pod_spec.get("hostNetwork"):
+        tolerations.append(HOST_NETWORK_TOLERATION)
+    selector = pod_spec.get("nodeSelector") or {}
+    chosen = []
+    for node in nodes:
+        labels = node["metadata"].get("labels", {})
+        if any(labels.get(k) != v for k, v in selector.items()):
+            continue
+        taints = [t for t in node["spec"].get("taints", []) if t["effect"] in ("NoSchedule", "NoExecute")]
+        if all(any(tolerates(tol, taint) for tol in tolerations) for taint in taints):
+            chosen.append(node["metadata"]["name"])
+    return chosen
+
+
+def daemonset_with_status(ds: dict, nodes: list[dict], applied_at: float | None) -> dict:
+    """The DaemonSet as the API returns it: status counts from the nodes it may run on."""
+    chosen = schedulable_nodes(ds["spec"]["template"]["spec"], nodes)
+    ready = len(chosen) if rollout_ready(applied_at) else 0
+    return {**ds, "status": {"currentNumberScheduled": len(chosen), "desiredNumberScheduled": len(chosen),
+                             "numberMisscheduled": 0, "numberReady": ready, "numberAvailable": ready,
+                             "updatedNumberScheduled": len(chosen), "observedGeneration": 1}}
+
+
+def pods(daemonsets: list[dict], deployments: list[dict], nodes: list[dict], applied_at: float | None) -> list[dict]:
+    """Pods of the MetalLB workloads: one per schedulable node for each DaemonSet, one per Deployment replica."""
+    phase = "Running" if rollout_ready(applied_at) else "Pending"
+    found = []
+    for ds in daemonsets:
+        for node in schedulable_nodes(ds["spec"]["template"]["spec"], nodes):
+            found.append(_pod(ds, f"{ds['metadata']['name']}-{_suffix(node)}", node, phase))
+    for deployment in deployments:
+        eligible = schedulable_nodes(deployment["spec"]["template"]["spec"], nodes, daemon=False)
+        found.append(_pod(deployment, f"{deployment['metadata']['name']}-lab", eligible[0] if eligible else "",
+                          phase if eligible else "Pending"))
+    return found
+
+
+def _suffix(node: str) -> str:
+    return hashlib.sha256(node.encode()).hexdigest()[:5]
+
+
+def _pod(owner: dict, name: str, node: str, phase: str) -> dict:
+    labels = owner["spec"]["template"]["metadata"].get("labels", {})
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": owner["metadata"]["namespace"], "labels": labels,
+                         "ownerReferences": [{"kind": owner["kind"], "name": owner["metadata"]["name"]}]},
+            "spec": {"nodeName": node, **{k: v for k, v in owner["spec"]["template"]["spec"].items()
+                                          if k in ("tolerations", "nodeSelector", "hostNetwork")}},
+            "status": {"phase": phase}}

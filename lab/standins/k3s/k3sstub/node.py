@@ -1,4 +1,12 @@
-"""`k3s server` and `k3s agent`: start-up, joining the first server, heartbeats."""
+"""`k3s server` and `k3s agent`: start-up, joining, readiness (sd_notify), heartbeats.
+
+Log lines have the shape of the real k3s messages (k3s pkg/agent/run.go "Failed to validate connection to
+cluster at ...", pkg/agent/config/config.go "Waiting to retrieve agent configuration; server is not ready: ...",
+"Node password rejected, ...", pkg/clientaccess "token CA hash does not match the Cluster CA certificate hash").
+An agent retries forever and never exits on a bad token or an unreachable server (so a Type=notify start never
+returns); a server that cannot start exits with a fatal line (the unit's Restart=always starts it again)."""
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -10,33 +18,66 @@ import urllib.request
 
 import yaml
 
-from k3sstub import api, pki, tokens
+from k3sstub import api, images, pki, tokens
 from k3sstub.cluster import Cluster
-from k3sstub.settings import (KUBECONFIG, TIMINGS, TLS_DIR, TOKEN_FILE, VERSION, as_list,
-                              load_config, log, node_ip, node_name)
+from k3sstub.settings import (AGENT_TOKEN_FILE, ARCH, KUBECONFIG, NODE_PASSWORD_FILE, TIMINGS, TLS_DIR,
+                              TOKEN_FILE, VERSION, as_list, load_config, log, node_ip, node_name, notify_ready)
+
+NODE_PASSWORD_REJECTED = (f"Node password rejected, duplicate hostname or contents of '{NODE_PASSWORD_FILE}' may "
+                          "not match server node-passwd entry, try enabling a unique node name with the "
+                          "--with-node-id flag")
 
 
-class Refused(SystemExit):
-    """The first server refused this node (wrong token): the unit fails."""
+class Fatal(SystemExit):
+    """k3s stops with a level=fatal line and exit code 1."""
+
+    def __init__(self, message: str):
+        log(message, "fatal")
+        super().__init__(1)
 
 
 def _write_private(path, text: str, mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        path.unlink()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.chmod(path, mode)
 
 
+def node_password() -> str:
+    """/etc/rancher/node/password: made once per host (0600), sent with every join (k3s ensureNodePassword)."""
+    if NODE_PASSWORD_FILE.exists():
+        return NODE_PASSWORD_FILE.read_text().strip()
+    password = secrets.token_hex(16)
+    _write_private(NODE_PASSWORD_FILE, password + "\n")
+    return password
+
+
 def node_info(config: dict, role: str) -> dict:
-    return {"name": node_name(config), "role": role, "address": node_ip(config),
+    return {"name": node_name(config), "role": role, "address": node_ip(config), "arch": ARCH,
             "labels": [str(x) for x in as_list(config.get("node-label"))],
             "taints": [str(x) for x in as_list(config.get("node-taint"))],
             "etcd": bool(config.get("cluster-init") or config.get("server")), "version": VERSION}
 
 
-def _post(url: str, body: dict, ca_pem: str | None, token: str | None = None) -> dict:
-    """POST JSON; without a CA the server is trusted on first use (k3s with a short token)."""
+# --- talking to a server ---------------------------------------------------------------------
+def _go_error(err: Exception, url: str) -> str:
+    """A connection error worded like Go's net package ("dial tcp 10.0.0.1:6443: connect: connection refused")."""
+    reason = getattr(err, "reason", err)
+    where = url.split("//", 1)[-1].split("/", 1)[0]
+    if isinstance(reason, ConnectionRefusedError):
+        return f"dial tcp {where}: connect: connection refused"
+    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+        return f"dial tcp {where}: i/o timeout"
+    if getattr(reason, "errno", None) == 113:
+        return f"dial tcp {where}: connect: no route to host"
+    return str(reason)
+
+
+def _request(url: str, body: dict | None, ca_pem: str | None, token: str | None = None) -> bytes:
+    """GET (body None) or POST JSON; without a CA the server is not verified (as k3s before it checked the CA)."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -45,43 +86,64 @@ def _post(url: str, body: dict, ca_pem: str | None, token: str | None = None) ->
         context.check_hostname = False
     else:
         context = ssl._create_unverified_context()
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
-    with urllib.request.urlopen(request, context=context, timeout=10) as reply:
-        return json.loads(reply.read() or b"{}")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, context=context, timeout=3) as reply:
+        return reply.read()
 
 
-def join(server: str, token: str, info: dict) -> dict:
-    """Register with the first server, retrying while it is unreachable; Refused on a bad token."""
+def validate_connection(server: str, token: str, fatal: bool) -> str:
+    """The cluster CA from /cacerts, checked against the token's CA hash; retried every 2 s (agent) or fatal."""
+    expected, _ = tokens.parse(token)
     while True:
         try:
-            return _post(f"{server}/v1-lab/join", {"token": token, "node": info}, None)
-        except urllib.error.HTTPError as err:
-            if err.code == 401:
-                log(f"Failed to validate connection to cluster at {server}: token rejected "
-                    f"by the server (401 Unauthorized)", "fatal")
-                raise Refused(1)
-            log(f"Waiting to retrieve agent configuration; server is not ready: {err}")
+            ca_pem = _request(f"{server}/cacerts", None, None).decode()
+            actual = hashlib.sha256(ca_pem.encode()).hexdigest()
+            if expected is None or expected == actual:
+                return ca_pem
+            problem = f"token CA hash does not match the Cluster CA certificate hash: {expected} != {actual}"
         except OSError as err:
-            log(f"Waiting to retrieve agent configuration; server is not ready: {err}")
-        time.sleep(TIMINGS["heartbeat"])
+            problem = f'failed to get CA certs: Get "{server}/cacerts": {_go_error(err, server)}'
+        if fatal:
+            raise Fatal(f"starting kubernetes: preparing server: {problem}")
+        log(f"Failed to validate connection to cluster at {server}: {problem}", "error")
+        time.sleep(TIMINGS["retry"])
+
+
+def join(server: str, token: str, info: dict, ca_pem: str) -> dict:
+    """Node configuration from the cluster; retried while refused (an agent never gives up, as in k3s)."""
+    body = {"token": token, "node": info, "password": node_password()}
+    while True:
+        try:
+            return json.loads(_request(f"{server}/v1-lab/join", body, ca_pem) or b"{}")
+        except urllib.error.HTTPError as err:
+            if err.code == 401 and info["role"] == "server":
+                raise Fatal(f"starting kubernetes: preparing server: failed to bootstrap cluster data: "
+                            f"{server}/v1-k3s/server-bootstrap: 401 Unauthorized")
+            problem = NODE_PASSWORD_REJECTED if err.code == 403 else (
+                f"failed to retrieve configuration from server: {server}/v1-k3s/config: {err.code} {err.reason}")
+        except OSError as err:
+            problem = f'failed to get CA certs: Get "{server}/cacerts": {_go_error(err, server)}'
+        log(f"Waiting to retrieve agent configuration; server is not ready: {problem}")
+        time.sleep(TIMINGS["retry"])
 
 
 def heartbeat_forever(server: str, token: str, info: dict, ca_pem: str) -> None:
     while True:
         time.sleep(TIMINGS["heartbeat"])
         try:
-            _post(f"{server}/v1-lab/heartbeat", {"name": info["name"]}, ca_pem, token)
+            _request(f"{server}/v1-lab/heartbeat", {"name": info["name"]}, ca_pem, token)
         except urllib.error.HTTPError as err:
-            if err.code == 404:
+            if err.code == 404:   # the node object was deleted: a running kubelet registers it again
                 log(f"node {info['name']} not found in the cluster; registering again")
-                join(server, token, info)
+                join(server, token, info, ca_pem)
         except OSError as err:
-            log(f"Failed to reach {server}: {err}", "error")
+            log(f"Failed to reach {server}: {_go_error(err, server)}", "error")
 
 
+# --- server files ----------------------------------------------------------------------------
 def _kubeconfig(config: dict) -> None:
     pki.issue(TLS_DIR, "client-admin", "/O=system:masters/CN=system:admin", "clientAuth")
-    import base64
     b64 = lambda name: base64.b64encode((TLS_DIR / name).read_bytes()).decode()
     doc = {"apiVersion": "v1", "kind": "Config", "preferences": {},
            "clusters": [{"name": "default", "cluster": {
@@ -102,68 +164,114 @@ def _serving_cert(config: dict, address: str) -> None:
               pki.serving_sans(ips, names))
 
 
-def _first_server_token(config: dict) -> str:
-    """The cluster token: kept across restarts; a different configured token is refused."""
-    configured = str(config["token"]) if config.get("token") else None
+def _check_ca_hash(token: str, ca_hash: str) -> None:
+    """A secure token can only name this cluster's CA: a new cluster's self-signed CA cannot be known in
+    advance, so only the short form seeds one (k3s docs/cli/token.md)."""
+    given, _ = tokens.parse(token)
+    if given is not None and given != ca_hash:
+        raise Fatal("starting kubernetes: preparing server: token CA hash does not match the Cluster CA "
+                    f"certificate hash: {given} != {ca_hash}")
+
+
+def _first_server_tokens(config: dict) -> tuple[str, str | None]:
+    """(server token, agent token or None): kept across restarts; a different server token is refused."""
     ca_hash = pki.ca_hash(TLS_DIR)
+    configured = str(config["token"]) if config.get("token") else None
+    if configured:
+        _check_ca_hash(configured, ca_hash)
     if TOKEN_FILE.exists():
         stored = TOKEN_FILE.read_text().strip()
         if configured and tokens.password(configured) != tokens.password(stored):
-            log("bootstrap data already found and encrypted with different token", "fatal")
-            raise Refused(1)
-        return stored
-    token = f"K10{ca_hash}::server:{tokens.password(configured) if configured else secrets.token_hex(16)}"
-    _write_private(TOKEN_FILE, token + "\n")
+            raise Fatal("starting kubernetes: preparing server: bootstrap data already found and encrypted "
+                        "with different token")
+        token = stored
+    else:
+        token = tokens.secure(ca_hash, "server", tokens.password(configured) if configured else secrets.token_hex(16))
+        _write_private(TOKEN_FILE, token + "\n")
+    return token, _agent_token(config, ca_hash, token)
+
+
+def _agent_token(config: dict, ca_hash: str, server_token: str) -> str | None:
+    """agent-token file: the configured agent token in secure form, else a link to the server token."""
+    configured = str(config["agent-token"]) if config.get("agent-token") else None
+    if configured is None:
+        if not AGENT_TOKEN_FILE.is_symlink():
+            AGENT_TOKEN_FILE.unlink(missing_ok=True)
+            AGENT_TOKEN_FILE.symlink_to(TOKEN_FILE.name)
+        return None
+    _check_ca_hash(configured, ca_hash)
+    token = tokens.secure(ca_hash, "node", tokens.password(configured))
+    _write_private(AGENT_TOKEN_FILE, token + "\n")
     return token
 
 
+# --- commands --------------------------------------------------------------------------------
 def run_server() -> int:
-    config = load_config()
+    config = load_config("server")
     info = node_info(config, "server")
     if config.get("server"):
         return _run_joined_server(config, info)
     pki.ensure_ca(TLS_DIR)
-    token = _first_server_token(config)
+    token, agent_token = _first_server_tokens(config)
     _serving_cert(config, info["address"])
     _kubeconfig(config)
     cluster = Cluster()
-    cluster.register(info)
+    if not cluster.register(info, node_password()):
+        log(f"Waiting to retrieve agent configuration; server is not ready: {NODE_PASSWORD_REJECTED}")
 
     def keep_alive():
         while True:
             cluster.heartbeat(info["name"])
             time.sleep(TIMINGS["heartbeat"])
     threading.Thread(target=keep_alive, daemon=True).start()
-    log(f"k3s is up and running (lab stand-in {VERSION}); node {info['name']}")
-    api.serve(api.Backend(token, pki.ca_hash(TLS_DIR), cluster=cluster,
-                          ca_key_pem=(TLS_DIR / "server-ca.key").read_text()))
+    images.start()
+
+    def ready():
+        log(f"k3s is up and running (lab stand-in {VERSION}); node {info['name']}")
+        notify_ready()
+    api.serve(api.Backend(token, agent_token, cluster=cluster,
+                          ca_key_pem=(TLS_DIR / "server-ca.key").read_text()), ready)
     return 0
 
 
 def _run_joined_server(config: dict, info: dict) -> int:
     server, token = str(config["server"]).rstrip("/"), str(config.get("token") or "")
-    reply = join(server, token, info)
+    if not token:
+        raise Fatal("starting kubernetes: preparing server: token is required to join a cluster")
+    ca_pem = validate_connection(server, token, fatal=True)
+    reply = join(server, token, info, ca_pem)
     TLS_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     _write_private(TLS_DIR / "server-ca.crt", reply["ca_cert"])
     _write_private(TLS_DIR / "server-ca.key", reply["ca_key"])
     _write_private(TOKEN_FILE, reply["token"] + "\n")
+    if reply.get("agent_token"):
+        _write_private(AGENT_TOKEN_FILE, reply["agent_token"] + "\n")
     _serving_cert(config, info["address"])
     _kubeconfig(config)
     threading.Thread(target=heartbeat_forever, args=(server, token, info, reply["ca_cert"]),
                      daemon=True).start()
-    log(f"k3s server joined {server} (lab stand-in {VERSION}); node {info['name']}")
-    api.serve(api.Backend(reply["token"], pki.ca_hash(TLS_DIR), upstream=server))
+    images.start()
+
+    def ready():
+        log(f"k3s server joined {server} (lab stand-in {VERSION}); node {info['name']}")
+        notify_ready()
+    api.serve(api.Backend(reply["token"], reply.get("agent_token"), upstream=server), ready)
     return 0
 
 
 def run_agent() -> int:
-    config = load_config()
+    config = load_config("agent")
     server, token = config.get("server"), config.get("token")
-    if not server or not token:
-        log("--server and --token are required to start an agent", "fatal")
-        return 1
+    if not server:
+        raise Fatal("Error: --server is required")
+    if not token:
+        raise Fatal("Error: --token is required")
+    server, token = str(server).rstrip("/"), str(token)
     info = node_info(config, "agent")
-    reply = join(str(server).rstrip("/"), str(token), info)
+    ca_pem = validate_connection(server, token, fatal=False)
+    reply = join(server, token, info, ca_pem)
+    images.start()
     log(f"k3s agent joined {server} (lab stand-in {VERSION}); node {info['name']}")
-    heartbeat_forever(str(server).rstrip("/"), str(token), info, reply["ca_cert"])
+    notify_ready()
+    heartbeat_forever(server, token, info, reply["ca_cert"])
     return 0

@@ -1,32 +1,71 @@
-"""Build-time settings (version, timings) and the host's k3s config.yaml."""
+"""Build-time settings (version, architecture, timings, config keys) and the host's k3s config.yaml."""
 import json
+import os
 import pkgutil
 import socket
+import sys
+import time
 from pathlib import Path
 
 import yaml
 
 CONFIG_FILE = Path("/etc/rancher/k3s/config.yaml")
 KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
+NODE_PASSWORD_FILE = Path("/etc/rancher/node/password")
 DATA_DIR = Path("/var/lib/rancher/k3s")
 TLS_DIR = DATA_DIR / "server" / "tls"
 TOKEN_FILE = DATA_DIR / "server" / "token"
+AGENT_TOKEN_FILE = DATA_DIR / "server" / "agent-token"
 STATE_FILE = DATA_DIR / "server" / "db" / "lab-state.json"
+IMAGES_DIR = DATA_DIR / "agent" / "images"
 API_PORT = 6443
 
 BUILD = json.loads(pkgutil.get_data("k3sstub", "build.json"))
 VERSION = BUILD["version"]
-TIMINGS = BUILD["timings"]   # seconds: node_ready, heartbeat, node_lost, rollout, endpoints, webhook_refusal
+ARCH = BUILD["arch"]         # Go architecture of this "binary" (amd64, arm64, arm): the kubelet's kubernetes.io/arch
+TIMINGS = BUILD["timings"]   # seconds: node_ready, heartbeat, node_lost, rollout, endpoints, webhook_refusal, retry
+FLAGS = BUILD["flags"]       # {"server": [...], "agent": [...]} config.yaml keys (k3s flag names)
+# like k3s: K3S_* variables (the unit's env file) stand for flags that config.yaml does not set
+ENV_KEYS = {"K3S_TOKEN": "token", "K3S_TOKEN_FILE": "token-file", "K3S_URL": "server",
+            "K3S_AGENT_TOKEN": "agent-token", "K3S_AGENT_TOKEN_FILE": "agent-token-file",
+            "K3S_NODE_NAME": "node-name"}
 
 
-def load_config() -> dict:
-    """config.yaml as a dict (flag names as keys); empty when the file is absent."""
-    if not CONFIG_FILE.exists():
-        return {}
-    data = yaml.safe_load(CONFIG_FILE.read_text()) or {}
-    if not isinstance(data, dict):
-        raise SystemExit(f"{CONFIG_FILE}: expected a mapping of flag names")
-    return data
+def log(message: str, level: str = "info") -> None:
+    """k3s-style (logrus) log line on stderr, which the unit's journal records."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    escaped = message.replace("\\", "\\\\").replace('"', '\\"')
+    print(f'time="{stamp}" level={level} msg="{escaped}"', file=sys.stderr, flush=True)
+
+
+def load_config(command: str) -> dict:
+    """config.yaml (flag names as keys, 'key+' appends) checked like k3s checks it for `command`.
+
+    The server drops keys it does not know with a warning; the agent does not filter them and stops with the
+    flag parser's error (k3s pkg/configfilearg: only server and etcd-snapshot filter unknown keys)."""
+    data = {}
+    if CONFIG_FILE.exists():
+        data = yaml.safe_load(CONFIG_FILE.read_text()) or {}
+        if not isinstance(data, dict):
+            log(f"Error: {CONFIG_FILE}: expected a mapping of flag names", "fatal")
+            raise SystemExit(1)
+    known, config = set(FLAGS[command]), {}
+    for raw, value in data.items():
+        key = str(raw).removesuffix("+")
+        if key not in known:
+            if command == "agent":
+                log(f"Error: flag provided but not defined: -{key}", "fatal")
+                raise SystemExit(1)
+            log(f"Unknown flag --{key} found in config.yaml, skipping", "warning")
+            continue
+        config[key] = as_list(config.get(key)) + as_list(value) if str(raw).endswith("+") else value
+    for variable, key in ENV_KEYS.items():
+        if os.environ.get(variable) and key in known and key not in config:
+            config[key] = os.environ[variable]
+    for key in ("token", "agent-token"):
+        if not config.get(key) and config.get(f"{key}-file"):
+            config[key] = Path(str(config[f"{key}-file"])).read_text().strip()
+    return config
 
 
 def as_list(value) -> list:
@@ -38,19 +77,20 @@ def as_list(value) -> list:
 def node_ip(config: dict) -> str:
     """node-ip from config, else the address of the interface holding the default route."""
     if config.get("node-ip"):
-        return str(as_list(config["node-ip"])[0])
+        return str(as_list(config["node-ip"])[0]).split(",")[0]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect(("10.255.255.254", 9))
         return probe.getsockname()[0]
 
 
 def node_name(config: dict) -> str:
-    return str(config.get("node-name") or socket.gethostname())
+    return str(config.get("node-name") or socket.gethostname()).lower()
 
 
-def log(message: str, level: str = "info") -> None:
-    """k3s-style log line on stderr (the unit's log)."""
-    import sys
-    import time
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    print(f'time="{stamp}" level={level} msg="{message}"', file=sys.stderr, flush=True)
+def notify_ready() -> None:
+    """sd_notify(READY=1): tell the service manager (Type=notify) that k3s is up."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"READY=1", "\0" + path[1:] if path.startswith("@") else path)
