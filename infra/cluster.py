@@ -2,9 +2,9 @@
 import base64
 
 import pulumi
-import yaml
 from pulumi_azure_native import containerservice
 
+from infra.kubelogin import convert_kubeconfig
 from infra.placement import Placement
 from infra.settings import ClusterSettings, NetworkSettings, UserPool
 
@@ -55,7 +55,7 @@ class AksCluster(pulumi.ComponentResource):
         self.principal_id = self.cluster.identity.apply(lambda i: i.principal_id)
         self.kubelet_object_id = self.cluster.identity_profile.apply(lambda p: p["kubeletidentity"].object_id)
         self.kubeconfig = pulumi.Output.secret(_user_kubeconfig(placement.resource_group, self.cluster.name).apply(
-            lambda config: with_kubelogin_method(config, settings.kubelogin_method)))
+            lambda config: convert_kubeconfig(config, settings.kubelogin.method, settings.kubelogin.client_id_text)))
         self.register_outputs({"clusterName": self.name, "kubeconfig": self.kubeconfig})
 
     def _user_pool(self, cluster_name: str, pool: UserPool, settings: ClusterSettings,
@@ -75,17 +75,6 @@ def _api_server_access(settings: ClusterSettings, private: bool) -> dict:
     if private:
         return {"enable_private_cluster": True, "enable_private_cluster_public_fqdn": False}
     return {"enable_private_cluster": False, "authorized_ip_ranges": [str(r) for r in settings.authorized_ip_ranges]}
-
-
-def with_kubelogin_method(kubeconfig: str, method: str) -> str:
-    """The kubeconfig with every kubelogin user set to `method` (AKS returns devicecode, which cannot run unattended)."""
-    document = yaml.safe_load(kubeconfig)
-    for user in document.get("users", []):
-        exec_ = (user.get("user") or {}).get("exec") or {}
-        args = exec_.get("args", [])
-        if exec_.get("command") == "kubelogin" and "--login" in args:
-            args[args.index("--login") + 1] = method
-    return yaml.safe_dump(document, sort_keys=False)
 
 
 def _user_kubeconfig(resource_group: pulumi.Input[str], cluster_name: pulumi.Output[str]) -> pulumi.Output[str]:

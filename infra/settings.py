@@ -82,6 +82,27 @@ class Arm64Pool(UserPool):
         return size
 
 
+class Kubelogin(Model):
+    """How the stack's kubeconfig signs in unattended; `clientId`: the service principal (spn, required) or the
+    managed/workload identity (msi, workloadidentity: optional) to sign in as."""
+
+    method: Literal["azurecli", "workloadidentity", "azurepipelines", "spn", "msi"] = "azurecli"
+    client_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _client_id_fits(self):
+        if self.method == "spn" and self.client_id is None:
+            raise ValueError("method spn needs clientId (the service principal's application id)")
+        if self.method in ("azurecli", "azurepipelines") and self.client_id is not None:
+            raise ValueError(f"method {self.method} takes no clientId (it signs in as the "
+                             f"{'Azure CLI login' if self.method == 'azurecli' else 'pipeline service connection'})")
+        return self
+
+    @property
+    def client_id_text(self) -> str | None:
+        return str(self.client_id) if self.client_id else None
+
+
 class ClusterSettings(Model):
     kubernetes_version: str = Field(pattern=r"^\d+\.\d+(\.\d+)?$")
     tier: Literal["Free", "Standard", "Premium"] = "Standard"
@@ -90,7 +111,7 @@ class ClusterSettings(Model):
     # who runs `pulumi up`: a person (az login) or a service principal/managed identity (pipelines); Azure refuses
     # a role assignment whose principalType does not match the principal, and the SDK cannot leave it unset
     deployer_principal_type: Literal["User", "ServicePrincipal"] = "User"
-    kubelogin_method: Literal["azurecli", "workloadidentity", "azurepipelines", "spn", "msi"] = "azurecli"
+    kubelogin: Kubelogin = Kubelogin()
     # unset: off, unless AzureML attaches the cluster (Microsoft documents that the extension needs them on)
     disable_local_accounts: bool | None = None
     system_pool: SystemPool

@@ -1,0 +1,50 @@
+"""The stack's kubeconfig converted to an unattended kubelogin mode, each mode with its own arguments.
+
+Mirrors `kubelogin convert-kubeconfig --login <mode>` (Azure/kubelogin pkg/internal/converter/convert.go): every
+mode keeps `--server-id`; `spn` carries the service principal's `--client-id` and the cluster's `--tenant-id`
+(and `--environment`), its secret coming from AAD_SERVICE_PRINCIPAL_CLIENT_SECRET at run time, never the file;
+`msi` and `workloadidentity` carry `--client-id` only when one is given (else the identity's defaults or the
+AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE environment the workload identity webhook sets);
+`azurecli` and `azurepipelines` take everything else from the CLI login or the pipeline's environment. The AKS
+kubeconfig's own `--client-id` is the AKS Entra ID client application, which only devicecode/interactive use.
+"""
+from typing import Any
+
+import yaml
+
+EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
+CLIENT_ID_MODES = ("spn", "msi", "workloadidentity")
+
+
+def _arg(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args and args.index(name) + 1 < len(args) else None
+
+
+def converted_args(args: list[str], method: str, client_id: str | None) -> list[str]:
+    """The get-token arguments kubelogin's converter writes for `method`."""
+    server_id = _arg(args, "--server-id")
+    if not server_id:
+        raise ValueError("the kubeconfig's kubelogin user has no --server-id")
+    converted = ["get-token", "--login", method, "--server-id", server_id]
+    if method == "spn":
+        tenant_id = _arg(args, "--tenant-id")
+        if not (client_id and tenant_id):
+            raise ValueError("spn login needs the service principal's client id and the cluster's tenant id")
+        converted += ["--client-id", client_id, "--tenant-id", tenant_id]
+        if environment := _arg(args, "--environment"):
+            converted += ["--environment", environment]
+    elif method in CLIENT_ID_MODES and client_id:
+        converted += ["--client-id", client_id]
+    return converted
+
+
+def convert_kubeconfig(kubeconfig: str, method: str, client_id: str | None = None) -> str:
+    """The kubeconfig with every kubelogin user converted to `method` (AKS returns devicecode)."""
+    document: dict[str, Any] = yaml.safe_load(kubeconfig)
+    for user in document.get("users", []):
+        exec_ = (user.get("user") or {}).get("exec") or {}
+        if "kubelogin" in str(exec_.get("command", "")).lower():
+            user["user"]["exec"] = {**{k: v for k, v in exec_.items() if k == "installHint"},
+                                    "apiVersion": EXEC_API_VERSION, "command": "kubelogin",
+                                    "args": converted_args(list(exec_.get("args", [])), method, client_id)}
+    return yaml.safe_dump(document, sort_keys=False)
