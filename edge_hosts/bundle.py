@@ -17,7 +17,6 @@ from edge_hosts.ssh import sha256_file
 from edge_hosts.state import write_private
 
 TIMEOUT_S = 60
-METALLB_IMAGES = ("quay.io/metallb/controller", "quay.io/metallb/speaker")
 DEFAULT_REGISTRY = "https://quay.io"
 
 
@@ -89,7 +88,8 @@ def _pull_images(registry: str, metallb_version: str, arch: str, dest: Path, wor
     """The MetalLB controller and speaker images for arch as one OCI layout archive; return its sha256."""
     platform = oci.Platform(*k3s.IMAGE_PLATFORM[arch])
     try:
-        oci.pull_archive(registry, [f"{image}:{metallb_version}" for image in METALLB_IMAGES], platform, dest, work)
+        images = [f"{image}:{metallb_version}" for image in k3s.METALLB_IMAGES]
+        oci.pull_archive(registry, images, platform, dest, work)
     except oci.RegistryError as err:
         raise BundleError(str(err)) from None
     return sha256_file(dest)

@@ -35,6 +35,11 @@ class Engine:
         for ctx in self.contexts.values():
             ctx.session.close()
 
+    def add_secrets(self, values: set[str]) -> None:
+        """Values no host's output may show (redacted on every session)."""
+        for ctx in self.contexts.values():
+            ctx.session.secrets.update(values)
+
     def fail(self, ctx: HostContext, message: str) -> None:
         if ctx.error is None:
             ctx.error = message

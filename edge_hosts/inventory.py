@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from edge_hosts import configkeys
 
 SITES_DIR = Path(__file__).parent / "sites"
 K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
@@ -16,6 +18,10 @@ METALLB_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # inventory arch -> what `uname -m` reports on such a host
 UNAME_ARCH = {"x86_64": "x86_64", "arm64": "aarch64", "armv7": "armv7l"}
+# names hosts and tools report (uname -m, dpkg --print-architecture, Go/k3s release names) -> inventory arch
+ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "arm64", "aarch64": "arm64", "armv7": "armv7",
+                "armv7l": "armv7", "armhf": "armv7", "arm": "armv7"}
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 class InventoryError(Exception):
@@ -52,14 +58,33 @@ def _pinned(pattern: re.Pattern, product: str, example: str):
     return AfterValidator(check)
 
 
-K3sVersion = Annotated[str, _pinned(K3S_VERSION, "k3s", "v1.31.4+k3s1")]
-MetallbVersion = Annotated[str, _pinned(METALLB_VERSION, "MetalLB", "v0.14.9")]
+K3sVersion = Annotated[str, _pinned(K3S_VERSION, "k3s", "v1.37.2+k3s1")]
+MetallbVersion = Annotated[str, _pinned(METALLB_VERSION, "MetalLB", "v0.16.1")]
+
+
+def _arch(value):
+    """An architecture as hosts report it (aarch64, armv7l, armhf, amd64...) -> the inventory's name."""
+    return ARCH_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+def _endpoint(value: str) -> str:
+    if not HOSTNAME.match(value):  # also matches dotted IPv4 addresses
+        raise ValueError(f"'{value}' is not a DNS name or an IPv4 address (no scheme, no port)")
+    return value
+
+
+Arch = Annotated[Literal["x86_64", "arm64", "armv7"], BeforeValidator(_arch)]
 
 
 class K3sSettings(_Model):
     version: K3sVersion
     server_config: dict = Field(default_factory=dict, alias="serverConfig")
     agent_config: dict = Field(default_factory=dict, alias="agentConfig")
+    node_config: dict = Field(default_factory=dict, alias="nodeConfig",
+                              description="keys for every node (servers run kubelets too), e.g. kubelet-arg")
+    join_timeout: float = Field(60, alias="joinTimeout", gt=0, le=900,
+                                description="seconds a (re)started node may take to be ready before the kit "
+                                            "reads its log and names the cause")
     install_script_sha256: str | None = Field(None, alias="installScriptSha256", pattern=SHA256.pattern)
 
 
@@ -86,7 +111,7 @@ class Host(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
     address: ipaddress.IPv4Address
     role: Literal["server", "agent"]
-    arch: Literal["x86_64", "arm64", "armv7"]
+    arch: Arch
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[str] = Field(default_factory=list)
     ssh: HostSsh = Field(default_factory=HostSsh)
@@ -102,6 +127,8 @@ class Inventory(_Model):
     k3s: K3sSettings
     metallb: MetallbSettings
     node_subnet: ipaddress.IPv4Network = Field(alias="nodeSubnet")
+    api_endpoint: Annotated[str, AfterValidator(_endpoint)] | None = Field(
+        None, alias="apiEndpoint", description="DNS name or VIP of the API servers: joins, kubeconfig, tls-san")
     bundle: Path | None = None
     downloads: Downloads = Field(default_factory=Downloads)
     hosts: list[Host] = Field(min_length=1)
@@ -118,6 +145,11 @@ class Inventory(_Model):
     @property
     def first_server(self) -> Host:
         return self.servers[0]
+
+    @property
+    def api_host(self) -> str:
+        """Where nodes and clients reach the API servers: apiEndpoint, else the first server's address."""
+        return self.api_endpoint or str(self.first_server.address)
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -205,6 +237,8 @@ def _site_problems(raw: dict) -> list[tuple[str, str]]:
     if hosts and servers % 2 == 0:
         problems.append(("hosts", f"{servers} servers: a site needs an odd number of servers (1, 3, 5...) for quorum"))
     problems += _subnet_problems(raw, hosts)
+    if isinstance(raw.get("k3s"), dict):
+        problems += configkeys.problems(raw["k3s"])
     if raw.get("bundle") is None:
         problems += _online_pin_problems(raw)
     return problems

@@ -1,6 +1,8 @@
 """The k3s layout on a host (paths, units, release assets) and the config.yaml the kit renders per role."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import yaml
 
 from edge_hosts.inventory import Host, Inventory
@@ -8,10 +10,16 @@ from edge_hosts.inventory import Host, Inventory
 BIN = "/usr/local/bin/k3s"
 INSTALL_SCRIPT = "/usr/local/bin/k3s-install.sh"
 CONFIG = "/etc/rancher/k3s/config.yaml"
+# both written by a server in the full form K10<CA hash>::<user>:<password> (docs.k3s.io/cli/token)
 TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
+AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
+NODE_PASSWORD_FILE = "/etc/rancher/node/password"  # a node's own password; servers keep its hash per node name
+SNAPSHOT_DIR = "/var/lib/rancher/k3s/server/db/snapshots"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 CRI_NAMESPACE = "k8s.io"  # containerd namespace of the images Kubernetes runs
+PINNED_LABELS = "io.cri-containerd.pinned=pinned io.cattle.k3s.pinned=pinned"  # as k3s labels its airgap imports
+METALLB_IMAGES = ("quay.io/metallb/controller", "quay.io/metallb/speaker")
 API_PORT = 6443
 # inventory arch -> k3s release naming
 RELEASE_ARCH = {"x86_64": "amd64", "arm64": "arm64", "armv7": "arm"}
@@ -48,27 +56,60 @@ def checksum_asset(arch: str) -> str:
 
 
 def server_url(inventory: Inventory) -> str:
-    return f"https://{inventory.first_server.address}:{API_PORT}"
+    """The API URL joins and kubeconfigs use: apiEndpoint, else the first server."""
+    return f"https://{inventory.api_host}:{API_PORT}"
 
 
-def render_config(inventory: Inventory, host: Host, token: str | None) -> str:
-    """config.yaml for a host: the inventory's extra entries, then the kit's own keys (which win)."""
+@dataclass(frozen=True)
+class Tokens:
+    """A site's join secrets: the two passwords the kit keeps, the full forms read from the running cluster."""
+    server_password: str
+    agent_password: str
+    server_full: str | None = None
+    agent_full: str | None = None
+
+    def values(self) -> set[str]:
+        return {v for v in (self.server_password, self.agent_password, self.server_full, self.agent_full) if v}
+
+
+def _token_keys(inventory: Inventory, host: Host, tokens: Tokens | None) -> dict:
+    """The first server seeds the cluster with the short forms (a full form would pin a CA it does not have yet);
+    other servers join with the full server token, agents with the full agent token (never the server token)."""
+    if tokens is None:
+        return {}
+    if host == inventory.first_server:
+        return {"token": tokens.server_password, "agent-token": tokens.agent_password}
+    if host.role == "server":
+        keys = {"agent-token": tokens.agent_password}
+        return keys | ({"token": tokens.server_full} if tokens.server_full else {})
+    return {"token": tokens.agent_full} if tokens.agent_full else {}
+
+
+def render_config(inventory: Inventory, host: Host, tokens: Tokens | None) -> str:
+    """config.yaml for a host: nodeConfig, then the role's section, then the kit's own keys."""
     server = host.role == "server"
-    config = dict(inventory.k3s.server_config if server else inventory.k3s.agent_config)
+    config = {**inventory.k3s.node_config, **(inventory.k3s.server_config if server else inventory.k3s.agent_config)}
     config["node-name"] = host.name
     config["node-ip"] = str(host.address)
     if host.labels:
         config["node-label"] = [f"{k}={v}" for k, v in sorted(host.labels.items())]
     if host.taints:
         config["node-taint"] = list(host.taints)
-    if token:
-        config["token"] = token
+    config.update(_token_keys(inventory, host, tokens))
     if host != inventory.first_server:
         config["server"] = server_url(inventory)
     if server:
-        config["disable"] = sorted({*config.get("disable", []), "servicelb"})
-        config["tls-san"] = sorted({*config.get("tls-san", []), str(host.address)})
+        config["disable"] = sorted({*_as_list(config.get("disable")), "servicelb"})
+        sans = {*_as_list(config.get("tls-san")), str(host.address), inventory.api_host}
+        config["tls-san"] = sorted(sans)
         config["write-kubeconfig-mode"] = "0600"
         if host == inventory.first_server and len(inventory.servers) > 1:
             config["cluster-init"] = True
     return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+
+
+def _as_list(value) -> list:
+    """A list flag given as a YAML list or one comma-separated string."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]

@@ -7,20 +7,22 @@ from edge_hosts import k3s
 from edge_hosts.artifacts import stale_artifacts
 from edge_hosts.engine import Engine
 from edge_hosts.report import HostResult
+from edge_hosts.ssh import RemoteError
 from edge_hosts.state import TokenStore
+from edge_hosts.steps import cluster
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.host import preflight_problems
 from edge_hosts.steps.metallb import current_pool, pool_matches
 
 
-def planned_changes(ctx: HostContext, token: str | None) -> list[str]:
+def planned_changes(ctx: HostContext, tokens: k3s.Tokens | None) -> list[str]:
     facts, host = ctx.facts, ctx.host
     changes = []
     if not (facts.yes("sysctl_file") and facts["ip_forward"] == "1"):
         changes.append("os-prep: persist net.ipv4.ip_forward=1")
     stale = stale_artifacts(ctx.source.host_artifacts(host), facts)
     changes += [f"artifacts: {a.remote}" for a in stale]
-    config = k3s.render_config(ctx.inventory, host, token).encode()
+    config = k3s.render_config(ctx.inventory, host, tokens).encode()
     if facts["sha_config"] != hashlib.sha256(config).hexdigest():
         changes.append(f"config: write {k3s.CONFIG}")
     unit = k3s.unit(host.role)
@@ -28,21 +30,42 @@ def planned_changes(ctx: HostContext, token: str | None) -> list[str]:
         changes.append(f"install: run the install script ({unit})")
     elif any(c.startswith("config") for c in changes) or not facts.yes("active"):
         changes.append(f"install: restart {unit}")
+    if facts.yes("unit_file") and not facts.yes("enabled"):
+        changes.append(f"install: enable {unit} (it would not start after a reboot)")
     return changes
+
+
+def site_tokens(engine: Engine, site: str) -> k3s.Tokens | None:
+    """The site's tokens as a bootstrap would write them (the full forms read from a running first server);
+    None before the site's first bootstrap. Nothing is created or changed."""
+    store = TokenStore(site)
+    if not store.exists():
+        return None
+    tokens = k3s.Tokens(*store.passwords())
+    engine.add_secrets(tokens.values())
+    first = engine.contexts[engine.inventory.first_server.name]
+    if first.failed or not first.facts.yes("active"):
+        return tokens
+    try:
+        server_full, agent_full = cluster.read_tokens(first.session, wait_s=1)
+    except RemoteError:
+        return tokens
+    engine.add_secrets({server_full, agent_full})
+    return k3s.Tokens(tokens.server_password, tokens.agent_password, server_full, agent_full)
 
 
 def plan(engine: Engine, site: str) -> list[HostResult]:
     """Connect and probe every host; nothing on the hosts is changed."""
-    token = TokenStore(site).read()
     contexts = list(engine.contexts.values())
     engine.each(contexts, engine.connect_and_probe)
+    tokens = site_tokens(engine, site)
     results = []
     for ctx in contexts:
         if ctx.failed:
             results.append(HostResult(ctx.host.name, "failed", [], ctx.error))
             continue
         problems = preflight_problems(ctx, ctx.facts)
-        changes = planned_changes(ctx, token)
+        changes = planned_changes(ctx, tokens)
         if ctx.host == engine.inventory.first_server and ctx.facts.yes("active"):
             manifest_sha = ctx.source.metallb_artifact().sha256
             if not pool_matches(current_pool(ctx.session), engine.inventory, manifest_sha):

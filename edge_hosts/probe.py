@@ -12,6 +12,7 @@ SYSCTL_FILE = "/etc/sysctl.d/90-mlops-edge-kit.conf"
 SYSCTL_CONTENT = "net.ipv4.ip_forward = 1\n"
 PI_CGROUP_FLAGS = ("cgroup_enable=cpuset", "cgroup_memory=1", "cgroup_enable=memory")
 MARKER = "kit-probe=1"
+SELINUX_POLICY = "/usr/share/selinux/packages/k3s.pp"  # what install.sh checks for the k3s-selinux policy
 
 
 def probed_files(host: Host) -> dict[str, str]:
@@ -24,9 +25,18 @@ def probe_script(host: Host) -> str:
     unit = k3s.unit(host.role)
     ports = " ".join(str(p) for p in (k3s.SERVER_PORTS if host.role == "server" else k3s.AGENT_PORTS))
     paths = " ".join(shlex.quote(path) for path in probed_files(host).values())
+    # only the CA hash of the server's token file, never its password
+    ca_line = (f"echo ca_hash=$(sed -n 's/^K10\\([0-9a-f]*\\)::.*/\\1/p' {k3s.TOKEN_FILE} 2>/dev/null)\n"
+               if host.role == "server" else "")
     return f"""echo {MARKER}
 echo uid=$(id -u)
-echo arch=$(uname -m)
+m=$(uname -m); echo arch=$m
+if [ "$m" = aarch64 ]; then  # a 64-bit kernel may run a 32-bit userland (Raspberry Pi OS)
+  echo long_bit=$(getconf LONG_BIT 2>/dev/null); echo dpkg_arch=$(dpkg --print-architecture 2>/dev/null)
+fi
+if [ "$(cat /sys/fs/selinux/enforce 2>/dev/null)" = 1 ]; then
+  echo selinux=enforcing; [ -f {SELINUX_POLICY} ] && echo selinux_policy=yes
+fi
 read -r name < /proc/sys/kernel/hostname; echo hostname=$name
 echo route=$(awk '$2=="00000000"{{f=1}} END{{print f?"yes":"no"}}' /proc/net/route)
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
@@ -43,7 +53,9 @@ for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do [ -f $f ] && {{ echo c
 sha256sum {paths} 2>/dev/null | sed 's/^/sha256 /'
 [ -f /etc/systemd/system/{unit}.service ] && echo unit_file=yes || echo unit_file=no
 systemctl is-active {unit} >/dev/null 2>&1 && echo active=yes || echo active=no
-echo listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4=="0A"{{split($2,a,":"); print a[2]}}' | sort -u | tr '\\n' ' ')
+systemctl is-enabled {unit} >/dev/null 2>&1 && echo enabled=yes || echo enabled=no
+[ -s {k3s.NODE_PASSWORD_FILE} ] && echo node_password=yes || echo node_password=no
+{ca_line}echo listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4=="0A"{{split($2,a,":"); print a[2]}}' | sort -u | tr '\\n' ' ')
 echo wanted_ports="{ports}"
 """
 

@@ -1,4 +1,5 @@
-"""edge.reset: remove k3s from the site's hosts, agents first, then servers, deleting nodes from the cluster."""
+"""edge.reset: remove k3s from the site's hosts, agents first, then servers, deleting nodes from the cluster; etcd
+snapshots and the site's tokens are kept unless asked to forget them."""
 from __future__ import annotations
 
 import shlex
@@ -11,6 +12,7 @@ from edge_hosts.state import TokenStore
 from edge_hosts.steps.cluster import KUBECTL
 from edge_hosts.steps.context import HostContext
 
+SNAPSHOTS_KEPT = "/var/lib/rancher/mlops-edge-kit-snapshots"  # outside k3s's data dir, which the uninstall removes
 
 
 def remove_node(first: HostContext, name: str) -> None:
@@ -20,6 +22,17 @@ def remove_node(first: HostContext, name: str) -> None:
 {KUBECTL} drain {node} --ignore-daemonsets --delete-emptydir-data --force --timeout=60s >/dev/null 2>&1
 {KUBECTL} delete node {node} >/dev/null
 """)
+
+
+def keep_snapshots(ctx: HostContext) -> bool:
+    """Move a server's etcd snapshots out of k3s's data directory (which the uninstall removes): a restore
+    needs them and the site's server token, which the kit keeps too. True when there were any."""
+    out = ctx.session.check(f"""src={k3s.SNAPSHOT_DIR}
+[ -n "$(ls -A "$src" 2>/dev/null)" ] || exit 0
+dst={SNAPSHOTS_KEPT}/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p {SNAPSHOTS_KEPT} && chmod 700 {SNAPSHOTS_KEPT} && mv "$src" "$dst" && echo "kept=$dst"
+""", "keeping the etcd snapshots")
+    return "kept=" in out
 
 
 def uninstall(ctx: HostContext) -> bool:
@@ -36,7 +49,8 @@ echo "found=$found"
     return "found=yes" in out
 
 
-def reset(engine: Engine, site: str) -> list[HostResult]:
+def reset(engine: Engine, site: str, forget: bool = False) -> list[HostResult]:
+    """Remove k3s; servers' etcd snapshots are moved aside and the site's tokens kept, unless `forget`."""
     inventory = engine.inventory
     first = engine.contexts[inventory.first_server.name]
     engine.each(list(engine.contexts.values()), lambda c: engine.step(c, "connect", connect))
@@ -45,12 +59,14 @@ def reset(engine: Engine, site: str) -> list[HostResult]:
     def remove(ctx: HostContext) -> None:
         if first_api and ctx is not first:
             engine.step(ctx, "delete-node", lambda c: remove_node(first, c.host.name) or False)
+        if ctx.host.role == "server" and not forget:
+            engine.step(ctx, "keep-snapshots", keep_snapshots)
         engine.step(ctx, "uninstall", uninstall)
 
     engine.each([engine.contexts[h.name] for h in inventory.agents], remove)
     for server in reversed(inventory.servers):
         remove(engine.contexts[server.name])
     results = engine.results([h.name for h in inventory.hosts])
-    if all(r.status != "failed" for r in results):
+    if forget and all(r.status != "failed" for r in results):
         TokenStore(site).forget()
     return results

@@ -2,6 +2,7 @@
 parallel, every node Ready, MetalLB, kubeconfig."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from edge_hosts import k3s
@@ -10,8 +11,8 @@ from edge_hosts.engine import Engine
 from edge_hosts.inventory import Inventory
 from edge_hosts.kubeconfig import merge_into, site_kubeconfig
 from edge_hosts.report import HostResult, Progress
-from edge_hosts.state import TokenStore
-from edge_hosts.steps import cluster, host as steps
+from edge_hosts.state import TokenStore, ca_hash, password
+from edge_hosts.steps import cluster, host as steps, service
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.metallb import ensure_metallb, kit_pool
 
@@ -20,13 +21,15 @@ class Bootstrap:
     """One bootstrap run over the selected hosts of a site."""
 
     def __init__(self, inventory: Inventory, selected: list[str], parallel: int, progress: Progress,
-                 kubeconfig: Path | None, wait_s: float = 180):
-        self.inventory, self.selected, self.kubeconfig, self.wait_s = inventory, selected, kubeconfig, wait_s
+                 kubeconfig: Path | None):
+        self.inventory, self.selected, self.kubeconfig = inventory, selected, kubeconfig
+        self.wait_s = inventory.k3s.join_timeout
         self.first = inventory.first_server.name
-        self.tokens = TokenStore(inventory.site)
+        self.store = TokenStore(inventory.site)
         names = selected if self.first in selected else [self.first, *selected]
         self.engine = Engine(inventory, names, parallel, progress, ArtifactSource(inventory))
-        self.token: str | None = self.tokens.read()
+        self.tokens = k3s.Tokens(*self.store.passwords())
+        self.engine.add_secrets(self.tokens.values())
         self.snapshot: cluster.Snapshot | None = None
 
     def run(self) -> list[HostResult]:
@@ -35,8 +38,8 @@ class Bootstrap:
             first = self.engine.contexts[self.first]
             if self.first in self.selected:
                 self._first_server(first)
-            elif self.token is None:
-                self.engine.step(first, "token", self._read_token)
+            else:
+                self.engine.step(first, "tokens", self._read_tokens)
             self._joiners(first)
             if self.first in self.selected:
                 self.engine.step(first, "nodes-ready", self._all_ready)
@@ -68,43 +71,87 @@ class Bootstrap:
                                       f"{', '.join(others)}")
 
     def _first_server(self, ctx: HostContext) -> None:
-        self.engine.step(ctx, "config", steps.config, self.token)
+        self.engine.step(ctx, "new-cluster", self._cluster_gone)
+        self.engine.step(ctx, "config", steps.config, self.tokens)
         self.engine.step(ctx, "install", steps.install)
-        if ctx.changed:
-            self.engine.step(ctx, "api-ready", lambda c: cluster.wait_readyz(c.session, self.wait_s))
-        if self.token is None:
-            self.engine.step(ctx, "token", self._read_token)
-            # the same token k3s already uses: recorded in config.yaml for re-runs, no restart needed
-            self.engine.step(ctx, "config", steps.config, self.token)
+        if ctx.started:
+            self.engine.step(ctx, "api-ready", self._api_ready)
+        self.engine.step(ctx, "tokens", self._read_tokens)
         if ctx.changed:  # an unchanged first server is checked with every other node at the end
             self.engine.step(ctx, "node-ready", self._wait_ready)
 
     def _joiners(self, first: HostContext) -> None:
         joiners = [self.engine.contexts[n] for n in self.selected if n != self.first]
         for ctx in joiners:
-            if first.failed or self.token is None:
+            if first.failed or self.tokens.server_full is None:
                 self.engine.fail(ctx, f"join: waiting for first server {self.first}, which failed")
         for ctx in [c for c in joiners if c.host.role == "server"]:
             self._join(ctx)
-            self.engine.step(ctx, "node-ready", self._wait_ready)
+            if ctx.started:
+                self.engine.step(ctx, "node-ready", self._wait_ready)
         self.engine.each([c for c in joiners if c.host.role == "agent"], self._join)
 
     def _join(self, ctx: HostContext) -> None:
-        self.engine.step(ctx, "config", steps.config, self.token)
+        self.engine.step(ctx, "readmit", self._readmit)
+        self.engine.step(ctx, "config", steps.config, self.tokens)
         self.engine.step(ctx, "install", steps.install)
 
-    # -- steps run against the first server -----------------------------------------------
-    def _read_token(self, ctx: HostContext) -> bool:
-        self.token = cluster.read_token(ctx.session)
-        self.tokens.write(self.token)
+    # -- steps ------------------------------------------------------------------------------
+    def _cluster_gone(self, ctx: HostContext) -> bool:
+        """True (a logged step) when the cluster behind the site's tokens is gone: every server is fresh. The site
+        keeps its passwords; the first server seeds a new cluster with them and its CA is learned."""
+        known = self.store.cluster_ca()
+        if known is None or ctx.facts["ca_hash"]:
+            return False
+        holders = [c.host.name for c in self.engine.contexts.values()
+                   if c is not ctx and c.host.role == "server" and c.facts is not None and c.facts["ca_hash"]]
+        if holders:
+            raise steps.StepError(f"{ctx.host.name} has no cluster data but {', '.join(holders)} still hold the "
+                                  f"cluster: restore {ctx.host.name} from an etcd snapshot, or reset the site")
+        others = [h.name for h in self.inventory.servers if h.name not in self.engine.contexts]
+        if others:
+            raise steps.StepError(f"{ctx.host.name} has no cluster data; include {', '.join(others)} in the run "
+                                  f"to check they hold none either")
+        return True
+
+    def _api_ready(self, ctx: HostContext) -> bool:
+        if not cluster.wait_readyz(ctx.session, self.wait_s):
+            raise steps.StepError(service.not_ready_message(ctx, self.wait_s, "the API server is not ready"))
         return False
+
+    def _read_tokens(self, ctx: HostContext) -> bool:
+        """The full tokens from the first server, once they carry the site's passwords (a restarted server
+        rewrites them); the cluster's CA hash is learned from them."""
+        if not ctx.facts.yes("active"):
+            raise steps.StepError(f"k3s is not running on the first server {ctx.host.name}: bootstrap it first")
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            server_full, agent_full = cluster.read_tokens(ctx.session, self.wait_s)
+            if (password(server_full), password(agent_full)) == (self.tokens.server_password,
+                                                                  self.tokens.agent_password):
+                break
+            if time.monotonic() > deadline:
+                raise steps.StepError(f"the cluster on {ctx.host.name} runs with other tokens than the site's "
+                                      f"(made outside the kit?); reset the site or restore its tokens")
+            time.sleep(1)
+        self.tokens = k3s.Tokens(self.tokens.server_password, self.tokens.agent_password, server_full, agent_full)
+        self.engine.add_secrets(self.tokens.values())
+        self.store.learn_ca(ca_hash(server_full))
+        return False
+
+    def _readmit(self, ctx: HostContext) -> bool:
+        """A fresh host (no node password yet) whose name the cluster still knows would be refused ("node password
+        rejected"): the stale node and its password secret are removed first (a logged step)."""
+        if ctx.facts.yes("node_password"):
+            return False
+        return cluster.remove_stale_node(self.engine.contexts[self.first].session, ctx.host.name)
 
     def _wait_ready(self, ctx: HostContext) -> bool:
         first = self.engine.contexts[self.first]
         seen = cluster.wait_nodes_ready(first.session, [ctx.host.name], self.wait_s)
         if not (ctx.host.name in seen and seen[ctx.host.name].ready):
-            steps.ensure_active(ctx)
-            raise steps.StepError(cluster.not_ready_reason(ctx.host.name, seen))
+            raise steps.StepError(service.not_ready_message(ctx, self.wait_s,
+                                                            cluster.not_ready_reason(ctx.host.name, seen)))
         return False
 
     def _all_ready(self, first: HostContext) -> bool:
@@ -113,10 +160,13 @@ class Bootstrap:
         seen = self.snapshot.nodes
         if not all(name in seen and seen[name].ready for name in pending):
             seen = cluster.wait_nodes_ready(first.session, pending, self.wait_s)
-        for name in pending:
-            if not (name in seen and seen[name].ready):
-                self.engine.fail(self.engine.contexts[name], f"node-ready: {cluster.not_ready_reason(name, seen)}")
+        late = [self.engine.contexts[n] for n in pending if not (n in seen and seen[n].ready)]
+        self.engine.each(late, lambda ctx: self.engine.step(ctx, "node-ready", self._explain, seen))
         return False
+
+    def _explain(self, ctx: HostContext, seen: dict) -> bool:
+        raise steps.StepError(service.not_ready_message(ctx, self.wait_s,
+                                                        cluster.not_ready_reason(ctx.host.name, seen)))
 
     def _metallb(self, first: HostContext) -> bool:
         return ensure_metallb(first.session, self.inventory, first.source, kit_pool(self.snapshot.pools))

@@ -144,12 +144,15 @@ class HostSession:
             self._passwordless_sudo = self._exchange("sudo -n true", b"", self.command_timeout).code == 0
         return self._passwordless_sudo
 
-    def run(self, script: str, sudo: bool = True, timeout: float | None = None) -> Result:
-        """Run a shell script sent on stdin (never in argv), as root when sudo is set."""
+    def run(self, script: str, sudo: bool = True, timeout: float | None = None, reveal: bool = False) -> Result:
+        """Run a shell script sent on stdin (never in argv), as root when sudo is set; known secrets are redacted
+        from its output unless `reveal` (for reading a secret itself)."""
         if self._client is None:
             self.connect()
         command, prefix = self._command(sudo)
         result = self._exchange(command, prefix + script.encode(), timeout or self.command_timeout)
+        if reveal:
+            return Result(result.code, result.out, redact(result.err, self.secrets))
         return Result(result.code, redact(result.out, self.secrets), redact(result.err, self.secrets))
 
     def _exchange(self, command: str, stdin: bytes, timeout: float) -> Result:
@@ -173,11 +176,12 @@ class HostSession:
             raise TransportError(f"connection to {self.host.address} lost: {error or type(error).__name__}") from None
         return Result(code, out.decode(errors="replace"), errors[0].decode(errors="replace"))
 
-    def check(self, script: str, what: str, sudo: bool = True, timeout: float | None = None) -> str:
+    def check(self, script: str, what: str, sudo: bool = True, timeout: float | None = None,
+              reveal: bool = False) -> str:
         """Run a script; raise RemoteError saying what failed (with its last stderr lines) unless it exits 0."""
-        result = self.run(script, sudo=sudo, timeout=timeout)
+        result = self.run(script, sudo=sudo, timeout=timeout, reveal=reveal)
         if result.code != 0:
-            detail = " | ".join((result.err or result.out).strip().splitlines()[-3:])
+            detail = " | ".join((result.err or ("" if reveal else result.out)).strip().splitlines()[-3:])
             raise RemoteError(f"{what} failed (exit {result.code}): {detail}")
         return result.out
 

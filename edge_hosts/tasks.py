@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # the rest loads inside the tasks: ./kit --list and other are
     from edge_hosts.inventory import Inventory
 
 SITE_HELP = "site name (edge_hosts/sites/<name>.yaml) or path to an inventory file"
-DEFAULT_METALLB = "v0.14.9"
+DEFAULT_METALLB = "v0.16.1"  # github.com/metallb/metallb/releases/tag/v0.16.1 (2026-05-27), newest
 
 
 def _inventory(site: str) -> Inventory:
@@ -50,6 +51,16 @@ def _source(inventory: Inventory) -> ArtifactSource:
         raise Exit(f"{inventory.source}: bundle: {err}", code=2) from None
 
 
+def _warn(inventory: Inventory) -> None:
+    """Site-wide warnings (offline: pins past end of support, no apiEndpoint for HA, speakerless nodes), on stderr."""
+    from datetime import date
+
+    from edge_hosts.advice import site_warnings
+
+    for note in site_warnings(inventory, date.today()):
+        print(f"warning: {note}", file=sys.stderr)
+
+
 def _finish(site: str, results, as_json: bool) -> None:
     from rich.console import Console
 
@@ -72,6 +83,7 @@ def plan(c, site, json=False):
     from edge_hosts.report import Progress
 
     inventory = _inventory(site)
+    _warn(inventory)
     names = [h.name for h in inventory.hosts]
     with Progress(names, enabled=not json) as progress, \
             Engine(inventory, names, 16, progress, _source(inventory)) as engine:
@@ -92,6 +104,7 @@ def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT
         raise Exit(f"--parallel: must be at least 1, got {parallel}", code=2)
     selected = _selected(inventory, hosts)
     _source(inventory)
+    _warn(inventory)
     with Progress(selected, enabled=not json) as progress:
         run = Bootstrap(inventory, selected, int(parallel), progress, Path(kubeconfig).expanduser())
         results = run.run()
@@ -154,9 +167,11 @@ def kubeconfig(c, site, kubeconfig=str(DEFAULT_PATH)):
     print(f"context {inventory.site} {'written to' if changed else 'already up to date in'} {path}")
 
 
-@task(help={"site": SITE_HELP, "yes": "do not ask for confirmation", "json": "print one JSON object"})
-def reset(c, site, yes=False, json=False):
-    """Remove k3s from every host of the site (agents first, then servers) and delete their nodes."""
+@task(help={"site": SITE_HELP, "yes": "do not ask for confirmation", "json": "print one JSON object",
+            "forget": "also forget the site's tokens and do not keep the servers' etcd snapshots"})
+def reset(c, site, yes=False, json=False, forget=False):
+    """Remove k3s from every host of the site (agents first, then servers) and delete their nodes; etcd snapshots
+    are moved aside and the site's tokens kept (a restore needs both) unless --forget."""
     from edge_hosts import reset as resetting
     from edge_hosts.engine import Engine
     from edge_hosts.report import Progress
@@ -168,11 +183,11 @@ def reset(c, site, yes=False, json=False):
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("reset: nothing done", code=1)
     with Progress(names, enabled=not json) as progress, Engine(inventory, names, 10, progress) as engine:
-        results = resetting.reset(engine, inventory.site)
+        results = resetting.reset(engine, inventory.site, forget=forget)
     _finish(inventory.site, results, json)
 
 
-@task(help={"version": "k3s version, e.g. v1.31.4+k3s1", "arch": "x86_64 | arm64 | armv7",
+@task(help={"version": "k3s version, e.g. v1.37.2+k3s1", "arch": "x86_64 | arm64 | armv7 (or amd64, aarch64, armhf...)",
             "out": "bundle directory", "metallb_version": f"MetalLB version (default {DEFAULT_METALLB})",
             "mirror": "release mirror (default https://github.com)",
             "raw": "raw file mirror (default https://raw.githubusercontent.com)",
@@ -184,16 +199,17 @@ def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_versio
            registry_mirror=""):
     """Download a verified air-gap bundle (k3s binary, install script, images, MetalLB manifest and images)."""
     from edge_hosts import bundle as bundles
-    from edge_hosts.inventory import K3S_VERSION, METALLB_VERSION, SHA256, UNAME_ARCH
+    from edge_hosts.inventory import ARCH_ALIASES, K3S_VERSION, METALLB_VERSION, SHA256
 
     registry_mirror = registry_mirror or bundles.DEFAULT_REGISTRY
     problems = []
     if not K3S_VERSION.match(version):
-        problems.append(f"--version: '{version}' is not a pinned k3s version like v1.31.4+k3s1")
-    if arch not in UNAME_ARCH:
-        problems.append(f"--arch: '{arch}' is not one of {', '.join(UNAME_ARCH)}")
+        problems.append(f"--version: '{version}' is not a pinned k3s version like v1.37.2+k3s1")
+    if arch not in ARCH_ALIASES:
+        problems.append(f"--arch: '{arch}' is not one of {', '.join(ARCH_ALIASES)}")
+    arch = ARCH_ALIASES.get(arch, arch)
     if not METALLB_VERSION.match(metallb_version):
-        problems.append(f"--metallb-version: '{metallb_version}' is not a pinned version like v0.14.9")
+        problems.append(f"--metallb-version: '{metallb_version}' is not a pinned version like v0.16.1")
     for flag, value in (("--install-sha256", install_sha256), ("--metallb-sha256", metallb_sha256)):
         if not SHA256.match(value):
             problems.append(f"{flag}: expected 64 lowercase hex digits")

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 
 from edge_hosts import k3s
 from edge_hosts.ssh import HostSession, RemoteError
+from edge_hosts.state import ca_hash
 
 KUBECTL = "k3s kubectl"
 SEPARATOR = "--- mlops-edge-kit ---"
@@ -21,25 +23,42 @@ class NodeState:
     taints: list
 
 
-def read_token(session: HostSession, wait_s: float = 120) -> str:
-    """The site token from the first server's token file (read with sudo, waiting for k3s to create it)."""
-    tries = int(wait_s * 2)
+def read_tokens(session: HostSession, wait_s: float) -> tuple[str, str]:
+    """The full server and agent tokens from a running server (read with sudo once k3s has written them); both
+    are added to the session's secrets so no output shows them."""
     out = session.check(f"""i=0
-until [ -s {k3s.TOKEN_FILE} ]; do i=$((i+1)); [ $i -ge {tries} ] && exit 1; sleep 0.5; done
-cat {k3s.TOKEN_FILE}
-""", f"reading the token from {k3s.TOKEN_FILE}")
-    token = out.strip()
-    if not token:
-        raise RemoteError(f"{k3s.TOKEN_FILE} is empty")
-    session.secrets.add(token)
-    return token
+until [ -s {k3s.TOKEN_FILE} ] && [ -s {k3s.AGENT_TOKEN_FILE} ]; do
+  i=$((i+1)); [ $i -ge {int(wait_s * 2)} ] && {{ echo "k3s wrote no token files in {wait_s:.0f} s" >&2; exit 1; }}
+  sleep 0.5
+done
+cat {k3s.TOKEN_FILE}; echo '{SEPARATOR}'; cat {k3s.AGENT_TOKEN_FILE}
+""", "reading the cluster's tokens", reveal=True)
+    server, _, agent = (part.strip() for part in out.partition(SEPARATOR))
+    if not (ca_hash(server) and ca_hash(agent)):
+        raise RemoteError(f"{k3s.TOKEN_FILE} or {k3s.AGENT_TOKEN_FILE} does not hold a full (K10...) token")
+    session.secrets.update({server, agent})
+    return server, agent
 
 
-def wait_readyz(session: HostSession, wait_s: float = 180) -> None:
-    tries = int(wait_s)
-    session.check(f"""i=0
-until [ "$({KUBECTL} get --raw /readyz 2>/dev/null)" = ok ]; do i=$((i+1)); [ $i -ge {tries} ] && exit 1; sleep 1; done
-""", f"waiting {tries} s for the API server (/readyz)")
+def wait_readyz(session: HostSession, wait_s: float) -> bool:
+    """Poll the local API server's /readyz until it answers ok; False when it did not within wait_s."""
+    result = session.run(f"""end=$(($(date +%s) + {int(wait_s)}))
+until [ "$({KUBECTL} get --raw /readyz --request-timeout=5s 2>/dev/null)" = ok ]; do
+  [ "$(date +%s)" -ge "$end" ] && exit 1; sleep 1
+done
+""")
+    return result.code == 0
+
+
+def remove_stale_node(session: HostSession, name: str) -> bool:
+    """Delete a node the cluster still knows and its node-password secret (kube-system/<node>.node-password.k3s,
+    pkg/nodepassword), so a re-imaged host with a new node password can register under its old name again."""
+    node = shlex.quote(name)
+    out = session.check(f"""{KUBECTL} get node {node} >/dev/null 2>&1 || {{ echo absent; exit 0; }}
+{KUBECTL} delete node {node} --wait=false >/dev/null
+{KUBECTL} -n kube-system delete secret {shlex.quote(name + ".node-password.k3s")} --ignore-not-found >/dev/null
+""", f"removing the stale node {name}")
+    return "absent" not in out
 
 
 @dataclass(frozen=True)

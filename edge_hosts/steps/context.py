@@ -18,6 +18,7 @@ class HostContext:
     facts: Facts | None = None
     changed: list[str] = field(default_factory=list)
     replaced: set[str] = field(default_factory=set)  # artifacts/config written this run: bin, install, config
+    started: bool = False  # the unit was (re)started this run: readiness must be waited for
     error: str | None = None
     step: str = "waiting"
 

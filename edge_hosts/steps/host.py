@@ -6,8 +6,10 @@ import shlex
 import time
 
 from edge_hosts import k3s
+from edge_hosts.inventory import ARCH_ALIASES, Host
 from edge_hosts.probe import PI_CGROUP_FLAGS, SYSCTL_CONTENT, SYSCTL_FILE, Facts
-from edge_hosts.ssh import RemoteError, TransportError
+from edge_hosts.ssh import TransportError
+from edge_hosts.steps import service
 from edge_hosts.steps.context import HostContext
 
 MIN_DISK_KB = 2 * 1024 * 1024
@@ -18,11 +20,36 @@ class StepError(Exception):
     """A step's check failed; the message says why."""
 
 
+def arch_problem(host: Host, facts: Facts) -> str | None:
+    """The host's architecture against the inventory's, a 64-bit kernel on a 32-bit userland named as such."""
+    kernel = facts["arch"]
+    if kernel == "aarch64" and (facts["long_bit"] == "32" or facts["dpkg_arch"] in ("armhf", "armel")):
+        if host.arch == "armv7":
+            return None  # 32-bit binaries (k3s-armhf) run on this kernel; nodes report kubernetes.io/arch=arm
+        return (f"64-bit kernel (uname -m aarch64) on a 32-bit userland (getconf LONG_BIT {facts['long_bit'] or '?'}, "
+                f"dpkg {facts['dpkg_arch'] or '?'}): the inventory says {host.arch}; set arch: armv7 for this "
+                f"userland or install a 64-bit OS")
+    if ARCH_ALIASES.get(kernel) != host.arch:
+        return f"arch is {kernel}, the inventory says {host.arch} ({host.uname_arch})"
+    return None
+
+
+def selinux_problem(ctx: HostContext, facts: Facts) -> str | None:
+    """k3s under an enforcing SELinux needs the k3s-selinux policy (install.sh skips it for air-gapped installs)
+    and `selinux: true`; the kit does not install policy packages, it refuses until both are there."""
+    if facts["selinux"] != "enforcing":
+        return None
+    k3s_settings = ctx.inventory.k3s
+    role_config = k3s_settings.server_config if ctx.host.role == "server" else k3s_settings.agent_config
+    if facts.yes("selinux_policy") and {**k3s_settings.node_config, **role_config}.get("selinux") is True:
+        return None
+    return ("SELinux is enforcing: install the container-selinux and k3s-selinux packages on the host and set "
+            "`selinux: true` in k3s.nodeConfig (or make SELinux permissive); the kit does not install SELinux policies")
+
+
 def preflight_problems(ctx: HostContext, facts: Facts) -> list[str]:
     """What keeps this host from running k3s."""
-    host, problems = ctx.host, []
-    if facts["arch"] != host.uname_arch:
-        problems.append(f"arch is {facts['arch']}, the inventory says {host.arch} ({host.uname_arch})")
+    problems = [p for p in (arch_problem(ctx.host, facts), selinux_problem(ctx, facts)) if p]
     if facts["uid"] != "0":
         problems.append("commands do not run as root (sudo)")
     if not facts.yes("route"):
@@ -93,9 +120,9 @@ def artifacts(ctx: HostContext) -> bool:
     return bool(replaced)
 
 
-def config(ctx: HostContext, token: str | None) -> bool:
+def config(ctx: HostContext, tokens: k3s.Tokens | None) -> bool:
     """/etc/rancher/k3s/config.yaml for the host's role (mode 0600), written only when it differs."""
-    text = k3s.render_config(ctx.inventory, ctx.host, token).encode()
+    text = k3s.render_config(ctx.inventory, ctx.host, tokens).encode()
     digest = hashlib.sha256(text).hexdigest()
     if ctx.facts["sha_config"] == digest:
         return False
@@ -106,41 +133,49 @@ def config(ctx: HostContext, token: str | None) -> bool:
 
 
 def install(ctx: HostContext) -> bool:
-    """Run the install script when k3s is missing or replaced; restart when config or binary changed and it did not."""
-    unit = k3s.unit(ctx.host.role)
-    restarted = False
+    """Run the install script when k3s is missing or replaced (it never starts k3s here: the kit starts it without
+    blocking), enable the unit when it is not, and (re)start it when binary, unit, env or config changed or it is
+    down. True when anything was done."""
+    unit_changed = False
     ran = not ctx.facts.yes("unit_file") or bool({"bin", "install"} & ctx.replaced)
     if ran:
-        out = ctx.session.check(
-            f"INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_VERSION={shlex.quote(ctx.inventory.k3s.version)} "
-            f"INSTALL_K3S_EXEC={'server' if ctx.host.role == 'server' else 'agent'} sh {k3s.INSTALL_SCRIPT}\n",
-            "k3s install script")
-        restarted = "No change detected" not in out
-        ctx.facts.values["unit_file"] = "yes"
-    if {"config", "bin"} & ctx.replaced and not restarted:  # the script hashes the binary only after we replaced it
-        ctx.session.check(f"systemctl restart {unit}\n", f"restarting {unit}")
-        restarted = True
-    elif not restarted and not ctx.facts.yes("active"):
-        ctx.session.check(f"systemctl start {unit}\n", f"starting {unit}")
-        restarted = True
-    if restarted:
-        ctx.facts.values["active"] = "yes"
-    return ran or restarted or import_images(ctx, restarted)
+        unit_changed = _run_install_script(ctx)
+    repaired = not ctx.facts.yes("enabled")
+    if repaired:
+        service.enable(ctx)
+    restart = unit_changed or bool({"config", "bin"} & ctx.replaced)
+    if restart or not ctx.facts.yes("active"):
+        service.start(ctx, restart=restart and ctx.facts.yes("active"))
+    return ran or repaired or ctx.started or import_images(ctx)
 
 
-def import_images(ctx: HostContext, restarted: bool) -> bool:
-    """k3s imports its images directory when it starts; a running k3s imports a replaced MetalLB archive now."""
-    if restarted or "metallb_images" not in ctx.replaced:
+def _run_install_script(ctx: HostContext) -> bool:
+    """The install script with INSTALL_K3S_SKIP_START (its own `systemctl restart` would block until k3s is ready,
+    with Type=notify and TimeoutStartSec=0: forever for an agent that cannot join); True when it changed the unit
+    or env file (the script's own restart rule, which compares their sha256 before and after)."""
+    unit = service.unit_path(ctx.host.role)
+    files = f"{unit} {unit}.env"
+    out = ctx.session.check(
+        f"before=$(sha256sum {files} 2>&1)\n"
+        f"INSTALL_K3S_SKIP_START=true INSTALL_K3S_SKIP_DOWNLOAD=true "
+        f"INSTALL_K3S_VERSION={shlex.quote(ctx.inventory.k3s.version)} "
+        f"INSTALL_K3S_EXEC={'server' if ctx.host.role == 'server' else 'agent'} sh {k3s.INSTALL_SCRIPT} >/dev/null\n"
+        f"[ \"$before\" = \"$(sha256sum {files} 2>&1)\" ] || echo kit-unit-changed\n", "k3s install script")
+    ctx.facts.values.update(unit_file="yes", enabled="yes")  # the script enables the unit by its path
+    return "kit-unit-changed" in out
+
+
+def import_images(ctx: HostContext) -> bool:
+    """k3s imports and pins its images directory when it starts; a running k3s gets a replaced MetalLB archive
+    imported now and labelled pinned the way k3s labels its own imports (pkg/agent/containerd: the CRI label
+    io.cri-containerd.pinned=pinned keeps kubelet image GC off it, io.cattle.k3s.pinned marks it as k3s's own)."""
+    if ctx.started or "metallb_images" not in ctx.replaced:
         return False
     archive = k3s.metallb_images_path(ctx.host.arch)
-    ctx.session.check(f"{k3s.BIN} ctr -n {k3s.CRI_NAMESPACE} images import {shlex.quote(archive)}\n",
-                      "importing the MetalLB images")
+    ctr = f"{k3s.BIN} ctr -n {k3s.CRI_NAMESPACE} images"
+    names = " ".join(shlex.quote(f"{image}:{ctx.inventory.metallb.version}") for image in k3s.METALLB_IMAGES)
+    ctx.session.check(f"""set -e
+{ctr} import {shlex.quote(archive)} >/dev/null
+for name in {names}; do {ctr} label "$name" {k3s.PINNED_LABELS} >/dev/null; done
+""", "importing the MetalLB images (pinned)")
     return True
-
-
-def ensure_active(ctx: HostContext) -> None:
-    """Fail clearly when the unit stopped right after (re)start (e.g. a refused token)."""
-    unit = k3s.unit(ctx.host.role)
-    result = ctx.session.run(f"systemctl is-active {unit} >/dev/null\n")
-    if result.code != 0:
-        raise RemoteError(f"{unit} is not running (see its log on the host)")

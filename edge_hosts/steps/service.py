@@ -1,0 +1,65 @@
+"""The k3s unit's life on a host: started without blocking, then, when it is not ready in time, its log read to name
+the cause. With the real unit (Type=notify, TimeoutStartSec=0) `systemctl start` only returns once k3s is ready, and
+an agent with a wrong token or no reachable server retries forever: the kit never waits on it."""
+from __future__ import annotations
+
+import re
+
+from edge_hosts import k3s
+from edge_hosts.steps.context import HostContext
+
+JOURNAL_LINES = 50
+# what k3s logs for each cause (pkg/agent/config, pkg/clientaccess, pkg/nodepassword), most specific first
+CAUSES = (
+    ("node password rejected (the cluster knows this node name from an earlier install)",
+     re.compile(r"node password rejected|node-passw(or)?d.*(mismatch|not match|validation failed)", re.I)),
+    ("token rejected", re.compile(r"401 Unauthorized|token CA hash does not match|token rejected|invalid token", re.I)),
+    ("unknown config.yaml key", re.compile(r"flag provided but not defined", re.I)),
+    ("server unreachable", re.compile(r"connection refused|no route to host|i/o timeout|network is unreachable|"
+                                      r"connection timed out|dial tcp", re.I)),
+)
+
+
+def unit_path(role: str) -> str:
+    return f"/etc/systemd/system/{k3s.unit(role)}.service"
+
+
+def start(ctx: HostContext, restart: bool) -> None:
+    """(Re)start the unit and return at once (the start job runs on; readiness is waited for separately)."""
+    unit = k3s.unit(ctx.host.role)
+    verb = "restart" if restart else "start"
+    ctx.session.check(f"systemctl {verb} --no-block {unit}\n", f"{'restarting' if restart else 'starting'} {unit}")
+    ctx.facts.values["active"] = "yes"
+    ctx.started = True
+
+
+def enable(ctx: HostContext) -> None:
+    """Enable the unit by its path, as install.sh does (so it starts again after a reboot)."""
+    path = unit_path(ctx.host.role)
+    ctx.session.check(f"systemctl enable {path} >/dev/null\nsystemctl daemon-reload\n",
+                      f"enabling {k3s.unit(ctx.host.role)}")
+    ctx.facts.values["enabled"] = "yes"
+
+
+def failure_cause(log: str) -> tuple[str, str] | None:
+    """(cause, the log line that shows it) for the first known cause found in a unit's log."""
+    lines = log.splitlines()
+    for cause, pattern in CAUSES:
+        hits = [line for line in lines if pattern.search(line)]
+        if hits:
+            return cause, hits[-1].strip()
+    return None
+
+
+def not_ready_message(ctx: HostContext, waited: float, what: str) -> str:
+    """Why the unit is not ready, from its last journal lines (read with sudo; secrets redacted)."""
+    unit = k3s.unit(ctx.host.role)
+    result = ctx.session.run(f"journalctl -u {unit} -n {JOURNAL_LINES} --no-pager 2>&1\n")
+    found = failure_cause(result.out)
+    if found is None:
+        last = (result.out.strip().splitlines() or ["(no log)"])[-1]
+        return f"{what} after {waited:.0f} s; last line of journalctl -u {unit}: {last[-240:]}"
+    cause, line = found
+    if cause == "server unreachable":
+        cause = f"server unreachable ({k3s.server_url(ctx.inventory)})"
+    return f"{what} after {waited:.0f} s: {cause}; journalctl -u {unit}: {line[-240:]}"
