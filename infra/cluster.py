@@ -9,6 +9,12 @@ from infra.placement import Placement
 from infra.settings import ClusterSettings, NetworkSettings, UserPool
 
 SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
+# AKS fails a node upgrade whose drain (eviction honouring PodDisruptionBudgets) outlasts drainTimeoutInMinutes
+# (1-1440, default 30: AgentPoolUpgradeSettings in the ContainerService API, Azure/bicep-types-az). The agents'
+# PDB (maxUnavailable: 0) holds a node until its job pods end: within the job timeout plus their 120 s grace.
+DRAIN_MARGIN_MINUTES = 5
+MAX_DRAIN_MINUTES = 1440
+MAX_SURGE = "33%"  # Microsoft's production recommendation: learn.microsoft.com/azure/aks/upgrade-cluster
 ARM64_TAINT = "kubernetes.io/arch=arm64:NoSchedule"
 
 
@@ -18,7 +24,7 @@ class AksCluster(pulumi.ComponentResource):
     def __init__(self, name: str, *, placement: Placement, cluster_name: str, dns_prefix: str,
                  settings: ClusterSettings, network: NetworkSettings, node_subnet_id: pulumi.Input[str],
                  log_analytics_id: pulumi.Input[str], local_accounts_disabled: bool,
-                 opts: pulumi.ResourceOptions | None = None):
+                 job_timeout_minutes: int | None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:infra:AksCluster", name, None, opts)
         self.cluster = containerservice.ManagedCluster(
             cluster_name, **placement.args(), resource_name_=cluster_name, dns_prefix=dns_prefix,
@@ -45,10 +51,11 @@ class AksCluster(pulumi.ComponentResource):
                 "vnet_subnet_id": node_subnet_id, "node_taints": [SYSTEM_TAINT],
                 "orchestrator_version": settings.kubernetes_version}],
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]))
+        upgrade = upgrade_settings(job_timeout_minutes)
         self.user_pools = {
-            "x86": self._user_pool(cluster_name, settings.x86_pool, settings, node_subnet_id, placement, []),
+            "x86": self._user_pool(cluster_name, settings.x86_pool, settings, node_subnet_id, placement, [], upgrade),
             "arm64": self._user_pool(cluster_name, settings.arm64_pool, settings, node_subnet_id, placement,
-                                     [ARM64_TAINT]),
+                                     [ARM64_TAINT], upgrade),
         }
         self.name = self.cluster.name
         self.id = self.cluster.id
@@ -59,7 +66,8 @@ class AksCluster(pulumi.ComponentResource):
         self.register_outputs({"clusterName": self.name, "kubeconfig": self.kubeconfig})
 
     def _user_pool(self, cluster_name: str, pool: UserPool, settings: ClusterSettings,
-                   subnet_id: pulumi.Input[str], placement: Placement, taints: list[str]) -> containerservice.AgentPool:
+                   subnet_id: pulumi.Input[str], placement: Placement, taints: list[str],
+                   upgrade: dict) -> containerservice.AgentPool:
         return containerservice.AgentPool(
             f"{cluster_name}-{pool.name}", resource_group_name=placement.resource_group,
             resource_name_=self.cluster.name, agent_pool_name=pool.name, mode="User", os_type="Linux",
@@ -67,8 +75,19 @@ class AksCluster(pulumi.ComponentResource):
             min_count=pool.min_count, max_count=pool.max_count, enable_auto_scaling=True,
             availability_zones=pool.zones or None, enable_node_public_ip=False, vnet_subnet_id=subnet_id,
             node_labels=pool.labels, node_taints=[*taints, *pool.taints],
-            orchestrator_version=settings.kubernetes_version, tags=placement.tags,
+            orchestrator_version=settings.kubernetes_version, tags=placement.tags, upgrade_settings=upgrade,
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]))
+
+
+def drain_timeout_minutes(job_timeout_minutes: int | None) -> int | None:
+    """Long enough for a running agent job to finish (None: no agents on the pool, AKS's default applies)."""
+    return None if job_timeout_minutes is None else job_timeout_minutes + DRAIN_MARGIN_MINUTES
+
+
+def upgrade_settings(job_timeout_minutes: int | None) -> dict:
+    """User pools' upgrade settings: surge, and a drain timeout the agents' job timeout fits in."""
+    drain = drain_timeout_minutes(job_timeout_minutes)
+    return {"max_surge": MAX_SURGE, **({"drain_timeout_in_minutes": drain} if drain else {})}
 
 
 def _api_server_access(settings: ClusterSettings, private: bool) -> dict:

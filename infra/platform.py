@@ -49,7 +49,9 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
                      compute_subnet_id=net.subnet_ids["aksNodes"], image_build_vm_size=settings.ml.image_build_vm_size)
     aks = AksCluster("aks", placement=placement, cluster_name=names.cluster, dns_prefix=names.dns_prefix,
                      settings=settings.cluster, network=settings.network, node_subnet_id=net.subnet_ids["aksNodes"],
-                     log_analytics_id=logs.log_analytics.id, local_accounts_disabled=settings.local_accounts_disabled)
+                     log_analytics_id=logs.log_analytics.id, local_accounts_disabled=settings.local_accounts_disabled,
+                     job_timeout_minutes=(settings.agents.job_timeout_minutes
+                                          if settings.agents.enabled and settings.agents.pools else None))
     PlatformAccess("access", subscription_id=subscription_id, registry_id=registry.id,
                    kubelet_object_id=aks.kubelet_object_id, cluster_principal_id=aks.principal_id,
                    internal_lb_subnet_id=net.subnet_ids["internalLb"], node_subnet_id=net.subnet_ids["aksNodes"])

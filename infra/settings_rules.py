@@ -6,6 +6,7 @@ from typing import Iterator
 
 from common import pins
 from agents.edge_placement import unschedulable_pools
+from infra.cluster import MAX_DRAIN_MINUTES, drain_timeout_minutes
 from infra.devops.settings import agents_disagreements
 from infra.naming import NODE_POOL_RULE, StackNames
 from infra.settings import StackSettings
@@ -19,7 +20,7 @@ NAME_KEYS = {"storage_account": "storageAccount", "registry": "registry", "key_v
 def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
     """Every rule the settings break, each with the key path it concerns."""
     return [*_subnet_layout(settings), *_cluster_ranges(settings), *_exposure(settings),
-            *_node_pools(settings), *_names(settings, names), *_ml_attachment(settings),
+            *_node_pools(settings), *_names(settings, names), *_ml_attachment(settings), *_node_drain(settings),
             *agents_disagreements(settings.devops, settings.agents), *unschedulable_pools(settings.agents)]
 
 
@@ -47,6 +48,15 @@ def _ml_attachment(settings: StackSettings) -> Iterator[Violation]:
         yield "cluster.disableLocalAccounts", ("Microsoft documents that the AzureML extension does not support AKS "
                                                "with local accounts disabled, and ml.attachAks is on: remove "
                                                "disableLocalAccounts (or set ml.attachAks: false)")
+
+
+def _node_drain(settings: StackSettings) -> Iterator[Violation]:
+    agents = settings.agents
+    drain = drain_timeout_minutes(agents.job_timeout_minutes) if agents.enabled and agents.pools else None
+    if drain and drain > MAX_DRAIN_MINUTES:
+        yield "agents.jobTimeoutMinutes", (f"{agents.job_timeout_minutes} minutes is longer than AKS can wait to drain "
+                                           f"a node during upgrades ({MAX_DRAIN_MINUTES} minutes, less "
+                                           f"{drain - agents.job_timeout_minutes} for the pod's shutdown)")
 
 
 def _subnet_layout(settings: StackSettings) -> Iterator[Violation]:
