@@ -1,13 +1,16 @@
-"""Building the multi-arch agent image with `docker buildx`, and pinning the agent release.
+"""Building the multi-arch agent image with `docker buildx`, and pinning what goes into it.
 
-`agent.lock` (next to the Dockerfile) holds the agent version and the SHA-256 of each
-package as published in the release notes; the Dockerfile verifies them at build time.
+`agent.lock` (next to the Dockerfile) holds the agent version and the SHA-256 of each package as
+published in the release notes, and the version and published SHA-256 per platform of each tool the
+kit's pipelines call (Pulumi CLI, kubectl, kubelogin; the Azure CLI comes pinned from Microsoft's signed
+apt repository); the Dockerfile verifies every download at build time.
 """
 import json
 import re
 import shutil
 import subprocess
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, field_validator
@@ -23,6 +26,41 @@ PLATFORMS = {
     "linux/arm/v7": ("linux-arm", "AGENT_SHA256_LINUX_ARM_V7"),
 }
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"\b([0-9a-fA-F]{64})\b")
+SUFFIX = {"linux/amd64": "LINUX_AMD64", "linux/arm64": "LINUX_ARM64", "linux/arm/v7": "LINUX_ARM_V7"}
+AZURE_CLI_KEY = "AZURE_CLI_VERSION"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A CLI baked into the image: its lock keys, its download name per platform, where its sums are published."""
+
+    name: str
+    packages: dict[str, str]  # docker platform -> the name upstream gives that platform
+    checksums: str  # URL template of the published checksums ({version}, {package})
+    listing: str = ""  # when that file lists several archives: the name of ours
+
+    @property
+    def version_key(self) -> str:
+        return f"{self.name.upper()}_VERSION"
+
+    def sum_key(self, platform: str) -> str:
+        return f"{self.name.upper()}_SHA256_{SUFFIX[platform]}"
+
+
+# Download and checksum locations as each project publishes them (the Dockerfile downloads from the same places):
+# Pulumi https://get.pulumi.com/releases/sdk/ (listed in github.com/pulumi/docs data/versions.json; no armv7 build),
+# kubectl https://dl.k8s.io/release/v<version>/bin/linux/<arch>/kubectl(.sha256) (kubernetes.io/docs/tasks/tools),
+# kubelogin https://github.com/Azure/kubelogin/releases (armv7 since v0.0.34, CHANGELOG.md).
+TOOLS = (
+    Tool("pulumi", {"linux/amd64": "x64", "linux/arm64": "arm64"},
+         "https://get.pulumi.com/releases/sdk/pulumi-{version}-checksums.txt",
+         "pulumi-v{version}-linux-{package}.tar.gz"),
+    Tool("kubectl", {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "arm"},
+         "https://dl.k8s.io/release/v{version}/bin/linux/{package}/kubectl.sha256"),
+    Tool("kubelogin", {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "armv7"},
+         "https://github.com/Azure/kubelogin/releases/download/v{version}/kubelogin-linux-{package}.zip.sha256"),
+)
 
 
 class BuildError(Exception):
@@ -80,6 +118,46 @@ def build_args_from_lock(lock: dict[str, str], platforms: list[str]) -> dict[str
             **{PLATFORMS[p][1]: lock[PLATFORMS[p][1]] for p in platforms}}
 
 
+def tool_build_args(lock: dict[str, str], platforms: list[str]) -> dict[str, str]:
+    """The tools' build arguments; BuildError naming every version or checksum the lock lacks."""
+    missing = [key for key in (AZURE_CLI_KEY, *(tool.version_key for tool in TOOLS)) if not lock.get(key)]
+    missing += [tool.sum_key(p) for tool in TOOLS for p in platforms
+                if p in tool.packages and not _SHA256.match(lock.get(tool.sum_key(p), ""))]
+    if missing:
+        raise BuildError(f"{LOCK_FILE} lacks {', '.join(missing)}: set the versions, then run ./kit agents.lock-tools")
+    keys = [AZURE_CLI_KEY] + [key for tool in TOOLS for key in
+                              (tool.version_key, *(tool.sum_key(p) for p in platforms if p in tool.packages))]
+    return {key: lock[key] for key in keys}
+
+
+def published_tool_checksums(lock: dict[str, str], fetch=None) -> dict[str, str]:
+    """SHA-256 per tool and platform for the versions in the lock, read from each project's published sums."""
+    fetch, pages, sums = fetch or _read_url, {}, {}
+    for tool in TOOLS:
+        version = lock.get(tool.version_key, "")
+        if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+            raise BuildError(f"{LOCK_FILE}: {tool.version_key}={version!r} is not a version like 1.2.3")
+        for platform, package in tool.packages.items():
+            url = tool.checksums.format(version=version, package=package)
+            text = pages[url] if url in pages else pages.setdefault(url, fetch(url))
+            if tool.listing:  # one file lists every archive: the line naming ours
+                archive = tool.listing.format(version=version, package=package)
+                text = next((line for line in text.splitlines() if line.split()[-1:] == [archive]), "")
+            found = _HEX64.search(text)
+            if not found:
+                raise BuildError(f"no SHA-256 for {tool.name} {version} {platform} in {url}")
+            sums[tool.sum_key(platform)] = found.group(1).lower()
+    return sums
+
+
+def _read_url(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.read().decode()
+    except OSError as err:
+        raise BuildError(f"cannot read {url}: {err}") from None
+
+
 def image_ref(args: BuildArgs) -> str:
     return f"{args.registry}/{REPOSITORY}:{args.tag}"
 
@@ -127,6 +205,17 @@ def published_checksums(version: str, releases_api: str = RELEASES_API) -> dict[
 
 
 def write_lock(version: str, sums: dict[str, str], path: Path = LOCK_FILE) -> None:
-    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
-    lines = header + [f"AGENT_VERSION={version}"] + [f"{key}={sums[key]}" for _, key in PLATFORMS.values()]
+    """Set the agent version and these checksums in the lock, keeping its comments and other keys."""
+    update_lock({"AGENT_VERSION": version, **sums}, path)
+
+
+def update_lock(values: dict[str, str], path: Path = LOCK_FILE) -> None:
+    """Set these keys in the lock file in place (new keys at the end); comments and order stay."""
+    pending, lines = dict(values), []
+    for line in path.read_text().splitlines():
+        key = line.partition("=")[0].strip()
+        if not line.lstrip().startswith("#") and key in pending:
+            line = f"{key}={pending.pop(key)}"
+        lines.append(line)
+    lines += [f"{key}={value}" for key, value in pending.items()]
     path.write_text("\n".join(lines) + "\n")

@@ -140,7 +140,8 @@ def build(c, registry="", platforms="", tag="", push=False):
                       tag=tag or lock.get("AGENT_VERSION", ""))
     try:
         image_build.check_docker()
-        build_args = image_build.build_args_from_lock(lock, args.platforms)
+        build_args = {**image_build.build_args_from_lock(lock, args.platforms),
+                      **image_build.tool_build_args(lock, args.platforms)}
     except image_build.BuildError as err:
         raise Exit(f"agents.build: {err}", code=1) from None
     command = image_build.buildx_command(args, build_args, push)
@@ -168,6 +169,22 @@ def lock_agent(c, version=""):
     console.print(f"pinned agent {version} in {image_build.LOCK_FILE}")
 
 
+@task
+def lock_tools(c):
+    """Pin the image's tools: fill agent.lock's SHA-256 per platform for the Pulumi CLI, kubectl and kubelogin
+    versions it names, from each project's published checksums."""
+    from rich.console import Console
+
+    from agents import build as image_build
+
+    try:
+        sums = image_build.published_tool_checksums(image_build.read_lock())
+    except image_build.BuildError as err:
+        raise Exit(f"agents.lock-tools: {err}", code=1) from None
+    image_build.update_lock(sums)
+    Console().print(f"pinned {len(sums)} tool checksums in {image_build.LOCK_FILE}")
+
+
 agents = Collection("agents")
-for _task in (status, cleanup, build, lock_agent):
+for _task in (status, cleanup, build, lock_agent, lock_tools):
     agents.add_task(_task)
