@@ -44,8 +44,9 @@ def record_env(env: str, root: Path = ROOT) -> Recording:
     return recording
 
 
-def make_plan(env: str, out_root: Path, root: Path = ROOT) -> Recording:
-    """Record the env and write out/<env>/ (plan.json, graph.dot, manifests/)."""
+def make_plan(env: str, out_root: Path, root: Path = ROOT) -> tuple[Recording, bool]:
+    """Record the env and write out/<env>/ (plan.json, graph.dot, graph.svg when Graphviz is here, manifests/).
+
+    Returns the recording and whether graph.svg was drawn."""
     recording = record_env(env, root)
-    write_plan(recording, out_root / env)
-    return recording
+    return recording, write_plan(recording, out_root / env)

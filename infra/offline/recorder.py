@@ -30,8 +30,37 @@ class PlannedResource:
         }
 
 
+def canonical(value: Any) -> Any:
+    """The value with every mapping's keys sorted, at every depth (lists keep their order: it means something)."""
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """Parents before their children, siblings by (type, name): the same list whatever order the engine's
+    asynchronous registrations arrived in, so two plans of the same inputs are byte-identical."""
+    known = {r.urn for r in resources}
+    children: dict[str, list[PlannedResource]] = {}
+    for r in resources:
+        children.setdefault(r.parent if r.parent in known else "", []).append(r)
+    ordered: list[PlannedResource] = []
+    pending = sorted(children.get("", []), key=_sibling_key, reverse=True)
+    while pending:
+        resource = pending.pop()
+        ordered.append(resource)
+        pending += sorted(children.get(resource.urn, []), key=_sibling_key, reverse=True)
+    return ordered
+
+
+def _sibling_key(resource: PlannedResource) -> tuple[str, str, str]:
+    return resource.type, resource.name, resource.urn
+
+
 class RecordingMonitor(MockMonitor):
-    """A MockMonitor that also keeps what the engine would be asked to create, in order."""
+    """A MockMonitor that also keeps what the engine would be asked to create (in arrival order; see tree_order)."""
 
     def __init__(self, mocks):
         super().__init__(mocks)
@@ -47,7 +76,7 @@ class RecordingMonitor(MockMonitor):
         self.planned.append(PlannedResource(
             urn=response.urn, type=request.type, name=request.name, parent=request.parent,
             provider=request.provider.rsplit("::", 1)[0],
-            dependencies=sorted(request.dependencies), inputs=plain(request.object),
+            dependencies=sorted(set(request.dependencies)), inputs=canonical(plain(request.object)),
             custom=bool(request.custom), protect=bool(request.protect),
             ignore_changes=list(request.ignoreChanges),
         ))
@@ -55,5 +84,5 @@ class RecordingMonitor(MockMonitor):
 
     def RegisterResourceOutputs(self, request):
         if request.urn == self.stack_urn:
-            self.stack_outputs = plain(request.outputs)
+            self.stack_outputs = canonical(plain(request.outputs))
         return super().RegisterResourceOutputs(request)

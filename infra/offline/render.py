@@ -1,12 +1,22 @@
-"""The readable plan: components, then resources with type, name and the properties that matter."""
+"""The readable plan: components, then resources with type, name and the properties that matter.
+
+Made for an 80-column terminal: ARM ids are shortened to their last segment (plan.json has them whole),
+lines wrap at spaces and carry no trailing blanks.
+"""
+import re
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
+from rich.text import Text
 from rich.tree import Tree
 
+from infra.offline.diff import Change, shown
 from infra.offline.policies import dig
 from infra.offline.runtime import Recording
+
+TRAILING_BLANKS = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$")
 
 KEY_PROPERTIES = {
     "azure-native:resources:ResourceGroup": ["location"],
@@ -37,8 +47,17 @@ def describe(typ: str, inputs: dict[str, Any]) -> str:
     for path in KEY_PROPERTIES.get(typ, []):
         value = dig(inputs, path)
         if value is not None:
-            shown.append(f"{path}={value}")
+            shown.append(f"{path}={short(value)}")
     return " ".join(shown)
+
+
+def short(value: Any) -> str:
+    """A value for the terminal: ARM ids as '…/<last segment>', lists comma-separated."""
+    if isinstance(value, list):
+        return ",".join(short(v) for v in value)
+    if isinstance(value, str) and value.startswith("/subscriptions/"):
+        return "…/" + value.rstrip("/").rsplit("/", 1)[-1]
+    return str(value)
 
 
 def plan_tree(recording: Recording) -> Tree:
@@ -54,9 +73,43 @@ def plan_tree(recording: Recording) -> Tree:
 
 
 def print_plan(recording: Recording, console: Console) -> None:
-    console.print(plan_tree(recording))
-    console.print("[bold]outputs[/]")
-    for name, value in sorted(recording.outputs.items()):
-        console.print(f"  {name} = {escape(str(value))}")
+    emit(console, plan_tree(recording))
+    emit(console, "[bold]outputs[/]")
+    for name, value in _flat(recording.outputs):
+        emit(console, Padding(Text(f"{name} = {short(value)}"), (0, 0, 0, 2)))
     for note in recording.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        emit(console, f"[yellow]note:[/] {escape(note)}")
+
+
+def print_changes(changes: list[Change], old: str, console: Console) -> None:
+    """The --diff report: one line per added/removed resource, each changed property as 'path: old -> new'."""
+    counts = {a: sum(c.action == a and c.title != "stack outputs" for c in changes) for a in "~+-"}
+    emit(console, Text(f"changes against {old}: {counts['~']} changed, {counts['+']} added, {counts['-']} removed"))
+    style = {"~": "yellow", "+": "green", "-": "red"}
+    for change in changes:
+        emit(console, Text.assemble((f"{change.action} ", style[change.action]), (change.title, "bold")))
+        for path, before, after in change.properties:
+            emit(console, Padding(Text(f"{path}: {_value(before)} -> {_value(after)}"), (0, 0, 0, 4)))
+
+
+def _value(value: Any) -> str:
+    return short(value) if isinstance(value, str) and value.startswith("/subscriptions/") else shown(value)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Output values as (dotted name, leaf), mappings opened up so each fits a line."""
+    flat = []
+    for name, value in sorted(values.items()):
+        if isinstance(value, dict) and value:
+            flat += _flat(value, f"{prefix}{name}.")
+        else:
+            flat.append((f"{prefix}{name}", value))
+    return flat
+
+
+def emit(console: Console, renderable: RenderableType) -> None:
+    """Print like console.print, without the blanks rich leaves at the end of wrapped lines."""
+    with console.capture() as captured:
+        console.print(renderable)
+    for line in captured.get().splitlines():
+        console.file.write(TRAILING_BLANKS.sub(r"\1", line) + "\n")

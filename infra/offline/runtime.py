@@ -9,12 +9,13 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.offline.mocks import AzureMocks
-from infra.offline.recorder import PlannedResource, RecordingMonitor
+from infra.offline.recorder import PlannedResource, RecordingMonitor, tree_order
 
 
 @dataclass
 class Recording:
-    """Everything the program registered, in order, and its stack outputs (secrets masked)."""
+    """Everything the program registered, parents first and siblings by type and name (the same order on every
+    run), and its stack outputs with sorted keys (secrets masked)."""
 
     stack: str
     resources: list[PlannedResource]
@@ -45,4 +46,4 @@ def record(program: Callable[[], Any], *, project: str, stack: str, config: dict
         _sync_await(run_in_stack(program))
     finally:
         gc.enable()
-    return Recording(stack=stack, resources=monitor.planned, outputs=monitor.stack_outputs)
+    return Recording(stack=stack, resources=tree_order(monitor.planned), outputs=monitor.stack_outputs)

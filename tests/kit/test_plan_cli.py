@@ -1,0 +1,112 @@
+"""./kit plan as a reviewer uses it: the same inputs give the same bytes, --diff names what changed, graph.svg."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.stack_config import ROOT, available_envs
+from tests.kit.helpers import kit, too_wide
+
+ENVS = available_envs()
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_two_plans_of_the_same_env_are_byte_identical(env, tmp_path):
+    first = kit("plan", "--env", env, "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    before = files_of(tmp_path / env)
+    second = kit("plan", "--env", env, "--out", str(tmp_path))
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    assert {"plan.json", "graph.dot", "graph.svg"} <= set(before)
+    assert files_of(tmp_path / env) == before
+    outputs = json.loads(before["plan.json"])["outputs"]
+    assert list(outputs) == sorted(outputs) and list(outputs["subnetIds"]) == sorted(outputs["subnetIds"])
+
+
+def stack_dir(tmp_path: Path, edit=None) -> Path:
+    """A project directory with a copy of Pulumi.dev.yaml, edited by `edit(config)` when given."""
+    project = tmp_path / "project"
+    project.mkdir(exist_ok=True)
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    if edit:
+        edit(document["config"])
+    (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
+    return project
+
+
+def test_diff_shows_the_changed_resource_and_property(tmp_path):
+    out = tmp_path / "out"
+    assert kit("plan", "--env", "dev", "--out", str(out), "-p", str(stack_dir(tmp_path))).returncode == 0
+    old = tmp_path / "old-plan.json"
+    shutil.copy(out / "dev" / "plan.json", old)
+
+    def bigger_system_pool(config):
+        config["mlops-edge-kit:cluster"]["systemPool"]["maxCount"] = 5
+    done = kit("plan", "--env", "dev", "--out", str(out), "-p", str(stack_dir(tmp_path, bigger_system_pool)),
+               "--diff", str(old))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"changes against {old}: 1 changed, 0 added, 0 removed"
+    assert lines[1].startswith("~ azure-native:containerservice:ManagedCluster ")
+    changed = [line.strip() for line in lines[2:] if line.startswith("    ")]
+    assert "agentPoolProfiles: " in changed[0] and '"maxCount": 3' in changed[0] and '"maxCount": 5' in changed[0]
+    assert not too_wide(done.stdout)
+    assert json.loads((out / "dev" / "plan.json").read_text()) != json.loads(old.read_text())
+
+
+def test_diff_against_the_same_plan_says_nothing_changed(tmp_path):
+    out = tmp_path / "out"
+    assert kit("plan", "--env", "qa", "--out", str(out)).returncode == 0
+    done = kit("plan", "--env", "qa", "--out", str(out), "--diff", str(out / "qa" / "plan.json"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].endswith("plan.json: 0 changed, 0 added, 0 removed")
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "no such file"), ("directory", "is a directory"), ("{not json", "not JSON (line 1, column 2"),
+    ('{"stack": "dev"}', "not a plan.json of ./kit plan"),
+])
+def test_a_bad_diff_file_is_bad_input_and_writes_nothing(tmp_path, content, problem):
+    old = tmp_path / "old.json"
+    if content == "directory":
+        old.mkdir()
+    elif content is not None:
+        old.write_text(content)
+    done = kit("plan", "--env", "dev", "--out", str(tmp_path / "out"), "--diff", str(old))
+    assert done.returncode == 2
+    assert f"plan: --diff {old}: {problem}" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_graph_svg_draws_components_as_clusters(tmp_path):
+    assert kit("plan", "--env", "prod", "--out", str(tmp_path)).returncode == 0
+    svg = (tmp_path / "prod" / "graph.svg").read_text()
+    assert svg.count('class="cluster"') >= 10 and "AksCluster aks" in svg
+    dot = (tmp_path / "prod" / "graph.dot").read_text()
+    assert "compound=true" in dot and dot.count("subgraph cluster_") == svg.count('class="cluster"')
+
+
+def test_without_graphviz_the_plan_says_how_to_get_the_picture(tmp_path):
+    bare = tmp_path / "bin"  # a PATH with python and sh but no dot
+    bare.mkdir()
+    for tool in ("sh", "dirname", "id"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    done = kit("plan", "--env", "dev", "--out", str(tmp_path / "out"), PATH=str(bare))
+    assert done.returncode == 0, done.stderr
+    assert "graph.svg not drawn: Graphviz's dot is not installed (Debian/Ubuntu: apt-get install graphviz)" \
+        in done.stdout
+    assert not (tmp_path / "out" / "dev" / "graph.svg").exists() and (tmp_path / "out" / "dev" / "graph.dot").exists()
+
+
+def test_the_plan_tree_fits_80_columns(tmp_path):
+    done = kit("plan", "--env", "prod", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert not too_wide(done.stdout)
+    assert "roleDefinitionId=…/" in done.stdout and "subnetIds.aksNodes = …/snet-aks-nodes" in done.stdout
