@@ -45,7 +45,23 @@ def test_graph_has_dependency_and_parent_edges(planned, recordings, env):
     extension = recordings[env].one("azure-native:kubernetesconfiguration:Extension")
     assert dot.startswith("digraph plan {")
     assert f'"{extension.urn}" -> "{compute.urn}";' in dot
-    assert f'"{compute.parent}" -> "{compute.urn}" [style=dashed];' in dot
+    assert clusters_of(dot)[compute.urn] == compute.parent  # a component is a cluster around its children
+
+
+def clusters_of(dot: str) -> dict[str, str]:
+    """Node id -> the URN of the component whose cluster holds it (its anchor node is named by that URN)."""
+    anchors: list[str] = []
+    owner = {}
+    for line in (raw.strip() for raw in dot.splitlines()):
+        if line.startswith("subgraph "):
+            anchors.append("")
+        elif line == "}" and anchors:
+            anchors.pop()
+        elif "[shape=point" in line:
+            anchors[-1] = line.split('" [', 1)[0].strip('"')
+        elif line.startswith('"') and "->" not in line and anchors:
+            owner[line.split('" [', 1)[0].strip('"')] = anchors[-1]
+    return owner
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -109,4 +125,4 @@ def test_cli_prints_the_tree_and_writes_the_files(tmp_path):
     for expected in ("mlops:infra:AksCluster", "vmSize=Standard_D8pds_v5", "addressPrefix=10.40.0.0/20",
                      "sku.name=Premium", "(protected)", "kubeconfig = [secret]"):
         assert expected in result.stdout, expected
-    assert sorted(p.name for p in (tmp_path / "prod").iterdir()) == ["graph.dot", "manifests", "plan.json"]
+    assert sorted(p.name for p in (tmp_path / "prod").iterdir()) == ["graph.dot", "graph.svg", "manifests", "plan.json"]
