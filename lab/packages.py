@@ -15,6 +15,7 @@ REQUIRED = {
     "openssl": "openssl",          # the stand-in k3s makes its cluster CA with it
     "curl": "curl",                # the stand-in install script downloads with it (online hosts)
     "/usr/bin/python3": "python3",  # interpreter of the stand-in k3s and systemctl
+    "dot": "graphviz",             # ./kit plan draws graph.svg with it (tests check the picture)
 }
 # Python modules the stand-ins import from the hosts' /usr/bin/python3 -> Debian package
 REQUIRED_MODULES = {"yaml": "python3-yaml"}
