@@ -194,9 +194,10 @@ create_service_file() {
             'LimitNOFILE=1048576' 'LimitNPROC=infinity' 'LimitCORE=infinity' 'TasksMax=infinity' \
             'TimeoutStartSec=0' 'Restart=always' 'RestartSec=5s' \
             'ExecStartPre=-/sbin/modprobe br_netfilter' 'ExecStartPre=-/sbin/modprobe overlay'
-        printf 'ExecStart=%s/k3s \\\n    %s' "${BIN_DIR}" "${CMD_K3S}"
-        for arg in "$@"; do printf ' \\\n\t'\''%s'\''' "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"; done
-        printf '\n\n'
+        # upstream's layout: every line of the command ends with " \", then an empty line
+        printf 'ExecStart=%s/k3s \\\n    %s \\\n' "${BIN_DIR}" "${CMD_K3S}"
+        for arg in "$@"; do printf '\t'\''%s'\'' \\\n' "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"; done
+        printf '\n'
     } > "${FILE_K3S_SERVICE}"
 }
 

@@ -5,6 +5,7 @@ import shutil
 import ssl
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -190,6 +191,20 @@ def test_metallb_webhook_refuses_pools_then_services_get_pool_addresses(lab, clu
     assert kubectl(lab, "delete svc smoke -n default").returncode == 0
     missing = kubectl(lab, "get svc smoke -n default -o json")
     assert missing.returncode == 1 and "NotFound" in missing.stderr
+
+
+def test_speakers_run_only_where_the_real_manifest_tolerates_the_taints(lab, cluster):
+    """The lab applies the real metallb-native.yaml; its speaker tolerates only the control-plane/master
+    NoSchedule taints, so edge-2 (dedicated=ml:NoSchedule) gets no speaker."""
+    manifest = (lab.bundle / "metallb" / METALLB_VERSION / "metallb-native.yaml").read_text()
+    upstream = Path(__file__).resolve().parents[2].parent / "shared/upstream"
+    assert manifest == (upstream / f"metallb-{METALLB_VERSION[1:]}/metallb-native.yaml").read_text()
+    kubectl(lab, "apply -f -", manifest)
+    ds = json.loads(kubectl(lab, "get daemonset speaker -n metallb-system -o json").stdout)
+    assert ds["status"]["desiredNumberScheduled"] == ds["status"]["currentNumberScheduled"] == 1
+    pods = json.loads(kubectl(lab, "get pods -n metallb-system -o json").stdout)["items"]
+    speakers = {p["spec"]["nodeName"] for p in pods if p["metadata"]["labels"].get("component") == "speaker"}
+    assert speakers == {"edge-1"}
 
 
 def test_drain_and_delete_node(lab, cluster):
