@@ -118,6 +118,17 @@ def build_args_from_lock(lock: dict[str, str], platforms: list[str]) -> dict[str
             **{PLATFORMS[p][1]: lock[PLATFORMS[p][1]] for p in platforms}}
 
 
+# Commands every image has (apt packages, the BuildKit client); the Azure CLI only where Microsoft builds it.
+BASE_TOOLS = ("bash", "curl", "git", "jq", "python3", "buildctl")
+AZURE_CLI_PLATFORMS = ("linux/amd64", "linux/arm64")
+
+
+def image_tools(platform: str) -> set[str]:
+    """The commands the agent image for this platform provides to pipeline steps."""
+    return {*BASE_TOOLS, *(tool.name for tool in TOOLS if platform in tool.packages),
+            *(["az"] if platform in AZURE_CLI_PLATFORMS else [])}
+
+
 def tool_build_args(lock: dict[str, str], platforms: list[str]) -> dict[str, str]:
     """The tools' build arguments; BuildError naming every version or checksum the lock lacks."""
     missing = [key for key in (AZURE_CLI_KEY, *(tool.version_key for tool in TOOLS)) if not lock.get(key)]

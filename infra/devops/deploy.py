@@ -1,4 +1,4 @@
-"""Declare one env's Azure DevOps side: agent pools and queues, service connections, variable group, environment.
+"""Declare one env's Azure DevOps side: agent pools and queues, service connections, platform facts, environment.
 
 Credentials: the provider reads AZDO_PERSONAL_ACCESS_TOKEN (or the AZDO_* service principal settings) from the
 environment of `pulumi up`, unless `devops.patSecretKey` names a secret config key holding the PAT.
@@ -135,21 +135,15 @@ def deployment_environment(project: DevOpsProject, names: DevOpsNames) -> azured
     return environment
 
 
-def key_vault_group(project: DevOpsProject, names: DevOpsNames, arm, vault_name: pulumi.Input[str]):
-    """The variable group whose values are the key vault's secrets, read through the ARM connection."""
-    group = azuredevops.VariableGroup(
-        f"variable-group-{names.variable_group}", project_id=project.id, name=names.variable_group,
-        description=f"Secrets of the {project.env} key vault", allow_access=False,
-        key_vault={"name": vault_name, "service_endpoint_id": arm.id},
-        variables=[{"name": secret} for secret in project.settings.variable_group.secrets], opts=project.opts)
-    project.authorize(f"variable-group-{names.variable_group}", group.id, "variablegroup")
-    return group
-
-
 def platform_group(project: DevOpsProject, names: DevOpsNames, platform: dict[str, pulumi.Output],
                    promote_from_registry_id: pulumi.Output[str] | None):
-    """Plain facts of the env the pipeline templates read: registry, cluster, namespace, promotion source."""
+    """Plain facts of the env the pipeline templates read: registry, cluster, namespace, key vault, promotion source.
+
+    No secret lives here: jobs on the env's in-VNET agents read the key vault's secrets at run time
+    (AzureKeyVault@2 through the azure-<env> connection, whose identity holds Key Vault Secrets User on it).
+    """
     facts = {"environment": names.environment, "appNamespace": project.settings.app_namespace,
+             "keyVaultName": platform["keyVaultName"],
              "resourceGroup": platform["resourceGroupName"], "registryLoginServer": platform["registryLoginServer"],
              "registryName": platform["registryLoginServer"].apply(lambda server: server.split(".", 1)[0]),
              "clusterName": platform["clusterId"].apply(lambda cluster_id: cluster_id.rsplit("/", 1)[-1])}
@@ -200,13 +194,12 @@ def deploy_devops(settings: DevOpsSettings, agents: AgentsSettings, *, env: str,
                                 opts=pulumi.ResourceOptions(parent=parent))
     app_namespaces(settings, agents, platform["kubeconfig"], parent)
     pools = agent_pools(project, agents)
-    arm, _ = azure_connections(project, names, identity, platform, subscription_id)
+    azure_connections(project, names, identity, platform, subscription_id)
     edge_connections(project, names, agents)
-    key_vault_group(project, names, arm, platform["keyVaultName"])
     platform_group(project, names, platform, promote_from)
     environment = deployment_environment(project, names)
     return {"devopsProjectId": project.id, "devopsEnvironment": environment.name,
             "devopsServiceConnections": names.service_connections(),
-            "devopsVariableGroups": [names.variable_group, names.platform_variable_group],
+            "devopsVariableGroups": [names.platform_variable_group],
             "devopsAgentPools": pulumi.Output.all(*[pools[name].name for name in sorted(pools)]), "pipelineIdentityClientId": identity.client_id,
             "agentDemands": {pool: capabilities(arch) for pool, arch in pool_arches(agents).items()}}

@@ -10,7 +10,6 @@ class DevOpsNames:
     environment: str
     azure_connection: str
     registry_connection: str
-    variable_group: str
     platform_variable_group: str
     edge_connections: dict[str, str]
 
@@ -19,10 +18,9 @@ class DevOpsNames:
 
 
 def devops_names(settings: DevOpsSettings, env: str) -> DevOpsNames:
-    group = settings.variable_group.name if settings.variable_group and settings.variable_group.name else None
     return DevOpsNames(
         environment=settings.environment_name(env), azure_connection=f"azure-{env}", registry_connection=f"acr-{env}",
-        variable_group=group or f"mlops-{env}", platform_variable_group=f"mlops-{env}-platform",
+        platform_variable_group=f"mlops-{env}-platform",
         edge_connections={site.name: f"k3s-{site.name}" for site in settings.edge_sites})
 
 

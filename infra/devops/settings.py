@@ -8,7 +8,13 @@ from agents.settings import DNS_LABEL, ORGANIZATION_URL, AgentsSettings, Model
 
 SECRET_KEY = r"^[A-Za-z][A-Za-z0-9_.-]*$"
 ORIGIN_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-KEY_VAULT_SECRET = r"^[0-9A-Za-z-]{1,127}$"
+# Azure DevOps reads a Key Vault-linked variable group's vault from its own service, outside the env's VNET,
+# so it cannot read the kit's private vaults: pipelines read secrets at run time on the in-VNET agents instead
+# (AzureKeyVault@2, https://learn.microsoft.com/azure/devops/pipelines/release/key-vault-in-own-project).
+NO_LINKED_GROUP = ("is no longer supported: a Key Vault-linked variable group cannot reach a private key vault "
+                   "(Azure DevOps reads it from outside the VNET); remove it and read secrets in the pipeline with "
+                   "AzureKeyVault@2 through the azure-<env> connection (pipelines/templates/deploy-aks.yml, "
+                   "parameter keyVaultSecrets)")
 # The Azure DevOps environment each platform env deploys to (the pipeline templates use the same names).
 ENVIRONMENTS = {"qa": "qa", "uat": "uat", "prod": "production"}
 
@@ -51,21 +57,6 @@ class Approval(Model):
         return self
 
 
-class VariableGroupSettings(Model):
-    """A variable group whose variables are secrets of the env's key vault, read through the ARM connection."""
-
-    name: str | None = Field(None, min_length=1, max_length=256)
-    secrets: list[str] = Field(min_length=1)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secret_names(cls, secrets: list[str]) -> list[str]:
-        wrong = [s for s in secrets if not re.match(KEY_VAULT_SECRET, s)]
-        if wrong:
-            raise ValueError(f"{', '.join(wrong)}: key vault secret names are 1-127 letters, digits and hyphens")
-        return secrets
-
-
 class EdgeTarget(Model):
     """An edge k3s site the pipelines deploy to, reached with a kubeconfig kept in secret config.
 
@@ -78,7 +69,7 @@ class EdgeTarget(Model):
 
 
 class DevOpsSettings(Model):
-    """The Azure DevOps project slice this env owns: pools, connections, variable group, environment."""
+    """The Azure DevOps project slice this env owns: pools, connections, the platform variable group, environment."""
 
     enabled: bool = False
     organization_url: Annotated[str, AfterValidator(check_organization_url)] | None = None
@@ -92,8 +83,14 @@ class DevOpsSettings(Model):
     environment: str | None = Field(None, pattern=DNS_LABEL)
     approval: Approval | None = None
     promote_from: Literal["qa", "uat"] | None = None
-    variable_group: VariableGroupSettings | None = None
     edge_sites: list[EdgeTarget] = []
+    # Removed (see NO_LINKED_GROUP): a stack file that still sets it is refused, naming the key.
+    variable_group: object = Field(None, exclude=True)
+
+    @field_validator("variable_group")
+    @classmethod
+    def _no_linked_variable_group(cls, value):
+        raise ValueError(NO_LINKED_GROUP)
 
     @field_validator("edge_sites")
     @classmethod
@@ -105,8 +102,8 @@ class DevOpsSettings(Model):
     def _complete_when_enabled(self):
         if not self.enabled:
             return self
-        missing = [key for key, value in (("organizationUrl", self.organization_url), ("project", self.project),
-                                          ("variableGroup", self.variable_group)) if value is None]
+        missing = [key for key, value in (("organizationUrl", self.organization_url), ("project", self.project))
+                   if value is None]
         if missing:
             raise ValueError(f"devops is enabled but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                              f"not set")

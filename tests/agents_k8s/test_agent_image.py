@@ -51,6 +51,10 @@ def test_azure_cli_comes_pinned_from_microsofts_signed_repository_and_python_bri
     assert '"azure-cli=${AZURE_CLI_VERSION}-1~bookworm"' in DOCKERFILE
     assert "signed-by=/usr/share/keyrings/microsoft.gpg] https://packages.microsoft.com/repos/azure-cli/" in DOCKERFILE
     assert re.search(r"\spython3 python3-venv\s", DOCKERFILE)
+    assert re.search(r'case "\$\{TARGETARCH\}" in \\\n\s+amd64 \| arm64\)', DOCKERFILE), "az: amd64 and arm64 only"
+    assert build.AZURE_CLI_PLATFORMS == ("linux/amd64", "linux/arm64")
+    apt = re.search(r"apt-get install -y --no-install-recommends \\\n(.*?)\n &&", DOCKERFILE, re.S).group(1).split()
+    assert {"curl", "git", "jq", "python3"} <= set(apt) and "/usr/local/bin/buildctl" in DOCKERFILE
     pulumi = next(t for t in build.TOOLS if t.name == "pulumi")
     assert set(pulumi.packages) == {"linux/amd64", "linux/arm64"}, "Pulumi publishes no armv7 CLI"
 

@@ -1,7 +1,8 @@
 """Compile the kit's pipeline YAML the way Azure Pipelines does, for the template syntax the kit uses.
 
 Handles `template:` job references with declared parameters (required, defaults, types), `${{ parameters.x }}`,
-`${{ each x in parameters.y }}`, `${{ if parameters.flag }}` and `join()`. Anything else raises, so a template
+`${{ each x in parameters.y }}`, `${{ if parameters.flag }}`, `join()`, `length()`, `eq()`, `ne()` and integer
+literals. Anything else raises, so a template
 that starts using more syntax fails the tests instead of being misread. Runtime `$(macros)` stay as they are.
 """
 import re
@@ -15,6 +16,7 @@ INLINE = re.compile(r"\$\{\{\s*(.+?)\s*\}\}")
 EACH = re.compile(r"^each\s+(\w+)\s+in\s+(.+)$")
 IF = re.compile(r"^if\s+(.+)$")
 JOIN = re.compile(r"^join\(\s*'([^']*)'\s*,\s*(.+)\)$")
+CALL = re.compile(r"^(length|eq|ne)\((.*)\)$")
 TYPES = {"string": str, "boolean": bool, "object": (list, dict), "number": (int, float)}
 
 
@@ -22,10 +24,30 @@ class TemplateError(Exception):
     pass
 
 
+def _arguments(text: str) -> list[str]:
+    """A call's arguments, split at the commas outside parentheses."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts, current = parts + [current.strip()], ""
+        else:
+            current += char
+    return parts + [current.strip()]
+
+
 def evaluate(expression: str, context: dict[str, Any]) -> Any:
     join = JOIN.match(expression)
     if join:
         return join.group(1).join(str(v) for v in evaluate(join.group(2), context))
+    if expression.isdigit():
+        return int(expression)
+    call = CALL.match(expression)
+    if call:
+        values = [evaluate(argument, context) for argument in _arguments(call.group(2))]
+        if call.group(1) == "length":
+            return len(values[0])
+        return (values[0] == values[1]) == (call.group(1) == "eq")
     head, *path = expression.split(".")
     if head not in context:
         raise TemplateError(f"unsupported expression ${{{{ {expression} }}}}")

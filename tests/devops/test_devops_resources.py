@@ -108,21 +108,37 @@ def test_environment_with_approval_gate_where_configured(kit_recordings, env):
 
 
 @pytest.mark.parametrize("env", KIT_ENVS)
-def test_variable_groups_read_the_key_vault_and_the_platform(kit_recordings, env):
+def test_no_variable_group_links_the_private_key_vault_the_platform_group_names_it(kit_recordings, env):
     rec = kit_recordings[env]
     settings = kit_settings(env)[0]
     names = devops_names(settings, env)
     groups = {r.inputs["name"]: r for r in rec.of_type(f"{DEVOPS}variableGroup:VariableGroup")}
-    vault = groups[names.variable_group]
-    arm = by_name(rec, f"{DEVOPS}serviceEndpointAzureRM:ServiceEndpointAzureRM")[names.azure_connection]
-    assert vault.inputs["keyVault"] == {"name": platform_ids(env)["keyVaultName"],
-                                        "serviceEndpointId": stable_uuid(arm.type, arm.name)}
-    assert [v["name"] for v in vault.inputs["variables"]] == settings.variable_group.secrets
-    assert vault.inputs["allowAccess"] is False
-    facts = {v["name"]: v["value"] for v in groups[names.platform_variable_group].inputs["variables"]}
+    assert set(groups) == {names.platform_variable_group}
+    assert not any("keyVault" in group.inputs for group in groups.values()), "Azure DevOps cannot reach the vault"
+    assert rec.outputs["devopsVariableGroups"] == [names.platform_variable_group]
+    platform = groups[names.platform_variable_group]
+    assert platform.inputs["allowAccess"] is False
+    facts = {v["name"]: v["value"] for v in platform.inputs["variables"]}
+    assert facts["keyVaultName"] == platform_ids(env)["keyVaultName"]
     assert facts["registryLoginServer"] == platform_ids(env)["registryLoginServer"]
     assert facts["clusterName"] == f"aks-mlk-{env}" and facts["appNamespace"] == settings.app_namespace
     assert ("promoteFromRegistryId" in facts) == (env != "qa")
+    assert not any(v.get("isSecret") for v in platform.inputs["variables"])
+
+
+@pytest.mark.parametrize("env", KIT_ENVS)
+def test_the_pipeline_identity_reads_secrets_of_its_own_vault_and_nothing_broader(kit_recordings, env):
+    ids = platform_ids(env)
+    group = ids["registryId"].split("/providers/")[0]
+    vault = f"{group}/providers/Microsoft.KeyVault/vaults/{ids['keyVaultName']}"
+    grants = [(r.inputs["roleDefinitionId"].rsplit("/", 1)[-1], r.inputs["scope"])
+              for r in kit_recordings[env].of_type(ROLE)]
+    assert [g for g in grants if g[1] == vault or g[1].startswith(vault + "/")] == [
+        (identity.KEY_VAULT_SECRETS_USER, vault)]
+    assert [scope for role, scope in grants if role == identity.KEY_VAULT_SECRETS_USER] == [vault]
+    # At resource group or subscription scope only Reader, which has no data actions: it reads no secret.
+    broader = {role for role, scope in grants if "/providers/" not in scope}
+    assert broader <= {identity.READER}, broader
 
 
 @pytest.mark.parametrize("env", KIT_ENVS)

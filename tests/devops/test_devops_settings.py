@@ -7,8 +7,7 @@ from infra.devops.names import devops_names
 from infra.devops.settings import DevOpsSettings, agents_disagreements
 from tests.devops.devops_plan import KIT_ENVS, kit_blocks, kit_settings
 
-ENABLED = {"enabled": True, "organizationUrl": "https://dev.azure.com/contoso", "project": "mlops",
-           "variableGroup": {"secrets": ["smoke-test-api-key"]}}
+ENABLED = {"enabled": True, "organizationUrl": "https://dev.azure.com/contoso", "project": "mlops"}
 AGENTS = {"organizationUrl": "https://dev.azure.com/contoso", "image": {"tag": "4.258.1-1"}}
 
 
@@ -34,17 +33,16 @@ def test_disabled_by_default_and_then_needs_nothing():
 
 def test_enabled_without_the_essentials_names_them_all():
     assert list(problems({"enabled": True}).values()) == [
-        "Value error, devops is enabled but organizationUrl, project, variableGroup are not set"]
+        "Value error, devops is enabled but organizationUrl, project are not set"]
 
 
 def test_every_wrong_field_is_reported_at_once():
     found = problems({**ENABLED, "organizationUrl": "https://example.com/contoso", "appNamespace": "Not_A_Label",
                       "pipelineId": 0, "promoteFrom": "prod", "unknownKey": 1,
-                      "variableGroup": {"secrets": ["bad_name!"]},
                       "approval": {"approvers": ["alice", "alice"], "minimumApprovers": 3},
                       "edgeSites": [{"name": "qa", "apiServerUrl": "http://qa:6443"}, {"name": "qa",
                                                                                       "apiServerUrl": "https://qa"}]})
-    assert {"organizationUrl", "appNamespace", "pipelineId", "promoteFrom", "unknownKey", "variableGroup.secrets",
+    assert {"organizationUrl", "appNamespace", "pipelineId", "promoteFrom", "unknownKey",
             "approval.approvers", "edgeSites.0.apiServerUrl"} <= set(found)
     assert "listed more than once" in found["approval.approvers"]
     assert "is not an Azure DevOps organization URL" in found["organizationUrl"]
@@ -90,3 +88,27 @@ def test_an_edge_site_without_its_own_key_takes_the_agents_one():
     settings = DevOpsSettings.model_validate(devops)
     keys = settings.kubeconfig_keys(AgentsSettings.model_validate(agents))
     assert keys == {"production": "edgeKubeconfigProduction"}
+
+
+@pytest.mark.parametrize("group", [{"secrets": ["smoke-test-api-key"]}, {"name": "mlops-qa", "secrets": ["x"]}, None])
+def test_a_key_vault_linked_variable_group_is_refused_naming_the_key(group):
+    found = problems({**ENABLED, "variableGroup": group})
+    assert set(found) == {"variableGroup"}
+    assert "cannot reach a private key vault" in found["variableGroup"] and "AzureKeyVault@2" in found["variableGroup"]
+
+
+def test_the_plan_stops_on_a_linked_variable_group_naming_file_and_key(tmp_path):
+    import shutil
+
+    import yaml
+
+    from infra.offline.plan import PlanError, record_env
+    from tests.devops.devops_plan import ROOT
+    stack = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())
+    stack["config"]["mlops-edge-kit:devops"]["variableGroup"] = {"secrets": ["smoke-test-api-key"]}
+    (tmp_path / "Pulumi.qa.yaml").write_text(yaml.safe_dump(stack))
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    with pytest.raises(PlanError) as caught:
+        record_env("qa", root=tmp_path)
+    assert [p for p in caught.value.problems
+            if p.startswith("Pulumi.qa.yaml: config.mlops-edge-kit:devops.variableGroup: is no longer supported")]
