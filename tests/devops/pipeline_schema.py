@@ -14,10 +14,9 @@ from pathlib import Path
 
 from jsonschema import Draft7Validator, validators
 from jsonschema.exceptions import ValidationError
-from jsonschema._keywords import enum as _enum
-from jsonschema._keywords import pattern as _pattern
 
 SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "upstream" / "azure-pipelines" / "service-schema.json"
+_pattern, _enum = Draft7Validator.VALIDATORS["pattern"], Draft7Validator.VALIDATORS["enum"]
 BOOLEAN = re.compile(r"^(true|false|y|yes|n|no|on|off)$", re.I)
 
 
