@@ -5,6 +5,7 @@ from ipaddress import IPv4Network
 from typing import Iterator
 
 from common import pins
+from agents.build import read_lock
 from agents.edge_placement import unschedulable_pools
 from infra.cluster import MAX_DRAIN_MINUTES, drain_timeout_minutes
 from infra.devops.settings import agents_disagreements
@@ -26,7 +27,7 @@ def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
 
 def pins_in_use(settings: StackSettings) -> dict[str, str]:
     """The versions this stack pins (component -> version), each checked against common/pins.yaml."""
-    return {"aks-kubernetes": settings.cluster.kubernetes_version}
+    return {"aks-kubernetes": settings.cluster.kubernetes_version, "kubectl": read_lock()["KUBECTL_VERSION"]}
 
 
 def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
