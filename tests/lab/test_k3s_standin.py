@@ -199,7 +199,8 @@ def test_airgap_archives_are_imported_pinned_at_start_and_when_replaced(lab):
     assert _images(lab, "edge-4") == dict.fromkeys(names, True)
     listing = lab.exec("edge-4", "k3s ctr -n k8s.io images ls").stdout.splitlines()
     assert listing[0].split("\t") == ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]
-    assert all(line.split("\t")[-1] == "io.cri-containerd.pinned=pinned" for line in listing[1:])
+    assert all(line.split("\t")[-1] == "io.cattle.k3s.pinned=pinned,io.cri-containerd.pinned=pinned"
+               for line in listing[1:])
     # replaced on the running node with an archive of another size: the watcher imports it, pinned, no restart
     _put(lab, "edge-4", f"{IMAGES}/metallb-images-amd64.tar", _padded(layout_archive("v9.9.9", "amd64")))
     assert wait_for(lambda: "quay.io/metallb/speaker:v9.9.9" in _images(lab, "edge-4"), timeout=30)
@@ -210,6 +211,13 @@ def test_airgap_archives_are_imported_pinned_at_start_and_when_replaced(lab):
     _put(lab, "edge-4", f"{IMAGES}/z-marker.tar", layout_archive("v5.5.5", "amd64"))
     assert wait_for(lambda: "quay.io/metallb/speaker:v5.5.5" in _images(lab, "edge-4"), timeout=30)
     assert "quay.io/metallb/speaker:v9.9.8" not in _images(lab, "edge-4")
+    # at the next start the directory is imported again (the v9.9.8 archive now); images whose archive is gone
+    # are no longer pinned
+    lab.exec("edge-4", f"rm {IMAGES}/z-marker.tar")
+    assert lab.exec("edge-4", "systemctl restart k3s").returncode == 0
+    images = _images(lab, "edge-4")
+    assert images["quay.io/metallb/speaker:v9.9.8"] is True
+    assert images["quay.io/metallb/speaker:v5.5.5"] is False and images["quay.io/metallb/speaker:v9.9.9"] is False
 
 
 def test_images_imported_by_hand_are_not_pinned_until_labelled(lab):

@@ -1,7 +1,9 @@
 """The embedded containerd's image store, as far as the kit relies on it.
 
 - At start k3s imports every archive in the airgap images directory and labels the images
-  io.cri-containerd.pinned=pinned (kubelet image GC skips pinned images); it then watches the directory and
+  io.cri-containerd.pinned=pinned (kubelet image GC skips pinned images) and io.cattle.k3s.pinned=pinned; images
+  it pinned earlier whose archive is gone lose both labels at that start (k3s tests/docker/autoimport: "Verify if
+  bb.txt image is unpinned" after the file is removed and k3s restarts); it then watches the directory and
   imports a new archive, or one whose size changed and whose mtime is newer (k3s pkg/agent/containerd/watcher.go),
   about 2 s after the change, also pinned.
 - `k3s ctr -n k8s.io images import FILE` imports without that label (ctr's import has no label flag);
@@ -21,8 +23,9 @@ from k3sstub.settings import DATA_DIR, IMAGES_DIR, log
 
 STORE = DATA_DIR / "agent" / "containerd" / "lab-images.json"
 NAME_KEY = "io.containerd.image.name"
-PINNED = {"io.cri-containerd.pinned": "pinned"}
-SUPPORTED = (".tar", ".tar.lz4", ".tar.bz2", ".tbz", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".txt")
+PINNED = {"io.cri-containerd.pinned": "pinned", "io.cattle.k3s.pinned": "pinned"}
+# archive types k3s imports (.txt pre-pull lists need a registry: not emulated)
+SUPPORTED = (".tar", ".tar.lz4", ".tar.bz2", ".tbz", ".tar.gz", ".tgz", ".tar.zst", ".tzst")
 PLACEHOLDER = b"lab stand-in airgap images"
 WATCH_DELAY = 2.0
 _lock = threading.Lock()
@@ -78,7 +81,7 @@ def _archives() -> dict:
     if not IMAGES_DIR.is_dir():
         return {}
     return {p: p.stat() for p in sorted(IMAGES_DIR.iterdir())
-            if p.is_file() and p.name.endswith(SUPPORTED) and not p.name.endswith(".txt")}
+            if p.is_file() and p.name.endswith(SUPPORTED)}
 
 
 def _preload(path) -> None:
@@ -94,8 +97,19 @@ def _preload(path) -> None:
     log(f"Imported images from {path} in {time.monotonic() - started:.3f}s")
 
 
+def _unpin_own_images() -> None:
+    with _lock:
+        store = load()
+        for image in store.values():
+            if image["labels"].get("io.cattle.k3s.pinned") == "pinned":
+                for key in PINNED:
+                    image["labels"].pop(key, None)
+        _save(store)
+
+
 def start() -> None:
     """Import the images directory now (pinned), then watch it in a thread."""
+    _unpin_own_images()
     seen = _archives()
     for path in seen:
         _preload(path)
