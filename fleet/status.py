@@ -1,0 +1,85 @@
+"""What each site last reported, from the events its notification-controller sends.
+
+The `generic` provider POSTs the event as JSON (fluxcd/pkg apis/event v1beta1 Event: involvedObject,
+severity info|error, reason, message, metadata, timestamp); the Alert adds `site` and `env` to the metadata
+(spec.eventMetadata). The source-controller's revision of an OCI artifact is '<tag>@sha256:<digest>' or
+'sha256:<digest>' (ocirepository_controller.go getRevision), which is what `metadata.revision` carries.
+A StatusStore keeps the latest report per site as a JSON file; the promotion and fleet.status read it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from common.files import atomic_write
+
+STATES = ("healthy", "progressing", "failed", "offline")
+PROGRESSING_REASONS = {"Progressing", "DependencyNotReady", "ArtifactFailed"}
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    site: str
+    state: str        # healthy | progressing | failed (as reported; "offline" is derived from its age)
+    digest: str       # the artifact digest the report is about
+    reported_at: float  # Unix seconds
+    message: str = ""
+
+
+def digest_of(revision: str) -> str:
+    """sha256:<hex> of a Flux revision ('live@sha256:...', 'sha256:...')."""
+    found = re.search(r"sha256:[0-9a-f]{64}", revision)
+    return found.group(0) if found else ""
+
+
+def from_event(event: dict) -> SiteStatus | None:
+    """A site's status from a Kustomization event of the generic webhook; None for other events."""
+    meta = event.get("metadata") or {}
+    if (event.get("involvedObject") or {}).get("kind") != "Kustomization" or not meta.get("site"):
+        return None
+    if event.get("severity") == "error":
+        state = "progressing" if event.get("reason") in PROGRESSING_REASONS else "failed"
+    else:
+        state = "healthy" if event.get("reason") == "ReconciliationSucceeded" else "progressing"
+    stamp = datetime.fromisoformat(str(event.get("timestamp", "")).replace("Z", "+00:00")) \
+        if event.get("timestamp") else datetime.now(timezone.utc)
+    return SiteStatus(meta["site"], state, digest_of(meta.get("revision", "")), stamp.timestamp(),
+                      str(event.get("message", ""))[:500])
+
+
+class StatusStore:
+    """<root>/<env>/<site>.json: the latest report of each site (the newest wins)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def record(self, env: str, status: SiteStatus) -> None:
+        folder = self.root / env
+        folder.mkdir(parents=True, exist_ok=True)
+        previous = self.read(env).get(status.site)
+        if previous is None or previous.reported_at <= status.reported_at:
+            atomic_write(folder / f"{status.site}.json", json.dumps(asdict(status)), 0o644)
+
+    def read(self, env: str) -> dict[str, SiteStatus]:
+        folder = self.root / env
+        if not folder.is_dir():
+            return {}
+        found = {}
+        for entry in os.scandir(folder):
+            if entry.name.endswith(".json"):
+                try:
+                    found[entry.name[:-5]] = SiteStatus(**json.loads(Path(entry.path).read_text()))
+                except (ValueError, TypeError):
+                    continue  # a torn or foreign file is no report
+        return found
+
+
+def effective(status: SiteStatus | None, now: float, offline_after_s: float) -> str:
+    """The state to act on: a site silent for longer than offline_after_s is offline."""
+    if status is None or now - status.reported_at > offline_after_s:
+        return "offline"
+    return status.state

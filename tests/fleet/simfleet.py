@@ -1,0 +1,158 @@
+"""A simulated fleet in virtual time, for the promotion's logic: each site behaves as its Flux would.
+
+A site polls its `live` tag every POLL_S (the input provider's reconcileEvery) with jitter, only inside its
+maintenance windows; when the digest changed it applies it (progressing), then reports healthy or failed
+(the Kustomization's health checks) through events shaped like the notification-controller's generic
+webhook payload, parsed by the kit's own fleet.status.from_event. Between changes it reports every
+REPORT_S (the Kustomization interval). Offline sites neither poll nor report until they reconnect.
+"""
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from fleet import flux
+from fleet.plan import site_opening
+from fleet.status import SiteStatus, from_event
+
+POLL_S = 300.0     # fluxcd.controlplane.io/reconcileEvery of the input provider (fleet.flux.WINDOW_POLL)
+REPORT_S = 600.0   # the Kustomization's interval
+APPLY_S = 90.0     # fetch, apply and health checks
+
+
+class MemoryStatuses:
+    """The latest status per site (what fleet.status.StatusStore keeps on disk)."""
+
+    def __init__(self):
+        self.latest: dict[str, dict[str, SiteStatus]] = {}
+
+    def record(self, env: str, status: SiteStatus) -> None:
+        self.latest.setdefault(env, {})[status.site] = status
+
+    def read(self, env: str) -> dict[str, SiteStatus]:
+        return dict(self.latest.get(env, {}))
+
+
+class MemoryTags:
+    """Tags as a distribution registry keeps them: manifests by digest, each tag last-writer-wins; counts the
+    requests the registry would serve (one per call), by virtual minute."""
+
+    def __init__(self, clock):
+        self.manifests: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self.docs: dict[tuple[str, str], dict] = {}
+        self.clock = clock
+        self.per_minute: dict[int, int] = {}
+
+    def _count(self) -> None:
+        minute = int(self.clock.now() // 60)
+        self.per_minute[minute] = self.per_minute.get(minute, 0) + 1
+
+    def get(self, repository, reference):
+        self._count()
+        return self.manifests.get((repository, reference))
+
+    def put(self, repository, tag, manifest):
+        import hashlib
+        self._count()
+        self.manifests[(repository, tag)] = ("sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
+
+    def read_doc(self, repository, tag):
+        self._count()
+        return self.docs.get((repository, tag))
+
+    def write_doc(self, repository, tag, doc):
+        self._count()
+        self.docs[(repository, tag)] = dict(doc)
+
+
+@dataclass
+class SimSite:
+    site: object                     # fleet.config.Site
+    broken: set = field(default_factory=set)            # digests this site fails on
+    offline: list = field(default_factory=list)         # [(from_s, to_s)] virtual seconds
+    applied: str = ""
+    state: str = "healthy"
+    history: list = field(default_factory=list)         # every digest it applied
+    next_open: float = 0.0
+
+    def online(self, t: float) -> bool:
+        return not any(start <= t < end for start, end in self.offline)
+
+
+class SimFleet:
+    """Sites, their registry (Tags) and their reports, driven by a virtual clock the promotion sleeps on."""
+
+    def __init__(self, env: str, sites: list[SimSite], tags, statuses, start: datetime, seed: int = 7):
+        self.env, self.tags, self.statuses = env, tags, statuses
+        self.epoch = start.timestamp()
+        self.t = self.epoch
+        self.rng = random.Random(seed)
+        self.sites = {s.site.name: s for s in sites}
+        self.queue: list[tuple[float, int, str, str]] = []
+        self._n = 0
+        for name in self.sites:
+            self._at(self.t + self.rng.uniform(0, POLL_S), "poll", name)
+            self._at(self.t + self.rng.uniform(0, REPORT_S), "report", name)
+
+    # the Clock protocol
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(self.t + seconds)
+
+    def keep(self, names: set[str]) -> None:
+        """From now on only these sites act (the others are settled; saves the registry their polls)."""
+        self.queue = [event for event in self.queue if event[3] in names]
+        heapq.heapify(self.queue)
+
+    def _at(self, when: float, what: str, name: str) -> None:
+        self._n += 1
+        heapq.heappush(self.queue, (when, self._n, what, name))
+
+    def advance(self, until: float) -> None:
+        while self.queue and self.queue[0][0] <= until:
+            when, _, what, name = heapq.heappop(self.queue)
+            self.t = when
+            getattr(self, f"_{what}")(self.sites[name])
+        self.t = until
+
+    def _in_window(self, sim: SimSite) -> bool:
+        if not sim.site.windows:
+            return True
+        if self.t < sim.next_open:
+            return False
+        opening = site_opening(sim.site, datetime.fromtimestamp(self.t, timezone.utc)).timestamp()
+        sim.next_open = opening
+        return opening <= self.t
+
+    def _poll(self, sim: SimSite) -> None:
+        jitter = self.rng.uniform(-0.1, 0.1) * POLL_S
+        self._at(self.t + POLL_S + jitter, "poll", sim.site.name)
+        if not sim.online(self.t) or not self._in_window(sim):
+            return
+        live = self.tags.get(flux.repository_path(self.env, sim.site.name), flux.LIVE_TAG)
+        if live and live[0] != sim.applied:
+            sim.applied, sim.state = live[0], "progressing"
+            sim.history.append(live[0])
+            self._report(sim, reschedule=False)
+            self._at(self.t + APPLY_S, "applied", sim.site.name)
+
+    def _applied(self, sim: SimSite) -> None:
+        sim.state = "failed" if sim.applied in sim.broken else "healthy"
+        self._report(sim, reschedule=False)
+
+    def _report(self, sim: SimSite, reschedule: bool = True) -> None:
+        if reschedule:
+            self._at(self.t + REPORT_S, "report", sim.site.name)
+        if not sim.online(self.t) or not sim.applied:
+            return
+        reason = {"healthy": "ReconciliationSucceeded", "failed": "HealthCheckFailed", "progressing": "Progressing"}
+        event = {"involvedObject": {"kind": "Kustomization", "name": "site", "namespace": "flux-system"},
+                 "severity": "error" if sim.state == "failed" else "info", "reason": reason[sim.state],
+                 "message": sim.state, "reportingController": "kustomize-controller",
+                 "timestamp": datetime.fromtimestamp(self.t, timezone.utc).isoformat().replace("+00:00", "Z"),
+                 "metadata": {"revision": f"{flux.LIVE_TAG}@{sim.applied}", "site": sim.site.name, "env": self.env}}
+        self.statuses.record(self.env, from_event(event))
