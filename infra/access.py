@@ -8,6 +8,7 @@ from infra.kube_ready import KubernetesAccessReady
 
 # Built-in role ids: learn.microsoft.com/azure/role-based-access-control/built-in-roles
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"  # "Lets you manage all resources in the cluster"
 

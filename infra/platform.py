@@ -42,7 +42,7 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
     logs = Observability("observability", placement=placement, log_name=names.log_analytics,
                          insights_name=names.app_insights, retention_days=90 if protect else 30)
     registry = Registry("registry", placement=placement, registry_name=names.registry, private=private,
-                        protect=protect)
+                        protect=protect, edge_sites=settings.registry.edge_sites)
     ml = MlWorkspace("ml-workspace", placement=placement, workspace_name=names.workspace,
                      storage_name=names.storage_account, vault_name=names.key_vault, tenant_id=tenant_id,
                      app_insights_id=logs.app_insights.id, registry_id=registry.id, private=private, protect=protect,
@@ -78,6 +78,8 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
         "keyVaultUri": ml.vault.properties.vault_uri, "logAnalyticsWorkspaceId": logs.log_analytics.id,
         "subnetIds": net.subnet_ids, "vnetId": net.vnet.id,
     }
+    if registry.edge_credentials is not None:
+        outputs["edgeRegistryCredentials"] = registry.edge_credentials  # secret: {site: {server, username, password}}
     outputs |= deploy_devops(settings.devops, settings.agents, env=stack.env, platform=outputs, tags=tags)
     deploy_agents(settings.agents, cluster_kubeconfig=admins.kubeconfig, registry_login_server=registry.login_server,
                   parent=None, pool_taints={"amd64": [], "arm64": [ARM64_TAINT]},

@@ -13,6 +13,7 @@ from infra.devops.settings import DevOpsSettings
 
 ARM64_VM_SIZE = re.compile(r"^Standard_[A-Z]+\d+[a-z]*p[a-z]*_v\d+$")
 VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
+REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
 
 class Model(BaseModel):
@@ -156,6 +157,28 @@ class MlSettings(Model):
         return [tls.cert_secret_key, tls.key_secret_key] if tls else []
 
 
+class EdgeSiteRegistry(Model):
+    """An edge site's way to the registry: the addresses its traffic leaves from, the repositories it pulls
+    (runs) and pushes (builds); the site gets a token scoped to exactly those."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    egress_ips: list[IPv4Network] = Field(min_length=1)
+    pull: list[str] = Field(min_length=1)
+    push: list[str] = []
+
+    @field_validator("pull", "push")
+    @classmethod
+    def _repositories(cls, repositories: list[str]) -> list[str]:
+        for repo in repositories:
+            if not REPOSITORY.match(repo):
+                raise ValueError(f"{repo!r} is not a repository name (lowercase path segments, no tag)")
+        return repositories
+
+
+class RegistrySettings(Model):
+    edge_sites: list[EdgeSiteRegistry] = []
+
+
 class NameOverrides(Model):
     """Explicit Azure names, e.g. to adopt existing resources; derived names are used otherwise."""
 
@@ -174,6 +197,7 @@ class StackSettings(Model):
     cluster: ClusterSettings
     lifecycle: Lifecycle = Lifecycle()
     ml: MlSettings = MlSettings()
+    registry: RegistrySettings = RegistrySettings()
     names: NameOverrides = NameOverrides()
     agents: AgentsSettings = AgentsSettings(enabled=False)
     devops: DevOpsSettings = DevOpsSettings()

@@ -22,6 +22,7 @@ def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
     """Every rule the settings break, each with the key path it concerns."""
     return [*_subnet_layout(settings), *_cluster_ranges(settings), *_exposure(settings),
             *_node_pools(settings), *_names(settings, names), *_ml_attachment(settings), *_node_drain(settings),
+            *_edge_registry(settings),
             *agents_disagreements(settings.devops, settings.agents), *unschedulable_pools(settings.agents)]
 
 
@@ -38,6 +39,9 @@ def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
                      "extension does not support AKS with local accounts disabled "
                      "(learn.microsoft.com/azure/machine-learning/how-to-deploy-kubernetes-extension#limitations); "
                      "set ml.attachAks: false to turn them off")
+    if settings.agents.enabled and settings.agents.pools and not settings.devops.enabled:
+        notes.append("the AKS agents get no registry push credential from this stack (devops is off): pipelines that "
+                     "push from them need a registry service connection of their own")
     if settings.ml.attach_aks and settings.cluster.authorized_ip_ranges:
         notes.append("the AzureML control plane must reach the API server: add its IP ranges (both paired regions) "
                      "to cluster.authorizedIpRanges")
@@ -49,6 +53,25 @@ def _ml_attachment(settings: StackSettings) -> Iterator[Violation]:
         yield "cluster.disableLocalAccounts", ("Microsoft documents that the AzureML extension does not support AKS "
                                                "with local accounts disabled, and ml.attachAks is on: remove "
                                                "disableLocalAccounts (or set ml.attachAks: false)")
+
+
+def _edge_registry(settings: StackSettings) -> Iterator[Violation]:
+    """Every edge site the stack deploys to pulls from the registry, and one with agents pushes what it builds."""
+    access = {site.name: (i, site) for i, site in enumerate(settings.registry.edge_sites)}
+    agent_sites = [site.name for site in settings.agents.edge_sites] if settings.agents.enabled else []
+    devops_sites = [site.name for site in settings.devops.edge_sites] if settings.devops.enabled else []
+    for name in dict.fromkeys([*agent_sites, *devops_sites]):
+        if name not in access:
+            yield "registry.edgeSites", (f"edge site {name!r} has no way to the registry: add it with egressIps "
+                                         "(its public egress addresses) and pull (the repositories it runs)")
+        elif name in agent_sites and not access[name][1].push:
+            yield f"registry.edgeSites[{access[name][0]}].push", (
+                f"edge site {name!r} runs agent pools (agents.edgeSites), which push the images they build: list "
+                "those repositories")
+    for i, site in access.values():
+        for j, ip in enumerate(site.egress_ips):
+            if ip.prefixlen < 8:
+                yield f"registry.edgeSites[{i}].egressIps[{j}]", f"{ip} opens the registry to far more than a site"
 
 
 def _node_drain(settings: StackSettings) -> Iterator[Violation]:

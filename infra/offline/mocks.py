@@ -27,6 +27,8 @@ ARM_TYPES = {
     "azure-native:containerservice:AgentPool": ("Microsoft.ContainerService/managedClusters/agentPools", "agentPoolName"),
     "azure-native:kubernetesconfiguration:Extension": ("Microsoft.KubernetesConfiguration/extensions", "extensionName"),
     "azure-native:authorization:RoleAssignment": ("Microsoft.Authorization/roleAssignments", "roleAssignmentName"),
+    "azure-native:containerregistry:ScopeMap": ("Microsoft.ContainerRegistry/registries/scopeMaps", "scopeMapName"),
+    "azure-native:containerregistry:Token": ("Microsoft.ContainerRegistry/registries/tokens", "tokenName"),
     "azure-native:monitor:DataCollectionRule": ("Microsoft.Insights/dataCollectionRules", "dataCollectionRuleName"),
 }
 
@@ -44,6 +46,8 @@ def arm_id(typ: str, name: str, inputs: dict) -> str:
         return f"{base}/providers/Microsoft.Network/virtualNetworks/{inputs.get('virtualNetworkName')}/subnets/{name}"
     if typ.endswith(":AgentPool"):
         return f"{base}/providers/Microsoft.ContainerService/managedClusters/{inputs.get('resourceName')}/agentPools/{name}"
+    if typ.endswith((":ScopeMap", ":Token")):
+        return f"{base}/providers/Microsoft.ContainerRegistry/registries/{inputs.get('registryName')}/{arm_type.rsplit('/', 1)[1]}/{name}"
     if typ.endswith(":RoleAssignment"):
         return f"{inputs.get('scope', base)}/providers/Microsoft.Authorization/roleAssignments/{name}"
     return f"{base}/providers/{arm_type}/{name}"

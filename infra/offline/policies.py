@@ -5,7 +5,7 @@ import re
 from functools import cache
 from typing import Any, Callable, Iterator
 
-from infra.access import AKS_RBAC_CLUSTER_ADMIN
+from infra.access import ACR_PULL, ACR_PUSH, AKS_RBAC_CLUSTER_ADMIN
 from infra.naming import RULES
 from infra.offline.recorder import PlannedResource
 from infra.offline.runtime import Recording
@@ -47,7 +47,8 @@ SECURE_DEFAULTS: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
 
 def violations(recording: Recording, *, protected: bool) -> list[str]:
     """Every policy the plan breaks, as 'resource: problem'."""
-    problems: list[str] = [*_local_accounts(recording), *_kubernetes_access(recording), *_inference_tls(recording)]
+    problems: list[str] = [*_local_accounts(recording), *_kubernetes_access(recording), *_inference_tls(recording),
+                           *_registry_consumers(recording)]
     for resource in recording.resources:
         problems += [f"{resource.type} {resource.name}: {p}" for p in _resource_problems(resource, protected)]
     return problems
@@ -78,6 +79,63 @@ def _inference_tls(recording: Recording) -> list[str]:
     return problems
 
 
+def _registry_consumers(recording: Recording) -> list[str]:
+    """Everyone who pulls or pushes has a network path to the registry and a credential for it: the AKS kubelet,
+    AzureML, each edge site (and its pushing agents), the AKS agents that push. Azure only tells at pull time."""
+    registries = recording.of_type("azure-native:containerregistry:Registry")
+    if len(registries) != 1:
+        return []
+    registry = registries[0]
+    name = registry.inputs.get("registryName")
+    on_registry = f"/registries/{name}"
+    private = any(dig(e.inputs, "privateLinkServiceConnections") and
+                  e.inputs["privateLinkServiceConnections"][0].get("groupIds") == ["registry"]
+                  for e in recording.of_type("azure-native:network:PrivateEndpoint"))
+    public = registry.inputs.get("publicNetworkAccess") == "Enabled"
+    open_to_all = public and dig(registry.inputs, "networkRuleSet.defaultAction") != "Deny"
+    allow_listed = public and bool(dig(registry.inputs, "networkRuleSet.ipRules"))
+    deps = ancestors(recording)
+    clusters = {c.urn for c in recording.of_type("azure-native:containerservice:ManagedCluster")}
+
+    def granted(role: str, from_cluster: bool = False) -> bool:
+        return any((a.inputs.get("roleDefinitionId") or "").endswith(f"/{role}")
+                   and (a.inputs.get("scope") or "").endswith(on_registry)
+                   and (not from_cluster or deps[a.urn] & clusters)
+                   for a in recording.of_type("azure-native:authorization:RoleAssignment"))
+
+    tokens = {t.inputs.get("tokenName"): t for t in recording.of_type("azure-native:containerregistry:Token")}
+    scopes = {s.inputs.get("scopeMapName"): s for s in recording.of_type("azure-native:containerregistry:ScopeMap")}
+    providers = [p.name for p in recording.of_type("pulumi:providers:kubernetes")]
+    consumers: list[tuple[str, bool, bool]] = [("the AKS kubelet", private or open_to_all, granted(ACR_PULL, True))]
+    for ws in recording.of_type("azure-native:machinelearningservices:Workspace"):
+        if (ws.inputs.get("containerRegistry") or "").endswith(on_registry):
+            consumers.append(("AzureML (image builds)", open_to_all or bool(private and ws.inputs.get("imageBuildCompute")),
+                              dig(ws.inputs, "identity.type") is not None))
+    pipelines = recording.of_type("azure-native:managedidentity:UserAssignedIdentity")  # the stack's pipeline identity
+    if "aks-agents-k8s" in providers and pipelines:
+        consumers.append(("the AKS agent pools (push)", private or open_to_all, granted(ACR_PUSH)))
+    for site in sorted({p[len("edge-"):].rsplit("-", 2)[0] for p in providers if p.startswith("edge-")}):
+        token = tokens.get(f"edge-{site}")
+        scope = scopes.get((token.inputs.get("scopeMapId") or "").rsplit("/", 1)[-1]) if token else None
+        has_password = bool(token) and any(token.urn in deps[w] for w in waits_on(recording))
+        consumers.append((f"edge site {site}", open_to_all or allow_listed, bool(scope) and has_password))
+        if f"edge-{site}-agents-k8s" in providers:
+            pushes = any(a.endswith("/content/write") for a in (scope.inputs.get("actions") if scope else []))
+            consumers.append((f"edge site {site}'s agent pools (push)", open_to_all or allow_listed, pushes))
+    problems = []
+    for consumer, path, credential in consumers:
+        if not path:
+            problems.append(f"registry {name}: {consumer} has no network path to it")
+        if not credential:
+            problems.append(f"registry {name}: {consumer} has no credential for it")
+    return problems
+
+
+def waits_on(recording: Recording) -> list[str]:
+    """The dynamic resources of the plan (readiness waits, generated passwords), by URN."""
+    return [r.urn for r in recording.of_type("pulumi-python:dynamic:Resource")]
+
+
 def ancestors(recording: Recording) -> dict[str, set[str]]:
     """Every resource's transitive dependencies (by URN)."""
     direct = {r.urn: set(r.dependencies) for r in recording.resources}
@@ -98,7 +156,7 @@ def _kubernetes_access(recording: Recording) -> list[str]:
     """Azure RBAC clusters: the deployer holds AKS RBAC Cluster Admin there, and every Kubernetes provider for
     the cluster waits for that grant to take effect (a resource after the grant), or its first call gets 403."""
     deps, problems = ancestors(recording), []
-    waits = {r.urn for r in recording.of_type("pulumi-python:dynamic:Resource")}
+    waits = set(waits_on(recording))
     for cluster in recording.of_type("azure-native:containerservice:ManagedCluster"):
         if dig(cluster.inputs, "aadProfile.enableAzureRBAC") is not True:
             continue

@@ -83,7 +83,8 @@ def test_private_networking_gives_private_endpoints(recordings, env):
         assert cluster["apiServerAccessProfile"]["authorizedIPRanges"] == ["203.0.113.0/24"]
     else:
         assert groups == {"registry", "blob", "file", "vault", "amlworkspace"}
-        assert registry["publicNetworkAccess"] == "Disabled"
+        # public only for the edge sites' egress addresses (tests/infra/test_edge_registry.py)
+        assert registry["publicNetworkAccess"] == "Enabled" and registry["networkRuleSet"]["defaultAction"] == "Deny"
         assert cluster["apiServerAccessProfile"]["enablePrivateCluster"] is True
 
 
