@@ -19,6 +19,7 @@ KEDA_NAMESPACE = "keda"
 AGENT_UID = 10001
 K3S_API_PORT = 6443
 TOKEN_DIR = "/var/run/secrets/azp"
+HANDOFF_DIR = "/azp/credential"  # in-memory emptyDir: the credential's copy, deleted by the entrypoint at start
 PROBE = "/usr/local/bin/azp-probe"
 POD_SECURITY = "pod-security.kubernetes.io"
 # Agents meet "restricted", so their namespace enforces it. BuildKit needs Unconfined seccomp and AppArmor,
@@ -62,7 +63,7 @@ def agent_env(settings: AgentsSettings, pool: ArchPool) -> list[dict]:
     env = {"AZP_URL": settings.organization_url, "AZP_POOL": pool.pool_name, "AZP_AUTH": settings.auth.mode,
            "AZP_WORK": "/azp/work", "BUILDKIT_HOST": buildkit.buildkit_host(settings, pool.arch)}
     if settings.auth.mode != "workload-identity":
-        env["AZP_TOKEN_FILE"] = f"{TOKEN_DIR}/token"
+        env["AZP_TOKEN_FILE"] = f"{HANDOFF_DIR}/token"
     if settings.auth.mode != "pat":
         env |= {"AZP_CLIENT_ID": str(settings.auth.client_id), "AZP_TENANT_ID": str(settings.auth.tenant_id)}
     pod_name = {"name": "AZP_AGENT_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
@@ -76,9 +77,10 @@ def agent_pod_template(args: AgentPoolArgs, pool: ArchPool, image: pulumi.Input[
     mounts = [{"name": "work", "mountPath": "/azp/work"}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes = [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     if uses_secret:
-        mounts.append({"name": "azp-credential", "mountPath": TOKEN_DIR, "readOnly": True})
-        volumes.append({"name": "azp-credential", "secret": {
-            "secretName": "azp-credential", "defaultMode": 0o400, "items": [{"key": "token", "path": "token"}]}})
+        mounts.append({"name": "azp-credential-handoff", "mountPath": HANDOFF_DIR})
+        volumes += [{"name": "azp-credential", "secret": {
+            "secretName": "azp-credential", "defaultMode": 0o400, "items": [{"key": "token", "path": "token"}]}},
+            {"name": "azp-credential-handoff", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]
     labels = agent_labels(pool.arch) | (
         {"azure.workload.identity/use": "true"} if settings.auth.mode == "workload-identity" else {})
     container = {
@@ -102,8 +104,20 @@ def agent_pod_template(args: AgentPoolArgs, pool: ArchPool, image: pulumi.Input[
             "tolerations": tolerations(args.pool_taints.get(pool.arch, [])),
             "affinity": not_on_system_nodes(),
             "containers": [container], "volumes": volumes,
-        },
+        } | ({"initContainers": [credential_handoff(image)]} if uses_secret else {}),
     }
+
+
+def credential_handoff(image: pulumi.Input[str]) -> dict:
+    """Init container: the only one that mounts the credential Secret (read-only, as Kubernetes mounts Secrets);
+    it copies the token into the in-memory emptyDir, where the agent's entrypoint reads and deletes it before
+    run.sh starts, so pipeline jobs (same UID, same fsGroup) never find it."""
+    return {"name": "credential-handoff", "image": image, "imagePullPolicy": "IfNotPresent",
+            "command": ["cp", f"{TOKEN_DIR}/token", f"{HANDOFF_DIR}/token"],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
+            "securityContext": restricted_container_security(),
+            "volumeMounts": [{"name": "azp-credential", "mountPath": TOKEN_DIR, "readOnly": True},
+                             {"name": "azp-credential-handoff", "mountPath": HANDOFF_DIR}]}
 
 
 def scaled_job_spec(args: AgentPoolArgs, pool: ArchPool, image: pulumi.Input[str]) -> dict:

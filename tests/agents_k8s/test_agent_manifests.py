@@ -121,9 +121,17 @@ def test_agent_volumes_work_tmp_and_token(plan, cluster, arch):
     mounts = {m["mountPath"]: m for m in agent_container(plan, cluster, arch)["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/azp/work"]["name"]]
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
-    token_mount = mounts["/var/run/secrets/azp"]
-    assert token_mount["readOnly"] is True
-    secret = volumes[token_mount["name"]]["secret"]
+    # the Secret only in the init container; the agent gets an in-memory copy its entrypoint deletes at start
+    assert "/var/run/secrets/azp" not in mounts and not any(volumes[m["name"]].get("secret") for m in mounts.values())
+    assert volumes[mounts["/azp/credential"]["name"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
+    assert env_of(agent_container(plan, cluster, arch))["AZP_TOKEN_FILE"] == "/azp/credential/token"
+    (init,) = spec["initContainers"]
+    init_mounts = {m["mountPath"]: m for m in init["volumeMounts"]}
+    assert init["command"] == ["cp", "/var/run/secrets/azp/token", "/azp/credential/token"]
+    assert init_mounts["/var/run/secrets/azp"]["readOnly"] is True
+    assert init_mounts["/azp/credential"]["name"] == mounts["/azp/credential"]["name"]
+    assert init["securityContext"] == agent_container(plan, cluster, arch)["securityContext"]
+    secret = volumes[init_mounts["/var/run/secrets/azp"]["name"]]["secret"]
     assert secret["secretName"] == "azp-credential" and secret["defaultMode"] == 0o400
     assert secret["items"] == [{"key": "token", "path": "token"}]
 
@@ -135,7 +143,7 @@ def test_agent_environment_and_image(plan, cluster, arch):
     assert env["AZP_URL"] == "https://dev.azure.com/contoso"
     assert env["AZP_POOL"] == AGENT_POOLS[(cluster, arch)]["poolName"]
     assert env["AZP_AGENT_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    assert env["AZP_TOKEN_FILE"] == "/var/run/secrets/azp/token"
+    assert env["AZP_TOKEN_FILE"] == "/azp/credential/token"
     assert env["AZP_AUTH"] == "pat" and env["AZP_WORK"] == "/azp/work"
     assert not any("TOKEN" in name and name != "AZP_TOKEN_FILE" for name in env)
     assert container["image"] == "mlopsdevacr.azurecr.io/mlops-edge-kit/azp-agent:4.258.1-1"

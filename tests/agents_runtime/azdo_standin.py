@@ -9,6 +9,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -33,6 +34,8 @@ class StandinState:
     packages: dict[str, bytes] = field(default_factory=dict)  # platform -> tar.gz
     federated_assertion: str = "federated-jwt-from-kubelet"   # accepted by the Entra stand-in
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)  # (monotonic s, method, path) per request
+    bodies: list[tuple[str, str, dict]] = field(default_factory=list)     # (method, path, JSON body) of REST calls
     next_id: int = 100
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -94,7 +97,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> dict:
         length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length)) if length else {}
+        body = json.loads(self.rfile.read(length)) if length else {}
+        with self.server.state.lock:
+            self.server.state.bodies.append((self.command, urllib.parse.urlsplit(self.path).path, body))
+        return body
 
     def _route(self, method: str):
         state = self.server.state
@@ -103,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [p for p in url.path.split("/") if p]
         with state.lock:
             state.requests.append((method, url.path, query))
+            state.timeline.append((time.monotonic(), method, url.path))
         if parts[:1] == ["_standin"]:
             return self._standin(method, parts[1:], query)
         if parts[:1] == ["_entra"]:

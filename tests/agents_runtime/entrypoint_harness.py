@@ -2,7 +2,9 @@
 
 A "container" here is a private directory tree: the agent package (read-only for the agent
 user, like the image), the work and state directories (writable, like the emptyDirs) and a
-token file (like the mounted Secret).
+token file: by default in a writable directory, like the in-memory emptyDir the pod's init
+container copies the Secret into; with `secret_mount=True` read-only, like a Secret volume
+(root-owned, group fsGroup, on a read-only mount).
 """
 import os
 import shutil
@@ -29,7 +31,7 @@ class AgentContainer:
     """One simulated agent container; `start()` runs the entrypoint, `stop()` cleans up."""
 
     def __init__(self, org_url: str, token: str, name: str = "agent-pod-1",
-                 with_package: bool = True, machine: str | None = None, **env: str):
+                 with_package: bool = True, machine: str | None = None, secret_mount: bool = False, **env: str):
         self.root = Path(tempfile.mkdtemp(prefix="azp-container-"))
         self.root.chmod(0o755)
         self.agent_dir, self.work, self.state = (self.root / d for d in ("agent", "work", "state"))
@@ -44,15 +46,19 @@ class AgentContainer:
         secrets.mkdir()
         self.token_file = secrets / "token"
         self.token_file.write_text(token + "\n")
-        _own(self.token_file, 0o400)
+        if secret_mount:
+            os.chown(self.token_file, 0, AGENT_UID)
+            self.token_file.chmod(0o440)
+        else:
+            _own(secrets, 0o700)
+            _own(self.token_file, 0o400)
         path = SYSTEM_PATH
         if machine:
             path = f"{self._fake_uname(machine)}:{path}"
         self.env = {"PATH": path, "HOME": str(self.work), "LANG": "C.UTF-8",
                     "AZP_URL": org_url, "AZP_POOL": "edge-arm64", "AZP_AGENT_NAME": name,
                     "AZP_TOKEN_FILE": str(self.token_file), "AZP_WORK": str(self.work),
-                    "AZP_AGENT_DIR": str(self.agent_dir), "AZP_STATE_DIR": str(self.state),
-                    "AZP_REMOVE_MAX_DELAY": "1", **env}
+                    "AZP_AGENT_DIR": str(self.agent_dir), "AZP_STATE_DIR": str(self.state), **env}
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
         self.started_at = 0.0
@@ -116,6 +122,12 @@ class AgentContainer:
         self._collector.join(5)  # the whole output, up to the exit
         return code
 
+    def phase(self) -> str:
+        try:
+            return (self.state / "phase").read_text().strip()
+        except FileNotFoundError:
+            return ""
+
     def agent_processes(self) -> list[int]:
         """Pids of this container's processes: the agent user's, carrying its state dir in env."""
         marker = f"AZP_STATE_DIR={self.state}".encode()
@@ -146,3 +158,45 @@ def read_proc(pid: int, field: str) -> bytes:
         return Path(f"/proc/{pid}/{field}").read_bytes()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return b""
+
+
+def agent_user_processes() -> list[int]:
+    """Pids of every process running as the agent user (any container of the test run)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == AGENT_UID:
+                pids.append(int(entry.name))
+        except FileNotFoundError:
+            continue
+    return pids
+
+
+class ProcWatch:
+    """Samples environ and cmdline of every agent-user process until stopped; notes each phase seen."""
+
+    def __init__(self, box: AgentContainer, secret: str):
+        self.box, self.secret = box, secret.encode()
+        self.leaks: list[tuple[str, int, str, bytes]] = []   # (phase, pid, field, cmdline)
+        self.phases: dict[str, int] = {}                     # phase -> processes inspected in it
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ProcWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            phase = self.box.phase()
+            for pid in agent_user_processes():
+                cmdline = read_proc(pid, "cmdline")
+                for field, content in (("cmdline", cmdline), ("environ", read_proc(pid, "environ"))):
+                    if self.secret in content:
+                        self.leaks.append((phase, pid, field, cmdline))
+                self.phases[phase] = self.phases.get(phase, 0) + 1
+            time.sleep(0.005)

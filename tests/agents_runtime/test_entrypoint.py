@@ -5,7 +5,7 @@ import pytest
 
 from tests.agents_runtime.azdo_standin import package_tarball
 from tests.agents_runtime.conftest import GOOD_TOKEN
-from tests.agents_runtime.entrypoint_harness import STANDIN_AGENT, AgentContainer, read_proc
+from tests.agents_runtime.entrypoint_harness import STANDIN_AGENT, AgentContainer, ProcWatch, read_proc
 
 
 @pytest.fixture
@@ -59,9 +59,13 @@ def test_sigterm_during_a_job_lets_it_finish_then_deregisters(container, standin
     assert box.wait_exit() == 0
     assert "Job long completed with result: Succeeded" in box.log
     assert "Canceled" not in box.log
-    patches = [q for m, p, q in standin.state.requests if m == "PATCH"]
-    assert patches, "the agent was not disabled before draining"
     assert standin.state.agent_named("agent-pod-1") is None
+    agent_id = int(box.home.joinpath(".agent").read_text().split('"agentId":')[1].split(",")[0])
+    agent_path = f"/contoso/_apis/distributedtask/pools/7/agents/{agent_id}"
+    assert [(p, b) for m, p, b in standin.state.bodies if m == "PATCH"] == [
+        (agent_path, {"id": agent_id, "enabled": False})], "the agent was not disabled before draining"
+    calls = [m for t, m, p in standin.state.timeline if p == agent_path]
+    assert calls == ["PATCH", "DELETE"]  # disabled while the job ran, removed after it
 
 
 def test_sigterm_when_idle_stops_the_listener_and_deregisters(container, standin):
@@ -168,3 +172,74 @@ def test_service_principal_registers_with_an_entra_token_from_the_secret_file(co
     box.signal(signal.SIGTERM)
     assert box.wait_exit() == 0
     assert "sp-client-secret" not in box.log and "entra-access-token" not in box.log
+
+
+def _delete_times(standin) -> list[float]:
+    return [t for t, m, p in standin.state.timeline if m == "DELETE" and "/agents/" in p]
+
+
+def test_deregistration_backs_off_doubling_up_to_the_cap(container, standin):
+    standin.state.refuse_removals = 3
+    box = container(AZP_REMOVE_MAX_DELAY="2")
+    _listening(box, standin)
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 0
+    delays = [int(line.rsplit("retrying in ", 1)[1].rstrip("s\n")) for line in box.output if "retrying in " in line]
+    assert delays == [1, 2, 2]
+    times = _delete_times(standin)
+    assert len(times) == 4 and standin.state.agent_named("agent-pod-1") is None
+    # each retry comes at least its announced delay after the refusal (sleep never returns early)
+    assert all(later - earlier >= delay for earlier, later, delay in zip(times, times[1:], delays)), times
+
+
+def test_no_wait_after_the_last_refused_attempt(container, standin):
+    standin.state.refuse_removals = 99
+    box = container(AZP_REMOVE_ATTEMPTS="3")
+    _listening(box, standin)
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 1
+    assert len(_delete_times(standin)) == 3
+    assert box.log.count("retrying in ") == 2 and "removal refused (attempt 3 of 3)\n" in box.log
+
+
+@pytest.mark.parametrize("auth", ["pat", "sp"])
+def test_the_credential_never_reaches_any_process_while_draining_and_deregistering(container, standin, auth):
+    secret = GOOD_TOKEN if auth == "pat" else "sp-client-secret"
+    extra = {} if auth == "pat" else {"AZP_CLIENT_ID": "app-2", "AZP_TENANT_ID": "tenant-2",
+                                      "AZURE_AUTHORITY_HOST": standin.org_url.rsplit("/", 1)[0] + "/_entra/"}
+    standin.state.refuse_removals = 2  # deregistration lasts a few seconds, watched throughout
+    box = container(token=secret, AZP_AUTH=auth, **extra)
+    _listening(box, standin)
+    standin.state.jobs.append({"id": 3, "name": "watched", "seconds": 1.5})
+    box.wait_for_log("Running job: watched")
+    with ProcWatch(box, secret) as watch:
+        box.signal(signal.SIGTERM)
+        assert box.wait_exit() == 0
+    assert standin.state.agent_named("agent-pod-1") is None
+    assert watch.phases.get("draining") and watch.phases.get("deregistering"), watch.phases
+    assert watch.leaks == []
+    if auth == "sp":  # the access tokens made from it stay out of every process too
+        assert not any(b"entra-access-token" in read_proc(pid, "environ") for pid in box.agent_processes())
+
+
+@pytest.mark.parametrize("auth", ["pat", "sp"])
+def test_no_file_a_job_can_read_holds_the_credential_once_the_listener_runs(container, standin, auth):
+    secret = GOOD_TOKEN if auth == "pat" else "sp-client-secret"
+    extra = {} if auth == "pat" else {"AZP_CLIENT_ID": "app-2", "AZP_TENANT_ID": "tenant-2",
+                                      "AZURE_AUTHORITY_HOST": standin.org_url.rsplit("/", 1)[0] + "/_entra/"}
+    box = container(token=secret, AZP_AUTH=auth, **extra)
+    _listening(box, standin)
+    assert not box.token_file.exists()
+    holding = [path for path in box.root.rglob("*")
+               if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes()]
+    assert holding == []
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 0 and standin.state.agent_named("agent-pod-1") is None
+
+
+def test_a_credential_on_a_read_only_secret_mount_is_refused(container, standin):
+    box = container(secret_mount=True).start()
+    assert box.wait_exit() == 2
+    assert "cannot be deleted" in box.log and "pipeline jobs would be able to read it" in box.log
+    assert GOOD_TOKEN not in box.log
+    assert standin.state.requests == [] and box.token_file.exists()
