@@ -1,11 +1,16 @@
-"""Network: the VNET, its subnets (AKS nodes, internal load balancer, private endpoints) and their NSGs."""
+"""Network: the VNET, its subnets (AKS nodes, private endpoints) and their NSGs.
+
+Internal load balancers (the AzureML inference router) take the node subnet: the AzureML extension documents no
+subnet setting (internalLoadBalancerProvider only), and cloud-provider-azure defaults an internal load balancer
+without the azure-load-balancer-internal-subnet annotation to the cluster's subnet.
+"""
 import pulumi
 from pulumi_azure_native import network
 
 from infra.placement import Placement
 from infra.settings import NetworkSettings
 
-SUBNETS = {"aksNodes": "snet-aks-nodes", "internalLb": "snet-internal-lb", "privateEndpoints": "snet-private-endpoints"}
+SUBNETS = {"aksNodes": "snet-aks-nodes", "privateEndpoints": "snet-private-endpoints"}
 
 
 class Network(pulumi.ComponentResource):

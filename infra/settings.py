@@ -29,7 +29,6 @@ class Tags(Model):
 
 class Subnets(Model):
     aks_nodes: IPv4Network
-    internal_lb: IPv4Network
     private_endpoints: IPv4Network
 
 

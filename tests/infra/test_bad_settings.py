@@ -29,8 +29,8 @@ def set_in(key: str, path: str, value):
 CASES = {
     "malformed cidr": (set_in("network", "subnets.aksNodes", "10.10.0.0/33"),
                        r"config\.mlops-edge-kit:network\.subnets\.aksNodes: .*(IPv4|network)"),
-    "subnet outside vnet": (set_in("network", "subnets.internalLb", "10.99.0.0/24"),
-                            r"network\.subnets\.internalLb: 10\.99\.0\.0/24 is outside"),
+    "subnet outside vnet": (set_in("network", "subnets.privateEndpoints", "10.99.0.0/24"),
+                            r"network\.subnets\.privateEndpoints: 10\.99\.0\.0/24 is outside"),
     "overlapping subnets": (set_in("network", "subnets.privateEndpoints", "10.10.0.0/24"),
                             r"network\.subnets\.aksNodes: .* overlaps network\.subnets\.privateEndpoints"),
     "service cidr overlaps vnet": (set_in("network", "serviceCidr", "10.10.128.0/20"),
@@ -76,11 +76,11 @@ def test_all_field_errors_are_reported_at_once(stack_root, tmp_path):
 
 def test_all_rule_errors_are_reported_at_once(stack_root, tmp_path):
     def edit(config):
-        set_in("network", "subnets.internalLb", "10.99.0.0/24")(config)
+        set_in("network", "subnets.privateEndpoints", "10.99.0.0/24")(config)
         set_in("network", "serviceCidr", "10.10.128.0/20")(config)
         config["mlops-edge-kit:names"] = {"registry": "cr", "keyVault": "kv--x"}
     problems = problems_for(stack_root, tmp_path, edit)
-    expect_problems(problems, r"subnets\.internalLb", r"serviceCidr", r"names\.registry", r"names\.keyVault")
+    expect_problems(problems, r"subnets\.privateEndpoints", r"serviceCidr", r"names\.registry", r"names\.keyVault")
 
 
 def test_invalid_yaml_is_reported_with_the_file(tmp_path):

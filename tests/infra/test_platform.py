@@ -33,7 +33,7 @@ def test_components_and_their_children(recordings, env):
 def test_network_subnets_each_with_an_nsg(recordings, env):
     rec = recordings[env]
     subnets = rec.of_type("azure-native:network:Subnet")
-    assert sorted(s.name for s in subnets) == ["snet-aks-nodes", "snet-internal-lb", "snet-private-endpoints"]
+    assert sorted(s.name for s in subnets) == ["snet-aks-nodes", "snet-private-endpoints"]
     for subnet in subnets:
         assert subnet.inputs["networkSecurityGroup"]["id"].endswith(f"nsg-{subnet.name}")
         assert subnet.inputs["defaultOutboundAccess"] is False
@@ -128,7 +128,7 @@ def test_role_assignments_go_to_the_right_identities(recordings, env):
     assert acr_pull["roleDefinitionId"].endswith("/7f951dda-4ed3-4680-a7ca-43fe172d538d")
     assert acr_pull["principalId"] == stable_uuid(cluster_name, "kubelet")
     assert acr_pull["scope"].endswith("/registries/" + rec.one("azure-native:containerregistry:Registry").inputs["registryName"])
-    for key, subnet in (("cluster-ilb-network", "snet-internal-lb"), ("cluster-nodes-network", "snet-aks-nodes")):
+    for key, subnet in (("cluster-nodes-network", "snet-aks-nodes"),):
         network = assignments[key]
         assert network["roleDefinitionId"].endswith("/4d97b98b-1d4f-4787-a291-c67834d212e7")
         assert network["principalId"] == stable_uuid(cluster_name, "cluster-identity")
@@ -170,7 +170,7 @@ def test_outputs_and_kubeconfig_is_secret(recordings, env):
     assert outputs["kubeconfig"] == "[secret]"
     assert outputs["registryLoginServer"].endswith(".azurecr.io")
     assert outputs["clusterName"] == f"aks-mlk-{env}" and outputs["workspaceName"] == f"mlw-mlk-{env}"
-    assert set(outputs["subnetIds"]) == {"aksNodes", "internalLb", "privateEndpoints"}
+    assert set(outputs["subnetIds"]) == {"aksNodes", "privateEndpoints"}
 
 
 def test_globally_unique_names_differ_per_environment(recordings):

@@ -53,7 +53,7 @@ def test_the_base_settings_are_valid():
     assert stack.settings.network.private_networking is False and stack.settings.cluster.authorized_ip_ranges
 
 
-SUBNETS = {"aksNodes": "10.10.0.0/20", "internalLb": "10.10.16.0/24", "privateEndpoints": "10.10.17.0/24"}
+SUBNETS = {"aksNodes": "10.10.0.0/20", "privateEndpoints": "10.10.17.0/24"}
 
 
 @pytest.mark.parametrize("first,second", list(combinations(SUBNETS, 2)))
@@ -71,8 +71,8 @@ def test_each_subnet_outside_the_address_space_is_caught(key):
 
 
 def test_a_subnet_partly_outside_the_address_space_is_caught():
-    found = problems(network(addressSpace="10.10.0.0/20"))  # internalLb and privateEndpoints now outside
-    assert keys(found) == ["network.subnets.internalLb", "network.subnets.privateEndpoints"], found
+    found = problems(network(addressSpace="10.10.0.0/20"))  # privateEndpoints now outside
+    assert keys(found) == ["network.subnets.privateEndpoints"], found
 
 
 @pytest.mark.parametrize("key,other,changes", [
@@ -129,11 +129,11 @@ def test_the_two_user_pools_need_different_names():
 
 def test_every_broken_rule_is_reported_at_once():
     def edit(values):
-        subnets(privateEndpoints="10.10.16.0/24")(values)
+        subnets(privateEndpoints="10.10.8.0/24")(values)
         network(podCidr="172.16.0.0/12", dnsServiceIp="172.17.0.10")(values)
         cluster(authorizedIpRanges=["0.0.0.0/0"])(values)
         pool("arm64Pool", "system")(values)
         pool("x86Pool", "system")(values)
-    assert keys(problems(edit)) == ["network.subnets.internalLb", "network.podCidr", "network.dnsServiceIp",
+    assert keys(problems(edit)) == ["network.subnets.aksNodes", "network.podCidr", "network.dnsServiceIp",
                                     "cluster.authorizedIpRanges[0]", "cluster.x86Pool.name", "cluster.arm64Pool.name",
                                     "cluster.arm64Pool.name"]
