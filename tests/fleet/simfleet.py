@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from edge_hosts.oci import RegistryError
 from fleet import flux
 from fleet.plan import site_opening
 from fleet.status import SiteStatus, from_event
@@ -133,7 +134,10 @@ class SimFleet:
         self._at(self.t + POLL_S + jitter, "poll", sim.site.name)
         if not sim.online(self.t) or not self._in_window(sim):
             return
-        live = self.tags.get(flux.repository_path(self.env, sim.site.name), flux.LIVE_TAG)
+        try:
+            live = self.tags.get(flux.repository_path(self.env, sim.site.name), flux.LIVE_TAG)
+        except RegistryError:
+            return  # registry unreachable: Flux retries at its next poll
         if live and live[0] != sim.applied:
             sim.applied, sim.state = live[0], "progressing"
             sim.history.append(live[0])

@@ -23,6 +23,7 @@ class World:
 
     def __init__(self, registry, tmp, count=20, broken=lambda s: False, offline=None, windows=None, **plan):
         self.env = f"env{secrets.token_hex(3)}"
+        tmp.mkdir(parents=True, exist_ok=True)
         self.sites = fleetgen.sites(count, windows, env=self.env)
         self.plan = fleetgen.plan(tmp, self.sites, **plan)
         self.pusher = Pusher(registry.url, registry.user(f"release-{self.env}", [("*", ("pull", "push"))]))
