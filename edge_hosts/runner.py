@@ -41,8 +41,8 @@ class Bootstrap:
             else:
                 self.engine.step(first, "tokens", self._read_tokens)
             self._joiners(first)
+            self.engine.step(first, "nodes-ready", self._all_ready)
             if self.first in self.selected:
-                self.engine.step(first, "nodes-ready", self._all_ready)
                 self.engine.step(first, "metallb", self._metallb)
                 self.engine.step(first, "kubeconfig", self._kubeconfig)
             return self.engine.results(self.selected)
@@ -95,6 +95,8 @@ class Bootstrap:
         self.engine.step(ctx, "readmit", self._readmit)
         self.engine.step(ctx, "config", steps.config, self.tokens)
         self.engine.step(ctx, "install", steps.install)
+        if ctx.started:
+            self.engine.step(ctx, "unit-ready", self._unit_ready)
 
     # -- steps ------------------------------------------------------------------------------
     def _cluster_gone(self, ctx: HostContext) -> bool:
@@ -114,7 +116,15 @@ class Bootstrap:
                                   f"to check they hold none either")
         return True
 
+    def _unit_ready(self, ctx: HostContext) -> bool:
+        """The (re)started unit becomes active within k3s.joinTimeout, else its log says why."""
+        if not service.wait_active(ctx, self.wait_s):
+            raise steps.StepError(service.not_ready_message(ctx, self.wait_s, f"{k3s.unit(ctx.host.role)} is "
+                                                                              f"not ready"))
+        return False
+
     def _api_ready(self, ctx: HostContext) -> bool:
+        self._unit_ready(ctx)
         if not cluster.wait_readyz(ctx.session, self.wait_s):
             raise steps.StepError(service.not_ready_message(ctx, self.wait_s, "the API server is not ready"))
         return False
@@ -147,6 +157,7 @@ class Bootstrap:
         return cluster.remove_stale_node(self.engine.contexts[self.first].session, ctx.host.name)
 
     def _wait_ready(self, ctx: HostContext) -> bool:
+        self._unit_ready(ctx)
         first = self.engine.contexts[self.first]
         seen = cluster.wait_nodes_ready(first.session, [ctx.host.name], self.wait_s)
         if not (ctx.host.name in seen and seen[ctx.host.name].ready):

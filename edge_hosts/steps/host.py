@@ -144,8 +144,8 @@ def install(ctx: HostContext) -> bool:
     if repaired:
         service.enable(ctx)
     restart = unit_changed or bool({"config", "bin"} & ctx.replaced)
-    if restart or not ctx.facts.yes("active"):
-        service.start(ctx, restart=restart and ctx.facts.yes("active"))
+    if restart or not ctx.facts.yes("active"):  # a unit stuck activating (with the old config) needs the restart
+        service.start(ctx, restart=restart)
     return ran or repaired or ctx.started or import_images(ctx)
 
 

@@ -41,9 +41,22 @@ def enable(ctx: HostContext) -> None:
     ctx.facts.values["enabled"] = "yes"
 
 
+def wait_active(ctx: HostContext, wait_s: float) -> bool:
+    """Poll until the unit is active: for Type=notify that is when k3s reported ready (an agent only after it got
+    its configuration from a server and started its kubelet). The node object of a restarted agent stays Ready for
+    a while in the cluster, so this, not the node's condition, says whether the (re)start worked."""
+    unit = k3s.unit(ctx.host.role)
+    result = ctx.session.run(f"""end=$(($(date +%s) + {max(1, round(wait_s))}))
+until systemctl is-active --quiet {unit}; do [ "$(date +%s)" -ge "$end" ] && exit 1; sleep 0.5; done
+""")
+    return result.code == 0
+
+
 def failure_cause(log: str) -> tuple[str, str] | None:
-    """(cause, the log line that shows it) for the first known cause found in a unit's log."""
+    """(cause, the log line that shows it) for the first known cause in a unit's log since its last start."""
     lines = log.splitlines()
+    starts = [i for i, line in enumerate(lines) if "systemd[" in line and " Starting " in line]
+    lines = lines[starts[-1]:] if starts else lines
     for cause, pattern in CAUSES:
         hits = [line for line in lines if pattern.search(line)]
         if hits:
