@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lab import claims, host as hostmod, network
 from lab.arch import set_machine
+from lab.hostops import install_reboot, reimage, set_selinux_enforcing
 from lab.host import LabHost
 from lab.artifacts import STANDINS, build_bundle
 from lab.inventory import K3S_VERSION, METALLB_VERSION, site_document, write_site
@@ -131,6 +132,8 @@ class Lab:
             host_key = new_keypair(Path(h.dir) / "ssh_host_ed25519_key", h.name)
             known.append(f"{h.address} {' '.join(host_key.split()[:2])}")
         inits = [hostmod.start(h) for h in self.hosts]
+        for h in self.hosts:
+            install_reboot(h)
         self._save_state()
         _wait_for_sshd(self.hosts, inits)
         shutil.rmtree(self.bundle, ignore_errors=True)
@@ -171,6 +174,13 @@ class Lab:
     def set_arch(self, host: str, machine: str, long_bit: int | None = None) -> None:
         """Make `host` report `uname -m` = machine (aarch64, armv7l, ...); see lab.arch."""
         set_machine(self.host(host), machine, long_bit)
+
+    def reimage(self, host: str) -> None:
+        """Wipe `host` as a fresh install under the same name (see lab.hostops.reimage)."""
+        reimage(self.host(host))
+
+    def set_selinux_enforcing(self, host: str) -> None:
+        set_selinux_enforcing(self.host(host))
 
 
 def _check_request(hosts: int, servers: int) -> None:

@@ -170,3 +170,23 @@ def test_up_refuses_bad_requests(tmp_path):
         Lab.up(hosts=0, out_dir=tmp_path)
     with pytest.raises(LabError, match="servers must be between 1 and hosts"):
         Lab.up(hosts=2, servers=3, out_dir=tmp_path)
+
+
+def test_reimage_wipes_the_hosts_own_files_and_keeps_its_name_and_address(lab):
+    lab.exec("edge-3", "mkdir -p /etc/rancher/node && echo pw > /etc/rancher/node/password && touch /root/upload")
+    lab.reimage("edge-3")
+    assert lab.exec("edge-3", "ls -A /etc/rancher /var/lib/rancher /root /usr/local/bin").stdout.split() == [
+        "/etc/rancher:", "/root:", "/usr/local/bin:", "/var/lib/rancher:"]
+    assert lab.exec("edge-3", "hostname").stdout.strip() == "edge-3"
+    assert "systemctl" in lab.exec("edge-3", "ls /usr/local/sbin").stdout   # the OS (lab stand-ins) stays
+    client = ssh_client(lab, "edge-3")
+    client.close()
+
+
+def test_selinux_enforcing_is_visible_only_on_that_host(lab):
+    lab.set_selinux_enforcing("edge-2")
+    assert lab.exec("edge-2", "cat /sys/fs/selinux/enforce").stdout.strip() == "1"
+    assert lab.exec("edge-2", "getenforce").stdout.strip() == "Enforcing"
+    cgroups = "ls -A /sys/fs/cgroup; cat /proc/cgroups"     # the cgroup view stays what it was
+    assert lab.exec("edge-2", cgroups).stdout == lab.exec("edge-1", cgroups).stdout
+    assert lab.exec("edge-1", "cat /sys/fs/selinux/enforce", check=False).returncode != 0

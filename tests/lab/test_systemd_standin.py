@@ -160,3 +160,17 @@ def test_journalctl_reads_the_unit_journal(lab):
     refused = run(lab, "journalctl --since today -u svc-journal")
     assert refused.returncode == 1 and "unsupported" in refused.stderr
     run(lab, "systemctl stop svc-journal")
+
+
+def test_after_a_reboot_enabled_units_start_and_disabled_ones_do_not(lab):
+    unit(lab, "svc-boot-on")
+    unit(lab, "svc-boot-off")
+    run(lab, "touch /tmp/svc-boot-on.go /tmp/svc-boot-off.go")
+    run(lab, "systemctl enable /etc/systemd/system/svc-boot-on.service")
+    run(lab, "systemctl start svc-boot-on; systemctl start svc-boot-off")
+    subprocess.Popen([*lab.host("edge-1").nsenter(), "setsid", "/usr/local/sbin/reboot"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: "reboot" in run(lab, "cat /var/log/lab-units/boots").stdout, timeout=30)
+    assert wait_for(lambda: state(lab, "svc-boot-on") == "active", timeout=30)
+    assert state(lab, "svc-boot-off") == "inactive"
+    assert len(lab.host("edge-1").path_on_host("/var/log/lab-units/svc-boot-on.starts").read_text().split("\n")) == 3
