@@ -2,6 +2,7 @@
 import pulumi
 import pytest
 
+from agents.azdo import AzdoError
 from agents.placeholder import PlaceholderAgent, PlaceholderProvider
 from tests.agents_runtime.conftest import GOOD_TOKEN
 
@@ -63,7 +64,7 @@ def test_diff_replaces_on_identity_and_updates_on_capabilities(standin):
 
 def test_auth_errors_surface_from_the_provider(standin):
     standin.state.unscoped_tokens.add("weak-token")
-    with pytest.raises(Exception, match="Agent Pools"):
+    with pytest.raises(AzdoError, match="Agent Pools"):
         PlaceholderProvider().create(_props(standin, token="weak-token"))
 
 
