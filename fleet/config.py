@@ -82,7 +82,7 @@ class Model(Strict):
 class Environment(Strict):
     registry: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")]
     insecure: bool = False  # plain HTTP to the registry: only for a loopback test registry
-    notify_type: Literal["azuredevops", "generic"] = Field(alias="notifyType")
+    notify_type: Literal["azuredevops", "generic", "generic-hmac"] = Field(alias="notifyType")
     notify_address: str = Field("", alias="notifyAddress", pattern=r"^$|^https://dev\.azure\.com/[^/]+/[^/]+/_git/[^/]+$")
     source: Annotated[str, Field(pattern=r"^https://")]  # the Git repository of these seeds (artifact source)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from common.files import atomic_write
 
 STATES = ("healthy", "progressing", "failed", "offline")
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$")  # site and env names (fleet.config.NAME)
 PROGRESSING_REASONS = {"Progressing", "DependencyNotReady", "ArtifactFailed"}
 
 
@@ -39,7 +40,7 @@ def digest_of(revision: str) -> str:
 def from_event(event: dict) -> SiteStatus | None:
     """A site's status from a Kustomization event of the generic webhook; None for other events."""
     meta = event.get("metadata") or {}
-    if (event.get("involvedObject") or {}).get("kind") != "Kustomization" or not meta.get("site"):
+    if (event.get("involvedObject") or {}).get("kind") != "Kustomization" or not NAME.match(str(meta.get("site"))):
         return None
     if event.get("severity") == "error":
         state = "progressing" if event.get("reason") in PROGRESSING_REASONS else "failed"
@@ -58,11 +59,20 @@ class StatusStore:
         self.root = root
 
     def record(self, env: str, status: SiteStatus) -> None:
+        if not (NAME.match(env) and NAME.match(status.site)):
+            raise ValueError(f"not a site or env name: {env!r} {status.site!r}")
         folder = self.root / env
         folder.mkdir(parents=True, exist_ok=True)
-        previous = self.read(env).get(status.site)
+        previous = self._one(folder / f"{status.site}.json")
         if previous is None or previous.reported_at <= status.reported_at:
             atomic_write(folder / f"{status.site}.json", json.dumps(asdict(status)), 0o644)
+
+    @staticmethod
+    def _one(path: Path) -> SiteStatus | None:
+        try:
+            return SiteStatus(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None  # absent, or a foreign file: no report
 
     def read(self, env: str) -> dict[str, SiteStatus]:
         folder = self.root / env
@@ -70,11 +80,8 @@ class StatusStore:
             return {}
         found = {}
         for entry in os.scandir(folder):
-            if entry.name.endswith(".json"):
-                try:
-                    found[entry.name[:-5]] = SiteStatus(**json.loads(Path(entry.path).read_text()))
-                except (ValueError, TypeError):
-                    continue  # a torn or foreign file is no report
+            if entry.name.endswith(".json") and (status := self._one(Path(entry.path))) is not None:
+                found[entry.name[:-5]] = status
         return found
 
 

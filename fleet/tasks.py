@@ -73,6 +73,83 @@ def release(c, env, name="", root="", models="out/models", revision="", json=Fal
         print(f"released {name} of {env}: {len(result.sites)} site artifact(s), revision {revision}")
 
 
+STATUS_HELP = "folder of the sites' latest reports (written by fleet.receive; default out/fleet-status)"
+
+
+def _plan(fleet, env: str):
+    from fleet.config import FleetError
+    from fleet.plan import load_rollout
+    try:
+        return load_rollout(env, fleet.of(env), fleet.root / "rollout.yaml")
+    except FleetError as err:
+        raise Exit(str(err), code=2) from None
+
+
+@task(help={"env": "environment", "release": "the release tag fleet.release pushed", "root": ROOT_HELP,
+            "run_id": "this run's id (default $BUILD_BUILDID): a re-run with the same id resumes", "statuses": STATUS_HELP})
+def promote(c, env, release, root="", run_id="", statuses="out/fleet-status"):
+    """Move env's sites to the release wave by wave (fleet/rollout.yaml); halt and move a failed wave back.
+    Exit 0 when every wave is done, 1 when halted or stopped (another run holds env, registry unreachable)."""
+    import os
+    from edge_hosts.oci import RegistryError
+    from fleet.artifact import Pusher
+    from fleet.promote import Promotion, PromotionError, RegistryTags
+    from fleet.release import credentials, registry_url
+    from fleet.status import StatusStore
+    fleet = _fleet(root)
+    plan = _plan(fleet, env)
+    tags = RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials()))
+    promotion = Promotion(plan, release, tags, StatusStore(Path(statuses)), run_id=run_id or os.environ.get("BUILD_BUILDID", ""))
+    try:
+        outcome = promotion.run()
+    except (PromotionError, RegistryError) as err:
+        raise Exit(f"fleet.promote {env} {release}: {err}", code=1) from None
+    print(jsonlib.dumps({"env": env, "release": release, "result": outcome.result, "haltedWave": outcome.halted_wave,
+                         "waves": [w.__dict__ for w in outcome.waves]}, sort_keys=True))
+    if outcome.result != "done":
+        raise Exit(code=1)
+
+
+@task(help={"env": "environment", "root": ROOT_HELP, "statuses": STATUS_HELP, "json": "print one JSON object",
+            "html": "write a self-contained HTML page to this file"})
+def status(c, env, root="", statuses="out/fleet-status", json=False, html=""):
+    """Every site's last report rolled up per wave: a table, --json, or an --html page."""
+    import time
+    from rich.console import Console
+    from rich.table import Table
+    from fleet import rollup
+    from fleet.status import StatusStore
+    plan = _plan(_fleet(root), env)
+    now = time.time()
+    table = rollup.rows(plan, StatusStore(Path(statuses)).read(env), now)
+    data = rollup.summary(plan, table, now)
+    if html:
+        from common.files import atomic_write
+        atomic_write(Path(html), rollup.to_html(data), 0o644)
+    if json:
+        print(rollup.to_json(data))
+        return
+    view = Table("wave", "sites", "healthy", "progressing", "failed", "offline", title=f"fleet {env}")
+    for wave in data["waves"]:
+        view.add_row(wave["name"], *(str(wave[k]) for k in ("sites", "healthy", "progressing", "failed", "offline")))
+    Console().print(view)
+
+
+@task(help={"listen": "address:port to listen on (default 127.0.0.1:9292)", "statuses": STATUS_HELP})
+def receive(c, listen="127.0.0.1:9292", statuses="out/fleet-status"):
+    """Receive the sites' Flux events (Provider generic-hmac; key in FLEET_WEBHOOK_KEY) into the status folder."""
+    import os
+    from fleet.receiver import server
+    from fleet.status import StatusStore
+    key = os.environ.get("FLEET_WEBHOOK_KEY", "").encode()
+    host, _, port = listen.rpartition(":")
+    if not key or not port.isdigit():
+        raise Exit("fleet.receive: set FLEET_WEBHOOK_KEY, and --listen as address:port", code=2)
+    httpd = server((host or "127.0.0.1", int(port)), StatusStore(Path(statuses)), key)
+    print(f"fleet.receive: listening on {listen}")
+    httpd.serve_forever()
+
+
 fleet = Collection("fleet")
-for _task in (render, release):
+for _task in (render, release, promote, status, receive):
     fleet.add_task(_task)
