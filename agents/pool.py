@@ -10,8 +10,8 @@ import pulumi_kubernetes as k8s
 
 from agents import buildkit
 from agents.placeholder import PlaceholderAgent
-from agents.podspec import (capabilities, demands, egress_dns_and_https, exec_probe,  # noqa: F401 (re-exported)
-                            not_on_system_nodes, queue_trigger, tolerations)
+from agents.podspec import (capabilities, egress_dns_and_https, exec_probe, not_on_system_nodes, queue_trigger,
+                            tolerations)
 from agents.settings import AgentsSettings, ArchPool
 
 KEDA_CHART_REPO = "https://kedacore.github.io/charts"

@@ -7,7 +7,7 @@ import pytest
 from agents.buildkit import buildkit_labels
 from agents.pool import AGENT_UID
 from agents.settings import AgentsSettings
-from tests.agents_k8s.conftest import ARM64_TAINT, SECRETS, SETTINGS, as_text
+from tests.agents_k8s.conftest import SECRETS, SETTINGS, as_text
 
 AGENTS_NS, BUILDKIT_NS = "azp-agents", "azp-buildkit"
 BUILDKIT_LABELS = buildkit_labels()

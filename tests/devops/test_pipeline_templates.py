@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from agents.pool import capabilities, demands
+from agents.podspec import capabilities, demands
 from infra.devops.names import devops_names, pool_arches
 from tests.devops.devops_plan import KIT_ENVS, ROOT, kit_settings
 from tests.devops.pipeline_model import TemplateError, compile_pipeline, include, jobs, steps
