@@ -234,8 +234,8 @@ class AgentPool(pulumi.ComponentResource):
     def _builders(self, namespace: k8s.core.v1.Namespace, keda: list[pulumi.Resource]) -> None:
         """Per architecture a builder Deployment and Service, scaled by KEDA from the same queue as the agents.
 
-        KEDA reads the queue from the builders' namespace too: a TriggerAuthentication only references
-        Secrets of its own namespace, so with a PAT the builders' namespace holds its own copy.
+        KEDA reads the queue from the builders' namespace too: a TriggerAuthentication holds per-namespace
+        credentials (keda.sh/docs/2.20/concepts/authentication/), so with a PAT that namespace has its own copy.
         """
         settings, ns = self._args.settings, self._args.settings.buildkit_namespace
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
