@@ -91,6 +91,10 @@ def test_the_agent_token_is_kept_apart_and_joins_agents(lab):
     assert start(lab, "edge-2", "agent", {"server": server_url(lab), "token": agent_token}).returncode == 0
     assert lab.exec("edge-2", "systemctl is-active k3s-agent").stdout.strip() == "active"
     assert wait_for(lambda: ready_nodes(lab) == {"edge-1", "edge-2"})
+    secrets = (AGENT_PASSWORD, server_token.rsplit(":", 1)[1])
+    for host, unit in (("edge-1", "k3s"), ("edge-2", "k3s-agent")):
+        assert not [s for s in secrets if s in journal(lab, host, unit)]
+        assert not [a for a in lab.process_argvs(host) if any(s in " ".join(a) for s in secrets)]
 
 
 def test_the_agent_token_cannot_join_a_server(lab):
@@ -153,7 +157,7 @@ def test_the_agent_stops_on_an_unknown_or_server_only_config_key(lab):
         assert wait_for(lambda: journal(lab, "edge-3").count(line) >= 2)     # exits; Restart=always starts it again
         assert starts(lab, "edge-3") >= 2
         lab.exec("edge-3", "systemctl stop k3s-agent")
-    assert ('level=warning msg="Unknown flag --not-a-k3s-flag found in config.yaml, skipping"'
+    assert ('level=warning msg="Unknown flag --not-a-k3s-flag found in config.yaml, skipping\\n"'
             in journal(lab, "edge-1", "k3s"))          # the server drops it and runs
     assert lab.exec("edge-1", "systemctl is-active k3s").returncode == 0
 

@@ -34,7 +34,7 @@ ENV_KEYS = {"K3S_TOKEN": "token", "K3S_TOKEN_FILE": "token-file", "K3S_URL": "se
 def log(message: str, level: str = "info") -> None:
     """k3s-style (logrus) log line on stderr, which the unit's journal records."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    escaped = message.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = message.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")   # logrus quotes msg
     print(f'time="{stamp}" level={level} msg="{escaped}"', file=sys.stderr, flush=True)
 
 
@@ -56,7 +56,8 @@ def load_config(command: str) -> dict:
             if command == "agent":
                 log(f"Error: flag provided but not defined: -{key}", "fatal")
                 raise SystemExit(1)
-            log(f"Unknown flag --{key} found in config.yaml, skipping", "warning")
+            # k3s pkg/configfilearg/parser.go: logrus.Warnf("Unknown flag %s found in config.yaml, skipping\n", ...)
+            log(f"Unknown flag --{key} found in config.yaml, skipping\n", "warning")
             continue
         config[key] = as_list(config.get(key)) + as_list(value) if str(raw).endswith("+") else value
     for variable, key in ENV_KEYS.items():
