@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pulumi
 import requests
 import yaml
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
 DEADLINE_SECONDS = 15 * 60  # Azure documents up to 10 minutes; the rest covers token refresh and API latency
 POLL_SECONDS = 15
@@ -87,6 +87,9 @@ class AccessReadyProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         attempts = wait_until(access_check(props["kubeconfig"]))
         return CreateResult(id_=props["cluster_id"], outs={**props, "attempts": attempts})
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs={**news, "attempts": wait_until(access_check(news["kubeconfig"]))})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("cluster_id", "grants") if olds.get(k) != news.get(k)]

@@ -138,3 +138,14 @@ def test_a_failing_exec_plugin_is_reported_without_its_output(monkeypatch):
     with pytest.raises(kube_ready.AccessNotGranted) as err:
         kube_ready.access_check(kubeconfig("aks-mlk-dev", "aks.example"))()
     assert "kubelogin failed (exit 1)" in str(err.value) and "secret-looking" not in str(err.value)
+
+
+def test_the_wait_runs_again_when_the_kubeconfig_changes(monkeypatch):
+    monkeypatch.setattr(kube_ready, "access_check", lambda kubeconfig: lambda: (True, "allowed"))
+    provider = kube_ready.AccessReadyProvider()
+    olds = {"cluster_id": "/c", "grants": ["/g"], "kubeconfig": "a"}
+    news = {**olds, "kubeconfig": "b"}
+    diff = provider.diff("/c", olds, news)
+    assert diff.changes and not diff.replaces
+    assert provider.update("/c", olds, news).outs == {**news, "attempts": 1}
+    assert provider.diff("/c", olds, {**olds, "grants": ["/g", "/h"]}).replaces == ["grants"]
