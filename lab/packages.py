@@ -16,6 +16,8 @@ REQUIRED = {
     "curl": "curl",                # the stand-in install script downloads with it (online hosts)
     "/usr/bin/python3": "python3",  # interpreter of the stand-in k3s and systemctl
     "dot": "graphviz",             # ./kit plan draws graph.svg with it (tests check the picture)
+    "/usr/bin/docker-registry": "docker-registry",  # the fleet tests' real OCI registry (CNCF distribution)
+    "chromium": "chromium",        # the fleet tests open the fleet.status --html page headless
 }
 # Python modules the stand-ins import from the hosts' /usr/bin/python3 -> Debian package
 REQUIRED_MODULES = {"yaml": "python3-yaml"}
