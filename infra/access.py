@@ -29,16 +29,20 @@ def role_assignment(name: str, *, subscription_id: pulumi.Input[str], role: str,
 
 
 class PlatformAccess(pulumi.ComponentResource):
-    """AcrPull for the kubelet identity on the registry; Network Contributor for the cluster identity on its node
+    """AcrPull for the kubelet identity on the registry; AcrPush for the image-build compute cluster's identity
+    (it pulls base images and pushes what it builds); Network Contributor for the cluster identity on its node
     subnet, where its internal load balancers go too (a VNET brought by ARM gets no automatic grant)."""
 
     def __init__(self, name: str, *, subscription_id: pulumi.Input[str], registry_id: pulumi.Input[str],
                  kubelet_object_id: pulumi.Input[str], cluster_principal_id: pulumi.Input[str],
-                 node_subnet_id: pulumi.Input[str],
+                 node_subnet_id: pulumi.Input[str], image_build_principal_id: pulumi.Input[str] | None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:infra:PlatformAccess", name, None, opts)
         role_assignment(f"{name}-kubelet-acrpull", subscription_id=subscription_id, role=ACR_PULL,
                         scope=registry_id, principal_id=kubelet_object_id, parent=self)
+        if image_build_principal_id is not None:
+            role_assignment(f"{name}-image-build-acrpush", subscription_id=subscription_id, role=ACR_PUSH,
+                            scope=registry_id, principal_id=image_build_principal_id, parent=self)
         role_assignment(f"{name}-cluster-nodes-network", subscription_id=subscription_id, role=NETWORK_CONTRIBUTOR,
                         scope=node_subnet_id, principal_id=cluster_principal_id, parent=self)
         self.register_outputs({})

@@ -39,18 +39,20 @@ class MlWorkspace(pulumi.ComponentResource):
             container_registry=registry_id, system_datastores_auth_mode="identity",
             public_network_access=public_access, image_build_compute=IMAGE_BUILD_COMPUTE if private else None,
             opts=stateful)
+        self.image_build_principal_id: pulumi.Output[str] | None = None
         if private:
             self._private_links(placement, private, {storage_name: self.storage, vault_name: self.vault,
                                                      workspace_name: self.workspace})
-            self._image_build_compute(placement, workspace_name, compute_subnet_id, image_build_vm_size)
+            builder = self._image_build_compute(placement, workspace_name, compute_subnet_id, image_build_vm_size)
+            self.image_build_principal_id = builder.identity.apply(lambda i: i.principal_id)
         self.register_outputs({"workspaceName": self.workspace.name, "keyVaultUri": self.vault.properties.vault_uri})
 
     def _image_build_compute(self, placement: Placement, workspace_name: str, subnet_id: pulumi.Input[str],
-                             vm_size: str) -> None:
+                             vm_size: str) -> machinelearningservices.Compute:
         """A registry reached only privately cannot build images (ACR Tasks run outside the VNET), so AzureML
         builds them on this compute cluster in the VNET, 0 nodes when idle, no public IPs
         (learn.microsoft.com/azure/machine-learning/how-to-secure-workspace-vnet, "Enable Azure Container Registry")."""
-        machinelearningservices.Compute(
+        return machinelearningservices.Compute(
             f"{workspace_name}-{IMAGE_BUILD_COMPUTE}", resource_group_name=placement.resource_group,
             location=placement.location, tags=placement.tags, workspace_name=self.workspace.name,
             compute_name=IMAGE_BUILD_COMPUTE, identity={"type": "SystemAssigned"},

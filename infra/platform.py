@@ -54,7 +54,7 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
                                           if settings.agents.enabled and settings.agents.pools else None))
     PlatformAccess("access", subscription_id=subscription_id, registry_id=registry.id,
                    kubelet_object_id=aks.kubelet_object_id, cluster_principal_id=aks.principal_id,
-                   node_subnet_id=net.subnet_ids["aksNodes"])
+                   node_subnet_id=net.subnet_ids["aksNodes"], image_build_principal_id=ml.image_build_principal_id)
     Diagnostics("diagnostics", placement=placement, cluster_name=names.cluster, cluster_id=aks.id,
                 workspace_id=logs.log_analytics.id,
                 targets={"keyvault": ml.vault.id, "registry": registry.id, "workspace": ml.workspace.id,

@@ -97,23 +97,29 @@ def _registry_consumers(recording: Recording) -> list[str]:
     deps = ancestors(recording)
     clusters = {c.urn for c in recording.of_type("azure-native:containerservice:ManagedCluster")}
 
-    def granted(role: str, from_cluster: bool = False) -> bool:
+    def granted(role: str, from_resources: set[str] | None = None) -> bool:
+        """`role` on the registry, to a principal one of `from_resources` has (any principal when None)."""
         return any((a.inputs.get("roleDefinitionId") or "").endswith(f"/{role}")
                    and (a.inputs.get("scope") or "").endswith(on_registry)
-                   and (not from_cluster or deps[a.urn] & clusters)
+                   and (from_resources is None or deps[a.urn] & from_resources)
                    for a in recording.of_type("azure-native:authorization:RoleAssignment"))
 
     tokens = {t.inputs.get("tokenName"): t for t in recording.of_type("azure-native:containerregistry:Token")}
     scopes = {s.inputs.get("scopeMapName"): s for s in recording.of_type("azure-native:containerregistry:ScopeMap")}
     providers = [p.name for p in recording.of_type("pulumi:providers:kubernetes")]
-    consumers: list[tuple[str, bool, bool]] = [("the AKS kubelet", private or open_to_all, granted(ACR_PULL, True))]
+    consumers: list[tuple[str, bool, bool]] = [("the AKS kubelet", private or open_to_all, granted(ACR_PULL, clusters))]
+    builders = {c.urn for c in recording.of_type("azure-native:machinelearningservices:Compute")
+                if dig(c.inputs, "properties.computeType") == "AmlCompute"}
     for ws in recording.of_type("azure-native:machinelearningservices:Workspace"):
         if (ws.inputs.get("containerRegistry") or "").endswith(on_registry):
-            consumers.append(("AzureML (image builds)", open_to_all or bool(private and ws.inputs.get("imageBuildCompute")),
-                              dig(ws.inputs, "identity.type") is not None))
+            builds_inside = bool(private and ws.inputs.get("imageBuildCompute"))
+            pushes = granted(ACR_PUSH, from_resources=builders) if builds_inside else True
+            consumers.append(("AzureML (image builds)", open_to_all or builds_inside,
+                              dig(ws.inputs, "identity.type") is not None and pushes))
     pipelines = recording.of_type("azure-native:managedidentity:UserAssignedIdentity")  # the stack's pipeline identity
     if "aks-agents-k8s" in providers and pipelines:
-        consumers.append(("the AKS agent pools (push)", private or open_to_all, granted(ACR_PUSH)))
+        consumers.append(("the AKS agent pools (push)", private or open_to_all,
+                          granted(ACR_PUSH, {p.urn for p in pipelines})))
     for site in sorted({p[len("edge-"):].rsplit("-", 2)[0] for p in providers if p.startswith("edge-")}):
         token = tokens.get(f"edge-{site}")
         scope = scopes.get((token.inputs.get("scopeMapId") or "").rsplit("/", 1)[-1]) if token else None

@@ -83,6 +83,8 @@ def yaml_of(env: str) -> dict:
      "the AKS kubelet has no credential"),
     (lambda rec: rec.one("azure-native:machinelearningservices:Workspace").inputs.pop("imageBuildCompute"),
      "AzureML \\(image builds\\) has no network path"),
+    (lambda rec: rec.resources.remove(next(r for r in rec.resources if r.name == "access-image-build-acrpush")),
+     "AzureML \\(image builds\\) has no credential"),
     (lambda rec: rec.resources.remove(next(r for r in rec.resources if r.name.endswith("-acr-push"))),
      "the AKS agent pools \\(push\\) has no credential"),
 ])

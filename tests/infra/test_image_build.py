@@ -18,6 +18,10 @@ def test_private_workspaces_build_images_on_a_vnet_compute_cluster(recordings, e
     assert props["enableNodePublicIp"] is False and props["remoteLoginPortPublicAccess"] == "Disabled"
     assert builder.inputs["properties"]["disableLocalAuth"] is True
     assert workspace.urn in builder.dependencies
+    (push,) = [a for a in rec.of_type("azure-native:authorization:RoleAssignment") if a.name == "access-image-build-acrpush"]
+    assert push.inputs["roleDefinitionId"].endswith("/8311e382-0749-4cb8-b61a-304f252e45ec")  # AcrPush
+    assert push.inputs["scope"].endswith("/registries/" + rec.one("azure-native:containerregistry:Registry").inputs["registryName"])
+    assert builder.urn in push.dependencies  # the builder's own identity
 
 
 def test_a_public_workspace_needs_no_builder(recordings):
