@@ -167,6 +167,7 @@ def test_nodes_report_the_hosts_architecture(lab, machine, binary, arch):
     lab.set_arch("edge-3", machine, long_bit=32)
     assert lab.exec("edge-3", "uname -m").stdout.strip() == machine
     assert lab.exec("edge-3", "getconf LONG_BIT").stdout.strip() == "32"
+    assert lab.exec("edge-3", "dpkg --print-architecture").stdout.strip() == "armhf"   # 32-bit userland
     agent_token = lab.exec("edge-1", "cat /var/lib/rancher/k3s/server/agent-token").stdout.strip()
     lab.exec("edge-3", "rm -rf /etc/rancher/node")
     kubectl(lab, "delete node edge-3 --ignore-not-found")
