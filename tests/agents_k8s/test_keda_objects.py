@@ -43,3 +43,20 @@ def test_strict_validation_catches_unknown_and_mistyped_fields(plan, mistake, wh
     mistake(broken["spec"])
     found = problems(KEDA, broken)
     assert found and any(p.startswith(where.replace("<root>", "spec")) for p in found), found
+
+
+@pytest.mark.parametrize("env", ["dev", "qa", "uat", "prod"])
+def test_the_shipped_agents_leave_no_pod_running_while_the_queue_is_empty(env):
+    import yaml
+
+    from infra.stack_config import ROOT
+    raw = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]["mlops-edge-kit:agents"]
+    keys = {f"mlops-edge-kit:{site['kubeconfigSecretKey']}": "apiVersion: v1\nkind: Config\n"
+            for site in raw.get("edgeSites", [])}
+    plan = record_agents(raw, keys)
+    objects = keda_objects(plan)
+    assert objects and all(o["spec"]["minReplicaCount"] == 0 for o in objects if o["kind"] != "TriggerAuthentication")
+    deployments = [r.inputs for r in plan.of_type("kubernetes:apps/v1:Deployment")]
+    assert deployments and all("replicas" not in d["spec"] for d in deployments), "KEDA alone sizes the builders"
+    scaled = {o["spec"]["scaleTargetRef"]["name"] for o in objects if o["kind"] == "ScaledObject"}
+    assert scaled == {d["metadata"]["name"] for d in deployments}, "every builder is scaled by KEDA"
