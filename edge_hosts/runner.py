@@ -100,11 +100,14 @@ class Bootstrap:
 
     # -- steps ------------------------------------------------------------------------------
     def _cluster_gone(self, ctx: HostContext) -> bool:
-        """True (a logged step) when the cluster behind the site's tokens is gone: every server is fresh. The site
-        keeps its passwords; the first server seeds a new cluster with them and its CA is learned."""
+        """True (a logged step) when the cluster behind the site's tokens is gone: every server is fresh, or the
+        first server runs a cluster with another CA. The site keeps its passwords; the first server seeds a new
+        cluster with them (short forms pin no CA) and the new CA is learned from its tokens."""
         known = self.store.cluster_ca()
-        if known is None or ctx.facts["ca_hash"]:
+        if known is None or ctx.facts["ca_hash"] == known:
             return False
+        if ctx.facts["ca_hash"]:
+            return True
         holders = [c.host.name for c in self.engine.contexts.values()
                    if c is not ctx and c.host.role == "server" and c.facts is not None and c.facts["ca_hash"]]
         if holders:

@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 VALID = {
     "site": "t1",
     "ssh": {"user": "root", "keyFile": "id_ed25519", "knownHosts": "known_hosts"},
-    "k3s": {"version": "v1.31.4+k3s1"},
-    "metallb": {"version": "v0.14.9", "addresses": ["10.9.0.200-10.9.0.210"]},
+    "k3s": {"version": "v1.37.2+k3s1"},
+    "metallb": {"version": "v0.16.1", "addresses": ["10.9.0.200-10.9.0.210"]},
     "nodeSubnet": "10.9.0.0/24",
     "bundle": "bundle",
     "hosts": [

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from lab.artifacts import build_bundle
+from lab.inventory import K3S_VERSION, METALLB_VERSION
 
 from helpers import REPO, json_result, kit, lab_site
 from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl_json, mode, nodes_via_kubeconfig,
@@ -17,7 +18,8 @@ from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl
 
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
 METALLB_IMAGES = "/var/lib/rancher/k3s/agent/images/metallb-images-amd64.tar"
-BUNDLED_IMAGES = "metallb/v0.14.9/metallb-images-amd64.tar"
+BUNDLED_IMAGES = f"metallb/{METALLB_VERSION}/metallb-images-amd64.tar"
+AIRGAP_IMAGES = f"k3s/{K3S_VERSION}/k3s-airgap-images-amd64.tar.zst"
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,7 @@ def test_a_missing_metallb_images_archive_is_uploaded_again_and_only_it(lab, kub
     assert hosts["edge-4"]["changed"] == ["artifacts", "install"] and all(hosts[n]["changed"] == [] for n in HOSTS[:3])
     assert host_file(lab, "edge-4", METALLB_IMAGES).read_bytes() == (lab.bundle / BUNDLED_IMAGES).read_bytes()
     assert all_starts(lab) == before  # imported into the running k3s, no restart
-    version = yaml.safe_load(lab.site_file.read_text())["metallb"]["version"]
+    version = METALLB_VERSION
     images = json.loads(lab.exec("edge-4", "k3s crictl images -o json").stdout)["images"]
     pinned = {tag for image in images if image["pinned"] for tag in image["repoTags"]}
     assert {f"quay.io/metallb/{name}:{version}" for name in ("controller", "speaker")} <= pinned  # image GC spares them
@@ -175,7 +177,7 @@ def test_wrong_arch_fails_that_host_only(lab, kubeconfig, tmp_path):
 def test_a_corrupted_bundle_artifact_is_refused_and_a_fixed_bundle_converges(lab, kubeconfig, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(lab.bundle, bundle)
-    images = bundle / "k3s/v1.31.4+k3s1/k3s-airgap-images-amd64.tar.zst"
+    images = bundle / AIRGAP_IMAGES
     images.write_bytes(images.read_bytes() + b"tampered")
     site = lab_site(lab, tmp_path, bundle=str(bundle))
     target = "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst"
@@ -192,10 +194,10 @@ def test_a_corrupted_bundle_artifact_is_refused_and_a_fixed_bundle_converges(lab
 def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(lab, kubeconfig, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(lab.bundle, bundle)
-    big = bundle / "k3s/v1.31.4+k3s1/k3s-airgap-images-amd64.tar.zst"
+    big = bundle / AIRGAP_IMAGES
     big.write_bytes(b"\0" * (48 << 20))
     manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["files"]["k3s/v1.31.4+k3s1/k3s-airgap-images-amd64.tar.zst"] = hashlib.sha256(big.read_bytes()).hexdigest()
+    manifest["files"][AIRGAP_IMAGES] = hashlib.sha256(big.read_bytes()).hexdigest()
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     site = lab_site(lab, tmp_path, bundle=str(bundle))
     run = subprocess.Popen([str(REPO / "kit"), "edge.bootstrap", "--site", str(site), "--json", "--hosts", "edge-3",
@@ -222,8 +224,9 @@ def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(lab, kub
 
 
 def test_a_k3s_upgrade_restarts_every_host_once_onto_the_new_binary(lab, kubeconfig, tmp_path):
-    new_version = "v1.31.5+k3s1"
-    bundle = build_bundle(tmp_path / "bundle", new_version, yaml.safe_load(lab.site_file.read_text())["metallb"]["version"])
+    major_minor, patch = K3S_VERSION.split("+")[0].rsplit(".", 1)
+    new_version = f"{major_minor}.{int(patch) + 1}+k3s1"
+    bundle = build_bundle(tmp_path / "bundle", new_version, METALLB_VERSION)
     site = lab_site(lab, tmp_path, bundle=str(bundle), **{"k3s.version": new_version})
     before = all_starts(lab)
     done, hosts = bootstrap(site, kubeconfig)
@@ -243,12 +246,14 @@ def test_status_reports_nodes_versions_and_pool(lab):
     assert done.returncode == 0
     assert report["metallb"]["pool"] == [lab.metallb_range]
     assert {h["name"]: (h["ready"], h["version"], h["active"]) for h in report["hosts"]} == dict.fromkeys(
-        HOSTS, (True, "v1.31.4+k3s1", True))
+        HOSTS, (True, K3S_VERSION, True))
 
 
 def test_reset_removes_everything_agents_first(lab, private_state):
     refused = kit("edge.reset", "--site", str(lab.site_file), stdin="n\n")
     assert refused.returncode == 1 and ready_nodes(lab) == set(HOSTS)
+    snapshots = "/var/lib/rancher/k3s/server/db/snapshots"
+    lab.exec("edge-1", f"mkdir -p {snapshots} && echo etcd > {snapshots}/on-demand-edge-1-1")
     done = kit("edge.reset", "--site", str(lab.site_file), "--yes", "--json")
     hosts = json_result(done)
     assert done.returncode == 0, done.stderr
@@ -258,5 +263,9 @@ def test_reset_removes_everything_agents_first(lab, private_state):
         assert not {"k3s", "k3s-install.sh", "k3s.service", "k3s-agent.service", "kubectl"} & set(left), left
         # this host's processes only (pgrep would also see other labs' hosts on a shared machine)
         assert not [a for a in lab.process_argvs(name) if a[-1:] in (["server"], ["agent"]) and "k3s" in a[-2]]
+    kept = lab.exec("edge-1", "cat /var/lib/rancher/mlops-edge-kit-snapshots/*/on-demand-edge-1-1").stdout
+    assert kept == "etcd\n" and "keep-snapshots" in hosts["edge-1"]["changed"]
     site_state = private_state / "mlops-edge-kit/sites/lab"
     assert (site_state / "server-token").is_file() and (site_state / "agent-token").is_file()  # a restore needs them
+    done = kit("edge.reset", "--site", str(lab.site_file), "--yes", "--forget", "--json")
+    assert done.returncode == 0 and not (site_state / "server-token").exists()

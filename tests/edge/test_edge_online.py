@@ -1,13 +1,14 @@
 """Online hosts (no bundle): each host downloads the release itself and verifies it; a re-run downloads nothing."""
 from helpers import json_result, kit, lab_site
 from lab.artifacts import build_release_tree, serve_directory
+from lab.inventory import K3S_VERSION, METALLB_VERSION
 from lab_checks import host_file, ready_nodes
 
 
 def test_online_hosts_download_verified_artifacts(lab_factory, tmp_path):
     lab = lab_factory(hosts=2, servers=1)
     root = tmp_path / "mirror"
-    pins = build_release_tree(root, "v1.31.4+k3s1", "v0.14.9")
+    pins = build_release_tree(root, K3S_VERSION, METALLB_VERSION)
     with serve_directory(root, host=lab.gateway) as url:
         site = lab_site(lab, tmp_path, bundle=None, downloads={"mirror": url, "raw": url},
                         **{"k3s.installScriptSha256": pins["install.sh"],
@@ -15,7 +16,7 @@ def test_online_hosts_download_verified_artifacts(lab_factory, tmp_path):
         done = kit("edge.bootstrap", "--site", str(site), "--json", "--kubeconfig", str(tmp_path / "kc"))
         assert done.returncode == 0, done.stdout + done.stderr
         assert ready_nodes(lab) == {"edge-1", "edge-2"}
-        release = root / "k3s-io/k3s/releases/download/v1.31.4+k3s1"
+        release = root / f"k3s-io/k3s/releases/download/{K3S_VERSION}"
         assert host_file(lab, "edge-2", "/usr/local/bin/k3s").read_bytes() == (release / "k3s").read_bytes()
         again = json_result(kit("edge.bootstrap", "--site", str(site), "--json", "--kubeconfig", str(tmp_path / "kc")))
         assert {h["status"] for h in again.values()} == {"ok"}
