@@ -1,13 +1,20 @@
-"""Run results: live per-host progress and the final table (rich, on stderr), or one JSON object."""
+"""Run results: live per-host progress and the final table (rich, on stderr), or one JSON object.
+
+rich loads only when something is drawn, so a --json run does not pay for it.
+"""
 from __future__ import annotations
 
 import json
+import textwrap
 import threading
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
 
 STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red"}
 
@@ -29,12 +36,66 @@ def summary_json(site: str, results: list[HostResult]) -> str:
 
 
 def results_table(site: str, results: list[HostResult]) -> Table:
-    table = Table(title=f"site {site}")
-    for column in ("host", "status", "changed", "reason"):
-        table.add_column(column, overflow="fold")
+    """host, status, and what changed (one line per step) or why it failed; fits 80 columns, wraps at spaces."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"site {site}", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("host", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("changes / reason", overflow="fold")  # wraps at spaces; folds only a path wider than the column
     for r in results:
-        table.add_row(r.name, f"[{STYLE[r.status]}]{r.status}[/]", ", ".join(r.changed), r.error or "")
+        cell = Text("\n".join(grouped(r.changed)))
+        if r.error:
+            cell.append(("\n" if r.changed else "") + r.error, style="red")
+        table.add_row(r.name, Text(r.status, style=STYLE[r.status]), cell)
     return table
+
+
+def grouped(changes: list[str]) -> list[str]:
+    """'step: a', 'step: b' as 'step: a, b', steps in their first order; a remote path by its file name
+    (whole paths are in --json: the airgap images' path alone is wider than the column)."""
+    steps: dict[str, list[str]] = {}
+    for change in changes:
+        step, _, what = change.partition(": ")
+        steps.setdefault(step, []).append(PurePosixPath(what).name if what.startswith("/") and " " not in what
+                                          else what)
+    return [f"{step}: {', '.join(w for w in whats if w)}".rstrip(": ") for step, whats in steps.items()]
+
+
+def status_table(report: dict) -> Table:
+    """edge.status as a table within 80 columns: addresses never split; errors go below it (status_errors)."""
+    from rich import box
+    from rich.table import Table
+
+    pool = ", ".join(report["metallb"]["pool"] or ["none"])
+    table = Table(title=f"site {report['site']} - MetalLB pool: {pool}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("host", "address", "role", "service", "node", "version"):
+        table.add_column(column, no_wrap=column in ("host", "address", "version"))
+    for h in report["hosts"]:
+        service = f"{h['service']} {'active' if h['active'] else 'inactive'}" if h["reachable"] else "unreachable"
+        table.add_row(h["name"], h["address"], h["role"], service, "Ready" if h["ready"] else "not Ready",
+                      h["version"] or "")
+    return table
+
+
+def status_errors(report: dict, width: int = 80) -> list[str]:
+    """One wrapped paragraph per host that reported an error."""
+    return [textwrap.fill(f"{h['name']}: {h['error']}", width, subsequent_indent="  ", break_long_words=False,
+                          break_on_hyphens=False) for h in report["hosts"] if h["error"]]
+
+
+def trust_lines(found: list, width: int = 80) -> list[str]:
+    """edge.trust's survey, two lines a host (name, known_hosts name, status; then key type and fingerprint)."""
+    lines = []
+    for result, _ in found:
+        lines.append(f"  {result.host}  {result.name}  {result.status}")
+        lines.append(f"      {result.key_type or '-'} {result.fingerprint or '-'}")
+        if result.detail:
+            lines += textwrap.wrap(result.detail, width, initial_indent="      ", subsequent_indent="      ",
+                                   break_long_words=False, break_on_hyphens=False)
+    return lines
 
 
 class Progress:
@@ -43,13 +104,17 @@ class Progress:
     def __init__(self, hosts: list[str], enabled: bool = True, console: Console | None = None):
         self.rows = {name: ("waiting", "") for name in hosts}
         self.enabled = enabled
-        self.console = console or Console(stderr=True)
+        self.console = console
         self._lock = threading.Lock()
         self._live: Live | None = None
 
     def __enter__(self) -> "Progress":
         if self.enabled:
-            self._live = Live(self._table(), console=self.console, refresh_per_second=4, transient=True)
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._table(), console=self.console or Console(stderr=True), refresh_per_second=4,
+                              transient=True)
             self._live.__enter__()
         return self
 
@@ -64,6 +129,8 @@ class Progress:
                 self._live.update(self._table())
 
     def _table(self) -> Table:
+        from rich.table import Table
+
         table = Table(box=None)
         for column in ("host", "step", "state"):
             table.add_column(column)

@@ -19,7 +19,8 @@ def plan(c, env="", out="out", diff="", project_dir=""):
     from infra.offline.artifacts import GRAPHVIZ_HINT, plan_document
     from infra.offline.diff import PlanFileError, plan_changes, read_plan
     from infra.offline.plan import PlanError, make_plan
-    from infra.offline.render import emit, print_changes, print_plan
+    from common.terminal import emit
+    from infra.offline.render import print_changes, print_plan
 
     try:
         old = read_plan(Path(diff)) if diff else None  # read before the new plan may overwrite that very file

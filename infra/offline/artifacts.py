@@ -49,7 +49,7 @@ def plan_document(recording: Recording) -> dict[str, Any]:
 
 
 HUB_EDGES = 12  # a resource more depend on than this draws its edges faintly, so the others stay readable
-GRAPHVIZ_HINT = "graph.svg not drawn: Graphviz's dot is not installed (Debian/Ubuntu: apt-get install graphviz)"
+GRAPHVIZ_HINT = "no graph.svg: Graphviz's dot is not installed (apt-get install graphviz)"
 
 
 def plan_json(recording: Recording) -> str:

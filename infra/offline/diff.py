@@ -70,7 +70,8 @@ def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _differences(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted path, old, new) for every leaf that differs; mappings are compared key by key, lists as values."""
+    """(dotted path, old, new) for every leaf that differs; mappings key by key, lists of the same length item by
+    item ('[i]'), other lists as whole values."""
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in sorted(old.keys() | new.keys()):
@@ -82,6 +83,8 @@ def _differences(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any
             else:
                 found += _differences(old[key], new[key], sub)
         return found
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{path}[{i}]")]
     return [] if old == new else [(path, old, new)]
 
 

@@ -3,20 +3,19 @@
 Made for an 80-column terminal: ARM ids are shortened to their last segment (plan.json has them whole),
 lines wrap at spaces and carry no trailing blanks.
 """
-import re
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console
 from rich.markup import escape
 from rich.padding import Padding
 from rich.text import Text
 from rich.tree import Tree
 
+from common.terminal import emit
 from infra.offline.diff import Change, shown
 from infra.offline.policies import dig
 from infra.offline.runtime import Recording
 
-TRAILING_BLANKS = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$")
 
 KEY_PROPERTIES = {
     "azure-native:resources:ResourceGroup": ["location"],
@@ -105,11 +104,3 @@ def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             flat.append((f"{prefix}{name}", value))
     return flat
-
-
-def emit(console: Console, renderable: RenderableType) -> None:
-    """Print like console.print, without the blanks rich leaves at the end of wrapped lines."""
-    with console.capture() as captured:
-        console.print(renderable)
-    for line in captured.get().splitlines():
-        console.file.write(TRAILING_BLANKS.sub(r"\1", line) + "\n")
