@@ -64,12 +64,13 @@ def _warn(inventory: Inventory) -> None:
 def _finish(site: str, results, as_json: bool) -> None:
     from rich.console import Console
 
+    from common.terminal import emit
     from edge_hosts.report import results_table, summary_json
 
     if as_json:
         print(summary_json(site, results))
     else:
-        Console().print(results_table(site, results))
+        emit(Console(), results_table(site, results))
     failed = [r.name for r in results if r.status == "failed"]
     if failed:
         raise Exit(f"failed on {len(failed)} host(s): {', '.join(failed)}" if not as_json else None, code=1)
@@ -132,16 +133,13 @@ def status(c, site, json=False):
 
 def _print_status(report: dict) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"site {report['site']} - MetalLB pool: {', '.join(report['metallb']['pool'] or ['none'])}")
-    for column in ("host", "role", "address", "service", "node", "version", "error"):
-        table.add_column(column, overflow="fold")
-    for h in report["hosts"]:
-        service = f"{h['service']} {'active' if h['active'] else 'inactive'}" if h["reachable"] else "unreachable"
-        table.add_row(h["name"], h["role"], h["address"], service, "Ready" if h["ready"] else "not Ready",
-                      h["version"] or "", h["error"] or "")
-    Console().print(table)
+    from common.terminal import emit
+    from edge_hosts.report import status_errors, status_table
+
+    emit(Console(), status_table(report))
+    for line in status_errors(report):
+        print(line)
 
 
 @task(help={"site": SITE_HELP, "kubeconfig": f"file to merge into (default {DEFAULT_PATH})"})
@@ -231,15 +229,14 @@ def trust(c, site, yes=False):
     from rich.console import Console
 
     from edge_hosts import hostkeys
+    from edge_hosts.report import trust_lines
 
     inventory = _inventory(site)
     known_hosts = inventory.ssh.known_hosts
     targets = [(h.name, str(h.address), inventory.ssh_for(h).port) for h in inventory.hosts]
     found = hostkeys.survey(targets, known_hosts, inventory.ssh.connect_timeout)
     print(f"host keys of site {inventory.site} (known_hosts: {known_hosts})")
-    for result, _ in found:
-        print(f"  {result.host:<20} {result.name:<22} {result.key_type or '-':<12} {result.fingerprint or '-':<52} "
-              f"{result.status}{': ' + result.detail if result.detail else ''}")
+    print("\n".join(trust_lines(found)))
     new = [(r.name, key) for r, key in found if r.status == "new"]
     if new and (yes or input(f"Record {len(new)} new key(s) in {known_hosts}? [y/N] ").strip().lower() in ("y", "yes")):
         hostkeys.record(known_hosts, new)
