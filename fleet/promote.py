@@ -6,6 +6,10 @@ release, which wave, which phase, when the wave and its soak began) and tag `loc
 when). Before a site's `live` tag moves, its current digest is kept as tag `pre-<release>` (written once), so
 a site is only ever on its previous digest or the new release, and a revert after any crash knows where to go.
 
+Each wave starts with a probe: budget + 1 of its sites that are online. Only when the probe has reported
+the release healthy do the rest of the wave's tags move, so a release that breaks a wave reaches at most
+budget + 1 of its sites before the halt.
+
 Registries have no compare-and-swap on tags (a PUT of a tag is last-writer-wins), so the lock is taken by
 writing it, waiting LOCK_SETTLE_S and reading it back: of two promotions started together the later write
 wins and the other stops. The pipeline template also serialises runs per environment (lockBehavior).
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from fleet import flux
@@ -182,13 +186,22 @@ class Promotion:
         self.tags.put(self.repo(site), flux.LIVE_TAG, manifest)
 
     def revert(self, site: str) -> None:
+        """live -> pre-<release>, when live is on the release."""
+        live = self.tags.get(self.repo(site), flux.LIVE_TAG)
+        if not live or live[0] != self._release_manifest(site)[0]:
+            return
         previous = self.tags.get(self.repo(site), f"pre-{self.release}")
         if previous is None:
             self.log(f"{site}: no previous release to move back to (its first release); left on {self.release}")
             return
-        live = self.tags.get(self.repo(site), flux.LIVE_TAG)
-        if not live or live[0] != previous[0]:
-            self.tags.put(self.repo(site), flux.LIVE_TAG, previous[1])
+        self.tags.put(self.repo(site), flux.LIVE_TAG, previous[1])
+
+    def probe(self, wave: Wave) -> list[str]:
+        """budget + 1 sites of the wave, online ones first."""
+        reports, now = self.statuses.read(self.plan.env), self.clock.now()
+        online = [s for s in wave.sites if effective(reports.get(s), now, self.plan.offline_after_s) != "offline"]
+        ordered = online + [s for s in wave.sites if s not in online]
+        return ordered[:wave.budget + 1]
 
     # the waves
     def count(self, wave: Wave, now: float) -> WaveCount:
@@ -209,8 +222,8 @@ class Promotion:
                 counted.progressing += 1
         return counted
 
-    def observe(self, wave: Wave, state: dict) -> tuple[WaveCount, int | None]:
-        """Poll until the wave settles and soaks (None) or its failures exceed the budget (polls since the
+    def observe(self, wave: Wave, state: dict, soak: bool = True) -> tuple[WaveCount, int | None]:
+        """Poll until the wave settles (and soaks) (None), or its failures exceed the budget (polls since the
         first failure)."""
         first_failure_poll, poll = None, 0
         while True:
@@ -222,6 +235,8 @@ class Promotion:
                 return counted, poll - first_failure_poll
             settled = counted.healthy + counted.failed == counted.sites
             if settled or now >= state["wave_started"] + self.plan.deadline_s:
+                if not soak:
+                    return counted, None
                 if state["soak_started"] is None:
                     state.update(soak_started=now, phase="soaking")
                     self._save(state)
@@ -247,8 +262,20 @@ class Promotion:
         while state["wave"] < len(waves) and state["phase"] != "done":
             wave = waves[state["wave"]]
             if state["phase"] == "tagging":
-                state["wave_started"] = state["wave_started"] or self.clock.now()
+                state.update(wave_started=state["wave_started"] or self.clock.now(), probe=self.probe(wave))
                 self._save(state)
+                for site in state["probe"]:
+                    self.move(site)
+                state["phase"] = "probing"
+                self._save(state)
+            if state["phase"] == "probing":
+                probe = replace(wave, sites=tuple(state["probe"]))
+                counts[state["wave"]], polls = self.observe(probe, state, soak=False)
+                if polls is not None:
+                    return self._halt(state, wave, counts, polls)
+                state["phase"] = "widening"
+                self._save(state)
+            if state["phase"] == "widening":
                 for site in wave.sites:
                     self.move(site)
                 state["phase"] = "observing"
