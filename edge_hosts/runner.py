@@ -120,11 +120,20 @@ class Bootstrap:
         return True
 
     def _unit_ready(self, ctx: HostContext) -> bool:
-        """The (re)started unit becomes active within k3s.joinTimeout, else its log says why."""
-        if not service.wait_active(ctx, self.wait_s):
-            raise steps.StepError(service.not_ready_message(ctx, self.wait_s, f"{k3s.unit(ctx.host.role)} is "
-                                                                              f"not ready"))
-        return False
+        """The (re)started unit becomes active within k3s.joinTimeout, else its log says why. A joiner refused for
+        its node password (re-imaged after it had tried to join) is re-admitted once and waited for again."""
+        what = f"{k3s.unit(ctx.host.role)} is not ready"
+        if service.wait_active(ctx, self.wait_s):
+            return False
+        message = service.not_ready_message(ctx, self.wait_s, what)
+        if ctx.host.name != self.first and "node password rejected" in message and "readmit" not in ctx.changed:
+            cluster.remove_stale_node(self.engine.contexts[self.first].session, ctx.host.name)
+            ctx.changed.append("readmit")
+            service.start(ctx, restart=True)
+            if service.wait_active(ctx, self.wait_s):
+                return False
+            message = service.not_ready_message(ctx, self.wait_s, what)
+        raise steps.StepError(message)
 
     def _api_ready(self, ctx: HostContext) -> bool:
         self._unit_ready(ctx)

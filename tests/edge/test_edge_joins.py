@@ -89,6 +89,16 @@ def test_a_reimaged_host_whose_name_the_cluster_knows_is_readmitted(lab, site, s
     assert ready_nodes(lab) == set(HOSTS)
 
 
+def test_a_reimaged_host_refused_for_its_node_password_is_readmitted(lab, site, state, tmp_path):
+    # re-imaged, and it already tried to join once: it has a node password the cluster does not know
+    lab.exec("edge-4", WIPE + "; mkdir -p /etc/rancher/node && echo other-image > /etc/rancher/node/password")
+    quick = lab_site(lab, tmp_path, **{"k3s.joinTimeout": 6})
+    done, hosts = bootstrap(quick, state, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "readmit" in hosts["edge-4"]["changed"]
+    assert ready_nodes(lab) == set(HOSTS)
+
+
 def test_an_agent_offered_a_token_of_another_cluster_fails_fast_saying_so(lab, site, state, tmp_path, private_state):
     path = host_file(lab, "edge-1", "/var/lib/rancher/k3s/server/agent-token")
     real = path.read_text()
