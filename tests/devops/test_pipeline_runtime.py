@@ -10,7 +10,8 @@ from infra.devops.names import pool_arches
 from tests.devops.devops_plan import KIT_ENVS, ROOT, kit_settings
 from tests.devops.pipeline_model import compile_pipeline, jobs, steps
 
-PIPELINES = {"azure-pipelines.yml": {"modelVersion": "1.4.2"}, "pr-ephemeral.yml": {}, "reaper.yml": {}}
+ARGUMENTS = {"azure-pipelines.yml": {"modelVersion": "1.4.2"}}
+PIPELINES = {path.name: ARGUMENTS.get(path.name, {}) for path in sorted((ROOT / "pipelines").glob("*.yml"))}
 PLATFORM = {"amd64": "linux/amd64", "arm64": "linux/arm64", "arm": "linux/arm/v7"}
 # The commands worth checking (the rest is POSIX sh and coreutils, in every image).
 WATCHED = {"az", "pulumi", "kubectl", "kubelogin", "buildctl", "docker", "python3", "git", "curl", "jq", "helm"}
