@@ -63,8 +63,6 @@ class ArchPool(Model):
 def unique_arches(pools: list[ArchPool], allowed: tuple[str, ...], where: str) -> list[ArchPool]:
     """Refuse an architecture the cluster cannot run, or one listed twice."""
     arches = [pool.arch for pool in pools]
-    if where == "AKS" and any(pool.tolerate for pool in pools):
-        raise ValueError("tolerate is for edge site pools; AKS agents tolerate their node pool's taints")
     wrong = sorted({a for a in arches if a not in allowed})
     if wrong:
         raise ValueError(f"{where} runs only {' and '.join(allowed)} agents, not {', '.join(wrong)}")
@@ -163,6 +161,8 @@ class AgentsSettings(Model):
     @field_validator("pools")
     @classmethod
     def _aks_arches(cls, pools: list[ArchPool]) -> list[ArchPool]:
+        if any(pool.tolerate for pool in pools):
+            raise ValueError("tolerate is for edge site pools; AKS agents tolerate their node pool's taints")
         return unique_arches(pools, AKS_ARCHES, "AKS")
 
     @field_validator("edge_sites")
