@@ -5,10 +5,11 @@ pydantic and the settings models load only when a stack is validated.
 """
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, get_origin
 
 if TYPE_CHECKING:
     from infra.naming import StackNames
@@ -18,6 +19,8 @@ PROJECT = "mlops-edge-kit"
 ORGANIZATION = "organization"  # what Pulumi reports for a self-managed (file or blob) backend
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_PLACEHOLDER = "offline-plan-secret-placeholder"
+# Config namespaces a stack file may hold: this project's and those of the providers the program configures.
+NAMESPACES = (PROJECT, "azure-native", "azuredevops", "kubernetes", "pulumi")
 
 
 class SettingsError(Exception):
@@ -53,12 +56,35 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         document = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise SettingsError([f"{path.name}: no such stack file"]) from None
-    except yaml.YAMLError as err:
-        raise SettingsError([f"{path.name}: invalid YAML: {err}".replace("\n", " ")]) from None
+    except IsADirectoryError:
+        raise SettingsError([f"{path.name}: is a directory, not a stack file"]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SettingsError([f"{path.name}: cannot read it: {err}"]) from None
+    except yaml.YAMLError as err:  # keeps PyYAML's "line N, column M" and the caret under the offending spot
+        text = str(err).replace('"<unicode string>"', path.name).replace("\n", "\n    ")
+        raise SettingsError([f"{path.name}: invalid YAML: {text}"]) from None
     config = document.get("config", {}) if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise SettingsError([f"{path.name}: config: must be a mapping of '{PROJECT}:<key>' to values"])
     return config
+
+
+def namespace_problems(config: dict[str, Any], source: str) -> list[str]:
+    """Keys of a stack file in no namespace the kit knows (a misspelt one is otherwise ignored without a word)."""
+    problems = []
+    for key in config:
+        namespace, colon, _ = str(key).partition(":")
+        if not colon:
+            problems.append(f"{source}: config.{key}: not namespaced; write it as '{PROJECT}:{key}'")
+        elif namespace not in NAMESPACES:
+            problems.append(f"{source}: config.{key}: unknown namespace '{namespace}'"
+                            f"{did_you_mean(namespace, NAMESPACES)} (known: {', '.join(NAMESPACES)})")
+    return problems
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def project_values(config: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +125,8 @@ def load_stack(values: dict[str, Any], *, source: str, env: str, organization: s
     try:
         settings = StackSettings.model_validate(values)
     except ValidationError as err:
-        raise SettingsError([f"{where}{_dotted(e['loc'])}: {_message(e)}" for e in err.errors()]) from None
+        raise SettingsError([f"{where}{_dotted(e['loc'])}: {_message(e, StackSettings)}" for e in err.errors()]) \
+            from None
     overrides = settings.names.model_dump(exclude_none=True)
     names = stack_names(settings.name_prefix, env, stack_suffix(organization, PROJECT, env), overrides)
     problems = violations(settings, names)
@@ -108,13 +135,45 @@ def load_stack(values: dict[str, Any], *, source: str, env: str, organization: s
     return Stack(env=env, settings=settings, names=names)
 
 
-def _message(error: dict) -> str:
-    """Pydantic's message without its 'Value error, ' prefix, with the offending scalar value."""
+def _message(error: dict, model) -> str:
+    """Pydantic's message without its 'Value error, ' prefix, with the offending scalar value; an unknown key
+    with the closest known one."""
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(model, error["loc"][:-1])
+        return f"unknown key{did_you_mean(str(error['loc'][-1]), known)}" + \
+            (f"; this mapping takes: {', '.join(known)}" if known else "")
     message = error["msg"].removeprefix("Value error, ")
     value = error.get("input")
     if isinstance(value, (str, int, float)) and error["type"] != "value_error":
         message += f" (got {value!r})"
     return message
+
+
+def _known_keys(model, loc: tuple) -> list[str]:
+    """The keys (camelCase aliases) the settings mapping at `loc` accepts; [] when it cannot be told."""
+    through_dict = False
+    for part in loc:
+        if isinstance(part, int) or through_dict:  # a list index or a dict's own key: the same model continues
+            through_dict = False
+            continue
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        model, through_dict = _inner_model(field.annotation) if field else (None, False)
+        if model is None:
+            return []
+    return sorted(f.alias or name for name, f in model.model_fields.items())
+
+
+def _inner_model(annotation) -> tuple[Any, bool]:
+    """(the pydantic model inside an annotation such as `X | None`, `list[X]`, `dict[str, X]`; whether via a dict)."""
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    for argument in get_args(annotation):
+        model, via_dict = _inner_model(argument)
+        if model is not None:
+            return model, via_dict or get_origin(annotation) is dict
+    return None, False
 
 
 def _dotted(loc: tuple) -> str:

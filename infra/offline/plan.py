@@ -7,7 +7,7 @@ from infra.offline import policies
 from infra.offline.artifacts import write_plan
 from infra.offline.runtime import Recording, record
 from infra.stack_config import (ORGANIZATION, PROJECT, ROOT, SettingsError, available_envs, engine_config,
-                                load_stack, project_values, read_stack_file, stack_file)
+                                load_stack, namespace_problems, project_values, read_stack_file, stack_file)
 
 
 class PlanError(Exception):
@@ -30,9 +30,15 @@ def record_env(env: str, root: Path = ROOT) -> Recording:
         raise PlanError([f"{path.name}: no such stack file; environments here: {', '.join(available_envs(root))}"])
     try:
         config = read_stack_file(path)
-        stack = load_stack(project_values(config), source=path.name, env=env, organization=ORGANIZATION)
     except SettingsError as err:
         raise PlanError(err.problems) from None
+    problems = namespace_problems(config, path.name)
+    try:
+        stack = load_stack(project_values(config), source=path.name, env=env, organization=ORGANIZATION)
+    except SettingsError as err:
+        raise PlanError(problems + err.problems) from None
+    if problems:
+        raise PlanError(problems)
     values, secret_keys, unset_secrets = engine_config(config, stack.settings)
     recording = record(run_program, project=PROJECT, stack=env, config=values, secret_keys=secret_keys)
     recording.notes += settings_rules.warnings(stack.settings)

@@ -1,0 +1,66 @@
+"""Bad input to ./kit plan, as a user meets it: exit 2, the file and key named, every problem at once, no
+traceback, nothing written."""
+from pathlib import Path
+
+import yaml
+
+from infra.stack_config import ROOT
+from tests.kit.helpers import kit
+
+
+def plan_of(tmp_path: Path, text: str | None) -> tuple[list[str], Path]:
+    """Run `./kit plan --env dev` against a project dir whose Pulumi.dev.yaml holds `text` (None: a directory)."""
+    project, out = tmp_path / "project", tmp_path / "out"
+    project.mkdir()
+    if text is None:
+        (project / "Pulumi.dev.yaml").mkdir()
+    else:
+        (project / "Pulumi.dev.yaml").write_text(text)
+    done = kit("plan", "--env", "dev", "-p", str(project), "--out", str(out))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not out.exists()
+    return done.stderr.splitlines(), out
+
+
+def dev_config(edit) -> str:
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    edit(document["config"])
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def test_a_stack_file_that_is_a_directory(tmp_path):
+    lines, _ = plan_of(tmp_path, None)
+    assert lines == ["plan failed:", "  Pulumi.dev.yaml: is a directory, not a stack file"]
+
+
+def test_yaml_syntax_errors_keep_line_and_caret(tmp_path):
+    lines, _ = plan_of(tmp_path, "config:\n  mlops-edge-kit:location: [westeurope\n  mlops-edge-kit:namePrefix: mlk\n")
+    text = "\n".join(lines)
+    assert "Pulumi.dev.yaml: invalid YAML: while parsing a flow sequence" in text
+    assert 'in Pulumi.dev.yaml, line 2, column 28' in text
+    caret_line = next(i for i, line in enumerate(lines) if line.strip() == "^")
+    assert lines[caret_line - 1].strip() == "mlops-edge-kit:location: [westeurope"
+    assert lines[caret_line].index("^") == lines[caret_line - 1].index("[")
+
+
+def test_unknown_keys_at_every_level_are_named_with_the_closest_known_one(tmp_path):
+    def misspell(config):
+        config["mlops-edgekit:registry"] = config.pop("mlops-edge-kit:registry", {"sku": "Premium"})
+        config["mlops-edge-kit:lifecyle"] = config.pop("mlops-edge-kit:lifecycle")
+        config["mlops-edge-kit:cluster"]["teir"] = config["mlops-edge-kit:cluster"].pop("tier")
+        config["mlops-edge-kit:cluster"]["systemPool"]["vmSzie"] = "Standard_D4ds_v5"
+    lines, _ = plan_of(tmp_path, dev_config(misspell))
+    text = "\n".join(lines)
+    for expected in (
+            "Pulumi.dev.yaml: config.mlops-edgekit:registry: unknown namespace 'mlops-edgekit' "
+            "(did you mean 'mlops-edge-kit'?)",
+            "Pulumi.dev.yaml: config.mlops-edge-kit:lifecyle: unknown key (did you mean 'lifecycle'?)",
+            "Pulumi.dev.yaml: config.mlops-edge-kit:cluster.teir: unknown key (did you mean 'tier'?)",
+            "Pulumi.dev.yaml: config.mlops-edge-kit:cluster.systemPool.vmSzie: unknown key (did you mean 'vmSize'?)"):
+        assert expected in text, expected
+
+
+def test_a_key_without_namespace_is_named(tmp_path):
+    lines, _ = plan_of(tmp_path, dev_config(lambda config: config.update({"namePrefix": "mlk"})))
+    assert "  Pulumi.dev.yaml: config.namePrefix: not namespaced; write it as 'mlops-edge-kit:namePrefix'" in lines
