@@ -45,7 +45,7 @@ CASES = {
                                r"cluster\.arm64Pool\.vmSize: .*not an Arm64 VM size"),
     "min above max": (set_in("cluster", "x86Pool.minCount", 9), r"cluster\.x86Pool: .*minCount \(9\) is greater"),
     "unknown key": (set_in("cluster", "kubernetesVersoin", "1.33"),
-                    r"cluster\.kubernetesVersoin: Extra inputs are not permitted"),
+                    r"cluster\.kubernetesVersoin: unknown key \(did you mean 'kubernetesVersion'\?\)"),
     "public api without ranges": (set_in("cluster", "authorizedIpRanges", []),
                                   r"cluster\.authorizedIpRanges: a public API server needs"),
 }
