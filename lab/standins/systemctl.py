@@ -123,7 +123,7 @@ def write_state(unit: str, **state) -> None:
 class Supervisor:
     def __init__(self, unit: str):
         self.unit, self.settings = unit, parse_unit(unit)
-        self.stopping = threading.Event()
+        self.stopping, self.wake = threading.Event(), threading.Event()
         self.lock = threading.Lock()
         self.restarts, self.child = 0, None
         self.description = self.settings["Description"]
@@ -143,6 +143,7 @@ class Supervisor:
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGUSR1, lambda *_: self.wake.set())   # a start job: restart now, not after RestartSec
         notify_path = lab_file(self.unit, "notify")
         notify_path.unlink(missing_ok=True)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
@@ -160,7 +161,11 @@ class Supervisor:
                                "failed" if result != "success" else "dead", result)
                     return 0
                 self.state("activating", "auto-restart", result)
-                if self.stopping.wait(seconds(self.settings["RestartSec"])):
+                self.wake.clear()
+                deadline = time.monotonic() + seconds(self.settings["RestartSec"])
+                while not (self.stopping.is_set() or self.wake.is_set()) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self.stopping.is_set():
                     continue
                 self.restarts += 1
                 self.systemd(f"{self.unit}: Scheduled restart job, restart counter is at {self.restarts}.")
@@ -257,6 +262,11 @@ def start(unit: str, block: bool) -> int:
             if proc.poll() is not None:
                 print(f"Failed to start {unit}.", file=sys.stderr)
                 return 1
+            time.sleep(0.02)
+    elif state["sub"] == "auto-restart":      # waiting RestartSec: a start job starts it at once
+        first = state["restarts"]
+        os.kill(state["supervisor"], signal.SIGUSR1)
+        while read_state(unit)["restarts"] == first and read_state(unit)["sub"] == "auto-restart":
             time.sleep(0.02)
     return wait_started(unit) if block else 0
 

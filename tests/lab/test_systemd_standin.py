@@ -117,6 +117,9 @@ def test_exit_before_ready_fails_the_start_and_restart_always_starts_it_again(la
     starts = lab.host("edge-1").path_on_host("/var/log/lab-units/svc-dies.starts").read_text().splitlines()
     assert len(starts) >= 2
     assert state(lab, "svc-dies") == "activating"   # starting again or waiting RestartSec (auto-restart)
+    run(lab, "rm /tmp/svc-dies.die; touch /tmp/svc-dies.go")
+    assert run(lab, "systemctl start svc-dies").returncode == 0     # a start job while it waits to restart
+    assert state(lab, "svc-dies") == "active"
     run(lab, "systemctl stop svc-dies")
     assert state(lab, "svc-dies") == "inactive"
 
