@@ -2,8 +2,9 @@
 
 - At start k3s imports every archive in the airgap images directory and labels the images
   io.cri-containerd.pinned=pinned (kubelet image GC skips pinned images) and io.cattle.k3s.pinned=pinned; images
-  it pinned earlier whose archive is gone lose both labels at that start (k3s tests/docker/autoimport: "Verify if
-  bb.txt image is unpinned" after the file is removed and k3s restarts); it then watches the directory and
+  it pinned earlier lose both labels first, so those whose archive is gone stay unpinned (k3s
+  pkg/agent/containerd/containerd.go preloadImages: clearLabels, then labelImages per file; tests/docker/autoimport);
+  it then watches the directory and
   imports a new archive, or one whose size changed and whose mtime is newer (k3s pkg/agent/containerd/watcher.go),
   about 2 s after the change, also pinned.
 - `k3s ctr -n k8s.io images import FILE` imports without that label (ctr's import has no label flag);
