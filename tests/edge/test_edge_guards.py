@@ -1,20 +1,27 @@
-"""Failure isolation and retries, unit-level: connection attempts counted against a local SSH server that accepts
-on the third try, one host's unexpected exception leaving the others to finish, and online artifacts fetched
-again when the host's copy differs from the pin (the download script run here, against file:// URLs)."""
+"""Failure isolation, retries and file modes, unit-level: a local SSH host (paramiko server: exec `sh -s` here,
+SFTP in a scratch home) that accepts on the third try and records every SFTP write with the file's mode then;
+one host's unexpected exception leaving the others to finish; online artifacts fetched again when the host's
+copy differs from the pin (the download script run here, against file:// URLs); the modes the kit asks for."""
 import hashlib
+import os
 import socket
+import stat
 import subprocess
 import threading
 from pathlib import Path
 
 import paramiko
 import pytest
+import yaml
 
+from edge_hosts import k3s
 from edge_hosts.artifacts import Artifact, ArtifactSource, download_script, stale_artifacts
 from edge_hosts.engine import Engine
 from edge_hosts.inventory import Inventory
 from edge_hosts.probe import Facts
-from edge_hosts.ssh import HostSession, TransportError
+from edge_hosts.ssh import UPLOAD_PREFIX, HostSession, TransportError
+from edge_hosts.steps.context import HostContext
+from edge_hosts.steps.host import config as config_step
 
 
 def inventory(tmp_path: Path, port: int = 22, retries: int = 3, hosts: int = 1) -> Inventory:
@@ -29,10 +36,12 @@ def inventory(tmp_path: Path, port: int = 22, retries: int = 3, hosts: int = 1) 
                    "arch": "x86_64"} for i in range(hosts)]})
 
 
-# -- connection retries ------------------------------------------------------------------------------------------
-class _AcceptAnyKey(paramiko.ServerInterface):
-    def __init__(self, client_key: paramiko.PKey):
-        self.client_key = client_key
+# -- a local SSH host ----------------------------------------------------------------------------------------------
+class _Host(paramiko.ServerInterface):
+    """Public-key auth for the test's key; `exec` runs the command here with the channel's stdin."""
+
+    def __init__(self, client_key: paramiko.PKey, home: Path):
+        self.client_key, self.home = client_key, home
 
     def get_allowed_auths(self, username):
         return "publickey"
@@ -40,12 +49,82 @@ class _AcceptAnyKey(paramiko.ServerInterface):
     def check_auth_publickey(self, username, key):
         return paramiko.AUTH_SUCCESSFUL if key == self.client_key else paramiko.AUTH_FAILED
 
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
-class FlakySshServer:
-    """127.0.0.1 SSH server that drops the first `drops` connections before the banner, then speaks SSH."""
+    def check_channel_exec_request(self, channel, command):
+        threading.Thread(target=self._exec, args=(channel, command.decode()), daemon=True).start()
+        return True
 
-    def __init__(self, tmp_path: Path, drops: int):
+    def _exec(self, channel, command: str) -> None:
+        stdin = channel.makefile("rb").read()
+        done = subprocess.run(command, shell=True, input=stdin, capture_output=True, cwd=self.home, timeout=60)
+        channel.sendall(done.stdout)
+        channel.sendall_stderr(done.stderr)
+        channel.send_exit_status(done.returncode)
+        channel.close()
+
+
+class _Handle(paramiko.SFTPHandle):
+    def __init__(self, sftp: "_Sftp", path: Path, flags: int, handle):
+        super().__init__(flags)
+        self.sftp, self.path, self.readfile = sftp, path, handle
+        self.writefile = handle
+
+    def write(self, offset, data):
+        self.sftp.events.append(("write", self.path.name, stat.S_IMODE(os.stat(self.path).st_mode)))
+        return super().write(offset, data)
+
+
+class _Sftp(paramiko.SFTPServerInterface):
+    """SFTP in the scratch home, like OpenSSH's sftp-server: open(2) with the request's permissions, else 0666
+    under the umask; every open, attribute change and write recorded with the file's mode at that moment."""
+
+    events: list[tuple[str, str, int]] = []
+    home: Path = Path("/nonexistent")
+
+    def _real(self, path: str) -> Path:
+        return Path(path) if path.startswith("/") else self.home / path
+
+    def canonicalize(self, path):
+        return str(self._real(path).resolve()) if path not in (".", "") else str(self.home)
+
+    def open(self, path, flags, attr):
+        real = self._real(path)
+        mode = attr.st_mode if attr is not None and attr.st_mode is not None else 0o666
+        fd = os.open(real, flags, mode & 0o7777)
+        self.events.append(("open", real.name, stat.S_IMODE(os.fstat(fd).st_mode)))
+        return _Handle(self, real, flags, os.fdopen(fd, "r+b" if flags & os.O_RDWR else "wb"))
+
+    def chattr(self, path, attr):
+        if attr.st_mode is not None:
+            os.chmod(self._real(path), stat.S_IMODE(attr.st_mode))
+            self.events.append(("chmod", self._real(path).name, stat.S_IMODE(attr.st_mode)))
+        return paramiko.SFTP_OK
+
+    def stat(self, path):
+        return paramiko.SFTPAttributes.from_stat(os.stat(self._real(path)))
+
+    lstat = stat
+
+    def list_folder(self, path):
+        real = self._real(path)
+        return [paramiko.SFTPAttributes.from_stat(os.lstat(real / name), name) for name in os.listdir(real)]
+
+    def remove(self, path):
+        os.remove(self._real(path))
+        return paramiko.SFTP_OK
+
+
+class MiniHost:
+    """127.0.0.1 SSH host that drops the first `drops` connections before the banner, then speaks SSH."""
+
+    def __init__(self, tmp_path: Path, drops: int = 0):
         self.drops, self.attempts = drops, 0
+        self.home = tmp_path / "home"
+        self.home.mkdir(mode=0o700)
+        self.events: list[tuple[str, str, int]] = []
+        self.sftp_class = type("Sftp", (_Sftp,), {"events": self.events, "home": self.home})
         self.host_key = paramiko.RSAKey.generate(1024)
         self.client_key = paramiko.RSAKey.generate(1024)
         self.client_key.write_private_key_file(str(tmp_path / "id_rsa"))
@@ -68,7 +147,8 @@ class FlakySshServer:
                 continue
             transport = paramiko.Transport(conn)
             transport.add_server_key(self.host_key)
-            transport.start_server(server=_AcceptAnyKey(self.client_key))
+            transport.set_subsystem_handler("sftp", paramiko.SFTPServer, self.sftp_class)
+            transport.start_server(server=_Host(self.client_key, self.home))
             self.transports.append(transport)
 
     def close(self) -> None:
@@ -78,19 +158,19 @@ class FlakySshServer:
 
 
 @pytest.fixture
-def flaky(tmp_path):
+def ssh_host(tmp_path):
     made = []
 
-    def make(drops: int) -> FlakySshServer:
-        made.append(FlakySshServer(tmp_path, drops))
+    def make(drops: int) -> MiniHost:
+        made.append(MiniHost(tmp_path, drops))
         return made[-1]
     yield make
     for server in made:
         server.close()
 
 
-def test_connect_retries_until_the_host_accepts_on_the_third_try(tmp_path, flaky):
-    server = flaky(drops=2)
+def test_connect_retries_until_the_host_accepts_on_the_third_try(tmp_path, ssh_host):
+    server = ssh_host(drops=2)
     inv = inventory(tmp_path, port=server.port, retries=3)
     session = HostSession(inv, inv.hosts[0])
     try:
@@ -102,12 +182,72 @@ def test_connect_retries_until_the_host_accepts_on_the_third_try(tmp_path, flaky
 
 
 @pytest.mark.parametrize("retries", [0, 1, 2])
-def test_connect_gives_up_after_exactly_the_configured_retries(tmp_path, flaky, retries):
-    server = flaky(drops=99)
+def test_connect_gives_up_after_exactly_the_configured_retries(tmp_path, ssh_host, retries):
+    server = ssh_host(drops=99)
     inv = inventory(tmp_path, port=server.port, retries=retries)
     with pytest.raises(TransportError, match=f"cannot reach 127.0.0.1:{server.port}"):
         HostSession(inv, inv.hosts[0]).connect()
     assert server.attempts == retries + 1
+
+
+# -- file modes ----------------------------------------------------------------------------------------------------
+def test_a_staged_upload_is_0600_before_its_first_byte_and_installed_with_its_mode(tmp_path, ssh_host):
+    host = ssh_host(drops=0)
+    inv = inventory(tmp_path, port=host.port)
+    target = tmp_path / "etc" / "rancher" / "k3s" / "config.yaml"
+    data = b"token: K10secret::server:pw\n" * 5000  # several SFTP writes
+    session = HostSession(inv, inv.hosts[0])
+    try:
+        session.upload(data, str(target), "0600", hashlib.sha256(data).hexdigest())
+    finally:
+        session.close()
+    staged = {name for kind, name, mode in host.events if name.startswith(f"{UPLOAD_PREFIX}h0-")}
+    assert len(staged) == 1, host.events  # staged once, in the login user's home
+    writes = [mode for kind, name, mode in host.events if kind == "write" and name in staged]
+    assert len(writes) > 1 and set(writes) == {0o600}, host.events
+    assert target.read_bytes() == data and stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not [p for p in host.home.iterdir()] and not list(target.parent.glob(".*kit-new"))
+
+
+def test_uploads_are_installed_with_the_mode_asked_for(tmp_path, ssh_host):
+    host = ssh_host(drops=0)
+    inv = inventory(tmp_path, port=host.port)
+    target = tmp_path / "bin" / "k3s"
+    session = HostSession(inv, inv.hosts[0])
+    try:
+        session.upload(b"#!/bin/sh\n", str(target), "0755", hashlib.sha256(b"#!/bin/sh\n").hexdigest())
+    finally:
+        session.close()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+
+
+class UploadRecorder:
+    def __init__(self):
+        self.uploads: list[tuple[str, str]] = []
+        self.secrets: set[str] = set()
+
+    def upload(self, source, remote: str, mode: str, sha256: str) -> None:
+        self.uploads.append((remote, mode))
+
+
+@pytest.mark.parametrize("name", ["h0", "h1"])
+def test_the_token_bearing_config_is_uploaded_0600_on_every_role(tmp_path, name):
+    inv = inventory(tmp_path, hosts=2)
+    session = UploadRecorder()
+    ctx = HostContext(inv, inv.host(name), session, source=None, facts=Facts({}))
+    tokens = k3s.Tokens("server-pw", "agent-pw", "K10abc::server:server-pw", "K10abc::node:agent-pw")
+    assert config_step(ctx, tokens) is True
+    assert session.uploads == [(k3s.CONFIG, "0600")]
+
+
+def test_every_servers_kubeconfig_is_written_0600_whatever_the_inventory_says(tmp_path):
+    document = inventory(tmp_path, hosts=3).model_dump(by_alias=True, exclude={"source"})
+    document["hosts"][1]["role"] = "server"
+    document["k3s"]["serverConfig"] = {"write-kubeconfig-mode": "0644"}
+    document["k3s"]["nodeConfig"] = {"write-kubeconfig-mode": "0644"}
+    inv = Inventory.model_validate(document)
+    for host in inv.servers:
+        assert yaml.safe_load(k3s.render_config(inv, host, None))["write-kubeconfig-mode"] == "0600", host.name
 
 
 # -- failure isolation -------------------------------------------------------------------------------------------
