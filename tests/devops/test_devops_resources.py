@@ -218,7 +218,7 @@ def test_an_approver_given_by_origin_id_is_used_as_is():
 
 def test_a_contradiction_with_the_agents_settings_stops_the_deployment():
     devops, agents = kit_blocks("qa")
-    with pytest.raises(Exception, match="differs from agents.organizationUrl"):
+    with pytest.raises(ValueError, match="differs from agents.organizationUrl"):
         record_devops("qa", {**devops, "organizationUrl": "https://dev.azure.com/other"}, agents)
 
 
