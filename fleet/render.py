@@ -3,6 +3,7 @@ image and model pinned by digest, its MetalLB pool; plus the Flux objects that p
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from fleet.config import Fleet, FleetError, Patch, Site
 K8S_VERSION = "1.31"  # the k3s line the edge sites run (edge_hosts/sites/*.yaml: v1.31.4+k3s1)
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 MODEL_MOUNT = "/models"
+Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when PyYAML has it: same YAML, faster
 CONTENT_FILE = "site.yaml"
 
 
@@ -84,18 +86,28 @@ def core_objects(fleet: Fleet, site: Site, model_digest: str, problems: list[str
     return objects
 
 
-def _validate(site: Site, objects: list[dict], problems: list[str]) -> None:
+def _problem(obj: dict) -> str:
+    """'' when obj is valid for Kubernetes K8S_VERSION (strict: unknown fields fail), else what is wrong."""
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        path = ".".join(str(p) for p in err.path)
+        return f"{obj['kind']}/{obj['metadata']['name']}: {path or '(top)'}: {err.message}"
+    except kubernetes_validate.SchemaNotFoundError:
+        return f"{obj['kind']} {obj['apiVersion']}: not a Kubernetes {K8S_VERSION} kind"
+    return ""
+
+
+def _validate(site: Site, objects: list[dict], problems: list[str], seen: dict[str, str]) -> None:
+    """Each distinct object is validated once per render (sites share most of theirs)."""
     for obj in objects:
         if obj["apiVersion"].startswith("metallb.io/"):
             continue  # a CRD: checked against MetalLB's own schema by the tests
-        try:
-            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as err:
-            path = ".".join(str(p) for p in err.path)
-            problems.append(f"site {site.name}: {obj['kind']}/{obj['metadata']['name']}: {path or '(top)'}: "
-                            f"{err.message}")
-        except kubernetes_validate.SchemaNotFoundError:
-            problems.append(f"site {site.name}: {obj['kind']} {obj['apiVersion']}: not a Kubernetes {K8S_VERSION} kind")
+        key = json.dumps(obj, sort_keys=True)
+        if key not in seen:
+            seen[key] = _problem(obj)
+        if seen[key]:
+            problems.append(f"site {site.name}: {seen[key]}")
 
 
 def _health_checks(objects: list[dict]) -> list[dict]:
@@ -103,10 +115,11 @@ def _health_checks(objects: list[dict]) -> list[dict]:
              "namespace": o["metadata"].get("namespace", "default")} for o in objects if o["kind"] in WORKLOADS]
 
 
-def render_site(fleet: Fleet, site: Site, model_digest: str, problems: list[str]) -> RenderedSite:
+def render_site(fleet: Fleet, site: Site, model_digest: str, problems: list[str],
+                seen: dict[str, str] | None = None) -> RenderedSite:
     objects = core_objects(fleet, site, model_digest, problems) + _metallb(site)
-    _validate(site, objects, problems)
-    content = yaml.safe_dump_all(objects, sort_keys=True).encode()
+    _validate(site, objects, problems, {} if seen is None else seen)
+    content = yaml.dump_all(objects, Dumper=Dumper, sort_keys=True).encode()
     return RenderedSite(site, {CONTENT_FILE: content}, flux.site_objects(site, site.env, _health_checks(objects)))
 
 
@@ -115,13 +128,13 @@ def render_env(fleet: Fleet, env: str, model_digests: dict[str, str]) -> list[Re
     if env not in fleet.environments:
         raise FleetError(f"fleet.yaml: environments: no environment '{env}' ({', '.join(fleet.environments)})")
     problems: list[str] = []
-    rendered = []
+    rendered, seen = [], {}
     for site in fleet.of(env):
         digest = model_digests.get(site.model.version)
         if digest is None:
             problems.append(f"site {site.name}: model {site.model.name} version {site.model.version}: no files")
             continue
-        rendered.append(render_site(fleet, site, digest, problems))
+        rendered.append(render_site(fleet, site, digest, problems, seen))
     if problems:
         raise FleetError("\n".join(problems))
     return rendered
@@ -137,7 +150,7 @@ def write_env(rendered: list[RenderedSite], dest: Path) -> None:
             (folder / "content").mkdir(parents=True)
             for name, data in item.content.items():
                 (folder / "content" / name).write_bytes(data)
-            (folder / "flux.yaml").write_text(yaml.safe_dump_all(item.flux_objects, sort_keys=True))
+            (folder / "flux.yaml").write_text(yaml.dump_all(item.flux_objects, Dumper=Dumper, sort_keys=True))
         old = dest.with_name(f".{dest.name}.old")
         if dest.exists():
             dest.rename(old)
