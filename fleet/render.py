@@ -54,8 +54,9 @@ def model_reference(site: Site, digest: str) -> str:
 
 
 def _kit_patches(fleet: Fleet, site: Site, model_digest: str) -> list[Patch]:
-    """The application image and the model, by digest. The model is an image volume (Kubernetes ImageVolume):
-    the kubelet pulls it like an image, so the application never downloads it at start."""
+    """The application image and the model, by digest. The model is an image volume (KEP 4639, feature gate
+    ImageVolume: alpha in 1.31, on by default from 1.35): the kubelet pulls it like an image, so the
+    application never downloads it at start."""
     pod = {"containers": [{"name": "app", "image": fleet.application.image,
                            "volumeMounts": [{"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}]}],
            "volumes": [{"name": "model", "image": {"reference": model_reference(site, model_digest),
