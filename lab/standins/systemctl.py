@@ -148,7 +148,7 @@ class Supervisor:
         notify_path.unlink(missing_ok=True)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.bind(str(notify_path))
-            notify.settimeout(0.1)
+            notify.settimeout(0.25)
             while True:
                 result = self.run_once(notify, str(notify_path))
                 if self.stopping.is_set():
@@ -192,6 +192,9 @@ class Supervisor:
         timeout = seconds(self.settings.get("TimeoutStartSec", "0"))
         deadline = time.monotonic() + timeout if timeout else None
         while self.child.poll() is None:
+            if ready:                 # nothing more to wait for but the exit (signals still interrupt it)
+                self.child.wait()
+                break
             try:
                 message = notify.recv(4096).decode(errors="replace")
             except socket.timeout:

@@ -119,7 +119,7 @@ def start() -> None:
 
 def _watch(seen: dict) -> None:
     while True:
-        time.sleep(0.5)
+        time.sleep(1.0)
         for path, stat in _archives().items():
             last = seen.get(path)
             seen[path] = stat
