@@ -1,5 +1,6 @@
 """Bad input to ./kit plan, as a user meets it: exit 2, the file and key named, every problem at once, no
 traceback, nothing written."""
+import json
 from pathlib import Path
 
 import yaml
@@ -64,3 +65,21 @@ def test_unknown_keys_at_every_level_are_named_with_the_closest_known_one(tmp_pa
 def test_a_key_without_namespace_is_named(tmp_path):
     lines, _ = plan_of(tmp_path, dev_config(lambda config: config.update({"namePrefix": "mlk"})))
     assert "  Pulumi.dev.yaml: config.namePrefix: not namespaced; write it as 'mlops-edge-kit:namePrefix'" in lines
+
+
+def test_agents_report_every_missing_option_and_the_token_at_once():
+    done = kit("agents.cleanup", "--org", "http://dev.azure.com/x", "--older-than", "3x",
+               AZP_TOKEN="", AZURE_DEVOPS_EXT_PAT="", AZP_URL="")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "agents.cleanup: invalid arguments:"
+    for start in ("  --org: bad organization URL", "  --pool: not given", "  --older-than: '3x' is not a duration",
+                  "  no Azure DevOps token: set AZP_TOKEN"):
+        assert any(line.startswith(start) for line in lines[1:]), start
+
+
+def test_stack_reap_json_answers_json_on_error():
+    done = kit("stack.reap", "--json", "--parallel", "0")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert json.loads(done.stdout) == {"error": "stack.reap:\n  --parallel: 0 is outside 1 .. 32", "exitCode": 2}
+    assert "--parallel: 0 is outside 1 .. 32" in done.stderr
