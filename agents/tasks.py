@@ -21,36 +21,43 @@ if TYPE_CHECKING:  # pydantic, rich and the clients load inside the tasks, so ./
 TOKEN_ENV = ("AZP_TOKEN", "AZURE_DEVOPS_EXT_PAT")
 
 
-def _validated(model, command: str, **values):
-    """The (pydantic) model, or Exit(2) listing every invalid argument at once."""
+def _validated(model, command: str, more: tuple[str, ...] = (), **values):
+    """The (pydantic) model, or Exit(2) listing every invalid argument, and the `more` problems, at once."""
     from pydantic import ValidationError
 
+    lines = [f"  {problem}" for problem in more if problem]
     try:
-        return model(**values)
+        validated = model(**values)
     except ValidationError as err:
         lines = [f"  --{str(e['loc'][0]).replace('_', '-')}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in err.errors()]
+                 for e in err.errors()] + lines
+    if lines:
         raise Exit(f"{command}: invalid arguments:\n" + "\n".join(lines), code=2) from None
+    return validated
 
 
-def _token(token_file: str, command: str) -> str:
+def _token(token_file: str) -> tuple[str, str]:
+    """(the Azure DevOps token, "") or ("", what is wrong with how it was given)."""
     if token_file:
         path = Path(token_file)
         if not path.is_file() or not os.access(path, os.R_OK):
-            raise Exit(f"{command}: --token-file {token_file}: not a readable file", code=2)
+            return "", f"--token-file {token_file}: not a readable file"
         token = path.read_text().strip()
     else:
         token = next((os.environ[name].strip() for name in TOKEN_ENV if os.environ.get(name)), "")
     if not token:
-        raise Exit(f"{command}: no Azure DevOps token: set AZP_TOKEN (a PAT with 'Agent Pools "
-                   "(Read & manage)') or pass --token-file", code=2)
-    return token
+        return "", "no Azure DevOps token: set AZP_TOKEN (a PAT with 'Agent Pools (Read & manage)') or pass --token-file"
+    return token, ""
 
 
-def _client(args: PoolArgs, token_file: str, command: str) -> AzdoClient:
+def _client(command: str, token_file: str, **values) -> tuple[PoolArgs, AzdoClient]:
+    """The validated pool arguments and a client, or Exit(2) naming every missing or invalid one at once."""
     from agents.azdo import AzdoClient
+    from agents.pool_args import PoolArgs
 
-    return AzdoClient(args.org, _token(token_file, command))
+    token, problem = _token(token_file)
+    args = _validated(PoolArgs, command, (problem,), **values)
+    return args, AzdoClient(args.org, token)
 
 
 def _fail(command: str, err: AzdoError):
@@ -68,11 +75,9 @@ def status(c, pool="", org="", token_file=""):
     from rich.table import Table
 
     from agents.azdo import AzdoError
-    from agents.pool_args import PoolArgs
 
     console = Console()
-    args = _validated(PoolArgs, "agents.status", org=org or os.environ.get("AZP_URL", ""), pool=pool)
-    client = _client(args, token_file, "agents.status")
+    args, client = _client("agents.status", token_file, org=org or os.environ.get("AZP_URL", ""), pool=pool)
     try:
         agents = client.agents(client.pool_id(args.pool))
     except AzdoError as err:
@@ -98,12 +103,10 @@ def cleanup(c, pool="", org="", token_file="", older_than="2h", dry_run=False):
 
     from agents.azdo import AzdoError
     from agents.ops import apply_cleanup, parse_duration, plan_cleanup
-    from agents.pool_args import PoolArgs
 
     console = Console()
-    args = _validated(PoolArgs, "agents.cleanup", org=org or os.environ.get("AZP_URL", ""),
-                      pool=pool, older_than=older_than)
-    client = _client(args, token_file, "agents.cleanup")
+    args, client = _client("agents.cleanup", token_file, org=org or os.environ.get("AZP_URL", ""), pool=pool,
+                           older_than=older_than)
     try:
         pool_id, decisions = plan_cleanup(client, args.pool, parse_duration(args.older_than))
         table = Table(title=f"pool {args.pool}: offline for more than {args.older_than} is deleted")
