@@ -167,11 +167,17 @@ def reap(c, dry_run=False, json=False, parallel=4, backend="", secrets_provider=
     from infra.lifecycle.report import print_outcomes
 
     root, console = _project(project_dir), Console(highlight=False)
-    with reported("stack.reap"):
-        if not 1 <= int(parallel) <= 32:
-            raise SettingsError([f"--parallel: {parallel} is outside 1 .. 32"])
-        workspace = _workspace(root, backend, secrets_provider, deploys=not dry_run)
-        outcomes = reap_stacks(workspace, root, datetime.now(timezone.utc), dry_run=dry_run, parallel=int(parallel))
+    try:
+        with reported("stack.reap"):
+            if not 1 <= int(parallel) <= 32:
+                raise SettingsError([f"--parallel: {parallel} is outside 1 .. 32"])
+            workspace = _workspace(root, backend, secrets_provider, deploys=not dry_run)
+            outcomes = reap_stacks(workspace, root, datetime.now(timezone.utc), dry_run=dry_run,
+                                   parallel=int(parallel))
+    except Exit as err:
+        if json:  # --json means JSON on stdout, failures included; the message still goes to stderr
+            print(json_module.dumps({"error": err.message, "exitCode": err.code}))
+        raise
     print_outcomes(outcomes, console, as_json=json)
     failed = [outcome.stack for outcome in outcomes if outcome.action == FAILED]
     if failed:
