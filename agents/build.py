@@ -187,13 +187,13 @@ def check_docker() -> None:
     """BuildError with what is missing: the docker CLI, its buildx plugin or a reachable builder."""
     if shutil.which("docker") is None:
         raise BuildError("docker is not installed: agents.build needs the docker CLI with buildx")
-    for probe, problem in ((["docker", "buildx", "version"], "the docker buildx plugin is missing"),
-                           (["docker", "buildx", "inspect"], "no buildx builder is reachable "
-                                                             "(is the Docker daemon running?)")):
+    for probe, problem in ((["docker", "buildx", "version"], "the docker buildx plugin is missing: install it "
+                                                             "(https://docs.docker.com/go/buildx/) and re-run"),
+                           (["docker", "buildx", "inspect"], "no buildx builder is reachable: is the Docker daemon "
+                                                             "running, and may this user use it?")):
         result = subprocess.run(probe, capture_output=True, text=True, timeout=60)
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
-            raise BuildError(f"{problem}: {detail[0]}")
+        if result.returncode != 0:  # docker's own text ("See 'docker --help'") is no help here: the kit says it
+            raise BuildError(problem)
 
 
 def published_checksums(version: str, releases_api: str = RELEASES_API) -> dict[str, str]:
