@@ -42,6 +42,11 @@ def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
     if settings.agents.enabled and settings.agents.pools and not settings.devops.enabled:
         notes.append("the AKS agents get no registry push credential from this stack (devops is off): pipelines that "
                      "push from them need a registry service connection of their own")
+    if settings.network.private_networking:
+        notes.append("the image-build compute cluster has no public IPs and the subnets no default outbound access: "
+                     "give network.subnets.aksNodes an outbound path (NAT gateway or firewall) to Microsoft Entra ID, "
+                     "Azure Resource Manager and the AzureML services "
+                     "(learn.microsoft.com/azure/machine-learning/how-to-secure-training-vnet, \"No public IP\")")
     if settings.ml.attach_aks and settings.cluster.authorized_ip_ranges:
         notes.append("the AzureML control plane must reach the API server: add its IP ranges (both paired regions) "
                      "to cluster.authorizedIpRanges")
