@@ -19,7 +19,9 @@ from edge_hosts.artifacts import Artifact, ArtifactSource, download_script, stal
 from edge_hosts.engine import Engine
 from edge_hosts.inventory import Inventory
 from edge_hosts.probe import Facts
+from edge_hosts.runner import Bootstrap
 from edge_hosts.ssh import UPLOAD_PREFIX, HostSession, TransportError
+from edge_hosts.steps import host as host_steps
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.host import config as config_step
 
@@ -279,6 +281,7 @@ def test_an_unexpected_exception_on_one_host_leaves_the_others_to_finish(tmp_pat
         engine.add_secrets({"s3cret-value"})
         engine.each(list(engine.contexts.values()), lambda ctx: engine.step(ctx, "first", first))
         engine.each(list(engine.contexts.values()), lambda ctx: engine.step(ctx, "second", second))
+        assert engine.step(engine.contexts["h1"], "third", second) is False  # asked directly, still not run
         results = {r.name: r for r in engine.results(names)}
     failed = results["h1"]
     assert failed.status == "failed"
@@ -287,6 +290,40 @@ def test_an_unexpected_exception_on_one_host_leaves_the_others_to_finish(tmp_pat
         assert results[name].status == "changed" and results[name].error is None, results[name]
         assert (name, "second") in ran
     assert ("h1", "second") not in ran  # a failed host runs no further step
+
+
+def test_joiners_of_a_failed_first_server_fail_saying_so_and_change_nothing(tmp_path, monkeypatch):
+    """No SSH: every host step is a stand-in recording what it was asked; the first server's install fails."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    inv = inventory(tmp_path, hosts=3)
+    asked: list[tuple[str, str]] = []
+
+    def probe(self, ctx) -> None:
+        ctx.facts = Facts({"hostname": ctx.host.name})
+
+    def prepared(name):
+        def step(ctx, *args) -> bool:
+            asked.append((ctx.host.name, name))
+            return False
+        return step
+
+    def install(ctx) -> bool:
+        asked.append((ctx.host.name, "install"))
+        raise host_steps.StepError("k3s.service is not ready within 60 s: bind: address already in use")
+
+    monkeypatch.setattr(Engine, "connect_and_probe", probe)
+    for name in ("preflight", "os_prep", "artifacts", "config"):
+        monkeypatch.setattr(host_steps, name, prepared(name))
+    monkeypatch.setattr(host_steps, "install", install)
+    results = {r.name: r for r in Bootstrap(inv, ["h0", "h1", "h2"], 2, RecordingProgress(), None).run()}
+    assert results["h0"].status == "failed" and "address already in use" in results["h0"].error
+    assert ("h0", "config") in asked and ("h0", "install") in asked
+    for joiner in ("h1", "h2"):
+        result = results[joiner]
+        assert result.status == "failed" and result.changed == [], result
+        assert "first server h0" in result.error and "failed" in result.error, result.error
+        assert (joiner, "artifacts") in asked  # prepared like every host, then stopped before joining
+        assert not {(joiner, "config"), (joiner, "install")} & set(asked)  # no config.yaml without a token
 
 
 def test_a_dropped_link_is_reconnected_and_the_step_run_once_more(tmp_path):
