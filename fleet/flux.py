@@ -4,6 +4,7 @@ Versions pinned (read from upstream at these tags):
 - Flux v2.9.4 (fluxcd/flux2 tag v2.9.4, 2026-08-07): source-controller v1.9.4, kustomize-controller v1.9.4,
   notification-controller v1.9.3 (manifests/bases/*/kustomization.yaml), fluxcd/pkg/oci v0.68.1 (go.mod).
 - Flux Operator v0.58.1 (controlplaneio-fluxcd/flux-operator tag v0.58.1, 2026-08-19).
+Flux v2.9.4 needs Kubernetes >= 1.33 (cmd/flux/check.go kubernetesConstraints).
 
 A site follows the tag LIVE_TAG of its own repository, but only inside its maintenance windows: a
 ResourceSetInputProvider (type OCIArtifactTag) resolves that tag's digest on its schedule only
