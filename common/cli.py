@@ -1,9 +1,11 @@
 """The `./kit` command: invoke's program over tasks.py, with command-line mistakes reported as bad input (exit 2)
 in the kit's own words, `-p` meaning --project-dir on every task, and task help that shows the defaults."""
 import difflib
+import io
 import re
 import sys
 import textwrap
+from contextlib import redirect_stdout
 
 from invoke import Program
 from invoke.exceptions import Exit, ParseError
@@ -13,6 +15,8 @@ BAD_INPUT = 2
 WIDTH = 80
 KINDS = {int: "a whole number", float: "a number", str: "a value", list: "a value (repeatable)"}
 FLAG = re.compile(r"^Flag <\w*Argument: ([^ >]+)")
+# invoke's completion scripts run `kit --complete`; these run the kit the way it was typed (./kit, a path, kit)
+AS_TYPED = {"`kit --complete": '`"${COMP_WORDS[0]}" --complete', "$(kit ${=collection_arg}": '$("${words[1]}" ${=collection_arg}'}
 
 
 class KitArgument(Argument):
@@ -60,7 +64,14 @@ class KitProgram(Program):
         print()
 
     def parse_core(self, argv) -> None:
-        self._bad_input_exits(super().parse_core, argv)
+        if not any(a.startswith("--print-completion-script") for a in argv):
+            return self._bad_input_exits(super().parse_core, argv)
+        script = io.StringIO()
+        try:
+            with redirect_stdout(script):
+                self._bad_input_exits(super().parse_core, argv)
+        finally:
+            print(_as_typed(script.getvalue()), end="")
 
     def parse_tasks(self) -> None:
         self._bad_input_exits(super().parse_tasks)
@@ -109,6 +120,12 @@ def _help_first(argv: list[str]) -> list[str]:
     if task is not None and "--help" in words[words.index(task):]:
         return [argv[0], "--help", task]
     return list(argv)
+
+
+def _as_typed(script: str) -> str:
+    for invoke_text, kit_text in AS_TYPED.items():
+        script = script.replace(invoke_text, kit_text)
+    return script
 
 
 def _kit_arguments(collection) -> None:
@@ -169,7 +186,7 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 
 
 def main() -> None:
-    KitProgram(binary="./kit", name="mlops-edge-kit").run()
+    KitProgram(binary="./kit", binary_names=["kit"], name="mlops-edge-kit").run()
 
 
 if __name__ == "__main__":

@@ -98,3 +98,12 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
     assert done.returncode == 0, done.stderr
     at_list, with_edge_and_lab = done.stdout.splitlines()[-2:]
     assert at_list == "[]" and with_edge_and_lab == "[]"
+
+
+def test_bash_completion_completes_dot_slash_kit():
+    script = kit("--print-completion-script", "bash").stdout
+    assert "complete -F _complete_kit -o default kit" in script  # bash tries `kit` for ./kit (after the last /)
+    shell = f"{script}\nCOMP_WORDS=(./kit edge.bo); COMP_CWORD=1; _complete_kit ./kit edge.bo ./kit; " \
+            'echo "${COMPREPLY[@]}"'
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stdout.split() == ["edge.bootstrap"], done.stderr
