@@ -83,3 +83,15 @@ def test_stack_reap_json_answers_json_on_error():
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert json.loads(done.stdout) == {"error": "stack.reap:\n  --parallel: 0 is outside 1 .. 32", "exitCode": 2}
     assert "--parallel: 0 is outside 1 .. 32" in done.stderr
+
+
+def test_the_readmes_every_error_at_once_example_is_the_real_output(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Invalid settings give every error at once", 1)[1].split("```\n", 2)[1]
+
+    def as_in_the_readme(config):
+        config["mlops-edge-kit:network"]["subnets"]["aksNodes"] = "10.10.0.0/33"
+        config["mlops-edge-kit:cluster"]["arm64Pool"]["vmSize"] = "Standard_D8ds_v5"
+        config["mlops-edge-kit:cluster"]["teir"] = config["mlops-edge-kit:cluster"].pop("tier")
+    lines, _ = plan_of(tmp_path, dev_config(as_in_the_readme))
+    assert lines == block.splitlines()
