@@ -205,6 +205,8 @@ def test_speakers_run_only_where_the_real_manifest_tolerates_the_taints(lab, clu
     pods = json.loads(kubectl(lab, "get pods -n metallb-system -o json").stdout)["items"]
     speakers = {p["spec"]["nodeName"] for p in pods if p["metadata"]["labels"].get("component") == "speaker"}
     assert speakers == {"edge-1"}
+    everywhere = json.loads(kubectl(lab, "get pods -A -o json").stdout)["items"]
+    assert {p["metadata"]["name"] for p in everywhere} == {p["metadata"]["name"] for p in pods}
 
 
 def test_drain_and_delete_node(lab, cluster):

@@ -118,7 +118,7 @@ def get(cluster, words, flags, stdin) -> str:
     if not words:
         raise Result(1, err="error: You must specify the type of resource to get.\n")
     kind, label = _kind(words[0])
-    ns = _flag(flags, "-n", "--namespace")
+    ns = objects.ALL_NAMESPACES if _flag(flags, "-A", "--all-namespaces") else _flag(flags, "-n", "--namespace")
     name = words[1] if len(words) > 1 else None
     with cluster.lock:
         if kind == "Node":

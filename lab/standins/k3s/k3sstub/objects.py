@@ -108,10 +108,14 @@ def delete_one(cluster, kind: str, namespace: str | None, name: str, ignore_miss
     return f"{display(removed)} deleted"
 
 
-def find(cluster, kind: str, namespace: str | None) -> list[dict]:
+ALL_NAMESPACES = object()   # kubectl -A
+
+
+def find(cluster, kind: str, namespace) -> list[dict]:
+    """Objects of `kind` in `namespace` (default: "default"; ALL_NAMESPACES: every namespace)."""
     ns = None if kind in CLUSTER_SCOPED else (namespace or "default")
-    return [o for o in cluster.objects.values()
-            if o["kind"] == kind and o["metadata"].get("namespace") == ns]
+    return [o for o in cluster.objects.values() if o["kind"] == kind and
+            (namespace is ALL_NAMESPACES or o["metadata"].get("namespace") == ns)]
 
 
 def refresh_load_balancers(cluster) -> None:
