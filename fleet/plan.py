@@ -11,13 +11,9 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from fleet.config import DEFAULT_ROOT, Duration, FleetError, Site, Window, _where, duration_s
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+from fleet.config import DEFAULT_ROOT, Duration, FleetError, Site, Strict, Window, _where, duration_s
 
 
 class WaveSpec(Strict):

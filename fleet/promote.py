@@ -154,8 +154,16 @@ class Promotion:
     # the state
     def _save(self, state: dict) -> None:
         self.tags.write_doc(self.state_repo, "state", state)
-        if self.clock.now() - self._renewed > LOCK_LEASE_S / 4:
-            self._write_lock()
+        self._renew()
+
+    def _renew(self) -> None:
+        """Extend the lease every quarter of it; stop if another run took the lock meanwhile."""
+        if self.clock.now() - self._renewed <= LOCK_LEASE_S / 4:
+            return
+        held = self.tags.read_doc(self.state_repo, "lock") or {}
+        if held.get("holder") != self.run_id:
+            raise PromotionError(f"{self.plan.env}: this run lost its lock: {self._held_message(held)}")
+        self._write_lock()
 
     def _start_state(self) -> dict:
         state = self.tags.read_doc(self.state_repo, "state")
@@ -243,6 +251,7 @@ class Promotion:
                 if now - state["soak_started"] >= self.plan.soak_s:
                     return counted, None
             self.clock.sleep(self.plan.poll_s)
+            self._renew()
             poll += 1
 
     def run(self) -> Outcome:

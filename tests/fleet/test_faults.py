@@ -136,3 +136,20 @@ def test_two_promotions_started_together_one_goes_on_the_other_stops(registry, t
     assert sorted(results.values()).count("holds") == 1
     loser = next(v for v in results.values() if v != "holds")
     assert f"{world.env} is being promoted by run" in loser and "wait for it" in loser
+
+
+def test_a_long_wave_keeps_its_lock_renewed_so_no_other_run_takes_it(registry, tmp_path):
+    world = World(registry, tmp_path, count=4, offline={"site-0003": [(0, 10 ** 12)]}, offlineDeadline="5h",
+                  waves=[{"name": "rest", "failureBudget": 0}])
+    refusals, sleep = [], world.fleet.sleep
+
+    def sleep_then_another_run_tries(seconds):  # while the first run waits hours for its offline site
+        sleep(seconds)
+        if int(world.fleet.now()) % 7200 < seconds:
+            with pytest.raises(PromotionError) as refused:
+                world.promotion(run_id="run-2").acquire()
+            refusals.append(str(refused.value))
+
+    world.fleet.sleep = sleep_then_another_run_tries
+    assert world.promotion().run().result == "done"
+    assert len(refusals) >= 2 and all("is being promoted by run run-1" in r for r in refusals)
