@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 
 from edge_hosts import k3s
-from edge_hosts.artifacts import stale_artifacts
+from edge_hosts.artifacts import ArtifactError, stale_artifacts
 from edge_hosts.engine import Engine
 from edge_hosts.report import HostResult
 from edge_hosts.ssh import RemoteError
@@ -65,7 +65,10 @@ def plan(engine: Engine, site: str) -> list[HostResult]:
             results.append(HostResult(ctx.host.name, "failed", [], ctx.error))
             continue
         problems = preflight_problems(ctx, ctx.facts)
-        changes = planned_changes(ctx, tokens)
+        try:
+            changes = planned_changes(ctx, tokens)
+        except ArtifactError as err:  # e.g. a bundle built without this host's arch
+            changes, problems = [], [*problems, str(err)]
         if ctx.host == engine.inventory.first_server and ctx.facts.yes("active"):
             manifest_sha = ctx.source.metallb_artifact().sha256
             if not pool_matches(current_pool(ctx.session), engine.inventory, manifest_sha):

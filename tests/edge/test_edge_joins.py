@@ -8,8 +8,6 @@ from helpers import json_result, kit, lab_site
 from lab_checks import all_starts, host_config, host_file, ready_nodes
 
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
-WIPE = ("for s in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do "
-        "[ -x $s ] && $s >/dev/null 2>&1; done; rm -rf /etc/rancher/* /var/lib/rancher/* /usr/local/bin/k3s*")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +68,7 @@ def test_agents_join_with_the_agent_token_never_the_server_token(lab, site, priv
 def test_a_recreated_cluster_is_noticed_and_bootstrapped_with_the_sites_secrets(lab, site, state, private_state):
     before = passwords(private_state)
     old_ca = (private_state / "cluster-ca").read_text().strip()
-    lab.exec("edge-1", WIPE)  # every server fresh (a re-imaged plant); the agents keep their old cluster's config
+    lab.reimage("edge-1")  # every server fresh (a re-imaged plant); the agents keep their old cluster's config
     done, hosts = bootstrap(site, state)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "new-cluster" in hosts["edge-1"]["changed"]
@@ -82,7 +80,7 @@ def test_a_recreated_cluster_is_noticed_and_bootstrapped_with_the_sites_secrets(
 
 
 def test_a_reimaged_host_whose_name_the_cluster_knows_is_readmitted(lab, site, state):
-    lab.exec("edge-3", WIPE)  # a new node password; the cluster still has node edge-3 and its password secret
+    lab.reimage("edge-3")  # a new node password; the cluster still has node edge-3 and its password secret
     done, hosts = bootstrap(site, state)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "readmit" in hosts["edge-3"]["changed"] and "readmit" not in hosts["edge-2"]["changed"]
@@ -91,7 +89,8 @@ def test_a_reimaged_host_whose_name_the_cluster_knows_is_readmitted(lab, site, s
 
 def test_a_reimaged_host_refused_for_its_node_password_is_readmitted(lab, site, state, tmp_path):
     # re-imaged, and it already tried to join once: it has a node password the cluster does not know
-    lab.exec("edge-4", WIPE + "; mkdir -p /etc/rancher/node && echo other-image > /etc/rancher/node/password")
+    lab.reimage("edge-4")
+    lab.exec("edge-4", "mkdir -p /etc/rancher/node && echo other-image > /etc/rancher/node/password")
     quick = lab_site(lab, tmp_path, **{"k3s.joinTimeout": 6})
     done, hosts = bootstrap(quick, state, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -139,6 +138,11 @@ def test_a_unit_disabled_behind_the_kits_back_is_enabled_again(lab, site, state)
     assert hosts["edge-2"]["changed"] == ["install"] and all(hosts[n]["changed"] == [] for n in HOSTS if n != "edge-2")
     assert lab.exec("edge-2", "systemctl is-enabled k3s-agent", check=False).returncode == 0
     assert all_starts(lab) == before  # it was running: enabled, not restarted
+    lab.exec("edge-2", "reboot")  # the host comes back with k3s
+    lab.exec("edge-2", "for i in $(seq 120); do systemctl is-active --quiet k3s-agent && exit 0; sleep 0.5; done; "
+                       "exit 1")
+    done, hosts = bootstrap(site, state)
+    assert done.returncode == 0 and hosts["edge-2"]["changed"] == []
 
 
 def test_a_stopped_unit_is_started(lab, site, state):
