@@ -123,8 +123,16 @@ def test_kit_status_json_counts_per_wave(seeds, tmp_path):
     data = json.loads(done.stdout)
     assert [(w["name"], w["sites"], w["healthy"], w["failed"]) for w in data["waves"]] == [
         ("canary", 1, 1, 0), ("stores", 1, 0, 1)]
-    table = _kit("fleet.status", "--env", "production", "--root", str(seeds), "--statuses", str(store.root))
+    table = _kit("fleet.status", "--env", "production", "--root", str(seeds), "--statuses", str(store.root),
+                 "--html", str(tmp_path / "page.html"))
     assert table.returncode == 0 and "canary" in table.stdout and "stores" in table.stdout
+    page = (tmp_path / "page.html").read_text()
+    assert page.startswith("<!doctype html>") and 'data-wave="stores"' in page and "http" not in page.lower()
+
+
+def test_kit_receive_without_its_key_is_bad_input():
+    done = _kit("fleet.receive", "--listen", "127.0.0.1:0", env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and "set FLEET_WEBHOOK_KEY" in done.stderr
 
 
 def _chromium(*args, user_data):
