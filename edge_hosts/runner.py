@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from edge_hosts import k3s
-from edge_hosts.artifacts import ArtifactSource
+from edge_hosts.artifacts import ArtifactError, ArtifactSource, stale_artifacts
 from edge_hosts.engine import Engine
 from edge_hosts.inventory import Inventory
 from edge_hosts.kubeconfig import merge_into, site_kubeconfig
@@ -53,7 +53,20 @@ class Bootstrap:
         self.engine.each(contexts, self.engine.connect_and_probe)
         self._check_unique_hostnames([c for c in contexts if c.facts is not None])
         chosen = [self.engine.contexts[n] for n in self.selected]
+        first = self.engine.contexts[self.first]
+        if self._upgrading(first) and not self.engine.step(first, "upgrade-path", self._one_minor_at_a_time):
+            for ctx in chosen:  # no host gets the new binary
+                self.engine.fail(ctx, first.error)
         self.engine.each(chosen, self._prepare_host)
+
+    def _upgrading(self, first: HostContext) -> bool:
+        """A running cluster whose first server is about to get another k3s binary."""
+        if first.facts is None or not first.facts.yes("active"):
+            return False
+        try:
+            return any(a.key == "bin" for a in stale_artifacts(first.source.host_artifacts(first.host), first.facts))
+        except ArtifactError:
+            return False  # the artifacts step reports it
 
     def _prepare_host(self, ctx: HostContext) -> None:
         self.engine.step(ctx, "preflight", steps.preflight)
@@ -135,6 +148,17 @@ class Bootstrap:
             message = service.not_ready_message(ctx, self.wait_s, what)
         raise steps.StepError(message)
 
+    def _one_minor_at_a_time(self, ctx: HostContext) -> bool:
+        """k3s upgrades must not skip minors (docs.k3s.io/upgrades/manual): a pin that skips minors is refused
+        before any host gets its binary."""
+        pinned = minor(self.inventory.k3s.version)
+        running = {name: node.version for name, node in cluster.nodes(ctx.session).items()}
+        behind = sorted(f"{name} ({version})" for name, version in running.items() if pinned - minor(version) > 1)
+        if behind:
+            raise steps.StepError(f"{self.inventory.k3s.version} skips minor versions for {', '.join(behind)}: "
+                                  f"k3s upgrades one minor at a time; pin each minor in between first")
+        return False
+
     def _api_ready(self, ctx: HostContext) -> bool:
         self._unit_ready(ctx)
         if not cluster.wait_readyz(ctx.session, self.wait_s):
@@ -198,6 +222,11 @@ class Bootstrap:
         if self.kubeconfig is None:
             return False
         return write_kubeconfig(first, self.inventory, self.kubeconfig, self.snapshot.kubeconfig)
+
+
+def minor(version: str) -> int:
+    """v1.37.2+k3s1 -> 37."""
+    return int(version.lstrip("v").split(".")[1])
 
 
 def write_kubeconfig(first: HostContext, inventory: Inventory, path: Path, k3s_yaml: str | None = None) -> bool:
