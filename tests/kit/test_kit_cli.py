@@ -107,3 +107,22 @@ def test_bash_completion_completes_dot_slash_kit():
             'echo "${COMPREPLY[@]}"'
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.stdout.split() == ["edge.bootstrap"], done.stderr
+
+
+def test_the_first_run_says_what_it_installs_and_keeps_stdout_for_the_task(tmp_path):
+    """./kit itself in a scratch root whose .venv python stands in for pip and the kit (no network needed)."""
+    (tmp_path / "kit").write_bytes((ROOT / "kit").read_bytes())
+    (tmp_path / "kit").chmod(0o755)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text('#!/bin/sh\nif [ "$2" = pip ]; then echo "Collecting invoke (pip progress)"; exit 0; fi\n'
+                      'echo "task output: $*"\n')
+    python.chmod(0o755)
+    first = subprocess.run([str(tmp_path / "kit"), "--list"], capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "task output: -m common.cli --list\n"
+    assert "kit: first run (or pyproject.toml changed): installing the kit" in first.stderr
+    assert "Collecting invoke (pip progress)" in first.stderr
+    again = subprocess.run([str(tmp_path / "kit"), "--list"], capture_output=True, text=True, timeout=60)
+    assert again.stderr == "" and again.stdout == first.stdout
