@@ -30,6 +30,7 @@ class StandinState:
     agents: dict[int, dict[int, dict]] = field(default_factory=dict)  # pool id -> id -> agent
     page_size: int = 100
     refuse_removals: int = 0              # DELETE answers 409 this many times first
+    unavailable: bool = False             # the listener's job channel answers 503 (a connection loss)
     jobs: list[dict] = field(default_factory=list)
     packages: dict[str, bytes] = field(default_factory=dict)  # platform -> tar.gz
     federated_assertion: str = "federated-jwt-from-kubelet"   # accepted by the Entra stand-in
@@ -219,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
             if parts == ["status"]:
                 agent["status"] = query["status"]
                 return self._reply(200, agent)
+            if parts == ["next-job"] and state.unavailable:
+                return self._reply(503, {"message": "service unavailable"})
             if parts == ["next-job"]:
                 if not agent.get("enabled", True) or not state.jobs:
                     return self._reply(204)

@@ -40,6 +40,18 @@ def test_registers_and_listens_with_a_read_only_package(container, standin):
     assert "--replace" in listener_args and "--once" in listener_args
 
 
+def test_a_listener_reconnecting_is_not_ready_until_it_is_back(container, standin):
+    box = container()
+    _listening(box, standin)
+    standin.state.unavailable = True
+    box.wait_for(lambda: "phase is reconnecting" in box.probe("ready").stderr, what="not ready while reconnecting")
+    assert box.probe("live").returncode == 0  # the entrypoint still beats: not restarted for a network blip
+    standin.state.unavailable = False
+    box.wait_for(lambda: box.probe("ready").returncode == 0, what="ready again once reconnected")
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 0
+
+
 def test_takes_one_job_then_deregisters_and_exits_zero(container, standin):
     box = container()
     _listening(box, standin)

@@ -59,6 +59,13 @@ def test_a_stale_heartbeat_is_not_live(box, sleeper):
     assert "no heartbeat for" in box.probe("live").stderr
 
 
+def test_a_listener_without_a_registration_is_not_ready(box, sleeper):
+    _write(box.state / "phase", "listening\n")
+    _write(box.state / "heartbeat")
+    _write(box.state / "listener.pid", f"{sleeper}\n")
+    assert "the agent is not registered" in box.probe("ready").stderr
+
+
 def test_a_dead_listener_is_neither_live_nor_ready(box):
     _write(box.state / "phase", "listening\n")
     _write(box.state / "heartbeat")
