@@ -120,8 +120,9 @@ def main() -> int:
             for _ in range(args.runs):  # alternated, so a busy machine slows every series alike
                 samples["in-process"][1].append(bare_connect_true(lab, parallel))
                 seconds, results = bootstrap(lab, parallel, Path(tmp, "kubeconfig"))
-                if any(r.status != "ok" for r in results):
-                    print("a re-run changed something: not a no-op")
+                busy = [r for r in results if r.status != "ok"]
+                if busy:
+                    print(f"a re-run was not a no-op: {busy[0].name} {busy[0].status}: {busy[0].changed} {busy[0].error}")
                     return 1
                 samples["in-process"][0].append(seconds)
                 samples["whole-process"][1].append(whole_process_fan_out(lab))
