@@ -137,3 +137,28 @@ def test_every_broken_rule_is_reported_at_once():
     assert keys(problems(edit)) == ["network.subnets.aksNodes", "network.podCidr", "network.dnsServiceIp",
                                     "cluster.authorizedIpRanges[0]", "cluster.x86Pool.name", "cluster.arm64Pool.name",
                                     "cluster.arm64Pool.name"]
+
+
+@pytest.mark.parametrize("lifecycle,key,message", [
+    ({"protected": True, "ephemeral": True, "expiresAt": "2030-01-01T00:00:00Z"}, "lifecycle",
+     "both protected and ephemeral"),
+    ({"ephemeral": True}, "lifecycle", "needs expiresAt"),
+])
+def test_lifecycle_settings_must_be_consistent(lifecycle, key, message):
+    def edit(values):
+        values["lifecycle"] = lifecycle
+    found = problems(edit)
+    assert keys(found) == [key] and message in found[0], found
+
+
+def test_the_system_pool_keeps_at_least_one_node():
+    def edit(values):
+        values["cluster"]["systemPool"]["minCount"] = 0
+    assert keys(problems(edit)) == ["cluster.systemPool.minCount"]
+
+
+def test_the_x86_pool_refuses_an_arm64_size():
+    def edit(values):
+        values["cluster"]["x86Pool"]["vmSize"] = "Standard_D8pds_v5"
+    found = problems(edit)
+    assert keys(found) == ["cluster.x86Pool.vmSize"] and "is an Arm64 VM size" in found[0], found
