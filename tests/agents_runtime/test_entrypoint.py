@@ -100,6 +100,17 @@ def test_a_refused_removal_is_retried(container, standin):
     assert standin.state.agent_named("agent-pod-1") is None
 
 
+def test_an_agent_already_removed_by_someone_else_counts_as_deregistered(container, standin):
+    box = container()
+    agent = _listening(box, standin)
+    with standin.state.lock:
+        del standin.state.agents[7][agent["id"]]  # e.g. ./kit agents.cleanup, or the pool deleted it
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 0
+    assert "deregistered" in box.log and "removal refused" not in box.log
+    assert len(_delete_times(standin)) == 1
+
+
 def test_removal_that_never_succeeds_exits_non_zero(container, standin):
     standin.state.refuse_removals = 99
     box = container(AZP_REMOVE_ATTEMPTS="2")
