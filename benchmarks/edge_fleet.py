@@ -122,7 +122,8 @@ def main() -> int:
                 seconds, results = bootstrap(lab, parallel, Path(tmp, "kubeconfig"))
                 busy = [r for r in results if r.status != "ok"]
                 if busy:
-                    print(f"a re-run was not a no-op: {busy[0].name} {busy[0].status}: {busy[0].changed} {busy[0].error}")
+                    first = busy[0]
+                    print(f"a re-run was not a no-op: {first.name} {first.status}: {first.changed} {first.error}")
                     return 1
                 samples["in-process"][0].append(seconds)
                 samples["whole-process"][1].append(whole_process_fan_out(lab))

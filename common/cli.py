@@ -1,7 +1,7 @@
 """The `./kit` command: invoke's program over tasks.py, with command-line mistakes reported as bad input (exit 2)
 in the kit's own words, `-p` meaning --project-dir on every task, and task help that shows the defaults."""
-import difflib
 import io
+import os
 import re
 import sys
 import textwrap
@@ -11,12 +11,15 @@ from invoke import Program
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
 
+from common.suggest import did_you_mean
+
 BAD_INPUT = 2
 WIDTH = 80
 KINDS = {int: "a whole number", float: "a number", str: "a value", list: "a value (repeatable)"}
 FLAG = re.compile(r"^Flag <\w*Argument: ([^ >]+)")
 # invoke's completion scripts run `kit --complete`; these run the kit the way it was typed (./kit, a path, kit)
-AS_TYPED = {"`kit --complete": '`"${COMP_WORDS[0]}" --complete', "$(kit ${=collection_arg}": '$("${words[1]}" ${=collection_arg}'}
+AS_TYPED = {"`kit --complete": '`"${COMP_WORDS[0]}" --complete',
+            "$(kit ${=collection_arg}": '$("${words[1]}" ${=collection_arg}'}
 
 
 class KitArgument(Argument):
@@ -88,13 +91,13 @@ class KitProgram(Program):
         message, context = str(err), err.context
         unknown = re.match(r"^No idea what '(.*)' is!$", message)
         if unknown and (context is None or not unknown.group(1).startswith("-")):
-            return f"no task named {unknown.group(1)!r}{_did_you_mean(unknown.group(1), self._task_names())}; " \
+            return f"no task named {unknown.group(1)!r}{did_you_mean(unknown.group(1), self._task_names())}; " \
                    f"`{self.binary} --list` shows every task"
         if context is None or not context.name:
             return message
         if unknown:
             return f"{context.name}: no option {unknown.group(1)}" \
-                   f"{_did_you_mean(unknown.group(1), [f for f in context.flags if f.startswith('--')])}; " \
+                   f"{did_you_mean(unknown.group(1), [f for f in context.flags if f.startswith('--')])}; " \
                    f"`{self.binary} --help {context.name}` lists them"
         flag = FLAG.match(message)
         argument = _argument_named(context, flag.group(1)) if flag else None
@@ -180,13 +183,12 @@ def _with_default(help_text: str | None, argument: Argument) -> str:
     return f"{help_text} (default: {default})".strip()
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def main() -> None:
-    KitProgram(binary="./kit", binary_names=["kit"], name="mlops-edge-kit").run()
+    try:
+        KitProgram(binary="./kit", binary_names=["kit"], name="mlops-edge-kit").run()
+    except BrokenPipeError:  # `./kit ... | head` closed the pipe: as the Python docs advise (signal, SIGPIPE),
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no traceback, no flush error at exit
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ pydantic and the settings models load only when a stack is validated.
 """
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin
+
+from common.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from infra.naming import StackNames
@@ -80,11 +81,6 @@ def namespace_problems(config: dict[str, Any], source: str) -> list[str]:
             problems.append(f"{source}: config.{key}: unknown namespace '{namespace}'"
                             f"{did_you_mean(namespace, NAMESPACES)} (known: {', '.join(NAMESPACES)})")
     return problems
-
-
-def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def project_values(config: dict[str, Any]) -> dict[str, Any]:

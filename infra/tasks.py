@@ -10,7 +10,8 @@ from infra.stack_config import ROOT, available_envs
             "diff": "an earlier plan.json: show what changed, resource by resource, instead of the tree",
             "project_dir": "directory holding the Pulumi.<env>.yaml stack files (default: the kit's repo root)"})
 def plan(c, env="", out="out", diff="", project_dir=""):
-    """Offline plan of an environment: no CLI, no credentials; writes out/<env>/plan.json, graph.dot/.svg, manifests/."""
+    """Offline plan of an environment (no CLI, no credentials): writes out/<env>/plan.json, graph.dot, graph.svg
+    and manifests/."""
     root = Path(project_dir).resolve() if project_dir else ROOT
     if not env:
         raise Exit(f"plan: --env is required (one of: {', '.join(available_envs(root))})", code=2)

@@ -32,8 +32,8 @@ def test_results_table_groups_changes_by_step_and_keeps_paths_whole():
 
 
 def test_status_table_keeps_addresses_on_one_line_and_errors_below():
-    hosts = [{"name": f"plant1-node-{i:02}", "role": "agent", "address": f"10.213.100.{200 + i}", "service": "k3s-agent",
-              "reachable": True, "active": i != 3, "ready": i != 3, "version": "v1.33.6+k3s1",
+    hosts = [{"name": f"plant1-node-{i:02}", "role": "agent", "address": f"10.213.100.{200 + i}",
+              "service": "k3s-agent", "reachable": True, "active": i != 3, "ready": i != 3, "version": "v1.33.6+k3s1",
               "error": "node plant1-node-03 is NotReady: kubelet stopped posting node status" if i == 3 else None}
              for i in range(1, 6)]
     report = {"site": "production", "metallb": {"pool": ["10.213.100.240-10.213.100.250"]}, "hosts": hosts}

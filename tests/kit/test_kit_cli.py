@@ -126,3 +126,9 @@ def test_the_first_run_says_what_it_installs_and_keeps_stdout_for_the_task(tmp_p
     assert "Collecting invoke (pip progress)" in first.stderr
     again = subprocess.run([str(tmp_path / "kit"), "--list"], capture_output=True, text=True, timeout=60)
     assert again.stderr == "" and again.stdout == first.stdout
+
+
+def test_a_closed_pipe_is_no_traceback():
+    done = subprocess.run(f"{ROOT / 'kit'} --help edge.bundle | head -1", shell=True, capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.stdout == "Usage: ./kit edge.bundle [--options]\n" and "Traceback" not in done.stderr
