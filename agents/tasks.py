@@ -46,7 +46,8 @@ def _token(token_file: str) -> tuple[str, str]:
     else:
         token = next((os.environ[name].strip() for name in TOKEN_ENV if os.environ.get(name)), "")
     if not token:
-        return "", "no Azure DevOps token: set AZP_TOKEN (a PAT with 'Agent Pools (Read & manage)') or pass --token-file"
+        return "", ("no Azure DevOps token: set AZP_TOKEN (a PAT with 'Agent Pools (Read & manage)') or pass "
+                    "--token-file")
     return token, ""
 
 
