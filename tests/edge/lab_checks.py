@@ -38,6 +38,14 @@ def ready_nodes(lab) -> set[str]:
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])}
 
 
+def ready_nodes_or_none(lab) -> set[str] | None:
+    """The Ready nodes, or None when the first server has no cluster to ask."""
+    try:
+        return ready_nodes(lab)
+    except (RuntimeError, ValueError, KeyError):
+        return None
+
+
 def host_config(lab, host: str) -> dict:
     return yaml.safe_load(host_file(lab, host, "/etc/rancher/k3s/config.yaml").read_text())
 

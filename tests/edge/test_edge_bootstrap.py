@@ -14,7 +14,7 @@ from lab.inventory import K3S_VERSION, METALLB_VERSION
 
 from helpers import REPO, json_result, kit, lab_site
 from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl_json, mode, nodes_via_kubeconfig,
-                        ready_nodes)
+                        ready_nodes, ready_nodes_or_none)
 
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
 METALLB_IMAGES = "/var/lib/rancher/k3s/agent/images/metallb-images-amd64.tar"
@@ -54,6 +54,15 @@ def kubeconfig(state):
 def bootstrap(site: Path, kubeconfig: Path, *extra: str):
     done = kit("edge.bootstrap", "--site", str(site), "--json", "--kubeconfig", str(kubeconfig), *extra)
     return done, json_result(done)
+
+
+@pytest.fixture
+def converged(lab, kubeconfig):
+    """The site bootstrapped: done here when a test runs alone (-k), so each test stands on its own."""
+    if ready_nodes_or_none(lab) != set(HOSTS):
+        done, _ = bootstrap(lab.site_file, kubeconfig)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return lab
 
 
 def test_bootstrap_brings_up_the_site(lab, kubeconfig, state, private_state):
@@ -103,7 +112,7 @@ def test_bootstrap_brings_up_the_site(lab, kubeconfig, state, private_state):
         assert secret not in done.stdout + done.stderr
 
 
-def test_a_rerun_changes_nothing_and_restarts_nothing(lab, kubeconfig):
+def test_a_rerun_changes_nothing_and_restarts_nothing(converged, lab, kubeconfig):
     before = all_starts(lab)
     done, hosts = bootstrap(lab.site_file, kubeconfig)
     assert done.returncode == 0
@@ -111,7 +120,7 @@ def test_a_rerun_changes_nothing_and_restarts_nothing(lab, kubeconfig):
     assert all_starts(lab) == before
 
 
-def test_a_missing_metallb_images_archive_is_uploaded_again_and_only_it(lab, kubeconfig):
+def test_a_missing_metallb_images_archive_is_uploaded_again_and_only_it(converged, lab, kubeconfig):
     lab.exec("edge-4", f"rm -f {METALLB_IMAGES}")
     planned = json_result(kit("edge.plan", "--site", str(lab.site_file), "--json"))
     assert planned["edge-4"]["changed"] == [f"artifacts: {METALLB_IMAGES}"]
@@ -127,12 +136,12 @@ def test_a_missing_metallb_images_archive_is_uploaded_again_and_only_it(lab, kub
     assert {f"quay.io/metallb/{name}:{version}" for name in ("controller", "speaker")} <= pinned  # image GC spares them
 
 
-def test_plan_shows_nothing_to_do_after_bootstrap(lab):
+def test_plan_shows_nothing_to_do_after_bootstrap(converged, lab):
     hosts = json_result(kit("edge.plan", "--site", str(lab.site_file), "--json"))
     assert {n: h["status"] for n, h in hosts.items()} == dict.fromkeys(HOSTS, "ok")
 
 
-def test_a_changed_agent_setting_restarts_only_the_agents(lab, kubeconfig, tmp_path):
+def test_a_changed_agent_setting_restarts_only_the_agents(converged, lab, kubeconfig, tmp_path):
     site = lab_site(lab, tmp_path, **{"k3s.agentConfig": {"kubelet-arg": ["max-pods=50"]}})
     before = all_starts(lab)
     done, hosts = bootstrap(site, kubeconfig)
@@ -147,7 +156,7 @@ def test_a_changed_agent_setting_restarts_only_the_agents(lab, kubeconfig, tmp_p
     assert done.returncode == 0 and ready_nodes(lab) == set(HOSTS)
 
 
-def test_a_host_down_fails_alone_and_a_rerun_converges(lab, kubeconfig, tmp_path):
+def test_a_host_down_fails_alone_and_a_rerun_converges(converged, lab, kubeconfig, tmp_path):
     site = lab_site(lab, tmp_path, **{"ssh.connectTimeout": 1, "ssh.retries": 1})
     lab.exec("edge-2", "rm -f /usr/local/bin/k3s-install.sh")
     lab.cut_link("edge-2")
@@ -162,7 +171,7 @@ def test_a_host_down_fails_alone_and_a_rerun_converges(lab, kubeconfig, tmp_path
     assert done.returncode == 0 and hosts["edge-2"]["changed"] == ["artifacts", "install"]
 
 
-def test_wrong_arch_fails_that_host_only(lab, kubeconfig, tmp_path):
+def test_wrong_arch_fails_that_host_only(converged, lab, kubeconfig, tmp_path):
     document = yaml.safe_load(lab.site_file.read_text())
     document["hosts"][3]["arch"] = "arm64"
     site = tmp_path / "site.yaml"
@@ -174,7 +183,7 @@ def test_wrong_arch_fails_that_host_only(lab, kubeconfig, tmp_path):
     assert all(hosts[n]["status"] == "ok" for n in HOSTS[:3])
 
 
-def test_a_corrupted_bundle_artifact_is_refused_and_a_fixed_bundle_converges(lab, kubeconfig, tmp_path):
+def test_a_corrupted_bundle_artifact_is_refused_and_a_fixed_bundle_converges(converged, lab, kubeconfig, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(lab.bundle, bundle)
     images = bundle / AIRGAP_IMAGES
@@ -191,7 +200,7 @@ def test_a_corrupted_bundle_artifact_is_refused_and_a_fixed_bundle_converges(lab
     assert done.returncode == 0 and hosts["edge-3"]["changed"] == ["artifacts"]
 
 
-def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(lab, kubeconfig, tmp_path):
+def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(converged, lab, kubeconfig, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(lab.bundle, bundle)
     big = bundle / AIRGAP_IMAGES
@@ -223,7 +232,7 @@ def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(lab, kub
     assert done.returncode == 0 and hosts["edge-3"]["changed"] == ["artifacts"]
 
 
-def test_an_upgrade_that_skips_a_minor_is_refused_before_any_host_changes(lab, kubeconfig, tmp_path):
+def test_an_upgrade_that_skips_a_minor_is_refused_before_any_host_changes(converged, lab, kubeconfig, tmp_path):
     major, minor = K3S_VERSION.lstrip("v").split(".")[:2]
     skipping = f"v{major}.{int(minor) + 2}.0+k3s1"
     bundle = build_bundle(tmp_path / "bundle", skipping, METALLB_VERSION)
@@ -237,7 +246,7 @@ def test_an_upgrade_that_skips_a_minor_is_refused_before_any_host_changes(lab, k
     assert all_starts(lab) == before
 
 
-def test_a_k3s_upgrade_restarts_every_host_once_onto_the_new_binary(lab, kubeconfig, tmp_path):
+def test_a_k3s_upgrade_restarts_every_host_once_onto_the_new_binary(converged, lab, kubeconfig, tmp_path):
     major_minor, patch = K3S_VERSION.split("+")[0].rsplit(".", 1)
     new_version = f"{major_minor}.{int(patch) + 1}+k3s1"
     bundle = build_bundle(tmp_path / "bundle", new_version, METALLB_VERSION)
@@ -254,7 +263,7 @@ def test_a_k3s_upgrade_restarts_every_host_once_onto_the_new_binary(lab, kubecon
     assert done.returncode == 0 and ready_nodes(lab) == set(HOSTS)
 
 
-def test_status_reports_nodes_versions_and_pool(lab):
+def test_status_reports_nodes_versions_and_pool(converged, lab):
     done = kit("edge.status", "--site", str(lab.site_file), "--json")
     report = json.loads(done.stdout)
     assert done.returncode == 0
@@ -263,7 +272,7 @@ def test_status_reports_nodes_versions_and_pool(lab):
         HOSTS, (True, K3S_VERSION, True))
 
 
-def test_reset_removes_everything_agents_first(lab, private_state):
+def test_reset_removes_everything_agents_first(converged, lab, private_state):
     refused = kit("edge.reset", "--site", str(lab.site_file), stdin="n\n")
     assert refused.returncode == 1 and ready_nodes(lab) == set(HOSTS)
     snapshots = "/var/lib/rancher/k3s/server/db/snapshots"

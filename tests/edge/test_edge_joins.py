@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from helpers import json_result, kit, lab_site
-from lab_checks import all_starts, host_config, host_file, ready_nodes
+from lab_checks import all_starts, host_config, host_file, ready_nodes, ready_nodes_or_none
 
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
 
@@ -40,13 +40,6 @@ def site(lab, state):
         done, _ = bootstrap(lab.site_file, state)
         assert done.returncode == 0, done.stdout + done.stderr
     return lab.site_file
-
-
-def ready_nodes_or_none(lab):
-    try:
-        return ready_nodes(lab)
-    except Exception:  # noqa: BLE001 - no cluster yet
-        return None
 
 
 def passwords(private_state) -> tuple[str, str]:
