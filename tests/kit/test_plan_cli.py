@@ -16,16 +16,29 @@ def files_of(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture(scope="module")
+def first_plans(tmp_path_factory):
+    """One `./kit plan` per env, made on first use: (out directory, the run's stdout, the files it wrote)."""
+    made = {}
+
+    def plan(env: str) -> tuple[Path, str, dict[str, bytes]]:
+        if env not in made:
+            out = tmp_path_factory.mktemp(f"plan-{env}")
+            done = kit("plan", "--env", env, "--out", str(out))
+            assert done.returncode == 0, done.stderr
+            made[env] = out, done.stdout, files_of(out / env)
+        return made[env]
+    return plan
+
+
 @pytest.mark.parametrize("env", ENVS)
-def test_two_plans_of_the_same_env_are_byte_identical(env, tmp_path):
-    first = kit("plan", "--env", env, "--out", str(tmp_path))
-    assert first.returncode == 0, first.stderr
-    before = files_of(tmp_path / env)
-    second = kit("plan", "--env", env, "--out", str(tmp_path))
+def test_two_plans_of_the_same_env_are_byte_identical(env, first_plans):
+    out, stdout, before = first_plans(env)
+    second = kit("plan", "--env", env, "--out", str(out))
     assert second.returncode == 0, second.stderr
-    assert second.stdout == first.stdout
+    assert second.stdout == stdout
     assert {"plan.json", "graph.dot", "graph.svg"} <= set(before)
-    assert files_of(tmp_path / env) == before
+    assert files_of(out / env) == before
     outputs = json.loads(before["plan.json"])["outputs"]
     assert list(outputs) == sorted(outputs) and list(outputs["subnetIds"]) == sorted(outputs["subnetIds"])
 
@@ -88,11 +101,10 @@ def test_a_bad_diff_file_is_bad_input_and_writes_nothing(tmp_path, content, prob
     assert not (tmp_path / "out").exists()
 
 
-def test_graph_svg_draws_components_as_clusters(tmp_path):
-    assert kit("plan", "--env", "prod", "--out", str(tmp_path)).returncode == 0
-    svg = (tmp_path / "prod" / "graph.svg").read_text()
+def test_graph_svg_draws_components_as_clusters(first_plans):
+    _, _, files = first_plans("prod")
+    svg, dot = files["graph.svg"].decode(), files["graph.dot"].decode()
     assert svg.count('class="cluster"') >= 10 and "AksCluster aks" in svg
-    dot = (tmp_path / "prod" / "graph.dot").read_text()
     assert "compound=true" in dot and dot.count("subgraph cluster_") == svg.count('class="cluster"')
 
 
@@ -107,8 +119,8 @@ def test_without_graphviz_the_plan_says_how_to_get_the_picture(tmp_path):
     assert not (tmp_path / "out" / "dev" / "graph.svg").exists() and (tmp_path / "out" / "dev" / "graph.dot").exists()
 
 
-def test_the_plan_tree_fits_80_columns(tmp_path):
-    done = kit("plan", "--env", "prod", "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert not too_wide(done.stdout)
-    assert "roleDefinitionId=…/" in done.stdout and "subnetIds.aksNodes = …/snet-aks-nodes" in done.stdout
+@pytest.mark.parametrize("env", ENVS)
+def test_the_plan_tree_fits_80_columns(env, first_plans):
+    _, stdout, _ = first_plans(env)
+    assert not too_wide(stdout), too_wide(stdout)
+    assert "subnetIds.aksNodes = …/snet-aks-nodes" in stdout and "roleDefinitionId=…/" in stdout
