@@ -35,6 +35,18 @@ def summary_json(site: str, results: list[HostResult]) -> str:
     return json.dumps(summary(site, results))
 
 
+def print_results(site: str, results: list[HostResult], as_json: bool) -> None:
+    """One JSON object on stdout, or the results table (rich loads only for the table)."""
+    if as_json:
+        print(summary_json(site, results))
+        return
+    from rich.console import Console
+
+    from common.terminal import emit
+
+    emit(Console(), results_table(site, results))
+
+
 def results_table(site: str, results: list[HostResult]) -> Table:
     """host, status, and what changed (one line per step) or why it failed; fits 80 columns, wraps at spaces."""
     from rich import box
