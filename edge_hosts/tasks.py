@@ -62,15 +62,9 @@ def _warn(inventory: Inventory) -> None:
 
 
 def _finish(site: str, results, as_json: bool) -> None:
-    from rich.console import Console
+    from edge_hosts.report import print_results
 
-    from common.terminal import emit
-    from edge_hosts.report import results_table, summary_json
-
-    if as_json:
-        print(summary_json(site, results))
-    else:
-        emit(Console(), results_table(site, results))
+    print_results(site, results, as_json)
     failed = [r.name for r in results if r.status == "failed"]
     if failed:
         raise Exit(f"failed on {len(failed)} host(s): {', '.join(failed)}" if not as_json else None, code=1)
