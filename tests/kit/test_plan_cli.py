@@ -124,3 +124,20 @@ def test_the_plan_tree_fits_80_columns(env, first_plans):
     _, stdout, _ = first_plans(env)
     assert not too_wide(stdout), too_wide(stdout)
     assert "subnetIds.aksNodes = …/snet-aks-nodes" in stdout and "roleDefinitionId=…/" in stdout
+
+
+def test_diff_lists_removed_resources(tmp_path):
+    out = tmp_path / "out"
+    assert kit("plan", "--env", "dev", "--out", str(out), "-p", str(stack_dir(tmp_path))).returncode == 0
+    old = tmp_path / "old-plan.json"
+    shutil.copy(out / "dev" / "plan.json", old)
+
+    def detached(config):
+        config["mlops-edge-kit:ml"] = {**config.get("mlops-edge-kit:ml", {}), "attachAks": False}
+    done = kit("plan", "--env", "dev", "--out", str(out), "-p", str(stack_dir(tmp_path, detached)), "--diff", str(old))
+    assert done.returncode == 0, done.stderr
+    removed = [line for line in done.stdout.splitlines() if line.startswith("- ")]
+    assert any(line.startswith("- azure-native:kubernetesconfiguration:Extension ") for line in removed), removed
+    assert any(line.startswith("- azure-native:machinelearningservices:Compute ") for line in removed), removed
+    header = " ".join(done.stdout.split())
+    assert f", 0 added, {len(removed)} removed" in header
