@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -209,11 +210,14 @@ def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_versio
         problems.append(f"--registry-mirror: '{registry_mirror}' is not an http(s) URL")
     if problems:
         raise Exit("\n".join(problems), code=2)
+    existed = Path(out).exists()
     try:
         manifest = bundles.build_bundle(version, arch, Path(out), metallb_version, install_sha256, metallb_sha256,
                                         mirror, raw, registry_mirror)
     except bundles.BundleError as err:
-        raise Exit(f"bundle: {err}", code=1) from None
+        if not existed:  # nothing left half-way: not even the empty directory this run made
+            shutil.rmtree(out, ignore_errors=True)
+        raise Exit(f"edge.bundle: {err}", code=1) from None
     print(f"bundle {out}: {len(manifest['files'])} files verified (k3s {version}, MetalLB {metallb_version})")
 
 
