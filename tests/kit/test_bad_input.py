@@ -95,3 +95,13 @@ def test_the_readmes_every_error_at_once_example_is_the_real_output(tmp_path):
         config["mlops-edge-kit:cluster"]["teir"] = config["mlops-edge-kit:cluster"].pop("tier")
     lines, _ = plan_of(tmp_path, dev_config(as_in_the_readme))
     assert lines == block.splitlines()
+
+
+def test_a_failed_bundle_names_the_task_and_leaves_no_directory(tmp_path):
+    out = tmp_path / "bundle"
+    unreachable = "http://127.0.0.1:9"  # the discard port: connection refused at once
+    done = kit("edge.bundle", "--version", "v1.31.4+k3s1", "--arch", "x86_64", "--out", str(out),
+               "--install-sha256", "a" * 64, "--metallb-sha256", "b" * 64, "--mirror", unreachable, "--raw", unreachable,
+               "--registry-mirror", unreachable)
+    assert done.returncode == 1 and done.stderr.startswith("edge.bundle: download of http://127.0.0.1:9/")
+    assert "Traceback" not in done.stderr and not out.exists()
