@@ -3,8 +3,9 @@ from pathlib import Path
 
 import yaml
 
-K3S_VERSION = "v1.31.4+k3s1"
-METALLB_VERSION = "v0.14.9"
+# the versions the kit pins (common/pins.yaml, with their sources and end of support)
+K3S_VERSION = "v1.37.2+k3s1"
+METALLB_VERSION = "v0.16.1"
 
 
 def site_document(site: str, hosts: list, key_file: Path, known_hosts: Path, subnet: str,

@@ -31,7 +31,7 @@ WantedBy=multi-user.target
 Type={type}
 TimeoutStartSec={timeout}
 Restart={restart}
-RestartSec=1s
+RestartSec={restart_sec}
 ExecStart=/usr/local/bin/lab-service \\
     '{name}'
 """
@@ -46,9 +46,9 @@ def lab(module_lab_factory):
     return lab
 
 
-def unit(lab, name, type="notify", timeout="0", restart="always"):
+def unit(lab, name, type="notify", timeout="0", restart="always", restart_sec="1s"):
     path = lab.host("edge-1").path_on_host(f"/etc/systemd/system/{name}.service")
-    path.write_text(UNIT.format(type=type, timeout=timeout, restart=restart, name=name))
+    path.write_text(UNIT.format(type=type, timeout=timeout, restart=restart, name=name, restart_sec=restart_sec))
     return f"/etc/systemd/system/{name}.service"
 
 
@@ -117,11 +117,21 @@ def test_exit_before_ready_fails_the_start_and_restart_always_starts_it_again(la
     starts = lab.host("edge-1").path_on_host("/var/log/lab-units/svc-dies.starts").read_text().splitlines()
     assert len(starts) >= 2
     assert state(lab, "svc-dies") == "activating"   # starting again or waiting RestartSec (auto-restart)
-    run(lab, "rm /tmp/svc-dies.die; touch /tmp/svc-dies.go")
-    assert run(lab, "systemctl start svc-dies").returncode == 0     # a start job while it waits to restart
-    assert state(lab, "svc-dies") == "active"
     run(lab, "systemctl stop svc-dies")
     assert state(lab, "svc-dies") == "inactive"
+
+
+def test_a_start_job_on_a_unit_waiting_to_restart_starts_it_at_once(lab):
+    unit(lab, "svc-kick", restart_sec="1h")
+    run(lab, "touch /tmp/svc-kick.die")
+    run(lab, "systemctl start --no-block svc-kick")
+    sub = lambda: run(lab, "systemctl show svc-kick -p SubState --value").stdout.strip()
+    assert wait_for(lambda: sub() == "auto-restart")
+    run(lab, "rm /tmp/svc-kick.die; touch /tmp/svc-kick.go")
+    assert run(lab, "systemctl start svc-kick").returncode == 0     # no hour-long wait for RestartSec
+    assert state(lab, "svc-kick") == "active"
+    assert run(lab, "systemctl show svc-kick -p NRestarts --value").stdout.strip() == "1"
+    run(lab, "systemctl stop svc-kick")
 
 
 def test_without_restart_an_exited_unit_is_failed_until_reset(lab):
