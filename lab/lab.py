@@ -127,7 +127,7 @@ class Lab:
         for h in self.hosts:
             network.add_host_link(h.netns, h.veth, self.bridge)
             hostmod.prepare_files(h, self.gateway, 24, authorized, etc_hosts)
-            for name in ("systemctl", "systemctl.py", "journalctl"):
+            for name in ("systemctl", "systemctl.py", "units.py", "journalctl"):
                 shutil.copy2(STANDINS / name, h.path_on_host(f"/usr/local/sbin/{name}"))
             host_key = new_keypair(Path(h.dir) / "ssh_host_ed25519_key", h.name)
             known.append(f"{h.address} {' '.join(host_key.split()[:2])}")
