@@ -88,11 +88,16 @@ def print_changes(changes: list[Change], old: str, console: Console) -> None:
     for change in changes:
         emit(console, Text.assemble((f"{change.action} ", style[change.action]), (change.title, "bold")))
         for path, before, after in change.properties:
-            emit(console, Padding(Text(f"{path}: {_value(before)} -> {_value(after)}"), (0, 0, 0, 4)))
+            emit(console, Padding(Text(f"{path}: {_change(before, after)}"), (0, 0, 0, 4)))
 
 
-def _value(value: Any) -> str:
-    return short(value) if isinstance(value, str) and value.startswith("/subscriptions/") else shown(value)
+def _change(before: Any, after: Any) -> str:
+    """'old -> new' as JSON; ARM ids by their last segment unless that is all they share."""
+    old, new = shown(before), shown(after)
+    if all(isinstance(v, str) and v.startswith("/subscriptions/") for v in (before, after)) \
+            and short(before) != short(after):
+        old, new = short(before), short(after)
+    return f"{old} -> {new}"
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
