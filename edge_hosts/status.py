@@ -27,6 +27,7 @@ def status(engine: Engine) -> dict:
         hosts.append({"name": ctx.host.name, "role": ctx.host.role, "address": str(ctx.host.address),
                       "reachable": reachable, "service": k3s.unit(ctx.host.role),
                       "active": reachable and ctx.facts.yes("active"),
+                      "enabled": reachable and ctx.facts.yes("enabled"),
                       "ready": bool(node and node.ready), "version": node.version if node else None,
                       "error": ctx.error})
     addresses = pool.get("spec", {}).get("addresses") if pool else None

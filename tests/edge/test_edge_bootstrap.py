@@ -268,8 +268,8 @@ def test_status_reports_nodes_versions_and_pool(converged, lab):
     report = json.loads(done.stdout)
     assert done.returncode == 0
     assert report["metallb"]["pool"] == [lab.metallb_range]
-    assert {h["name"]: (h["ready"], h["version"], h["active"]) for h in report["hosts"]} == dict.fromkeys(
-        HOSTS, (True, K3S_VERSION, True))
+    assert {h["name"]: (h["ready"], h["version"], h["active"], h["enabled"]) for h in report["hosts"]} == \
+        dict.fromkeys(HOSTS, (True, K3S_VERSION, True, True))
 
 
 def test_reset_removes_everything_agents_first(converged, lab, private_state):

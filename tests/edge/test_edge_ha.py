@@ -13,6 +13,7 @@ def test_three_servers_join_one_at_a_time(lab_factory, tmp_path):
     done = kit("edge.bootstrap", "--site", str(lab.site_file), "--json", "--kubeconfig", str(kubeconfig))
     hosts = json_result(done)
     assert done.returncode == 0, done.stderr
+    assert "warning: 3 servers but no apiEndpoint: joins and the kubeconfig use edge-1 alone" in done.stderr
     assert ready_nodes(lab) == {"edge-1", "edge-2", "edge-3", "edge-4"}
     assert host_config(lab, "edge-1")["cluster-init"] is True
     for joiner in ("edge-2", "edge-3", "edge-4"):
