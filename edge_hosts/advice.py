@@ -7,9 +7,14 @@ from datetime import date
 from common import pins
 from edge_hosts.inventory import Inventory
 
-# metallb v0.16.1 config/manifests/metallb-native.yaml, DaemonSet speaker: the only tolerations it has
+# metallb v0.16.1 config/manifests/metallb-native.yaml, DaemonSet speaker: the only tolerations it has (all Exists)
 SPEAKER_TOLERATIONS = (("node-role.kubernetes.io/master", "NoSchedule"),
                        ("node-role.kubernetes.io/control-plane", "NoSchedule"))
+# what the DaemonSet controller adds to every daemon pod (kubernetes pkg/controller/daemon/util,
+# AddOrUpdateDaemonPodTolerations; network-unavailable for host-network pods such as the speaker)
+DAEMON_TOLERATIONS = (("node.kubernetes.io/not-ready", "NoExecute"), ("node.kubernetes.io/unreachable", "NoExecute"),
+                      *((f"node.kubernetes.io/{name}", "NoSchedule") for name in
+                        ("disk-pressure", "memory-pressure", "pid-pressure", "unschedulable", "network-unavailable")))
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
 
@@ -24,7 +29,7 @@ def speakerless(inventory: Inventory) -> dict[str, list[str]]:
     blocked = {}
     for host in inventory.hosts:
         taints = [t for t in host.taints if taint_parts(t)[1] in BLOCKING_EFFECTS
-                  and taint_parts(t) not in SPEAKER_TOLERATIONS]
+                  and taint_parts(t) not in SPEAKER_TOLERATIONS + DAEMON_TOLERATIONS]
         if taints:
             blocked[host.name] = taints
     return blocked

@@ -172,7 +172,8 @@ def test_speakerless_nodes_from_the_real_speaker_tolerations(tmp_path):
     assert all(t["operator"] == "Exists" for t in tolerations)
     doc = valid_document()
     doc["hosts"][1]["taints"] = ["dedicated=ml:NoSchedule", "gpu:NoExecute", "soft=1:PreferNoSchedule"]
-    doc["hosts"][0]["taints"] = ["node-role.kubernetes.io/control-plane:NoSchedule"]
+    doc["hosts"][0]["taints"] = ["node-role.kubernetes.io/control-plane:NoSchedule",
+                                 "node.kubernetes.io/unschedulable:NoSchedule"]
     inventory = load_inventory(str(write_inventory(tmp_path, doc)))
     assert advice.speakerless(inventory) == {"a1": ["dedicated=ml:NoSchedule", "gpu:NoExecute"]}
 
