@@ -87,6 +87,8 @@ def status_table(report: dict) -> Table:
         table.add_column(column, no_wrap=column in ("host", "address", "version"))
     for h in report["hosts"]:
         service = f"{h['service']} {'active' if h['active'] else 'inactive'}" if h["reachable"] else "unreachable"
+        if h["reachable"] and not h.get("enabled", True):
+            service += " disabled"  # systemd would not start it at boot
         table.add_row(h["name"], h["address"], h["role"], service, "Ready" if h["ready"] else "not Ready",
                       h["version"] or "")
     return table

@@ -33,7 +33,8 @@ def test_results_table_groups_changes_by_step_and_keeps_paths_whole():
 
 def test_status_table_keeps_addresses_on_one_line_and_errors_below():
     hosts = [{"name": f"plant1-node-{i:02}", "role": "agent", "address": f"10.213.100.{200 + i}",
-              "service": "k3s-agent", "reachable": True, "active": i != 3, "ready": i != 3, "version": "v1.33.6+k3s1",
+              "service": "k3s-agent", "reachable": True, "active": i != 3, "enabled": i != 2, "ready": i != 3,
+              "version": "v1.33.6+k3s1",
               "error": "node plant1-node-03 is NotReady: kubelet stopped posting node status" if i == 3 else None}
              for i in range(1, 6)]
     report = {"site": "production", "metallb": {"pool": ["10.213.100.240-10.213.100.250"]}, "hosts": hosts}
@@ -41,6 +42,7 @@ def test_status_table_keeps_addresses_on_one_line_and_errors_below():
     assert not too_wide(text), too_wide(text)
     for h in hosts:
         assert any(h["name"] in line and h["address"] in line for line in text.splitlines()), h["address"]
+    assert sum("disabled" in line for line in text.splitlines()) == 1
     errors = status_errors(report)
     assert len(errors) == 1 and errors[0].startswith("plant1-node-03: node plant1-node-03 is NotReady")
     assert not too_wide("\n".join(errors))
