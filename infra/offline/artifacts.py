@@ -60,8 +60,9 @@ def plan_json(recording: Recording) -> str:
 def graph_dot(resources: list[PlannedResource]) -> str:
     """The dependency graph: components as (nested) clusters, resources as boxes, dependencies as edges.
 
-    Edges to or from a component end at its cluster's border (Graphviz `compound`, lhead/ltail) through an
-    invisible anchor node named by the component's URN.
+    Edges to or from a component end at its cluster's border (Graphviz `compound` with lhead/ltail naming the
+    cluster, dot only: graphviz.org/docs/attrs/compound, /lhead) through an invisible anchor node named by the
+    component's URN.
     """
     by_urn = {r.urn: r for r in resources}
     children: dict[str, list[PlannedResource]] = {}
