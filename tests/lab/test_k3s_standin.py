@@ -236,3 +236,15 @@ def test_images_imported_by_hand_are_not_pinned_until_labelled(lab):
                        "io.cri-containerd.pinned=pinned")
     assert _images(lab, "edge-4")["quay.io/metallb/controller:v7.7.7"] is True
     lab.exec("edge-4", "systemctl stop k3s")
+
+
+def test_the_agent_takes_server_and_token_from_the_units_env_file(lab):
+    """`K3S_URL=... K3S_TOKEN=... sh install.sh`: install.sh keeps K3S_* in the unit's env file, k3s reads them."""
+    agent_token = lab.exec("edge-1", "cat /var/lib/rancher/k3s/server/agent-token").stdout.strip()
+    lab.exec("edge-2", "systemctl stop k3s-agent; rm -f /var/log/lab-units/k3s-agent.*")
+    _put(lab, "edge-2", "/etc/rancher/k3s/config.yaml", b"{}\n", 0o600)
+    lab.exec("edge-2", "INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_SKIP_START=true "
+                       f"K3S_URL={server_url(lab)} K3S_TOKEN={agent_token} sh /usr/local/bin/k3s-install.sh")
+    assert lab.exec("edge-2", "systemctl start k3s-agent").returncode == 0
+    assert wait_for(lambda: "edge-2" in ready_nodes(lab))
+    lab.exec("edge-2", "systemctl stop k3s-agent")
