@@ -59,6 +59,7 @@ def plan(engine: Engine, site: str) -> list[HostResult]:
     contexts = list(engine.contexts.values())
     engine.each(contexts, engine.connect_and_probe)
     tokens = site_tokens(engine, site)
+    known_ca = TokenStore(site).cluster_ca()
     results = []
     for ctx in contexts:
         if ctx.failed:
@@ -69,6 +70,8 @@ def plan(engine: Engine, site: str) -> list[HostResult]:
             changes = planned_changes(ctx, tokens)
         except ArtifactError as err:  # e.g. a bundle built without this host's arch
             changes, problems = [], [*problems, str(err)]
+        if ctx.host == engine.inventory.first_server and known_ca and ctx.facts["ca_hash"] != known_ca:
+            changes.insert(0, "new-cluster: the site's cluster is gone; a new one starts with the site's tokens")
         if ctx.host == engine.inventory.first_server and ctx.facts.yes("active"):
             manifest_sha = ctx.source.metallb_artifact().sha256
             if not pool_matches(current_pool(ctx.session), engine.inventory, manifest_sha):

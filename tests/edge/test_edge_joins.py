@@ -62,6 +62,8 @@ def test_a_recreated_cluster_is_noticed_and_bootstrapped_with_the_sites_secrets(
     before = passwords(private_state)
     old_ca = (private_state / "cluster-ca").read_text().strip()
     lab.reimage("edge-1")  # every server fresh (a re-imaged plant); the agents keep their old cluster's config
+    planned = json_result(kit("edge.plan", "--site", str(site), "--json"))
+    assert planned["edge-1"]["changed"][0].startswith("new-cluster: the site's cluster is gone")
     done, hosts = bootstrap(site, state)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "new-cluster" in hosts["edge-1"]["changed"]
