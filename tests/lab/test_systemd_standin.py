@@ -71,6 +71,16 @@ def test_enable_by_unit_file_path_and_is_enabled(lab):
     assert run(lab, "systemctl is-enabled svc-enable").returncode == 1
     missing = run(lab, "systemctl is-enabled no-such-unit")
     assert missing.returncode == 1 and "No such file or directory" in missing.stderr
+    run(lab, f"systemctl enable {path}")
+    # the sh fast path and systemctl.py answer alike
+    for command in ("systemctl is-enabled svc-enable", "python3 /usr/local/sbin/systemctl.py is-enabled svc-enable",
+                    "systemctl is-enabled --quiet svc-enable.service", "systemctl is-enabled no-such-unit",
+                    "python3 /usr/local/sbin/systemctl.py is-enabled no-such-unit"):
+        done = run(lab, command)
+        assert (done.returncode, done.stdout, done.stderr) == {
+            "svc-enable": (0, "enabled\n", ""), "svc-enable.service": (0, "", ""),
+            "no-such-unit": (1, "", "Failed to get unit file state for no-such-unit.service: "
+                                    "No such file or directory\n")}[command.split()[-1]]
 
 
 def test_notify_start_blocks_until_ready(lab):
