@@ -35,15 +35,23 @@ def speakerless(inventory: Inventory) -> dict[str, list[str]]:
     return blocked
 
 
+def speaker_tolerations(inventory: Inventory) -> list[dict]:
+    """Tolerations added to the speaker with metallb.speakerOnTaintedNodes: one per taint it does not tolerate."""
+    if not inventory.metallb.speaker_on_tainted_nodes:
+        return []
+    pairs = sorted({taint_parts(t) for taints in speakerless(inventory).values() for t in taints})
+    return [{"key": key, "operator": "Exists", "effect": effect} for key, effect in pairs]
+
+
 def site_warnings(inventory: Inventory, today: date) -> list[str]:
     notes = pins.warnings({"k3s": inventory.k3s.version, "metallb": inventory.metallb.version}, today)
     if len(inventory.servers) > 1 and not inventory.api_endpoint:
         notes.append(f"{len(inventory.servers)} servers but no apiEndpoint: joins and the kubeconfig use "
                      f"{inventory.first_server.name} alone; set apiEndpoint to a DNS name or VIP of all servers")
-    blocked = speakerless(inventory)
+    blocked = {} if inventory.metallb.speaker_on_tainted_nodes else speakerless(inventory)
     for name, taints in blocked.items():
         notes.append(f"metallb: no speaker on {name} (taint {', '.join(taints)} is not tolerated by the speaker): "
-                     f"it cannot announce LoadBalancer addresses")
+                     f"it cannot announce LoadBalancer addresses (metallb.speakerOnTaintedNodes: true changes that)")
     if blocked and len(blocked) == len(inventory.hosts):
         notes.append("metallb: no node can run a speaker: LoadBalancer addresses will not be reachable")
     return notes

@@ -92,6 +92,9 @@ class MetallbSettings(_Model):
     version: MetallbVersion
     addresses: list[str] = Field(min_length=1)
     manifest_sha256: str | None = Field(None, alias="manifestSha256", pattern=SHA256.pattern)
+    speaker_on_tainted_nodes: bool = Field(False, alias="speakerOnTaintedNodes",
+                                           description="the speaker tolerates the site's node taints, so every "
+                                                       "node can announce LoadBalancer addresses")
 
     @field_validator("addresses")
     @classmethod

@@ -8,7 +8,8 @@ import time
 
 import yaml
 
-from edge_hosts.artifacts import ArtifactSource
+from edge_hosts.advice import speaker_tolerations
+from edge_hosts.artifacts import Artifact, ArtifactSource
 from edge_hosts.inventory import Inventory, address_range
 from edge_hosts.ssh import HostSession, RemoteError
 from edge_hosts.steps.cluster import KUBECTL
@@ -16,11 +17,20 @@ from edge_hosts.steps.cluster import KUBECTL
 NAMESPACE = "metallb-system"
 POOL = "mlops-edge-kit"
 MANIFEST_ANNOTATION = "mlops-edge-kit/metallb-manifest-sha256"
+TOLERATIONS_ANNOTATION = "mlops-edge-kit/speaker-extra-tolerations"
 ROLLOUT_TIMEOUT = "180s"
 
 
+def _tolerations_note(inventory: Inventory) -> str:
+    extra = speaker_tolerations(inventory)
+    return json.dumps(extra, sort_keys=True, separators=(",", ":")) if extra else ""
+
+
 def pool_documents(inventory: Inventory, manifest_sha: str) -> str:
-    meta = {"name": POOL, "namespace": NAMESPACE, "annotations": {MANIFEST_ANNOTATION: manifest_sha}}
+    annotations = {MANIFEST_ANNOTATION: manifest_sha}
+    if _tolerations_note(inventory):
+        annotations[TOLERATIONS_ANNOTATION] = _tolerations_note(inventory)
+    meta = {"name": POOL, "namespace": NAMESPACE, "annotations": annotations}
     pool = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": meta,
             "spec": {"addresses": list(inventory.metallb.addresses)}}
     advert = {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
@@ -43,7 +53,8 @@ def pool_matches(pool: dict | None, inventory: Inventory, manifest_sha: str) -> 
         return False
     annotations = pool["metadata"].get("annotations", {})
     return (pool.get("spec", {}).get("addresses") == list(inventory.metallb.addresses)
-            and annotations.get(MANIFEST_ANNOTATION) == manifest_sha)
+            and annotations.get(MANIFEST_ANNOTATION) == manifest_sha
+            and annotations.get(TOLERATIONS_ANNOTATION, "") == _tolerations_note(inventory))
 
 
 def ensure_metallb(session: HostSession, inventory: Inventory, source: ArtifactSource, pool: dict | None,
@@ -55,6 +66,8 @@ def ensure_metallb(session: HostSession, inventory: Inventory, source: ArtifactS
         return False
     source.ensure(session, [manifest], None)
     session.check(f"{KUBECTL} apply -f {manifest.remote} >/dev/null\n", "applying the MetalLB manifest")
+    if speaker_tolerations(inventory):
+        _tolerate_site_taints(session, inventory, source, manifest)
     session.check(f"""set -e
 {KUBECTL} -n {NAMESPACE} rollout status deployment/controller --timeout={ROLLOUT_TIMEOUT} >/dev/null
 {KUBECTL} -n {NAMESPACE} rollout status daemonset/speaker --timeout={ROLLOUT_TIMEOUT} >/dev/null
@@ -63,6 +76,20 @@ def ensure_metallb(session: HostSession, inventory: Inventory, source: ArtifactS
     _apply_with_retries(session, pool_documents(inventory, manifest_sha), webhook_wait_s)
     smoke_test(session, inventory)
     return True
+
+
+def _tolerate_site_taints(session: HostSession, inventory: Inventory, source: ArtifactSource,
+                          manifest: Artifact) -> None:
+    """Re-apply the verified manifest's speaker DaemonSet with the site's extra tolerations (a later apply of the
+    plain manifest takes them away again)."""
+    text = (source.local_file(manifest).read_text() if source.bundle
+            else session.check(f"cat {manifest.remote}\n", "reading the MetalLB manifest"))
+    speaker = next(d for d in yaml.safe_load_all(text) if d and d.get("kind") == "DaemonSet"
+                   and d["metadata"]["name"] == "speaker")
+    pod = speaker["spec"]["template"]["spec"]
+    pod["tolerations"] = [*pod.get("tolerations", []), *speaker_tolerations(inventory)]
+    session.check(f"{KUBECTL} apply -f - >/dev/null <<'KIT_EOF'\n{yaml.safe_dump(speaker)}KIT_EOF\n",
+                  "adding the site's tolerations to the MetalLB speaker")
 
 
 def _wait_webhook_endpoints(session: HostSession, wait_s: float) -> None:

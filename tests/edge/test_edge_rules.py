@@ -176,6 +176,12 @@ def test_speakerless_nodes_from_the_real_speaker_tolerations(tmp_path):
                                  "node.kubernetes.io/unschedulable:NoSchedule"]
     inventory = load_inventory(str(write_inventory(tmp_path, doc)))
     assert advice.speakerless(inventory) == {"a1": ["dedicated=ml:NoSchedule", "gpu:NoExecute"]}
+    assert advice.speaker_tolerations(inventory) == []
+    doc["metallb"]["speakerOnTaintedNodes"] = True
+    asked = load_inventory(str(write_inventory(tmp_path, doc)))
+    assert advice.speaker_tolerations(asked) == [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"},
+                                                 {"key": "gpu", "operator": "Exists", "effect": "NoExecute"}]
+    assert not [n for n in advice.site_warnings(asked, date(2026, 12, 1)) if "speaker" in n]
 
 
 def test_site_warnings_pins_and_ha_without_endpoint(tmp_path):
