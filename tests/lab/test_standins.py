@@ -188,6 +188,9 @@ def test_metallb_webhook_refuses_pools_then_services_get_pool_addresses(lab, clu
     assert kubectl(lab, "apply -f -", SERVICE).returncode == 0
     svc = json.loads(kubectl(lab, "get svc smoke -n default -o json").stdout)
     assert svc["status"]["loadBalancer"]["ingress"][0]["ip"] == f"10.213.{lab.number}.200"
+    assert kubectl(lab, "apply -f -", SERVICE).stdout == "service/smoke unchanged\n"   # server-set fields kept
+    again = json.loads(kubectl(lab, "get svc smoke -n default -o json").stdout)
+    assert again["spec"]["clusterIP"] == svc["spec"]["clusterIP"] and again["status"] == svc["status"]
     assert kubectl(lab, "delete svc smoke -n default").returncode == 0
     missing = kubectl(lab, "get svc smoke -n default -o json")
     assert missing.returncode == 1 and "NotFound" in missing.stderr
@@ -207,6 +210,24 @@ def test_speakers_run_only_where_the_real_manifest_tolerates_the_taints(lab, clu
     assert speakers == {"edge-1"}
     everywhere = json.loads(kubectl(lab, "get pods -A -o json").stdout)["items"]
     assert {p["metadata"]["name"] for p in everywhere} == {p["metadata"]["name"] for p in pods}
+
+
+ANNOTATED = """apiVersion: v1
+kind: ConfigMap
+metadata: {{name: applied, namespace: default, annotations: {{kit/sha: "{sha}"}}}}
+data: {{key: "{value}"}}
+"""
+
+
+def test_apply_compares_the_whole_configuration_like_kubectl(lab, cluster):
+    assert kubectl(lab, "apply -f -", ANNOTATED.format(sha="a", value="1")).stdout == "configmap/applied created\n"
+    assert kubectl(lab, "apply -f -", ANNOTATED.format(sha="a", value="1")).stdout == "configmap/applied unchanged\n"
+    assert kubectl(lab, "apply -f -", ANNOTATED.format(sha="b", value="1")).stdout == "configmap/applied configured\n"
+    assert kubectl(lab, "apply -f -", ANNOTATED.format(sha="b", value="2")).stdout == "configmap/applied configured\n"
+    got = json.loads(kubectl(lab, "get configmap applied -n default -o json").stdout)
+    assert got["metadata"]["annotations"]["kit/sha"] == "b" and got["data"] == {"key": "2"}
+    assert "kubectl.kubernetes.io/last-applied-configuration" in got["metadata"]["annotations"]
+    kubectl(lab, "delete configmap applied -n default")
 
 
 def test_drain_and_delete_node(lab, cluster):

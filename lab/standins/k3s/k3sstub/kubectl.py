@@ -20,6 +20,7 @@ KINDS = {  # resource names kubectl accepts -> (Kind, plural label used in NotFo
                     ("DaemonSet", "daemonsets.apps")),
     **dict.fromkeys(["namespace", "namespaces", "ns"], ("Namespace", "namespaces")),
     **dict.fromkeys(["secret", "secrets"], ("Secret", "secrets")),
+    **dict.fromkeys(["configmap", "configmaps", "cm"], ("ConfigMap", "configmaps")),
     **dict.fromkeys(["pod", "pods", "po"], ("Pod", "pods")),
 }
 VALUE_FLAGS = {"-n", "--namespace", "-o", "--output", "-f", "--filename", "--timeout", "--raw"}

@@ -1,4 +1,5 @@
 """Applying and deleting objects in the stand-in cluster (what kubectl apply/delete change)."""
+import json
 import time
 
 import yaml
@@ -8,6 +9,7 @@ from k3sstub import metallb
 CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
                   "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
                   "PriorityClass", "StorageClass", "Node"}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 BUILTIN_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 CORE_GROUPS = {"v1"}
 
@@ -77,13 +79,17 @@ def apply_one(cluster, obj: dict, source: str) -> str:
         obj["metadata"].pop("namespace")
     k = key(obj["kind"], ns, obj["metadata"]["name"])
     old = cluster.objects.get(k)
-    if old is not None and old.get("spec") == obj.get("spec") and \
-            old["metadata"].get("labels") == obj["metadata"].get("labels"):
+    # like kubectl apply: the configuration given is kept in the last-applied annotation; the same configuration
+    # again (annotations, labels, spec, data: the whole object) is "unchanged", any difference "configured"
+    applied = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    if old is not None and old["metadata"].get("annotations", {}).get(LAST_APPLIED) == applied:
         return f"{display(obj)} unchanged"
+    obj["metadata"].setdefault("annotations", {})[LAST_APPLIED] = applied
+    if obj["kind"] == "Service":    # fields the server set and the configuration does not name are kept
+        previous_ip = (old or {}).get("spec", {}).get("clusterIP")
+        obj.setdefault("spec", {}).setdefault("clusterIP", previous_ip or _cluster_ip(cluster, k))
     if old is not None and "status" in old and old.get("spec") == obj.get("spec"):
         obj["status"] = old["status"]
-    if obj["kind"] == "Service":
-        obj.setdefault("spec", {}).setdefault("clusterIP", _cluster_ip(cluster, k))
     cluster.objects[k] = obj
     if metallb.is_metallb_controller(obj) and cluster.metallb_applied_at is None:
         cluster.metallb_applied_at = time.time()
