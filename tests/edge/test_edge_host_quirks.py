@@ -47,3 +47,5 @@ def test_the_speaker_runs_on_tainted_nodes_only_when_the_site_asks(lab_factory, 
     assert done.returncode == 0, done.stdout + done.stderr
     assert json_result(done)["edge-1"]["changed"] == ["metallb"] and "no speaker" not in done.stderr
     assert speaker_nodes(lab) == {"edge-1", "edge-2"}
+    again = json_result(kit("edge.bootstrap", "--site", str(site), "--json", "--kubeconfig", str(tmp_path / "kc")))
+    assert {h["status"] for h in again.values()} == {"ok"}, again  # the pool's annotations record the tolerations
