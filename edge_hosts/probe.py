@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from edge_hosts import k3s
 from edge_hosts.inventory import Host
-from edge_hosts.ssh import HostSession, RemoteError
+from edge_hosts.ssh import HostSession, RemoteError, redact
+from edge_hosts.steps import cluster
 
 SYSCTL_FILE = "/etc/sysctl.d/90-mlops-edge-kit.conf"
 SYSCTL_CONTENT = "net.ipv4.ip_forward = 1\n"
@@ -75,15 +76,23 @@ class Facts:
         return sorted(int(p) for p in self["wanted_ports"].split() if int(p) in listening)
 
 
-def gather(session: HostSession) -> Facts:
-    """Run the probe with sudo; a sudo failure is reported as such."""
-    result = session.run(probe_script(session.host))
+def gather(session: HostSession, read_cluster: bool = False) -> tuple[Facts, cluster.Reading | None]:
+    """Run the probe with sudo; a sudo failure is reported as such. With read_cluster (the first server) the same
+    command reads the running cluster's tokens and snapshot, kept out of the facts."""
+    before, after = cluster.reading_scripts() if read_cluster else ("", "")
+    result = session.run(before + probe_script(session.host) + after, reveal=read_cluster)
     if MARKER not in result.out:
         detail = " | ".join(result.err.strip().splitlines()[-2:]) or f"exit {result.code}"
         raise RemoteError(f"sudo does not work for {session.settings.user}: {detail}")
-    values = {f"sha_{key}": "" for key in probed_files(session.host)}
-    keys = {path: f"sha_{key}" for key, path in probed_files(session.host).items()}
-    for line in result.out.splitlines():
+    out, _, read = result.out.partition(cluster.READING_MARK)
+    reading = cluster.parse_reading(session, read)  # the tokens are secrets before the facts are parsed
+    return _facts(session.host, redact(out, session.secrets)), reading
+
+
+def _facts(host: Host, out: str) -> Facts:
+    values = {f"sha_{key}": "" for key in probed_files(host)}
+    keys = {path: f"sha_{key}" for key, path in probed_files(host).items()}
+    for line in out.splitlines():
         if line.startswith("sha256 "):  # one sha256sum call for every file: "sha256 <digest>  <path>"
             _, digest, path = line.split(maxsplit=2)
             if path in keys:

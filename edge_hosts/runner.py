@@ -28,6 +28,7 @@ class Bootstrap:
         self.store = TokenStore(inventory.site)
         names = selected if self.first in selected else [self.first, *selected]
         self.engine = Engine(inventory, names, parallel, progress, ArtifactSource(inventory))
+        self.engine.contexts[self.first].reads_cluster = True
         self.tokens = k3s.Tokens(*self.store.passwords())
         self.engine.add_secrets(self.tokens.values())
         self.snapshot: cluster.Snapshot | None = None
@@ -170,20 +171,27 @@ class Bootstrap:
         rewrites them); the cluster's CA hash is learned from them."""
         if not ctx.facts.yes("active"):
             raise steps.StepError(f"k3s is not running on the first server {ctx.host.name}: bootstrap it first")
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            server_full, agent_full = cluster.read_tokens(ctx.session, self.wait_s)
-            if (password(server_full), password(agent_full)) == (self.tokens.server_password,
-                                                                  self.tokens.agent_password):
-                break
-            if time.monotonic() > deadline:
-                raise steps.StepError(f"the cluster on {ctx.host.name} runs with other tokens than the site's "
-                                      f"(made outside the kit?); reset the site or restore its tokens")
-            time.sleep(1)
+        probed = ctx.reading.tokens if ctx.reading and not ctx.started else None
+        server_full, agent_full = probed if probed and self._site_tokens(*probed) else self._wait_tokens(ctx)
         self.tokens = k3s.Tokens(self.tokens.server_password, self.tokens.agent_password, server_full, agent_full)
         self.engine.add_secrets(self.tokens.values())
         self.store.learn_ca(ca_hash(server_full))
         return False
+
+    def _site_tokens(self, server_full: str, agent_full: str) -> bool:
+        return (password(server_full), password(agent_full)) == (self.tokens.server_password,
+                                                                  self.tokens.agent_password)
+
+    def _wait_tokens(self, ctx: HostContext) -> tuple[str, str]:
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            server_full, agent_full = cluster.read_tokens(ctx.session, self.wait_s)
+            if self._site_tokens(server_full, agent_full):
+                return server_full, agent_full
+            if time.monotonic() > deadline:
+                raise steps.StepError(f"the cluster on {ctx.host.name} runs with other tokens than the site's "
+                                      f"(made outside the kit?); reset the site or restore its tokens")
+            time.sleep(1)
 
     def _readmit(self, ctx: HostContext) -> bool:
         """A fresh host (no node password yet) whose name the cluster still knows would be refused ("node password
@@ -203,13 +211,19 @@ class Bootstrap:
 
     def _all_ready(self, first: HostContext) -> bool:
         pending = [n for n in self.selected if not self.engine.contexts[n].failed]
-        self.snapshot = cluster.snapshot(first.session)
+        self.snapshot = self._probed_snapshot(first) or cluster.snapshot(first.session)
         seen = self.snapshot.nodes
         if not all(name in seen and seen[name].ready for name in pending):
             seen = cluster.wait_nodes_ready(first.session, pending, self.wait_s)
         late = [self.engine.contexts[n] for n in pending if not (n in seen and seen[n].ready)]
         self.engine.each(late, lambda ctx: self.engine.step(ctx, "node-ready", self._explain, seen))
         return False
+
+    def _probed_snapshot(self, first: HostContext) -> cluster.Snapshot | None:
+        """The snapshot the first server's probe took, while it still holds: no host changed or failed since."""
+        if first.reading is None or any(c.changed or c.started or c.failed for c in self.engine.contexts.values()):
+            return None
+        return first.reading.snapshot
 
     def _explain(self, ctx: HostContext, seen: dict) -> bool:
         raise steps.StepError(service.not_ready_message(ctx, self.wait_s,

@@ -67,7 +67,8 @@ class TokenStore:
         return self._read("cluster-ca")
 
     def learn_ca(self, digest: str) -> None:
-        write_private(self.dir / "cluster-ca", digest + "\n")
+        if self.cluster_ca() != digest:
+            write_private(self.dir / "cluster-ca", digest + "\n")
 
     def forget(self) -> None:
         for name in (*self.NAMES, "token"):

@@ -1,4 +1,5 @@
-"""Cluster-level reads and waits on the first server: token, /readyz, node readiness."""
+"""Cluster-level reads and waits on the first server: tokens, snapshot (also read by its probe), /readyz, node
+readiness."""
 from __future__ import annotations
 
 import json
@@ -7,11 +8,18 @@ import time
 from dataclasses import dataclass
 
 from edge_hosts import k3s
-from edge_hosts.ssh import HostSession, RemoteError
+from edge_hosts.ssh import HostSession, RemoteError, redact
 from edge_hosts.state import ca_hash
 
 KUBECTL = "k3s kubectl"
 SEPARATOR = "--- mlops-edge-kit ---"
+READING_MARK = "--- mlops-edge-kit cluster ---"
+_START_SNAPSHOT = f"""{KUBECTL} get nodes -o json >"$kit_t/nodes" 2>"$kit_t/err" & kit_n=$!
+{KUBECTL} get ipaddresspools.metallb.io -n metallb-system -o json >"$kit_t/pools" 2>/dev/null || echo none >"$kit_t/pools" &
+"""
+_PRINT_SNAPSHOT = (f"""cat "$kit_t/nodes"; echo '{SEPARATOR}'; cat "$kit_t/pools"; echo '{SEPARATOR}'; """
+                   f"cat {k3s.KUBECONFIG}")
+_PRINT_TOKENS = f"cat {k3s.TOKEN_FILE}; echo '{SEPARATOR}'; cat {k3s.AGENT_TOKEN_FILE}"
 
 
 @dataclass(frozen=True)
@@ -31,12 +39,18 @@ until [ -s {k3s.TOKEN_FILE} ] && [ -s {k3s.AGENT_TOKEN_FILE} ]; do
   i=$((i+1)); [ $i -ge {int(wait_s * 2)} ] && {{ echo "k3s wrote no token files in {wait_s:.0f} s" >&2; exit 1; }}
   sleep 0.5
 done
-cat {k3s.TOKEN_FILE}; echo '{SEPARATOR}'; cat {k3s.AGENT_TOKEN_FILE}
+{_PRINT_TOKENS}
 """, "reading the cluster's tokens", reveal=True)
-    server, _, agent = (part.strip() for part in out.partition(SEPARATOR))
+    server, agent = _tokens(session, out)
     if not (ca_hash(server) and ca_hash(agent)):
         raise RemoteError(f"{k3s.TOKEN_FILE} or {k3s.AGENT_TOKEN_FILE} does not hold a full (K10...) token")
-    session.secrets.update({server, agent})
+    return server, agent
+
+
+def _tokens(session: HostSession, text: str) -> tuple[str, str]:
+    """The two tokens printed by _PRINT_TOKENS, added to the session's secrets before anything else is done."""
+    server, _, agent = (part.strip() for part in text.partition(SEPARATOR))
+    session.secrets.update(value for value in (server, agent) if value)
     return server, agent
 
 
@@ -72,16 +86,55 @@ class Snapshot:
 
 def snapshot(session: HostSession) -> Snapshot:
     """Nodes, MetalLB pools and k3s.yaml from the first server in one command (the kubectl calls run concurrently)."""
-    out = session.check(f"""t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
-{KUBECTL} get nodes -o json >"$t/nodes" 2>"$t/err" & n=$!
-{KUBECTL} get ipaddresspools.metallb.io -n metallb-system -o json >"$t/pools" 2>/dev/null || echo none >"$t/pools" &
-wait $n || {{ cat "$t/err" >&2; exit 1; }}
+    out = session.check(f"""kit_t=$(mktemp -d); trap 'rm -rf "$kit_t"' EXIT
+{_START_SNAPSHOT}wait $kit_n || {{ cat "$kit_t/err" >&2; exit 1; }}
 wait
-cat "$t/nodes"; echo '{SEPARATOR}'; cat "$t/pools"; echo '{SEPARATOR}'; cat {k3s.KUBECONFIG}
+{_PRINT_SNAPSHOT}
 """, "reading the cluster state")
-    nodes_json, pools_json, kubeconfig = out.split(SEPARATOR + "\n")
+    return _parse_snapshot(out)
+
+
+def _parse_snapshot(text: str) -> Snapshot:
+    nodes_json, pools_json, kubeconfig = text.split(SEPARATOR + "\n")
     pools = None if pools_json.strip() == "none" else json.loads(pools_json)
     return Snapshot(parse_nodes(nodes_json), pools, kubeconfig)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the first server's probe read of its running cluster: the full tokens and a snapshot."""
+    tokens: tuple[str, str]
+    snapshot: Snapshot
+
+
+def reading_scripts() -> tuple[str, str]:
+    """Shell run before and after the first server's probe: when k3s is active and has written its tokens, the
+    snapshot's kubectl calls start in the background first; at the end READING_MARK, the tokens and the snapshot
+    follow the facts (nothing when k3s does not run or kubectl fails: the steps read them later)."""
+    before = f"""if systemctl is-active {k3s.unit("server")} >/dev/null 2>&1 && [ -s {k3s.TOKEN_FILE} ] \\
+    && [ -s {k3s.AGENT_TOKEN_FILE} ]; then
+kit_t=$(mktemp -d); trap 'rm -rf "$kit_t"' EXIT
+{_START_SNAPSHOT}fi
+"""
+    after = f"""if [ -n "${{kit_n:-}}" ] && wait $kit_n; then
+  wait; echo '{READING_MARK}'; {_PRINT_TOKENS}; echo '{SEPARATOR}'
+{_PRINT_SNAPSHOT}
+fi
+"""
+    return before, after
+
+
+def parse_reading(session: HostSession, text: str) -> Reading | None:
+    """The Reading printed after READING_MARK (None without one); its tokens join the session's secrets first,
+    and the snapshot is redacted like any output."""
+    if not text.strip():
+        return None
+    server, _, rest = text.partition(SEPARATOR)
+    agent, _, snapshot_text = rest.partition(SEPARATOR + "\n")
+    tokens = _tokens(session, f"{server}{SEPARATOR}{agent}")
+    if not (ca_hash(tokens[0]) and ca_hash(tokens[1])):
+        return None
+    return Reading(tokens, _parse_snapshot(redact(snapshot_text, session.secrets)))
 
 
 def nodes(session: HostSession) -> dict[str, NodeState]:

@@ -7,6 +7,7 @@ from edge_hosts.artifacts import ArtifactSource
 from edge_hosts.inventory import Host, Inventory
 from edge_hosts.probe import Facts, gather
 from edge_hosts.ssh import HostSession
+from edge_hosts.steps.cluster import Reading
 
 
 @dataclass
@@ -20,6 +21,8 @@ class HostContext:
     replaced: set[str] = field(default_factory=set)  # artifacts/config written this run: bin, install, config
     started: bool = False  # the unit was (re)started this run: readiness must be waited for
     error: str | None = None
+    reads_cluster: bool = False  # the first server's probe also reads the running cluster (tokens, snapshot)
+    reading: Reading | None = None
     step: str = "waiting"
 
     @property
@@ -27,5 +30,5 @@ class HostContext:
         return self.error is not None
 
     def refresh(self) -> Facts:
-        self.facts = gather(self.session)
+        self.facts, self.reading = gather(self.session, self.reads_cluster)
         return self.facts
