@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from edge_hosts import yamlio
 
 KEYS_FILE = Path(__file__).with_name("k3s_keys.yaml")
 # keys the kit writes itself, per host and from its secrets: never taken from the inventory
@@ -20,7 +20,7 @@ SECTIONS = {"serverConfig": ("server",), "agentConfig": ("agent",), "nodeConfig"
 @lru_cache(maxsize=1)
 def known_keys() -> dict[str, frozenset[str]]:
     """k3s flag names per command, and the values `disable` accepts."""
-    data = yaml.safe_load(KEYS_FILE.read_text())
+    data = yamlio.load(KEYS_FILE.read_text())
     return {name: frozenset(data[name]) for name in ("server", "agent", "disable")}
 
 

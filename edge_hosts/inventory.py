@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from edge_hosts import configkeys
+from edge_hosts import configkeys, yamlio
 
 SITES_DIR = Path(__file__).parent / "sites"
 K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
@@ -192,7 +192,7 @@ def load_inventory(site: str) -> Inventory:
         known = ", ".join(sorted(p.stem for p in SITES_DIR.glob("*.yaml")))
         raise InventoryError(f"{path}: no such inventory file (sites: {known})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yamlio.load(path.read_text())
     except yaml.YAMLError as err:
         raise InventoryError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from edge_hosts import yamlio
 from edge_hosts.state import write_private
 
 DEFAULT_PATH = Path("~/.kube/config")
@@ -24,7 +25,7 @@ def _single(doc: dict, section: str) -> dict:
 def site_kubeconfig(k3s_yaml: str, site: str, server_url: str) -> dict:
     """Rename cluster, user and context to the site and point the cluster at the server address."""
     try:
-        doc = yaml.safe_load(k3s_yaml)
+        doc = yamlio.load(k3s_yaml)
     except yaml.YAMLError as err:
         raise KubeconfigError(f"k3s.yaml is not valid YAML: {err}") from None
     if not isinstance(doc, dict):
@@ -59,7 +60,7 @@ def merge_into(path: Path, site_config: dict) -> bool:
     existing = None
     if path.is_file():
         try:
-            existing = yaml.safe_load(path.read_text())
+            existing = yamlio.load(path.read_text())
         except yaml.YAMLError as err:
             raise KubeconfigError(f"{path}: not valid YAML ({err}); not touching it") from None
         if existing is not None and not isinstance(existing, dict):

@@ -16,6 +16,16 @@ MARKER = "kit-probe=1"
 SELINUX_POLICY = "/usr/share/selinux/packages/k3s.pp"  # what install.sh checks for the k3s-selinux policy
 
 
+# one awk for the default route, the cgroup memory controller (v2 controllers file or v1 table) and the TCP ports
+# in LISTEN state (/proc/net/tcp{,6} on stdin)
+PROC_AWK = """FILENAME == "/proc/net/route" { if ($2 == "00000000") route = 1; next }
+FILENAME == "/proc/cgroups" { if ($1 == "memory" && $4 == "1") memory = 1; next }
+FILENAME == cgroups { for (i = 1; i <= NF; i++) if ($i == "memory") memory = 1; next }
+$4 == "0A" { split($2, a, ":"); ports[a[2]] = 1 }
+END { print "route=" (route ? "yes" : "no"); print "cgroup_memory=" (memory ? "yes" : "no")
+      s = ""; for (p in ports) s = s p " "; print "listening=" s }"""
+
+
 def probed_files(host: Host) -> dict[str, str]:
     """Files whose sha256 the probe reads, by artifact key (facts sha_<key>)."""
     return {"bin": k3s.BIN, "install": k3s.INSTALL_SCRIPT, "images": k3s.images_path(host.arch),
@@ -35,29 +45,25 @@ m=$(uname -m); echo arch=$m
 if [ "$m" = aarch64 ]; then  # a 64-bit kernel may run a 32-bit userland (Raspberry Pi OS)
   echo long_bit=$(getconf LONG_BIT 2>/dev/null); echo dpkg_arch=$(dpkg --print-architecture 2>/dev/null)
 fi
-if [ "$(cat /sys/fs/selinux/enforce 2>/dev/null)" = 1 ]; then
+{{ read -r enforce < /sys/fs/selinux/enforce; }} 2>/dev/null
+if [ "$enforce" = 1 ]; then
   echo selinux=enforcing; [ -f {SELINUX_POLICY} ] && echo selinux_policy=yes
 fi
 read -r name < /proc/sys/kernel/hostname; echo hostname=$name
-echo route=$(awk '$2=="00000000"{{f=1}} END{{print f?"yes":"no"}}' /proc/net/route)
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-  grep -qw memory /sys/fs/cgroup/cgroup.controllers && echo cgroup_memory=yes || echo cgroup_memory=no
-else
-  echo cgroup_memory=$(awk '$1=="memory" && $4=="1"{{f=1}} END{{print f?"yes":"no"}}' /proc/cgroups)
-fi
+cgroups=/proc/cgroups; [ -f /sys/fs/cgroup/cgroup.controllers ] && cgroups=/sys/fs/cgroup/cgroup.controllers
+cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v cgroups=$cgroups '{PROC_AWK}' /proc/net/route $cgroups -
 d=/var/lib/rancher; [ -d $d ] || d=/var/lib
 echo disk_kb=$(df -Pk $d | awk 'NR==2{{print $4}}')
 read -r forward < /proc/sys/net/ipv4/ip_forward; echo ip_forward=$forward
 [ "$(cat {SYSCTL_FILE} 2>/dev/null)" = "{SYSCTL_CONTENT.strip()}" ] && echo sysctl_file=yes || echo sysctl_file=no
-echo pi_model=$(cat /sys/firmware/devicetree/base/model 2>/dev/null | tr -d '\\000')
+model=/sys/firmware/devicetree/base/model; [ -f $model ] && echo pi_model=$(tr -d '\\000' < $model)
 for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do [ -f $f ] && {{ echo cmdline_file=$f; echo cmdline=$(cat $f); break; }}; done
 sha256sum {paths} 2>/dev/null | sed 's/^/sha256 /'
 [ -f /etc/systemd/system/{unit}.service ] && echo unit_file=yes || echo unit_file=no
 systemctl is-active {unit} >/dev/null 2>&1 && echo active=yes || echo active=no
 systemctl is-enabled {unit} >/dev/null 2>&1 && echo enabled=yes || echo enabled=no
 [ -s {k3s.NODE_PASSWORD_FILE} ] && echo node_password=yes || echo node_password=no
-{ca_line}echo listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4=="0A"{{split($2,a,":"); print a[2]}}' | sort -u | tr '\\n' ' ')
-echo wanted_ports="{ports}"
+{ca_line}echo wanted_ports="{ports}"
 """
 
 

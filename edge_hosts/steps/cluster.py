@@ -134,7 +134,10 @@ def parse_reading(session: HostSession, text: str) -> Reading | None:
     tokens = _tokens(session, f"{server}{SEPARATOR}{agent}")
     if not (ca_hash(tokens[0]) and ca_hash(tokens[1])):
         return None
-    return Reading(tokens, _parse_snapshot(redact(snapshot_text, session.secrets)))
+    try:
+        return Reading(tokens, _parse_snapshot(redact(snapshot_text, session.secrets)))
+    except ValueError:  # output that does not parse: the steps read it again and report it
+        return None
 
 
 def nodes(session: HostSession) -> dict[str, NodeState]:
