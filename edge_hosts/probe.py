@@ -13,6 +13,7 @@ SYSCTL_FILE = "/etc/sysctl.d/90-mlops-edge-kit.conf"
 SYSCTL_CONTENT = "net.ipv4.ip_forward = 1\n"
 PI_CGROUP_FLAGS = ("cgroup_enable=cpuset", "cgroup_memory=1", "cgroup_enable=memory")
 MARKER = "kit-probe=1"
+END_MARKER = "kit-probe-end=1"  # facts are complete only when the probe ran to its last line
 SELINUX_POLICY = "/usr/share/selinux/packages/k3s.pp"  # what install.sh checks for the k3s-selinux policy
 
 
@@ -64,6 +65,7 @@ systemctl is-active {unit} >/dev/null 2>&1 && echo active=yes || echo active=no
 systemctl is-enabled {unit} >/dev/null 2>&1 && echo enabled=yes || echo enabled=no
 [ -s {k3s.NODE_PASSWORD_FILE} ] && echo node_password=yes || echo node_password=no
 {ca_line}echo wanted_ports="{ports}"
+echo {END_MARKER}
 """
 
 
@@ -92,6 +94,9 @@ def gather(session: HostSession, read_cluster: bool = False) -> tuple[Facts, clu
         raise RemoteError(f"sudo does not work for {session.settings.user}: {detail}")
     out, _, read = result.out.partition(cluster.READING_MARK)
     reading = cluster.parse_reading(session, read)  # the tokens are secrets before the facts are parsed
+    if END_MARKER not in out:
+        detail = " | ".join(redact(result.err, session.secrets).strip().splitlines()[-2:]) or "no error output"
+        raise RemoteError(f"the probe stopped before its end (exit {result.code}): {detail}")
     return _facts(session.host, redact(out, session.secrets)), reading
 
 
