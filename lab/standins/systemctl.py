@@ -57,9 +57,9 @@ def wait_started(unit: str) -> int:
 
 def stop(unit: str) -> int:
     state = read_state(unit)
-    if state["supervisor"] and alive(state["supervisor"]):
+    if alive(state["supervisor"], state["started"]):
         os.kill(state["supervisor"], signal.SIGTERM)
-        while alive(state["supervisor"]):
+        while alive(state["supervisor"], state["started"]):
             time.sleep(0.05)
     return 0
 

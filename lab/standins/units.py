@@ -5,7 +5,8 @@ writes the unit's journal and its state. `python3 units.py UNIT` runs the superv
 
 Files in /var/log/lab-units/ (<unit> without .service): <unit>.log the journal (journal "short" lines, read by the
 journalctl stand-in), <unit>.starts one "<epoch> <pid>" line per process start, <unit>.state
-"ActiveState SubState supervisor-pid main-pid NRestarts Result", <unit>.notify the notify socket.
+"ActiveState SubState supervisor-pid main-pid NRestarts Result supervisor-start-time", <unit>.notify the notify
+socket.
 """
 import os
 import re
@@ -35,12 +36,19 @@ def lab_file(unit: str, suffix: str) -> Path:
     return LOG_DIR / f"{unit.removesuffix('.service')}.{suffix}"
 
 
-def alive(pid: int) -> bool:
+def start_time(pid: int) -> str:
+    """When the process started (clock ticks since boot), '' when it is gone or a zombie. PIDs are the machine's
+    (the lab's hosts share its PID namespace) and get reused: only a pid with its start time names one process."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        return ""
+    return "" if fields[0] in ("Z", "X") else fields[19]
+
+
+def alive(pid: int, started: str) -> bool:
+    """Whether `pid` is still the process that started at `started` (never another one that got its pid)."""
+    return bool(started) and start_time(pid) == started
 
 
 # --- unit files ------------------------------------------------------------------------------
@@ -92,7 +100,7 @@ def environment(files: list[str]) -> dict:
 
 
 # --- state -----------------------------------------------------------------------------------
-FIELDS = ("active", "sub", "supervisor", "main", "restarts", "result")
+FIELDS = ("active", "sub", "supervisor", "main", "restarts", "result", "started")
 
 
 def read_state(unit: str) -> dict:
@@ -104,8 +112,8 @@ def read_state(unit: str) -> dict:
                      restarts=int(state["restarts"]))
     except (OSError, ValueError, KeyError):
         return {"active": "inactive", "sub": "dead", "supervisor": 0, "main": 0, "restarts": 0,
-                "result": "success"}
-    if not alive(state["supervisor"]) and state["active"] != "failed":
+                "result": "success", "started": ""}
+    if not alive(state["supervisor"], state["started"]) and state["active"] != "failed":
         state.update(active="inactive", sub="dead", main=0)
     return state
 
@@ -125,6 +133,7 @@ class Supervisor:
         self.lock = threading.Lock()
         self.restarts, self.child = 0, None
         self.description = self.settings["Description"]
+        self.since = start_time(os.getpid())  # with its pid, names this supervisor (pids get reused)
 
     def journal(self, identifier: str, pid: int, message: str) -> None:
         stamp = time.strftime("%b %d %H:%M:%S")
@@ -137,7 +146,7 @@ class Supervisor:
     def state(self, active: str, sub: str, result: str = "success") -> None:
         write_state(self.unit, active=active, sub=sub, supervisor=os.getpid(),
                     main=self.child.pid if self.child and self.child.poll() is None else 0,
-                    restarts=self.restarts, result=result)
+                    restarts=self.restarts, result=result, started=self.since)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())

@@ -197,3 +197,26 @@ def test_after_a_reboot_enabled_units_start_and_disabled_ones_do_not(lab):
     assert wait_for(lambda: state(lab, "svc-boot-on") == "active", timeout=30)
     assert state(lab, "svc-boot-off") == "inactive"
     assert len(lab.host("edge-1").path_on_host("/var/log/lab-units/svc-boot-on.starts").read_text().split("\n")) == 3
+
+
+def test_a_supervisor_pid_taken_by_another_process_is_not_the_unit(lab):
+    """The lab's hosts share the machine's pids, which the kernel reuses: a unit whose supervisor died (a reboot
+    kills it) is inactive even once its pid belongs to another process, and stop never signals that process."""
+    unit(lab, "svc-stale", type="simple")
+    assert run(lab, "systemctl start svc-stale").returncode == 0
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        path = lab.host("edge-1").path_on_host("/var/log/lab-units/svc-stale.state")
+        run(lab, "systemctl stop svc-stale")
+        fields = path.read_text().split() if path.exists() else \
+            ["active", "running", "0", "0", "0", "success", "1"]
+        fields[0:4] = ["active", "running", str(bystander.pid), "0"]  # what a killed supervisor leaves behind
+        path.write_text(" ".join(fields) + "\n")
+        for command in ("systemctl is-active svc-stale", "python3 /usr/local/sbin/systemctl.py is-active svc-stale"):
+            done = run(lab, command)
+            assert (done.returncode, done.stdout.strip()) == (3, "inactive"), command
+        assert run(lab, "systemctl stop svc-stale").returncode == 0
+        assert bystander.poll() is None                          # not signalled
+    finally:
+        bystander.kill()
+        run(lab, "systemctl stop svc-stale")
