@@ -60,6 +60,9 @@ class LabHost:
     def set_link(self, up: bool) -> None:
         network.set_link(self.veth, up)
 
+    def limit_link(self, rate: str | None) -> None:
+        network.limit_link(self.veth, rate)
+
 
 def prepare_files(host: LabHost, gateway: str, prefix_len: int, authorized_keys: Path,
                   etc_hosts: str) -> None:

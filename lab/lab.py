@@ -168,6 +168,10 @@ class Lab:
     def restore_link(self, host: str) -> None:
         self.host(host).set_link(up=True)
 
+    def limit_link(self, host: str, rate: str | None) -> None:
+        """A thin link to a host (token bucket, e.g. '16mbit'); None lifts it."""
+        self.host(host).limit_link(rate)
+
     def process_argvs(self, host: str) -> list[list[str]]:
         return self.host(host).process_argvs()
 

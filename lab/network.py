@@ -32,6 +32,17 @@ def set_link(veth: str, up: bool) -> None:
     ip("link", "set", veth, "up" if up else "down")
 
 
+def limit_link(veth: str, rate: str | None) -> None:
+    """A token-bucket limit (`tc ... tbf`, e.g. rate '16mbit') on what the machine sends a host, or none."""
+    if rate is None:
+        subprocess.run(["tc", "qdisc", "del", "dev", veth, "root"], capture_output=True)
+        return
+    done = subprocess.run(["tc", "qdisc", "replace", "dev", veth, "root", "tbf", "rate", rate, "burst", "32kbit",
+                           "latency", "400ms"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"tc qdisc replace dev {veth} ... tbf rate {rate}: {done.stderr.strip()}")
+
+
 def link_exists(name: str) -> bool:
     return ip("link", "show", name, check=False).returncode == 0
 

@@ -209,17 +209,23 @@ def test_a_connection_dropped_mid_upload_is_resumed_on_a_new_connection(converge
     manifest["files"][AIRGAP_IMAGES] = hashlib.sha256(big.read_bytes()).hexdigest()
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     site = lab_site(lab, tmp_path, bundle=str(bundle))
-    run = subprocess.Popen([str(REPO / "kit"), "edge.bootstrap", "--site", str(site), "--json", "--hosts", "edge-3",
-                            "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
-    temp, home = None, host_file(lab, "edge-3", "/root")  # the login user's home, where uploads are staged
-    deadline = time.monotonic() + 60
-    while temp is None and time.monotonic() < deadline:
-        partial = [p for p in home.glob(".kit-upload-edge-3-*") if p.stat().st_size > (4 << 20)]
-        temp = partial[0] if partial else None
-        time.sleep(0.02)
-    assert temp is not None, "the upload never started"
-    lab.exec("edge-3", "pkill -f '@notty'", check=False)  # drop the kit's SSH session on the host
+    # a 16 Mbit/s link: the 48 MiB upload takes ~25 s, so the session is dropped mid-upload, never after it
+    lab.limit_link("edge-3", "16mbit")
+    try:
+        run = subprocess.Popen([str(REPO / "kit"), "edge.bootstrap", "--site", str(site), "--json", "--hosts",
+                                "edge-3", "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        temp, home = None, host_file(lab, "edge-3", "/root")  # the login user's home, where uploads are staged
+        deadline = time.monotonic() + 60
+        while temp is None and time.monotonic() < deadline:
+            partial = [p for p in home.glob(".kit-upload-edge-3-*") if p.stat().st_size > (4 << 20)]
+            temp = partial[0] if partial else None
+            time.sleep(0.1)
+        assert temp is not None, "the upload never started"
+        assert temp.stat().st_size < 24 << 20  # still mid-upload
+        lab.exec("edge-3", "pkill -f '@notty'", check=False)  # drop the kit's SSH session on the host
+    finally:
+        lab.limit_link("edge-3", None)
     out, err = run.communicate(timeout=300)
     assert out.strip(), err
     hosts = {h["name"]: h for h in json.loads(out.strip().splitlines()[-1])["hosts"]}

@@ -91,6 +91,18 @@ def test_cut_link_and_restore(lab):
     assert _banner(address, timeout=5).startswith(b"SSH-2.0")
 
 
+def test_limit_link_puts_a_token_bucket_on_the_hosts_link_and_lifts_it(lab):
+    veth = lab.host("edge-2").veth
+    qdisc = lambda: subprocess.run(["tc", "qdisc", "show", "dev", veth], capture_output=True, text=True).stdout
+    lab.limit_link("edge-2", "16mbit")
+    try:
+        assert "tbf" in qdisc() and "16Mbit" in qdisc()
+        assert _banner(lab.host("edge-2").address, timeout=5).startswith(b"SSH-2.0")  # thin, not cut
+    finally:
+        lab.limit_link("edge-2", None)
+    assert "tbf" not in qdisc()
+
+
 def test_process_argvs_lists_the_hosts_processes(lab):
     argvs = lab.process_argvs("edge-3")
     assert any(argv[0].startswith("sshd:") or argv[0] == "/usr/sbin/sshd" for argv in argvs)
