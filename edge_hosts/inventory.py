@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -188,6 +189,8 @@ def resolve_site(site: str) -> Path:
 def load_inventory(site: str) -> Inventory:
     """Load and validate an inventory; raise InventoryError listing every problem with its key path."""
     path = resolve_site(site)
+    if path.is_dir():
+        raise InventoryError(f"{path}: is a directory; give an inventory file or a site name")
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in SITES_DIR.glob("*.yaml")))
         raise InventoryError(f"{path}: no such inventory file (sites: {known})")
@@ -195,6 +198,10 @@ def load_inventory(site: str) -> Inventory:
         raw = yamlio.load(path.read_text())
     except yaml.YAMLError as err:
         raise InventoryError(f"{path}: not valid YAML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InventoryError(f"{path}: cannot be read: {err}") from None
+    if raw is None:
+        raw = {}  # an empty file: every required key is reported missing, with its path
     if not isinstance(raw, dict):
         raise InventoryError(f"{path}: expected a mapping at the top level")
     problems = _field_problems(raw) + _site_problems(raw)
@@ -202,6 +209,20 @@ def load_inventory(site: str) -> Inventory:
         raise InventoryError("\n".join(f"{path}: {where}: {what}" for where, what in problems))
     inventory = Inventory.model_validate(raw)
     return _resolved(inventory, path)
+
+
+def key_file_problems(inventory: Inventory) -> list[str]:
+    """Private key files that are missing or unreadable, each with its key path: found before any connection."""
+    problems = []
+    for where, key_file, host in [("ssh.keyFile", inventory.ssh.key_file, None),
+                                  *((f"hosts[{i}].ssh.keyFile", h.ssh.key_file, h)
+                                    for i, h in enumerate(inventory.hosts))]:
+        settings = inventory.ssh if host is None else inventory.ssh_for(host)
+        if key_file is None or settings.use_agent:
+            continue
+        if not key_file.is_file() or not os.access(key_file, os.R_OK):
+            problems.append(f"{inventory.source}: {where}: {key_file} is not a readable private key file")
+    return problems
 
 
 def _location(loc: tuple) -> str:

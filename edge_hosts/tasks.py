@@ -20,16 +20,23 @@ SITE_HELP = "site name (edge_hosts/sites/<name>.yaml) or path to an inventory fi
 DEFAULT_METALLB = "v0.16.1"  # github.com/metallb/metallb/releases/tag/v0.16.1 (2026-05-27), newest
 
 
-def _inventory(site: str) -> Inventory:
-    from edge_hosts.inventory import InventoryError, load_inventory
+def _inventory(site: str, signs_in: bool = True) -> Inventory:
+    """The site's inventory, or exit 2 listing every problem; `signs_in`: the task logs in to the hosts, so the
+    private key files and the sudo password must be there before anything connects."""
+    from edge_hosts.inventory import InventoryError, key_file_problems, load_inventory
 
     try:
         inventory = load_inventory(site)
     except InventoryError as err:
         raise Exit(str(err), code=2) from None
+    if not signs_in:
+        return inventory
+    problems = key_file_problems(inventory)
     env = inventory.ssh.sudo_password_env
     if env and inventory.ssh.user != "root" and env not in os.environ:
-        raise Exit(f"{inventory.source}: ssh.sudoPasswordEnv: environment variable {env} is not set", code=2)
+        problems.append(f"{inventory.source}: ssh.sudoPasswordEnv: environment variable {env} is not set")
+    if problems:
+        raise Exit("\n".join(problems), code=2)
     return inventory
 
 
@@ -229,7 +236,7 @@ def trust(c, site, yes=False):
     from edge_hosts import hostkeys
     from edge_hosts.report import trust_lines
 
-    inventory = _inventory(site)
+    inventory = _inventory(site, signs_in=False)  # host keys are read without logging in
     known_hosts = inventory.ssh.known_hosts
     targets = [(h.name, str(h.address), inventory.ssh_for(h).port) for h in inventory.hosts]
     found = hostkeys.survey(targets, known_hosts, inventory.ssh.connect_timeout)

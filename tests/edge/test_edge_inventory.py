@@ -133,6 +133,7 @@ def test_cli_reports_bad_inventory_with_exit_2_and_no_traceback(tmp_path):
 def test_cli_refuses_unknown_hosts_and_bad_parallel(tmp_path):
     path = write_inventory(tmp_path, valid_document())
     (tmp_path / "bundle").mkdir()
+    (tmp_path / "id_ed25519").write_text("a key")  # refused before any connection, like a missing key would be
     done = kit("edge.bootstrap", "--site", str(path), "--hosts", "s1,zz")
     assert done.returncode == 2 and "--hosts: unknown host(s) zz" in done.stderr
     done = kit("edge.bootstrap", "--site", str(path), "--parallel", "0")

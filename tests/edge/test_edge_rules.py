@@ -203,6 +203,12 @@ def test_site_warnings_pins_and_ha_without_endpoint(tmp_path):
 def test_plan_prints_site_warnings_offline(tmp_path):
     doc = valid_document()
     doc["k3s"]["version"] = "v1.31.4+k3s1"
+    # the plan goes on to the hosts after warning: loopback addresses, nothing listens there, one quick attempt
+    doc.update(nodeSubnet="127.0.9.0/24", metallb={"version": "v0.16.1", "addresses": ["127.0.9.200-127.0.9.210"]})
+    doc["ssh"].update(retries=0, connectTimeout=2)
+    for index, host in enumerate(doc["hosts"]):
+        host["address"] = f"127.0.9.{11 + index}"
+    (tmp_path / "id_ed25519").write_text("a key")
     done = kit("edge.plan", "--site", str(write_inventory(tmp_path, doc)), "--json")
     assert "warning: pin k3s v1.31.4+k3s1 is past its end of support" in done.stderr
 
