@@ -15,7 +15,7 @@ import yaml
 from fleet import flux
 from fleet.config import Fleet, FleetError, Patch, Site
 
-K8S_VERSION = "1.31"  # the k3s line the edge sites run (edge_hosts/sites/*.yaml: v1.31.4+k3s1)
+K8S_VERSION = "1.37"  # the k3s line the edge sites run (edge_hosts/sites/*.yaml: v1.37.2+k3s1)
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 MODEL_MOUNT = "/models"
 Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when PyYAML has it: same YAML, faster

@@ -1,4 +1,4 @@
-"""fleet.render: the seeds' sites rendered, core objects valid for Kubernetes 1.31 and Flux/MetalLB objects valid
+"""fleet.render: the seeds' sites rendered, core objects valid for Kubernetes 1.37 and Flux/MetalLB objects valid
 under the upstream CRDs (strict), patches by ring and site, bad seeds reported all at once with exit 2."""
 import subprocess
 import sys
