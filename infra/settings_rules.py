@@ -1,7 +1,7 @@
 """Cross-field rules on validated stack settings: CIDR layout, exposure and Azure names."""
 import re
 from datetime import date
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Iterator
 
 from common import pins
@@ -20,7 +20,7 @@ NAME_KEYS = {"storage_account": "storageAccount", "registry": "registry", "key_v
 
 def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
     """Every rule the settings break, each with the key path it concerns."""
-    return [*_subnet_layout(settings), *_cluster_ranges(settings), *_exposure(settings),
+    return [*_subnet_layout(settings), *_exposure(settings),
             *_node_pools(settings), *_names(settings, names), *_ml_attachment(settings), *_node_drain(settings),
             *_edge_registry(settings),
             *agents_disagreements(settings.devops, settings.agents), *unschedulable_pools(settings.agents)]
@@ -89,27 +89,46 @@ def _node_drain(settings: StackSettings) -> Iterator[Violation]:
 
 
 def _subnet_layout(settings: StackSettings) -> Iterator[Violation]:
-    space = settings.network.address_space
-    subnets = settings.network.subnets.model_dump(by_alias=True)
-    for key, cidr in subnets.items():
-        if not cidr.subnet_of(space):
-            yield f"network.subnets.{key}", f"{cidr} is outside the VNET address space {space}"
-    items = list(subnets.items())
-    for i, (key, cidr) in enumerate(items):
-        for other_key, other in items[i + 1:]:
-            if cidr.overlaps(other):
-                yield f"network.subnets.{key}", f"{cidr} overlaps network.subnets.{other_key} ({other})"
-
-
-def _cluster_ranges(settings: StackSettings) -> Iterator[Violation]:
     net = settings.network
-    ranges: dict[str, IPv4Network] = {"addressSpace": net.address_space, "serviceCidr": net.service_cidr,
-                                      "podCidr": net.pod_cidr}
+    yield from network_layout({"addressSpace": net.address_space, "serviceCidr": net.service_cidr,
+                               "podCidr": net.pod_cidr, "dnsServiceIp": net.dns_service_ip,
+                               **{f"subnets.{k}": v for k, v in net.subnets.model_dump(by_alias=True).items()}})
+
+
+def decidable_network_rules(values: dict) -> list[Violation]:
+    """The CIDR rules that can still be decided from raw settings whose other fields are invalid (an invalid subnet
+    must not hide the serviceCidr overlap): each rule runs when the fields it reads parse."""
+    raw = values.get("network") if isinstance(values.get("network"), dict) else {}
+    subnets = raw.get("subnets") if isinstance(raw.get("subnets"), dict) else {}
+    fields = {key: raw.get(key) for key in ("addressSpace", "serviceCidr", "podCidr", "dnsServiceIp")}
+    fields |= {f"subnets.{key}": value for key, value in subnets.items()}
+    parsed = {}
+    for key, value in fields.items():
+        try:
+            parsed[key] = (IPv4Address if key == "dnsServiceIp" else IPv4Network)(str(value))
+        except ValueError:
+            continue  # reported by the field's own validation
+    return list(network_layout(parsed))
+
+
+def network_layout(net: dict) -> Iterator[Violation]:
+    """Subnets inside the VNET and apart, service and pod CIDRs clear of it and of each other, the DNS service IP a
+    host of the service CIDR; `net` holds the parsed fields by key path (a missing one skips its rules)."""
+    space = net.get("addressSpace")
+    subnets = [(key, cidr) for key, cidr in net.items() if key.startswith("subnets.")]
+    for key, cidr in subnets:
+        if space is not None and not cidr.subnet_of(space):
+            yield f"network.{key}", f"{cidr} is outside the VNET address space {space}"
+    for i, (key, cidr) in enumerate(subnets):
+        for other_key, other in subnets[i + 1:]:
+            if cidr.overlaps(other):
+                yield f"network.{key}", f"{cidr} overlaps network.{other_key} ({other})"
     for key, other_key in (("serviceCidr", "addressSpace"), ("podCidr", "addressSpace"), ("podCidr", "serviceCidr")):
-        if ranges[key].overlaps(ranges[other_key]):
-            yield f"network.{key}", f"{ranges[key]} overlaps network.{other_key} ({ranges[other_key]})"
-    if net.dns_service_ip not in net.service_cidr or net.dns_service_ip == net.service_cidr.network_address:
-        yield "network.dnsServiceIp", f"{net.dns_service_ip} must be a host address inside serviceCidr {net.service_cidr}"
+        if key in net and other_key in net and net[key].overlaps(net[other_key]):
+            yield f"network.{key}", f"{net[key]} overlaps network.{other_key} ({net[other_key]})"
+    dns, service = net.get("dnsServiceIp"), net.get("serviceCidr")
+    if dns is not None and service is not None and (dns not in service or dns == service.network_address):
+        yield "network.dnsServiceIp", f"{dns} must be a host address inside serviceCidr {service}"
 
 
 def _exposure(settings: StackSettings) -> Iterator[Violation]:

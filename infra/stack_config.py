@@ -115,14 +115,15 @@ def load_stack(values: dict[str, Any], *, source: str, env: str, organization: s
 
     from infra.naming import stack_names, stack_suffix
     from infra.settings import StackSettings
-    from infra.settings_rules import violations
+    from infra.settings_rules import decidable_network_rules, violations
 
     where = f"{source}: config.{PROJECT}:"
     try:
         settings = StackSettings.model_validate(values)
     except ValidationError as err:
-        raise SettingsError([f"{where}{_dotted(e['loc'])}: {_message(e, StackSettings)}" for e in err.errors()]) \
-            from None
+        fields = [f"{where}{_dotted(e['loc'])}: {_message(e, StackSettings)}" for e in err.errors()]
+        rules = [f"{where}{key}: {problem}" for key, problem in decidable_network_rules(values)]
+        raise SettingsError(fields + rules) from None
     overrides = settings.names.model_dump(exclude_none=True)
     names = stack_names(settings.name_prefix, env, stack_suffix(organization, PROJECT, env), overrides)
     problems = violations(settings, names)

@@ -105,3 +105,18 @@ def test_a_failed_bundle_names_the_task_and_leaves_no_directory(tmp_path):
                "--registry-mirror", unreachable)
     assert done.returncode == 1 and done.stderr.startswith("edge.bundle: download of http://127.0.0.1:9/")
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_rules_that_can_still_be_decided_are_reported_beside_an_invalid_field(tmp_path):
+    """An invalid subnet must not hide the serviceCidr overlap, nor the DNS service IP outside its CIDR."""
+    def edit(config):
+        network = config["mlops-edge-kit:network"]
+        network["subnets"]["aksNodes"] = "10.10.0.0/33"
+        network["serviceCidr"] = "10.10.128.0/20"
+        network["dnsServiceIp"] = "10.11.0.10"
+    lines, _ = plan_of(tmp_path, dev_config(edit))
+    text = "\n".join(lines)
+    assert "config.mlops-edge-kit:network.subnets.aksNodes: " in text
+    assert "config.mlops-edge-kit:network.serviceCidr: 10.10.128.0/20 overlaps network.addressSpace (10.10.0.0/16)" \
+        in text
+    assert "config.mlops-edge-kit:network.dnsServiceIp: 10.11.0.10 must be a host address inside serviceCidr" in text
