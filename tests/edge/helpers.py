@@ -26,6 +26,13 @@ def valid_document() -> dict:
     return copy.deepcopy(VALID)
 
 
+def kit_state_under(base: Path, monkeypatch) -> Path:
+    """Point the kit's local state (XDG_CONFIG_HOME) and HOME under `base`; return the state directory."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "xdg"))
+    monkeypatch.setenv("HOME", str(base / "home"))
+    return base / "xdg"
+
+
 def write_inventory(directory: Path, document: dict, name: str = "site.yaml") -> Path:
     path = directory / name
     path.write_text(yaml.safe_dump(document, sort_keys=False))

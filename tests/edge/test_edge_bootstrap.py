@@ -12,7 +12,7 @@ import yaml
 from lab.artifacts import build_bundle
 from lab.inventory import K3S_VERSION, METALLB_VERSION
 
-from helpers import REPO, json_result, kit, lab_site
+from helpers import REPO, kit_state_under, json_result, kit, lab_site
 from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl_json, mode, nodes_via_kubeconfig,
                         ready_nodes, ready_nodes_or_none)
 
@@ -35,9 +35,7 @@ def state(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def private_state(state, monkeypatch):
     """One kit state dir for the whole module: re-runs reuse the site token like a user's machine would."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(state / "xdg"))
-    monkeypatch.setenv("HOME", str(state / "home"))
-    return state / "xdg"
+    return kit_state_under(state, monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Every test starts from a converged site (the `site` fixture) and leaves it conve
 import pytest
 import yaml
 
-from helpers import json_result, kit, lab_site
+from helpers import json_result, kit, kit_state_under, lab_site
 from lab_checks import all_starts, host_config, host_file, ready_nodes, ready_nodes_or_none
 
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
@@ -22,9 +22,7 @@ def state(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def private_state(state, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(state / "xdg"))
-    monkeypatch.setenv("HOME", str(state / "home"))
-    return state / "xdg" / "mlops-edge-kit/sites/lab"
+    return kit_state_under(state, monkeypatch) / "mlops-edge-kit/sites/lab"
 
 
 def bootstrap(site, state, *extra: str, timeout: float = 600):
