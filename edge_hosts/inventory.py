@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from edge_hosts import configkeys, yamlio
 
@@ -111,6 +112,74 @@ class Downloads(_Model):
     raw: str = "https://raw.githubusercontent.com"
 
 
+REGISTRY_NAME = re.compile(r"^(\*|[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?)$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _registry_name(value: str) -> str:
+    if not REGISTRY_NAME.match(value):
+        raise ValueError(f"'{value}' is not a registry host[:port] or \"*\"")
+    return value
+
+
+RegistryName = Annotated[str, AfterValidator(_registry_name)]
+
+
+class Mirror(_Model):
+    """A registries.yaml mirror: endpoints tried before the registry itself (docs.k3s.io/installation/private-registry)."""
+    endpoints: list[Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]] = Field(default_factory=list)
+    rewrite: dict[str, str] = Field(default_factory=dict)
+
+
+class RegistryCredentialSource(_Model):
+    """Where the site's registry token comes from, exactly one source: never the inventory itself."""
+    pulumi_stack: str | None = Field(None, alias="pulumiStack", pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$",
+                                     description="org/project/env whose edgeRegistryCredentials output holds the site")
+    env: str | None = Field(None, pattern=ENV_NAME.pattern, description="a variable holding the site's entry as JSON")
+    file: Path | None = Field(None, description="a 0600 file holding the site's entry as JSON")
+    site: str | None = Field(None, description="the site's key in edgeRegistryCredentials (default: site)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RegistryCredentialSource":
+        given = [name for name, value in (("pulumiStack", self.pulumi_stack), ("env", self.env), ("file", self.file))
+                 if value is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of pulumiStack, env or file (got {', '.join(given) or 'none'})")
+        return self
+
+
+class RegistryTls(_Model):
+    """containerd's TLS settings for the env's registry; paths are on the hosts."""
+    ca_file: str | None = Field(None, alias="caFile", pattern=r"^/")
+    cert_file: str | None = Field(None, alias="certFile", pattern=r"^/")
+    key_file: str | None = Field(None, alias="keyFile", pattern=r"^/")
+    insecure_skip_verify: bool = Field(False, alias="insecureSkipVerify")
+
+
+class Registries(_Model):
+    """/etc/rancher/k3s/registries.yaml on every host, and k3s's embedded (peer-to-peer) registry mirror."""
+    embedded_mirror: bool = Field(False, alias="embeddedMirror",
+                                  description="servers run embedded-registry: nodes share the mirrored registries' "
+                                              "images over the site LAN (TCP 5001 and 6443 between nodes)")
+    mirrors: dict[RegistryName, Annotated[Mirror, BeforeValidator(lambda v: {} if v is None else v)]] = Field(
+        default_factory=dict)
+    credentials: RegistryCredentialSource | None = None
+    tls: RegistryTls | None = None
+
+
+class Proxy(_Model):
+    """HTTP(S) proxy for k3s, containerd and the hosts' own downloads; noProxy gets the site's own ranges added."""
+    http: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    https: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    no_proxy: list[Annotated[str, Field(pattern=r"^[^\s,]+$")]] = Field(default_factory=list, alias="noProxy")
+
+    @model_validator(mode="after")
+    def _some_proxy(self) -> "Proxy":
+        if self.http is None and self.https is None:
+            raise ValueError("give http, https or both")
+        return self
+
+
 class Host(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
     address: ipaddress.IPv4Address
@@ -135,6 +204,8 @@ class Inventory(_Model):
         None, alias="apiEndpoint", description="DNS name or VIP of the API servers: joins, kubeconfig, tls-san")
     bundle: Path | None = None
     downloads: Downloads = Field(default_factory=Downloads)
+    registries: Registries | None = None
+    proxy: Proxy | None = None
     hosts: list[Host] = Field(min_length=1)
     source: Path = Field(Path("."), exclude=True)
 
@@ -312,5 +383,9 @@ def _resolved(inventory: Inventory, path: Path) -> Inventory:
                                            "known_hosts": rel(inventory.ssh.known_hosts)})
     hosts = [h.model_copy(update={"ssh": h.ssh.model_copy(update={"key_file": rel(h.ssh.key_file)})})
              for h in inventory.hosts]
+    registries = inventory.registries
+    if registries and registries.credentials and registries.credentials.file:
+        registries = registries.model_copy(update={"credentials": registries.credentials.model_copy(
+            update={"file": rel(registries.credentials.file)})})
     return inventory.model_copy(update={"ssh": ssh, "hosts": hosts, "bundle": rel(inventory.bundle),
-                                        "source": path.resolve()})
+                                        "registries": registries, "source": path.resolve()})
