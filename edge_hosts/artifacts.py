@@ -13,6 +13,7 @@ from edge_hosts import k3s
 from edge_hosts.inventory import Host, Inventory
 from edge_hosts.probe import Facts
 from edge_hosts.ssh import HostSession, sha256_file
+from fleet.flux import FLUX_OPERATOR_VERSION
 
 METALLB_REMOTE = "/var/lib/rancher/k3s/mlops-edge-kit/metallb-native.yaml"
 
@@ -39,6 +40,15 @@ def release_urls(mirror: str, raw: str, version: str, metallb_version: str) -> d
             "metallb": f"{raw}/metallb/metallb/{metallb_version}/config/manifests/metallb-native.yaml"}
 
 
+# The Flux Operator release's assets (controlplaneio-fluxcd/flux-operator v0.58.1, .github/workflows/release.yaml
+# and .goreleaser.yml): install.yaml, listed with its sha256 in goreleaser's checksum file.
+FLUX_OPERATOR_SUMS = f"flux-operator_{FLUX_OPERATOR_VERSION.removeprefix('v')}_checksums.txt"
+
+
+def flux_operator_release(mirror: str) -> str:
+    return f"{mirror}/controlplaneio-fluxcd/flux-operator/releases/download/{FLUX_OPERATOR_VERSION}"
+
+
 class ArtifactSource:
     """Where a site's artifacts come from, with their expected sha256 values."""
 
@@ -56,6 +66,8 @@ class ArtifactSource:
         except (OSError, ValueError) as err:
             raise ArtifactError(f"bundle {self.bundle}: cannot read manifest.json ({err}); build it with edge.bundle")
         wanted = {"k3s": self.inventory.k3s.version, "metallb": self.inventory.metallb.version}
+        if self.inventory.fleet:
+            wanted["flux_operator"] = FLUX_OPERATOR_VERSION  # a bundle built with --flux-operator-digest
         for key, version in wanted.items():
             if manifest.get(key) != version:
                 raise ArtifactError(f"bundle {self.bundle} holds {key} {manifest.get(key)}, the site pins {version}")
@@ -83,7 +95,22 @@ class ArtifactSource:
                            inv.k3s.install_script_sha256),
             self._artifact("images", k3s.images_path(host.arch), "0644", f"k3s/{version}/{images}",
                            f"{urls['release']}/{images}", None, sums),
-        ] + ([self._metallb_images(host)] if self.bundle else [])
+        ] + ([self._metallb_images(host)] if self.bundle else []) + self._flux_images(host)
+
+    def _flux_images(self, host: Host) -> list[Artifact]:
+        """A fleet site's Flux images, only from a bundle (online hosts pull them like any image)."""
+        if not (self.bundle and self.inventory.fleet):
+            return []
+        name = k3s.flux_images_asset(host.arch)
+        return [self._artifact("flux_images", k3s.flux_images_path(host.arch), "0644",
+                               f"flux-operator/{FLUX_OPERATOR_VERSION}/{name}", "", None)]
+
+    def flux_operator_artifact(self) -> Artifact:
+        """The Flux Operator's install.yaml for the first server's auto-deploy directory."""
+        release = flux_operator_release(self.inventory.downloads.mirror)
+        return self._artifact("flux_operator", k3s.FLUX_OPERATOR_MANIFEST, "0600",
+                              f"flux-operator/{FLUX_OPERATOR_VERSION}/install.yaml", f"{release}/install.yaml", None,
+                              f"{release}/{FLUX_OPERATOR_SUMS}")
 
     def _metallb_images(self, host: Host) -> Artifact:
         """Only in a bundle: online hosts pull the MetalLB images from their registry themselves."""

@@ -180,6 +180,18 @@ class Proxy(_Model):
         return self
 
 
+class FleetDelivery(_Model):
+    """Fleet delivery by Flux (README "Fleet delivery"): the bootstrap installs the Flux Operator and the site's
+    Flux objects on the first server; the registry token is the site's (registries.credentials)."""
+    env: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$", description="the fleet.yaml environment")
+    rendered: Path = Field(description="fleet.render's folder of this site, out/fleet/<env>/<fleet site> (flux.yaml)")
+    notify_token_env: str | None = Field(None, alias="notifyTokenEnv", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                         description="variable holding the notification token (azuredevops: a PAT "
+                                                     "with Code status write; generic-hmac: the HMAC key)")
+    notify_address: str | None = Field(None, alias="notifyAddress", pattern=r"^https?://\S+$",
+                                       description="generic types: the URL the site's events go to (fleet.receive)")
+
+
 class Host(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
     address: ipaddress.IPv4Address
@@ -206,6 +218,7 @@ class Inventory(_Model):
     downloads: Downloads = Field(default_factory=Downloads)
     registries: Registries | None = None
     proxy: Proxy | None = None
+    fleet: FleetDelivery | None = None
     hosts: list[Host] = Field(min_length=1)
     source: Path = Field(Path("."), exclude=True)
 

@@ -48,16 +48,19 @@ class Platform:
 
 @dataclass(frozen=True)
 class ImageRef:
-    """quay.io/metallb/controller:v0.14.9 -> name quay.io, repository metallb/controller, tag v0.14.9."""
+    """quay.io/metallb/controller:v0.14.9 -> name quay.io, repository metallb/controller, tag v0.14.9; a pinned
+    reference (ghcr.io/fluxcd/source-controller:v1.9.4@sha256:...) also has the digest it is pulled by."""
     name: str
     repository: str
     tag: str
+    digest: str = ""
 
     @classmethod
     def parse(cls, reference: str) -> "ImageRef":
+        reference, _, digest = reference.partition("@")
         registry, _, rest = reference.partition("/")
         repository, _, tag = rest.rpartition(":")
-        return cls(registry, repository, tag)
+        return cls(registry, repository, tag, digest)
 
     def __str__(self) -> str:
         return f"{self.name}/{self.repository}:{self.tag}"
@@ -166,16 +169,26 @@ def _check(expected: str, actual: str, what: str, partial: Path | None = None) -
 
 
 def pull(registry: Registry, ref: ImageRef, platform: Platform, blobs: Path) -> dict:
-    """Fetch the platform's manifest, config and layers into blobs/; return the manifest's descriptor."""
-    media_type, raw = registry.manifest(ref, ref.tag)
+    """Fetch the platform's manifest, config and layers into blobs/; return the descriptor the archive names: the
+    platform's manifest, or for a pinned reference what the pin names (an index is kept whole, with only the
+    platform's image under it: the digest a pod asks for is the index's, and k3s imports an index whose other
+    platforms are missing, pkg/agent/containerd/containerd.go preloadFile: WithAllPlatforms, WithSkipMissing)."""
+    media_type, raw = registry.manifest(ref, ref.digest or ref.tag)
+    top = {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(raw).hexdigest(), "size": len(raw)}
     if media_type in INDEX_TYPES:
         entries = [m for m in json.loads(raw).get("manifests", []) if platform.matches(m.get("platform", {}))]
         if not entries:
             raise RegistryError(f"{ref} has no {platform} image")
-        digest = entries[0]["digest"]
-        media_type, raw = registry.manifest(ref, digest)
-    else:
-        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        if ref.digest:
+            (blobs / top["digest"].split(":", 1)[1]).write_bytes(raw)
+        media_type, raw = registry.manifest(ref, entries[0]["digest"])
+    image = _image(registry, ref, platform, blobs, media_type, raw)
+    return top if ref.digest else image
+
+
+def _image(registry: Registry, ref: ImageRef, platform: Platform, blobs: Path, media_type: str, raw: bytes) -> dict:
+    """One platform's image manifest with its config and layers into blobs/; its descriptor."""
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     if media_type not in MANIFEST_TYPES:
         raise RegistryError(f"{ref}: {digest} is a {media_type}, not an image manifest")
     manifest = json.loads(raw)
@@ -215,7 +228,8 @@ def _member(name: str, size: int) -> tarfile.TarInfo:
 
 
 def pull_archive(base_url: str, references: list[str], platform: Platform, dest: Path, work: Path) -> None:
-    """Pull every reference for the platform from base_url and write them as one layout archive at dest."""
+    """Pull every reference (name:tag, or name:tag@digest: pulled by that digest, verified) for the platform from
+    base_url and write them as one layout archive at dest."""
     registry, blobs = Registry(base_url), work / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
     images = [(ref, pull(registry, ref, platform, blobs)) for ref in map(ImageRef.parse, references)]

@@ -30,7 +30,10 @@ END { print "route=" (route ? "yes" : "no"); print "cgroup_memory=" (memory ? "y
 def probed_files(host: Host) -> dict[str, str]:
     """Files whose sha256 the probe reads, by artifact key (facts sha_<key>)."""
     return {"bin": k3s.BIN, "install": k3s.INSTALL_SCRIPT, "images": k3s.images_path(host.arch),
-            "metallb_images": k3s.metallb_images_path(host.arch), "config": k3s.CONFIG}
+            "metallb_images": k3s.metallb_images_path(host.arch), "config": k3s.CONFIG,
+            "flux_images": k3s.flux_images_path(host.arch), "flux_operator": k3s.FLUX_OPERATOR_MANIFEST,
+            "fleet_manifest": k3s.FLEET_MANIFEST, "registries": k3s.REGISTRIES,
+            "unit_env": f"/etc/systemd/system/{k3s.unit(host.role)}.service.env"}
 
 
 def probe_script(host: Host) -> str:

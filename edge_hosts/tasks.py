@@ -59,6 +59,18 @@ def _source(inventory: Inventory) -> ArtifactSource:
         raise Exit(f"{inventory.source}: bundle: {err}", code=2) from None
 
 
+def _fleet_input(inventory: Inventory) -> None:
+    """A fleet site's rendered Flux objects and its registry and notification credentials, before any connection."""
+    if inventory.fleet is None:
+        return
+    from edge_hosts.steps.fleet import FleetInputError, onsite_manifest
+
+    try:
+        onsite_manifest(inventory)
+    except FleetInputError as err:
+        raise Exit(str(err), code=2) from None
+
+
 def _warn(inventory: Inventory) -> None:
     """Site-wide warnings (offline: pins past end of support, no apiEndpoint for HA, speakerless nodes), on stderr."""
     from datetime import date
@@ -107,6 +119,7 @@ def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT
         raise Exit(f"--parallel: must be at least 1, got {parallel}", code=2)
     selected = _selected(inventory, hosts)
     _source(inventory)
+    _fleet_input(inventory)
     _warn(inventory)
     with Progress(selected, enabled=not json) as progress:
         run = Bootstrap(inventory, selected, int(parallel), progress, Path(kubeconfig).expanduser())
@@ -193,11 +206,15 @@ def reset(c, site, yes=False, json=False, forget=False):
             "raw": "raw file mirror (default https://raw.githubusercontent.com)",
             "install_sha256": "sha256 of the reviewed install.sh for this version (it has no published checksum)",
             "metallb_sha256": "sha256 of the reviewed metallb-native.yaml (no published checksum)",
-            "registry_mirror": "registry serving the MetalLB images (default: quay.io, where MetalLB publishes them)"})
+            "registry_mirror": "registry serving the MetalLB images (default: quay.io, where MetalLB publishes them)",
+            "flux_operator_digest": "sha256:<hex> of the reviewed Flux Operator v0.58.1 image (index): the bundle then "
+                                    "carries Flux for fleet delivery",
+            "flux_registry_mirror": "registry serving the Flux images (default: ghcr.io, where they are published)"})
 def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_version=DEFAULT_METALLB,
            mirror="https://github.com", raw="https://raw.githubusercontent.com",
-           registry_mirror=""):
-    """Download a verified air-gap bundle (k3s binary, install script, images, MetalLB manifest and images)."""
+           registry_mirror="", flux_operator_digest="", flux_registry_mirror=""):
+    """Download a verified air-gap bundle (k3s binary, install script, images, MetalLB manifest and images; with
+    --flux-operator-digest also the Flux Operator's install.yaml and the Flux images)."""
     from edge_hosts import bundle as bundles
     from edge_hosts.inventory import ARCH_ALIASES, K3S_VERSION, METALLB_VERSION, SHA256
 
@@ -213,19 +230,26 @@ def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_versio
     for flag, value in (("--install-sha256", install_sha256), ("--metallb-sha256", metallb_sha256)):
         if not SHA256.match(value):
             problems.append(f"{flag}: expected 64 lowercase hex digits")
-    if not registry_mirror.startswith(("https://", "http://")):
-        problems.append(f"--registry-mirror: '{registry_mirror}' is not an http(s) URL")
+    flux_registry_mirror = flux_registry_mirror or bundles.FLUX_REGISTRY
+    for flag, value in (("--registry-mirror", registry_mirror), ("--flux-registry-mirror", flux_registry_mirror)):
+        if not value.startswith(("https://", "http://")):
+            problems.append(f"{flag}: '{value}' is not an http(s) URL")
+    if flux_operator_digest and not SHA256.match(flux_operator_digest.removeprefix("sha256:")):
+        problems.append("--flux-operator-digest: expected sha256: and 64 lowercase hex digits")
     if problems:
         raise Exit("\n".join(problems), code=2)
+    flux = bundles.FluxPins("sha256:" + flux_operator_digest.removeprefix("sha256:"),
+                            flux_registry_mirror) if flux_operator_digest else None
     existed = Path(out).exists()
     try:
         manifest = bundles.build_bundle(version, arch, Path(out), metallb_version, install_sha256, metallb_sha256,
-                                        mirror, raw, registry_mirror)
+                                        mirror, raw, registry_mirror, flux)
     except bundles.BundleError as err:
         if not existed:  # nothing left half-way: not even the empty directory this run made
             shutil.rmtree(out, ignore_errors=True)
         raise Exit(f"edge.bundle: {err}", code=1) from None
-    print(f"bundle {out}: {len(manifest['files'])} files verified (k3s {version}, MetalLB {metallb_version})")
+    flux_note = f", Flux Operator {manifest['flux_operator']}" if flux else ""
+    print(f"bundle {out}: {len(manifest['files'])} files verified (k3s {version}, MetalLB {metallb_version}{flux_note})")
 
 
 @task(help={"site": SITE_HELP, "yes": "record new keys without asking"})

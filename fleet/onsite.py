@@ -6,8 +6,8 @@ k3s applies every .yaml in AUTO_DEPLOY_DIR in path order and retries a file whos
 (k3s pkg/deploy/controller.go: listFilesIn, modTime recorded only on success), so objects whose CRDs the
 operator has not installed yet are applied on a later pass. The file holds the site's registry token: 0600.
 
-Not done here: the Flux Operator's own install manifest and the controller images in the air-gap bundle
-(issue 11 item 1). Their images, by digest, are FLUX_IMAGES.
+The Flux Operator's own install manifest goes beside it (edge_hosts/steps/fleet.py); the images the operator
+deploys travel in the air-gap bundle (edge.bundle), the controllers by the digests of FLUX_IMAGES.
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from pathlib import Path
 import yaml
 
 from common.files import atomic_write
+from edge_hosts import k3s
 from fleet import flux
 
-AUTO_DEPLOY_DIR = Path("/var/lib/rancher/k3s/server/manifests")
-MANIFEST_NAME = "mlops-fleet.yaml"
+AUTO_DEPLOY_DIR = Path(k3s.AUTO_DEPLOY_DIR)
+MANIFEST_NAME = Path(k3s.FLEET_MANIFEST).name
 # Flux v2.9.4 controllers as the Flux Operator v0.58.1 deploys them
 # (controlplaneio-fluxcd/flux-operator config/data/flux-images/v2.9.4/upstream-alpine.yaml).
 FLUX_IMAGES = {
@@ -32,7 +33,20 @@ FLUX_IMAGES = {
     "ghcr.io/fluxcd/notification-controller:v1.9.3":
         "sha256:071c351a0fb163eeb6a2bb82f1e894f51b6b0734216d2e97d3d99c9ab9d710b9",
 }
+# the image install.yaml's Deployment runs, by tag (config/manager/kustomization.yaml images: newTag v0.58.1)
 OPERATOR_IMAGE = "ghcr.io/controlplaneio-fluxcd/flux-operator:" + flux.FLUX_OPERATOR_VERSION
+
+
+def image_references(operator_digest: str, images: dict[str, str] = FLUX_IMAGES) -> list[str]:
+    """name:tag@digest of every image a site's Flux runs: the operator (its digest given when the bundle is built:
+    the release publishes none in the repository) and the controllers it deploys."""
+    return [f"{OPERATOR_IMAGE}@{operator_digest}", *(f"{name}@{digest}" for name, digest in images.items())]
+
+
+def image_names() -> list[str]:
+    """The names those images are imported and pinned under (the controllers' deployments ask for
+    name:tag@digest, which containerd resolves by the digest)."""
+    return [OPERATOR_IMAGE, *FLUX_IMAGES]
 
 
 def flux_instance() -> dict:
@@ -50,10 +64,12 @@ def _secret(name: str, secret_type: str, data: dict[str, bytes]) -> dict:
 
 
 def site_secrets(registry: str, user: str, token: str, notify_token: str, notify_address: str = "") -> list[dict]:
-    """The site's pull credential (its own repository only) and the notification secret."""
+    """The site's pull credential (its own repository only) and the notification secret (`token` for azuredevops
+    and generic-hmac, `address` for the generic types)."""
     auth = base64.b64encode(f"{user}:{token}".encode()).decode()
     config = json.dumps({"auths": {registry: {"username": user, "password": token, "auth": auth}}}).encode()
-    notify = {"token": notify_token.encode()} | ({"address": notify_address.encode()} if notify_address else {})
+    notify = ({"token": notify_token.encode()} if notify_token else {}) | (
+        {"address": notify_address.encode()} if notify_address else {})
     return [_secret(flux.PULL_SECRET, "kubernetes.io/dockerconfigjson", {".dockerconfigjson": config}),
             _secret(flux.NOTIFY_SECRET, "Opaque", notify)]
 

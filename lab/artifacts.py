@@ -2,7 +2,8 @@
 
 The k3s "binary" for every architecture is the stand-in k3s (a Python zipapp), the airgap images
 tarball is a small placeholder, the sha256sum-<arch>.txt files list the right hashes, and the bundle's
-MetalLB images archives are small valid OCI layouts (lab/images.py).
+MetalLB and Flux images archives are small valid OCI layouts (lab/images.py); the Flux Operator's install.yaml is a
+labelled stand-in (flux_operator_manifest).
 """
 import hashlib
 import json
@@ -15,8 +16,12 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import yaml
+
+from fleet import onsite
+from fleet.flux import FLUX_OPERATOR_VERSION
 from lab import upstream
-from lab.images import PLATFORMS, layout_archive
+from lab.images import PLATFORMS, flux_layout_archive, layout_archive
 
 STANDINS = Path(__file__).parent / "standins"
 DEFAULT_TIMINGS = {"node_ready": 1.0, "heartbeat": 1.5, "node_lost": 8.0, "rollout": 1.5,
@@ -53,6 +58,29 @@ def metallb_manifest(version: str) -> bytes:
     return upstream.metallb_manifest(version).read_bytes()
 
 
+def flux_operator_manifest() -> bytes:
+    """A STAND-IN for the Flux Operator release's install.yaml (the real one is not in ../shared/upstream): the real
+    v0.58.1 CRDs from there, the flux-system namespace and the operator's Deployment running its image by tag."""
+    crds = [doc for path in sorted((upstream.root() / "flux-operator-0.58.1").glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+    meta = {"name": "flux-operator", "namespace": "flux-system"}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {
+        "selector": {"matchLabels": {"app": "flux-operator"}}, "template": {
+            "metadata": {"labels": {"app": "flux-operator"}}, "spec": {"containers": [
+                {"name": "manager", "image": onsite.OPERATOR_IMAGE, "imagePullPolicy": "IfNotPresent"}]}}}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}}
+    head = f"# lab stand-in for flux-operator {FLUX_OPERATOR_VERSION} install.yaml, not the release's file\n"
+    return (head + yaml.safe_dump_all([namespace, *crds, deployment], sort_keys=True)).encode()
+
+
+def write_flux_operator_release(directory: Path) -> None:
+    """install.yaml and the release's checksum file listing it, as the release publishes them."""
+    manifest = flux_operator_manifest()
+    _write(directory / "install.yaml", manifest)
+    sums = f"{sha256(manifest)}  install.yaml\n"
+    _write(directory / f"flux-operator_{FLUX_OPERATOR_VERSION.lstrip('v')}_checksums.txt", sums.encode())
+
+
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -81,6 +109,7 @@ def build_release_tree(root: Path, k3s_version: str, metallb_version: str,
     _write(root / "k3s-io/k3s" / k3s_version / "install.sh", script, 0o755)
     _write(root / "metallb/metallb" / metallb_version / "config/manifests/metallb-native.yaml",
            manifest)
+    write_flux_operator_release(root / "controlplaneio-fluxcd/flux-operator/releases/download" / FLUX_OPERATOR_VERSION)
     return {"install.sh": sha256(script), "metallb-native.yaml": sha256(manifest)}
 
 
@@ -96,9 +125,14 @@ def build_bundle(directory: Path, k3s_version: str, metallb_version: str,
     for arch in PLATFORMS:
         _write(directory / "metallb" / metallb_version / f"metallb-images-{arch}.tar",
                layout_archive(metallb_version, arch))
+    flux = directory / "flux-operator" / FLUX_OPERATOR_VERSION
+    write_flux_operator_release(flux)
+    for arch in ("amd64", "arm64"):  # the platforms the Flux Operator publishes
+        _write(flux / f"flux-images-{arch}.tar", flux_layout_archive(arch))
     files = {str(p.relative_to(directory)): sha256(p.read_bytes())
              for p in sorted(directory.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    manifest = {"k3s": k3s_version, "metallb": metallb_version, "files": files}
+    manifest = {"k3s": k3s_version, "metallb": metallb_version, "flux_operator": FLUX_OPERATOR_VERSION,
+                "files": files}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return directory
 

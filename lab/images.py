@@ -1,12 +1,16 @@
-"""Stand-in MetalLB container images: tiny but valid images (a config and one gzip layer) for every platform,
-as a registry serves them (an index per tag) and as the air-gap bundle carries them (an OCI layout archive).
+"""Stand-in MetalLB and Flux container images: tiny but valid images (a config and one gzip layer) for every
+platform, as a registry serves them (an index per tag, also by its digest) and as the air-gap bundle carries them
+(an OCI layout archive).
 
-The controller is published with OCI media types, the speaker with Docker ones, as registries do both."""
+Repositories ending in "controller" are published with OCI media types, the others with Docker ones, as registries
+do both. The Flux stand-ins have digests of their own, not fleet.onsite's pins: the lab's bundle pins these."""
 import gzip
 import hashlib
 import io
 import json
 import tarfile
+
+from fleet import onsite
 
 REGISTRY = "quay.io"
 REPOSITORIES = ("metallb/controller", "metallb/speaker")
@@ -41,8 +45,8 @@ def _tar(files: dict[str, bytes]) -> bytes:
 class Repository:
     """One image repository at one tag: its index, per-platform manifests and blobs, all content-addressed."""
 
-    def __init__(self, repository: str, tag: str, platforms=PLATFORMS.values()):
-        self.repository, self.tag = repository, tag
+    def __init__(self, repository: str, tag: str, platforms=PLATFORMS.values(), registry: str = REGISTRY):
+        self.repository, self.tag, self.registry = repository, tag, registry
         self.types = OCI if repository.endswith("controller") else DOCKER
         self.blobs: dict[str, bytes] = {}
         self.manifests: dict[str, bytes] = {}
@@ -51,10 +55,16 @@ class Repository:
         entries.append(self._image("unknown", "", os="unknown"))  # like a build attestation entry
         self.index = json.dumps({"schemaVersion": 2, "mediaType": self.types["index"],
                                  "manifests": entries}).encode()
+        self.manifests[digest(self.index)] = self.index  # a registry serves an index by its digest too
 
     @property
     def reference(self) -> str:
-        return f"{REGISTRY}/{self.repository}:{self.tag}"
+        return f"{self.registry}/{self.repository}:{self.tag}"
+
+    @property
+    def pinned(self) -> str:
+        """name:tag@digest of the index, as a pod that pins the image asks for it."""
+        return f"{self.reference}@{digest(self.index)}"
 
     def _image(self, architecture: str, variant: str, os: str = "linux") -> dict:
         layer_tar = _tar({"bin/" + self.repository.rsplit("/", 1)[1]: f"stand-in {self.reference} "
@@ -79,17 +89,43 @@ def metallb_repositories(version: str) -> list[Repository]:
     return [Repository(name, version) for name in REPOSITORIES]
 
 
+def flux_repositories() -> list[Repository]:
+    """The Flux Operator and the controllers fleet.onsite names, at their tags (amd64, arm64: what they publish)."""
+    platforms = [PLATFORMS["amd64"], PLATFORMS["arm64"]]
+    names = [onsite.OPERATOR_IMAGE, *onsite.FLUX_IMAGES]
+    return [Repository(rest.rsplit(":", 1)[0], rest.rsplit(":", 1)[1], platforms, host)
+            for host, _, rest in (name.partition("/") for name in names)]
+
+
+def flux_pins(repositories: list[Repository]) -> tuple[str, dict[str, str]]:
+    """(the operator's index digest, {controller name:tag: index digest}): the pins a bundle of these takes."""
+    pins = {repo.reference: digest(repo.index) for repo in repositories}
+    return pins.pop(onsite.OPERATOR_IMAGE), pins
+
+
 def layout_archive(version: str, release_arch: str) -> bytes:
     """The bundle's metallb-images-<arch>.tar: an OCI layout with the controller and speaker of one platform."""
+    return _layout(metallb_repositories(version), release_arch, pinned=False)
+
+
+def flux_layout_archive(release_arch: str) -> bytes:
+    """The bundle's flux-images-<arch>.tar: each image's index (by its digest) with the platform's image under it."""
+    return _layout(flux_repositories(), release_arch, pinned=True)
+
+
+def _layout(repositories: list[Repository], release_arch: str, pinned: bool) -> bytes:
     files, entries = {}, []
-    for repo in metallb_repositories(version):
+    for repo in repositories:
         manifest = repo.manifest_for(release_arch)
         body = json.loads(manifest)
         for blob in (body["config"], *body["layers"], _descriptor(repo.types["manifest"], manifest)):
             data = manifest if blob["digest"] == digest(manifest) else repo.blobs[blob["digest"]]
             files[f"blobs/sha256/{blob['digest'].split(':', 1)[1]}"] = data
-        entries.append(_descriptor(repo.types["manifest"], manifest, annotations={
-            "io.containerd.image.name": repo.reference, "org.opencontainers.image.ref.name": repo.tag}))
+        top = _descriptor(repo.types["index"], repo.index) if pinned else _descriptor(repo.types["manifest"], manifest)
+        if pinned:
+            files[f"blobs/sha256/{digest(repo.index).split(':', 1)[1]}"] = repo.index
+        entries.append({**top, "annotations": {
+            "io.containerd.image.name": repo.reference, "org.opencontainers.image.ref.name": repo.tag}})
     index = {"schemaVersion": 2, "mediaType": OCI["index"], "manifests": entries}
     return _tar({"oci-layout": b'{"imageLayoutVersion": "1.0.0"}', "index.json": json.dumps(index).encode(),
                  **files})

@@ -11,6 +11,7 @@ from edge_hosts.probe import PI_CGROUP_FLAGS, SYSCTL_CONTENT, SYSCTL_FILE, Facts
 from edge_hosts.ssh import TransportError
 from edge_hosts.steps import service
 from edge_hosts.steps.context import HostContext
+from fleet import onsite
 
 MIN_DISK_KB = 2 * 1024 * 1024
 REBOOT_WAIT_S = 300
@@ -166,16 +167,20 @@ def _run_install_script(ctx: HostContext) -> bool:
 
 
 def import_images(ctx: HostContext) -> bool:
-    """k3s imports and pins its images directory when it starts; a running k3s gets a replaced MetalLB archive
-    imported now and labelled pinned the way k3s labels its own imports (pkg/agent/containerd: the CRI label
+    """k3s imports and pins its images directory when it starts; a running k3s gets a replaced MetalLB or Flux
+    archive imported now and labelled pinned the way k3s labels its own imports (pkg/agent/containerd: the CRI label
     io.cri-containerd.pinned=pinned keeps kubelet image GC off it, io.cattle.k3s.pinned marks it as k3s's own)."""
-    if ctx.started or "metallb_images" not in ctx.replaced:
+    archives = {"metallb_images": ("MetalLB", k3s.metallb_images_path(ctx.host.arch),
+                                   [f"{image}:{ctx.inventory.metallb.version}" for image in k3s.METALLB_IMAGES]),
+                "flux_images": ("Flux", k3s.flux_images_path(ctx.host.arch), onsite.image_names())}
+    replaced = [archive for key, archive in archives.items() if key in ctx.replaced]
+    if ctx.started or not replaced:
         return False
-    archive = k3s.metallb_images_path(ctx.host.arch)
     ctr = f"{k3s.BIN} ctr -n {k3s.CRI_NAMESPACE} images"
-    names = " ".join(shlex.quote(f"{image}:{ctx.inventory.metallb.version}") for image in k3s.METALLB_IMAGES)
-    ctx.session.check(f"""set -e
+    for what, archive, images in replaced:
+        names = " ".join(shlex.quote(name) for name in images)
+        ctx.session.check(f"""set -e
 {ctr} import {shlex.quote(archive)} >/dev/null
 for name in {names}; do {ctr} label "$name" {k3s.PINNED_LABELS} >/dev/null; done
-""", "importing the MetalLB images (pinned)")
+""", f"importing the {what} images (pinned)")
     return True
