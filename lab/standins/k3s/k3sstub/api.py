@@ -7,7 +7,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from k3sstub import kubectl, tokens
-from k3sstub.settings import API_PORT, TLS_DIR, VERSION
+from k3sstub.settings import API_PORT, ETCD_DIR, TLS_DIR, VERSION
 
 PUBLIC = {"/cacerts", "/readyz", "/livez", "/healthz", "/version", "/v1-lab/join"}
 
@@ -91,6 +91,11 @@ def _serve(backend: Backend, method: str, path: str, body: dict) -> tuple[int, o
         return _join(backend, body)
     if method == "POST" and path == "/v1-lab/heartbeat":
         return (200, {}) if cluster.heartbeat(body.get("name", "")) else (404, {})
+    if path == "/v1-lab/datastore":   # what `k3s etcd-snapshot save` asks the server for
+        if not ETCD_DIR.is_dir():
+            return 500, {"message": "etcd datastore disabled"}
+        with cluster.lock:
+            return 200, {"state": cluster.dump()}
     if method == "POST" and path == "/v1-lab/kubectl":
         code, out, err = kubectl.execute(cluster, body.get("args", []), body.get("stdin", ""))
         return 200, {"code": code, "stdout": out, "stderr": err}
@@ -108,7 +113,8 @@ def _join(backend: Backend, body: dict) -> tuple[int, object]:
         return 403, {"message": "403 Forbidden"}
     reply = {"ca_cert": backend.ca_pem}
     if node["role"] == "server":
-        reply.update(ca_key=backend.ca_key_pem, token=backend.token, agent_token=backend.agent_token)
+        reply.update(ca_key=backend.ca_key_pem, token=backend.token, agent_token=backend.agent_token,
+                     generation=backend.cluster.generation)
     return 200, reply
 
 

@@ -1,10 +1,13 @@
 """Cluster state held by the first server: nodes and applied objects, persisted across restarts."""
 import hashlib
 import json
+import secrets
 import threading
 import time
 
-from k3sstub.settings import STATE_FILE, TIMINGS, VERSION
+from k3sstub.settings import TIMINGS, VERSION, state_file
+
+SAVED = ("nodes", "objects", "metallb_applied_at", "bootstrap", "generation")
 
 
 def _stamp(epoch: float) -> str:
@@ -19,25 +22,37 @@ def _taint(text: str) -> dict:
 
 
 class Cluster:
-    """Nodes and objects; every change is written to STATE_FILE."""
+    """Nodes and objects, the bootstrap data (the CA, encrypted with the server token) and the etcd membership
+    generation (new at every cluster reset); every change is written to the datastore file (state_file)."""
 
     def __init__(self):
         self.lock = threading.RLock()
         self.nodes: dict[str, dict] = {}
         self.objects: dict[str, dict] = {}      # "Kind/namespace/name" -> object
         self.metallb_applied_at: float | None = None
+        self.bootstrap: dict | None = None
+        self.generation = secrets.token_hex(8)
         self.heartbeats: dict[str, float] = {}
-        if STATE_FILE.exists():
-            saved = json.loads(STATE_FILE.read_text())
-            self.nodes, self.objects = saved["nodes"], saved["objects"]
-            self.metallb_applied_at = saved.get("metallb_applied_at")
+        path = state_file()
+        if path.exists():
+            self.load(json.loads(path.read_text()))
+
+    def load(self, saved: dict) -> None:
+        self.nodes, self.objects = saved["nodes"], saved["objects"]
+        self.metallb_applied_at = saved.get("metallb_applied_at")
+        self.bootstrap = saved.get("bootstrap")
+        self.generation = saved.get("generation") or self.generation
+
+    def dump(self) -> dict:
+        return {key: getattr(self, key) for key in SAVED}
 
     def save(self) -> None:
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = STATE_FILE.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"nodes": self.nodes, "objects": self.objects,
-                                   "metallb_applied_at": self.metallb_applied_at}))
-        tmp.replace(STATE_FILE)
+        path = state_file()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(".tmp")
+        with self.lock:
+            tmp.write_text(json.dumps(self.dump()))
+        tmp.replace(path)
 
     # --- nodes -----------------------------------------------------------------------------
     def register(self, info: dict, password: str) -> bool:

@@ -21,6 +21,12 @@ def main(program: str, args: list[str]) -> int:
         return images.ctr(rest) if command == "ctr" else images.crictl(rest)
     if command in ("server", "agent"):
         from k3sstub import node
-        return node.run_server() if command == "server" else node.run_agent()
+        return node.run_server(rest) if command == "server" else node.run_agent()
+    if command == "etcd-snapshot":
+        from k3sstub import snapshot
+        return snapshot.run(rest)
+    if command == "certificate" and rest[:1] == ["rotate"]:
+        from k3sstub import pki
+        return pki.rotate(rest[1:])
     print(f"k3s (lab stand-in): {command} is not emulated", file=sys.stderr)
     return 1

@@ -18,22 +18,15 @@ import urllib.request
 
 import yaml
 
-from k3sstub import api, images, pki, tokens
+from k3sstub import api, bootstrap, images, pki, snapshot, tokens
 from k3sstub.cluster import Cluster
-from k3sstub.settings import (AGENT_TOKEN_FILE, ARCH, KUBECONFIG, NODE_PASSWORD_FILE, TIMINGS, TLS_DIR,
-                              TOKEN_FILE, VERSION, as_list, load_config, log, node_ip, node_name, notify_ready)
+from k3sstub.settings import (AGENT_TOKEN_FILE, ARCH, ETCD_DIR, KUBECONFIG, NODE_PASSWORD_FILE, RESET_FLAG,
+                              TIMINGS, TLS_DIR, TOKEN_FILE, VERSION, Fatal, as_list, load_config, log, node_ip,
+                              node_name, notify_ready)
 
 NODE_PASSWORD_REJECTED = (f"Node password rejected, duplicate hostname or contents of '{NODE_PASSWORD_FILE}' may "
                           "not match server node-passwd entry, try enabling a unique node name with the "
                           "--with-node-id flag")
-
-
-class Fatal(SystemExit):
-    """k3s stops with a level=fatal line and exit code 1."""
-
-    def __init__(self, message: str):
-        log(message, "fatal")
-        super().__init__(1)
 
 
 def _write_private(path, text: str, mode: int = 0o600) -> None:
@@ -173,20 +166,29 @@ def _check_ca_hash(token: str, ca_hash: str) -> None:
                     f"certificate hash: {given} != {ca_hash}")
 
 
-def _first_server_tokens(config: dict) -> tuple[str, str | None]:
-    """(server token, agent token or None): kept across restarts; a different server token is refused."""
+def server_password(config: dict) -> str:
+    """The server token's password: configured (config.yaml or --token), else the token file's, else a new one;
+    a configured token other than the stored one is refused."""
+    configured = tokens.password(str(config["token"])) if config.get("token") else None
+    stored = tokens.password(TOKEN_FILE.read_text()) if TOKEN_FILE.exists() else None
+    if configured and stored and configured != stored:
+        raise Fatal(f"starting kubernetes: preparing server: {bootstrap.WRONG_TOKEN}")
+    return configured or stored or secrets.token_hex(16)
+
+
+def _first_server_tokens(config: dict, cluster: Cluster) -> tuple[str, str | None]:
+    """(server token, agent token or None): the CA from the datastore's bootstrap data (or a new one stored
+    there), the token file written with that CA's hash."""
+    password = server_password(config)
+    try:
+        bootstrap.reconcile(cluster, password)
+    except bootstrap.WrongToken as err:
+        raise Fatal(f"starting kubernetes: preparing server: {err}") from None
     ca_hash = pki.ca_hash(TLS_DIR)
-    configured = str(config["token"]) if config.get("token") else None
-    if configured:
-        _check_ca_hash(configured, ca_hash)
-    if TOKEN_FILE.exists():
-        stored = TOKEN_FILE.read_text().strip()
-        if configured and tokens.password(configured) != tokens.password(stored):
-            raise Fatal("starting kubernetes: preparing server: bootstrap data already found and encrypted "
-                        "with different token")
-        token = stored
-    else:
-        token = tokens.secure(ca_hash, "server", tokens.password(configured) if configured else secrets.token_hex(16))
+    if config.get("token"):
+        _check_ca_hash(str(config["token"]), ca_hash)
+    token = tokens.secure(ca_hash, "server", password)
+    if not TOKEN_FILE.exists() or TOKEN_FILE.read_text().strip() != token:
         _write_private(TOKEN_FILE, token + "\n")
     return token, _agent_token(config, ca_hash, token)
 
@@ -206,16 +208,20 @@ def _agent_token(config: dict, ca_hash: str, server_token: str) -> str | None:
 
 
 # --- commands --------------------------------------------------------------------------------
-def run_server() -> int:
-    config = load_config("server")
+def run_server(args: list[str] = ()) -> int:
+    config = load_config("server", args)
+    if config.get("cluster-reset"):
+        return snapshot.cluster_reset(config)
     info = node_info(config, "server")
+    RESET_FLAG.unlink(missing_ok=True)   # "deleted when K3s starts normally" (docs/cli/etcd-snapshot.md)
     if config.get("server"):
         return _run_joined_server(config, info)
-    pki.ensure_ca(TLS_DIR)
-    token, agent_token = _first_server_tokens(config)
+    if config.get("cluster-init"):
+        ETCD_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cluster = Cluster()
+    token, agent_token = _first_server_tokens(config, cluster)
     _serving_cert(config, info["address"])
     _kubeconfig(config)
-    cluster = Cluster()
     if not cluster.register(info, node_password()):
         log(f"Waiting to retrieve agent configuration; server is not ready: {NODE_PASSWORD_REJECTED}")
 
@@ -229,6 +235,7 @@ def run_server() -> int:
     def ready():
         log(f"k3s is up and running (lab stand-in {VERSION}); node {info['name']}")
         notify_ready()
+    snapshot.start_schedule(config, info["name"])
     api.serve(api.Backend(token, agent_token, cluster=cluster,
                           ca_key_pem=(TLS_DIR / "server-ca.key").read_text()), ready)
     return 0
@@ -240,6 +247,7 @@ def _run_joined_server(config: dict, info: dict) -> int:
         raise Fatal("starting kubernetes: preparing server: token is required to join a cluster")
     ca_pem = validate_connection(server, token, fatal=True)
     reply = join(server, token, info, ca_pem)
+    _check_membership(reply.get("generation"))
     TLS_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     _write_private(TLS_DIR / "server-ca.crt", reply["ca_cert"])
     _write_private(TLS_DIR / "server-ca.key", reply["ca_key"])
@@ -251,12 +259,26 @@ def _run_joined_server(config: dict, info: dict) -> int:
     threading.Thread(target=heartbeat_forever, args=(server, token, info, reply["ca_cert"]),
                      daemon=True).start()
     images.start()
+    snapshot.start_schedule(config, info["name"])
 
     def ready():
         log(f"k3s server joined {server} (lab stand-in {VERSION}); node {info['name']}")
         notify_ready()
     api.serve(api.Backend(reply["token"], reply.get("agent_token"), upstream=server), ready)
     return 0
+
+
+def _check_membership(generation: str | None) -> None:
+    """A joined server's etcd member belongs to the cluster generation it joined; after a cluster reset the old
+    member is gone, so a server still holding its data cannot rejoin until its db directory is removed (docs:
+    "Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes")."""
+    member = ETCD_DIR / "lab-member"
+    if member.exists() and member.read_text().strip() != generation:
+        raise Fatal("starting kubernetes: preparing server: etcd: this server's data belongs to an etcd cluster "
+                    "it is no longer a member of (the member has been permanently removed from the cluster); "
+                    f"delete {ETCD_DIR.parent} and start k3s again to rejoin")
+    ETCD_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    member.write_text(f"{generation}\n")
 
 
 def run_agent() -> int:

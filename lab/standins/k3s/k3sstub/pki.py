@@ -1,10 +1,26 @@
-"""Cluster CA, serving and client certificates, made with the openssl CLI (keys stay in files)."""
+"""Cluster CA, serving and client certificates, made with the openssl CLI (keys stay in files).
+
+docs.k3s.io/cli/certificate: leaf certificates are valid 365 days, renewed at start-up (same key, longer life) when
+they expire within 120 days; `k3s certificate rotate` backs the tls directory up to tls-<unix time> and removes the
+leaf certificates and keys, which the next start makes anew; CA certificates are valid 10 years. The lab build's
+timings may set `cert_days` for short-lived leaf certificates."""
+import datetime
 import hashlib
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
+from cryptography import x509
+
+from k3sstub.settings import TIMINGS, TLS_DIR, log
+
 CURVE = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+LEAF_DAYS = TIMINGS.get("cert_days", 365)
+RENEW_WITHIN = datetime.timedelta(days=120)
+# the k3s service names `certificate rotate` lists, and the lab's leaf files each one stands for
+SERVICES = {"admin": ["client-admin"], "api-server": ["serving-kube-apiserver"]}
 
 
 def _openssl(*args: str) -> None:
@@ -25,13 +41,50 @@ def ensure_ca(tls: Path) -> None:
 
 
 def issue(tls: Path, name: str, subject: str, usage: str, sans: list[str] = ()) -> None:
-    """A leaf certificate `name`.crt/.key signed by the cluster CA."""
+    """A leaf certificate `name`.crt/.key signed by the cluster CA: kept while it is valid beyond 120 days for
+    these SANs, renewed with its key otherwise, made with a new key when there is none."""
+    cert, key = tls / f"{name}.crt", tls / f"{name}.key"
+    if cert.exists() and key.exists() and _current(cert, sans):
+        return
     exts = ["-addext", "basicConstraints=critical,CA:FALSE", "-addext", f"extendedKeyUsage={usage}"]
     if sans:
         exts += ["-addext", "subjectAltName=" + ",".join(sans)]
-    _openssl("req", "-x509", *CURVE, "-keyout", str(tls / f"{name}.key"),
-             "-out", str(tls / f"{name}.crt"), "-days", "3650", "-subj", subject,
+    keying = ["-key", str(key)] if key.exists() else [*CURVE, "-keyout", str(key)]
+    _openssl("req", "-x509", *keying, "-out", str(cert), "-days", str(LEAF_DAYS), "-subj", subject,
              "-CA", str(tls / "server-ca.crt"), "-CAkey", str(tls / "server-ca.key"), *exts)
+
+
+def _current(path: Path, sans: list[str]) -> bool:
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    left = certificate.not_valid_after - datetime.datetime.utcnow()   # naive UTC: the hosts' cryptography is older
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        have = {f"IP:{ip}" for ip in names.get_values_for_type(x509.IPAddress)} | \
+               {f"DNS:{d}" for d in names.get_values_for_type(x509.DNSName)}
+    except x509.ExtensionNotFound:
+        have = set()
+    return left > RENEW_WITHIN and have == set(sans)
+
+
+def rotate(args: list[str]) -> int:
+    """`k3s certificate rotate [--service a,b]`: back up tls/, remove the services' leaf certificates and keys."""
+    wanted = next((a.split("=", 1)[1] for a in args if a.startswith("--service=")), None)
+    if "--service" in args:
+        wanted = args[args.index("--service") + 1]
+    services = wanted.split(",") if wanted else list(SERVICES)
+    unknown = [s for s in services if s not in SERVICES]
+    if unknown:
+        log(f"Error: {unknown[0]} is not a recognized service", "fatal")
+        return 1
+    backup = TLS_DIR.parent / f"tls-{int(time.time())}"
+    shutil.copytree(TLS_DIR, backup)
+    for service in services:
+        log(f"Rotating certificates for {service}")
+        for name in SERVICES[service]:
+            for suffix in (".crt", ".key"):
+                (TLS_DIR / f"{name}{suffix}").unlink(missing_ok=True)
+    log(f"Successfully backed up certificates to {backup}, please restart k3s server or agent to rotate certificates")
+    return 0
 
 
 def serving_sans(addresses: list[str], names: list[str]) -> list[str]:

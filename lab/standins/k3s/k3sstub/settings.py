@@ -16,7 +16,10 @@ DATA_DIR = Path("/var/lib/rancher/k3s")
 TLS_DIR = DATA_DIR / "server" / "tls"
 TOKEN_FILE = DATA_DIR / "server" / "token"
 AGENT_TOKEN_FILE = DATA_DIR / "server" / "agent-token"
-STATE_FILE = DATA_DIR / "server" / "db" / "lab-state.json"
+DB_DIR = DATA_DIR / "server" / "db"
+ETCD_DIR = DB_DIR / "etcd"             # embedded etcd's data (cluster-init, joined servers); sqlite keeps state.db
+RESET_FLAG = DB_DIR / "reset-flag"     # left by --cluster-reset, removed by the next normal start
+SNAPSHOT_DIR = DB_DIR / "snapshots"    # etcd-snapshot-dir's default
 IMAGES_DIR = DATA_DIR / "agent" / "images"
 API_PORT = 6443
 
@@ -38,8 +41,22 @@ def log(message: str, level: str = "info") -> None:
     print(f'time="{stamp}" level={level} msg="{escaped}"', file=sys.stderr, flush=True)
 
 
-def load_config(command: str) -> dict:
-    """config.yaml (flag names as keys, 'key+' appends) checked like k3s checks it for `command`.
+class Fatal(SystemExit):
+    """k3s stops with a level=fatal line and exit code 1."""
+
+    def __init__(self, message: str):
+        log(message, "fatal")
+        super().__init__(1)
+
+
+def state_file() -> Path:
+    """The datastore: etcd's data directory when the server runs embedded etcd, else sqlite's state.db."""
+    return ETCD_DIR / "lab-state.json" if ETCD_DIR.is_dir() else DB_DIR / "state.db"
+
+
+def load_config(command: str, args: list[str] = ()) -> dict:
+    """config.yaml (flag names as keys, 'key+' appends) checked like k3s checks it for `command`, then the
+    command line's flags, which win (k3s pkg/configfilearg puts config.yaml's flags before the command line's).
 
     The server drops keys it does not know with a warning; the agent does not filter them and stops with the
     flag parser's error (k3s pkg/configfilearg: only server and etcd-snapshot filter unknown keys)."""
@@ -49,7 +66,7 @@ def load_config(command: str) -> dict:
         if not isinstance(data, dict):
             log(f"Error: {CONFIG_FILE}: expected a mapping of flag names", "fatal")
             raise SystemExit(1)
-    known, config = set(FLAGS[command]), {}
+    known, config = set(FLAGS["server" if command == "etcd-snapshot" else command]), {}
     for raw, value in data.items():
         key = str(raw).removesuffix("+")
         if key not in known:
@@ -60,6 +77,7 @@ def load_config(command: str) -> dict:
             log(f"Unknown flag --{key} found in config.yaml, skipping\n", "warning")
             continue
         config[key] = as_list(config.get(key)) + as_list(value) if str(raw).endswith("+") else value
+    config.update(parse_flags(args))
     for variable, key in ENV_KEYS.items():
         if os.environ.get(variable) and key in known and key not in config:
             config[key] = os.environ[variable]
@@ -67,6 +85,20 @@ def load_config(command: str) -> dict:
         if not config.get(key) and config.get(f"{key}-file"):
             config[key] = Path(str(config[f"{key}-file"])).read_text().strip()
     return config
+
+
+def parse_flags(args: list[str]) -> dict:
+    """--key=value, --key value and --flag (true) as config keys; other words are left out."""
+    flags, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            key, eq, value = arg[2:].partition("=")
+            if not eq and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                value, i = args[i + 1], i + 1
+            flags[key] = value if (eq or value) else True
+        i += 1
+    return flags
 
 
 def as_list(value) -> list:
