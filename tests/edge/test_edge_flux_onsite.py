@@ -1,0 +1,156 @@
+"""Fleet delivery on a lab site (1 server + 1 agent) from the lab's bundle: the first server gets the Flux Operator's
+install.yaml and the site's on-site manifest in k3s's auto-deploy directory (0600, every object valid under the
+upstream CRDs, strict), every node the Flux images archive, imported pinned; re-runs change nothing until the
+site's token changes; the tokens never show in argv or output; bad fleet input is exit 2 before anything runs.
+
+The stand-in k3s does not run Flux: what it would apply is checked as files."""
+import base64
+import json
+import re
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from fleet import onsite
+from fleet.config import load_fleet
+from fleet.flux import FLUX_OPERATOR_VERSION
+from fleet.render import K8S_VERSION, render_env, write_env
+from lab.images import flux_repositories
+from tests.fleet import crds
+
+from helpers import json_result, kit, kit_state_under, lab_site
+from lab_checks import ArgvSampler, host_file, mode
+
+SITE, ENV, REGISTRY = "plant-berlin", "production", "crmlopsprod.azurecr.io"
+MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
+FLUX_IMAGES = "/var/lib/rancher/k3s/agent/images/flux-images-amd64.tar"
+HOSTS = ("edge-1", "edge-2")
+
+
+@pytest.fixture(scope="module")
+def lab(module_lab_factory):
+    return module_lab_factory(hosts=2, servers=1)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    return tmp_path_factory.mktemp("flux-state")
+
+
+@pytest.fixture(autouse=True)
+def private_state(state, monkeypatch):
+    return kit_state_under(state, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """fleet.render's output of the shipped seeds' production env (model files stand in by digest)."""
+    out = tmp_path_factory.mktemp("rendered") / ENV
+    fleet = load_fleet()
+    write_env(render_env(fleet, ENV, {"6": "sha256:" + "6" * 64, "7": "sha256:" + "7" * 64}), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def site(lab, rendered, state):
+    return lab_site(lab, state, "fleet-site.yaml",
+                    fleet={"env": ENV, "rendered": str(rendered / SITE), "notifyTokenEnv": "FLEET_NOTIFY_TOKEN"},
+                    registries={"credentials": {"env": "FLEET_REGISTRY_CREDENTIAL"}})
+
+
+def secrets_env(token: str, notify: str = "notify-Vq3hX8") -> dict:
+    credential = {"server": REGISTRY, "username": SITE, "password": token}
+    return {"FLEET_REGISTRY_CREDENTIAL": json.dumps(credential), "FLEET_NOTIFY_TOKEN": notify}
+
+
+def bootstrap(site, state, env: dict):
+    done = kit("edge.bootstrap", "--site", str(site), "--json", "--kubeconfig", str(state / "kubeconfig"), env=env)
+    return done, json_result(done) if done.returncode in (0, 1) else {}
+
+
+def manifest_docs(lab) -> list[dict]:
+    return list(yaml.safe_load_all(host_file(lab, "edge-1", f"{MANIFESTS}/mlops-fleet.yaml").read_text()))
+
+
+def test_the_first_server_gets_flux_in_its_auto_deploy_dir_and_every_node_the_images(lab, site, state):
+    token, notify = "site-token-Rk29vQ", "notify-Vq3hX8"
+    with ArgvSampler(lab) as argvs:
+        done, hosts = bootstrap(site, state, secrets_env(token, notify))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fleet" in hosts["edge-1"]["changed"] and "fleet" not in hosts["edge-2"]["changed"]
+    assert mode(lab, "edge-1", f"{MANIFESTS}/mlops-fleet.yaml") == 0o600
+    assert mode(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml") == 0o600
+    bundle = lab.bundle / "flux-operator" / FLUX_OPERATOR_VERSION
+    assert host_file(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml").read_bytes() == \
+        (bundle / "install.yaml").read_bytes()
+    docs = manifest_docs(lab)
+    assert [d["kind"] for d in docs[:4]] == ["Namespace", "FluxInstance", "Secret", "Secret"]
+    for doc in docs:
+        if doc["apiVersion"] == "v1":
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        else:
+            crds.validate(doc)  # strict, against ../shared/upstream's CRDs
+    pull = json.loads(base64.b64decode(docs[2]["data"][".dockerconfigjson"]))["auths"][REGISTRY]
+    assert (pull["username"], pull["password"]) == (SITE, token)
+    assert base64.b64decode(docs[3]["data"]["token"]).decode() == notify
+    assert {d["metadata"]["labels"]["fleet.mlops-edge-kit/site"] for d in docs[4:]} == {SITE}
+    for secret in (token, notify):
+        assert not [a for a in argvs.seen if secret in a]
+        assert secret not in done.stdout + done.stderr
+        assert secret not in host_file(lab, "edge-1", f"{MANIFESTS}/mlops-fleet.yaml").read_text()  # base64 only
+    archive = (bundle / "flux-images-amd64.tar").read_bytes()
+    pinned = {r.reference: r.pinned.split("@")[1] for r in flux_repositories()}
+    for name in HOSTS:
+        assert host_file(lab, name, FLUX_IMAGES).read_bytes() == archive
+        listed = lab.exec(name, "k3s ctr -n k8s.io images ls").stdout
+        for image in onsite.image_names():
+            line = next(line for line in listed.splitlines() if line.startswith(image + "\t"))
+            assert pinned[image] in line and "io.cri-containerd.pinned=pinned" in line  # the index, pinned
+
+
+def test_a_rerun_changes_nothing_and_a_rotated_token_rewrites_the_manifest_not_install_yaml(lab, site, state):
+    env = secrets_env("site-token-Rk29vQ")
+    if not host_file(lab, "edge-1", f"{MANIFESTS}/mlops-fleet.yaml").exists():
+        assert bootstrap(site, state, env)[0].returncode == 0
+    done, hosts = bootstrap(site, state, env)
+    assert done.returncode == 0, done.stderr
+    assert {n: h["status"] for n, h in hosts.items()} == dict.fromkeys(HOSTS, "ok")
+    before = host_file(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml").stat().st_mtime_ns
+    done, hosts = bootstrap(site, state, secrets_env("site-token-rotated-M4t"))
+    assert done.returncode == 0, done.stderr
+    assert "fleet" in hosts["edge-1"]["changed"]  # (registries.yaml carries the token too: edge_hosts/registries.py)
+    pull = json.loads(base64.b64decode(manifest_docs(lab)[2]["data"][".dockerconfigjson"]))["auths"][REGISTRY]
+    assert pull["password"] == "site-token-rotated-M4t"
+    assert host_file(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml").stat().st_mtime_ns == before
+
+
+def test_bad_fleet_input_is_exit_2_naming_every_problem_before_anything_runs(lab, rendered, state, tmp_path):
+    site = lab_site(lab, tmp_path, fleet={"env": "qa", "rendered": str(rendered / SITE)},
+                    registries={"credentials": {"env": "FLEET_REGISTRY_CREDENTIAL"}})
+    credential = {"server": "other.azurecr.io", "username": SITE, "password": "site-token-Zq1"}
+    done = kit("edge.bootstrap", "--site", str(site), "--json",
+               env={"FLEET_REGISTRY_CREDENTIAL": json.dumps(credential)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"fleet.rendered: {rendered / SITE / 'flux.yaml'} is site {SITE} of env {ENV}, not site {SITE} of env qa" \
+        in done.stderr
+    assert f"registries.credentials: the credential is for other.azurecr.io, the site's Flux pulls from {REGISTRY}" \
+        in done.stderr
+    assert "fleet.notifyTokenEnv: required: the site's Provider is azuredevops" in done.stderr
+    assert "site-token-Zq1" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert re.search(r"^" + re.escape(str(site)) + ": ", done.stderr, re.M)  # the file named
+
+
+def test_a_bundle_without_flux_is_refused_for_a_fleet_site(lab, site, state, tmp_path):
+    bundle = tmp_path / "bundle"
+    manifest = json.loads((lab.bundle / "manifest.json").read_text())
+    manifest.pop("flux_operator")
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    document = yaml.safe_load(site.read_text())
+    document["bundle"] = str(bundle)
+    other = tmp_path / "site.yaml"
+    other.write_text(yaml.safe_dump(document))
+    done = kit("edge.bootstrap", "--site", str(other), env=secrets_env("site-token-Rk29vQ"))
+    assert done.returncode == 2
+    assert f"holds flux_operator None, the site pins {FLUX_OPERATOR_VERSION}" in done.stderr
