@@ -106,6 +106,12 @@ class MetallbSettings(_Model):
         return value
 
 
+class PreflightSettings(_Model):
+    max_clock_skew: float = Field(1.0, alias="maxClockSkew", gt=0, le=86400,
+                                  description="seconds a host's clock may be off this machine's (etcd warns at 1 s "
+                                              "between peers: rafthttp probing_status.go)")
+
+
 class Downloads(_Model):
     """Where online hosts and edge.bundle fetch releases from."""
     mirror: str = "https://github.com"
@@ -216,6 +222,7 @@ class Inventory(_Model):
         None, alias="apiEndpoint", description="DNS name or VIP of the API servers: joins, kubeconfig, tls-san")
     bundle: Path | None = None
     downloads: Downloads = Field(default_factory=Downloads)
+    preflight: PreflightSettings = Field(default_factory=PreflightSettings)
     registries: Registries | None = None
     proxy: Proxy | None = None
     fleet: FleetDelivery | None = None

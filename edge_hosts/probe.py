@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
 
 from edge_hosts import k3s
-from edge_hosts.inventory import Host
+from edge_hosts.inventory import Host, Inventory
 from edge_hosts.ssh import HostSession, RemoteError, redact
 from edge_hosts.steps import cluster
 
@@ -15,6 +16,15 @@ PI_CGROUP_FLAGS = ("cgroup_enable=cpuset", "cgroup_memory=1", "cgroup_enable=mem
 MARKER = "kit-probe=1"
 END_MARKER = "kit-probe-end=1"  # facts are complete only when the probe ran to its last line
 SELINUX_POLICY = "/usr/share/selinux/packages/k3s.pp"  # what install.sh checks for the k3s-selinux policy
+# time-sync daemons by their systemd unit names (Debian's chrony.service is chronyd.service on RHEL; ntpsec's is
+# also ntp.service); asked only when timedatectl does not say the clock is synchronized
+TIME_SYNC_UNITS = ("systemd-timesyncd", "chronyd", "chrony", "ntpd", "ntp", "ntpsec", "openntpd")
+BRIDGE_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"  # exists once br_netfilter is loaded (or built in)
+REACH_TIMEOUT_S = 3  # a TCP connect within the site's LAN answers in milliseconds; silence this long is a drop
+# a TCP connect from bash (the kit's probe has no other client it can count on); prints "reach HOST PORT EXIT MSG"
+REACH_FUNCTION = f"""reach() {{ r=$(timeout {REACH_TIMEOUT_S} bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>&1)
+  c=$?; echo "reach $1 $2 $c ${{r##*: }}"; }}
+"""
 
 
 # one awk for the default route, the cgroup memory controller (v2 controllers file or v1 table) and the TCP ports
@@ -35,14 +45,27 @@ def probed_files(host: Host) -> dict[str, str]:
             "fleet_manifest": k3s.FLEET_MANIFEST}
 
 
-def probe_script(host: Host) -> str:
+def reach_targets(inventory: Inventory, host: Host) -> list[str]:
+    """Where a joiner's probe connects on 6443 before it joins: the API endpoint and, when that is another name
+    (a VIP or DNS name), the first server itself."""
+    if host == inventory.first_server:
+        return []
+    return list(dict.fromkeys([inventory.api_host, str(inventory.first_server.address)]))
+
+
+def probe_script(host: Host, inventory: Inventory) -> str:
     unit = k3s.unit(host.role)
     ports = " ".join(str(p) for p in (k3s.SERVER_PORTS if host.role == "server" else k3s.AGENT_PORTS))
     paths = " ".join(shlex.quote(path) for path in probed_files(host).values())
     # only the CA hash of the server's token file, never its password
     ca_line = (f"echo ca_hash=$(sed -n 's/^K10\\([0-9a-f]*\\)::.*/\\1/p' {k3s.TOKEN_FILE} 2>/dev/null)\n"
                if host.role == "server" else "")
+    reach = "".join(f"  reach {shlex.quote(target)} {k3s.API_PORT}\n" for target in reach_targets(inventory, host))
+    # a joiner not yet running k3s connects to the API endpoint (nothing listens there before the first install:
+    # "connection refused" is the server's own answer, so the path is open; a drop is a timeout)
+    reach_lines = f"{REACH_FUNCTION}if [ $active = no ]; then\n{reach}fi\n" if reach else ""
     return f"""echo {MARKER}
+echo clock_start=$(date +%s.%N)
 echo uid=$(id -u)
 m=$(uname -m); echo arch=$m
 if [ "$m" = aarch64 ]; then  # a 64-bit kernel may run a 32-bit userland (Raspberry Pi OS)
@@ -63,10 +86,18 @@ model=/sys/firmware/devicetree/base/model; [ -f $model ] && echo pi_model=$(tr -
 for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do [ -f $f ] && {{ echo cmdline_file=$f; echo cmdline=$(cat $f); break; }}; done
 sha256sum {paths} 2>/dev/null | sed 's/^/sha256 /'
 [ -f /etc/systemd/system/{unit}.service ] && echo unit_file=yes || echo unit_file=no
-systemctl is-active {unit} >/dev/null 2>&1 && echo active=yes || echo active=no
+systemctl is-active {unit} >/dev/null 2>&1 && active=yes || active=no; echo active=$active
 systemctl is-enabled {unit} >/dev/null 2>&1 && echo enabled=yes || echo enabled=no
 [ -s {k3s.NODE_PASSWORD_FILE} ] && echo node_password=yes || echo node_password=no
 {ca_line}echo wanted_ports="{ports}"
+synced=$(timedatectl show -p NTPSynchronized --value 2>/dev/null); echo ntp_synchronized=$synced
+[ "$synced" = yes ] || echo time_sync=$(systemctl is-active {" ".join(TIME_SYNC_UNITS)} 2>/dev/null)
+if [ -e {BRIDGE_SYSCTL} ]; then echo br_netfilter=loaded
+elif modprobe -n -q br_netfilter 2>/dev/null; then echo br_netfilter=loadable; else echo br_netfilter=missing; fi
+grep -qsx br_netfilter /etc/modules-load.d/*.conf && echo br_netfilter_persisted=yes
+command -v nft >/dev/null && echo "nft_ruleset=$(nft -j list ruleset 2>/dev/null || echo unreadable)"
+echo firewall_tools=$(for t in iptables ufw firewall-cmd; do command -v $t >/dev/null && echo $t; done)
+{reach_lines}echo clock_end=$(date +%s.%N)
 echo {END_MARKER}
 """
 
@@ -74,6 +105,7 @@ echo {END_MARKER}
 @dataclass
 class Facts:
     values: dict[str, str]
+    warned: bool = False  # preflight has shown the warnings these facts give (plan and bootstrap ask twice)
 
     def __getitem__(self, key: str) -> str:
         return self.values.get(key, "")
@@ -90,7 +122,9 @@ def gather(session: HostSession, read_cluster: bool = False) -> tuple[Facts, clu
     """Run the probe with sudo; a sudo failure is reported as such. With read_cluster (the first server) the same
     command reads the running cluster's tokens and snapshot, kept out of the facts."""
     before, after = cluster.reading_scripts() if read_cluster else ("", "")
-    result = session.run(before + probe_script(session.host) + after, reveal=read_cluster)
+    sent = time.time()
+    result = session.run(before + probe_script(session.host, session.inventory) + after, reveal=read_cluster)
+    received = time.time()
     if MARKER not in result.out:
         detail = " | ".join(result.err.strip().splitlines()[-2:]) or f"exit {result.code}"
         raise RemoteError(f"sudo does not work for {session.settings.user}: {detail}")
@@ -99,7 +133,10 @@ def gather(session: HostSession, read_cluster: bool = False) -> tuple[Facts, clu
     if END_MARKER not in out:
         detail = " | ".join(redact(result.err, session.secrets).strip().splitlines()[-2:]) or "no error output"
         raise RemoteError(f"the probe stopped before its end (exit {result.code}): {detail}")
-    return _facts(session.host, redact(out, session.secrets)), reading
+    facts = _facts(session.host, redact(out, session.secrets))
+    facts.values.update(clock_sent=repr(sent), clock_received=repr(received))  # this machine's clock around it
+    return facts, reading
+
 
 
 def _facts(host: Host, out: str) -> Facts:
@@ -110,6 +147,10 @@ def _facts(host: Host, out: str) -> Facts:
             _, digest, path = line.split(maxsplit=2)
             if path in keys:
                 values[keys[path]] = digest
+            continue
+        if line.startswith("reach "):  # "reach <target> <port> <exit code> <last error words>"
+            _, target, port, code, *message = line.split(" ", 4) + [""]
+            values[f"reach {target}:{port}"] = f"{code} {''.join(message)}".strip()
             continue
         key, sep, value = line.partition("=")
         if sep:

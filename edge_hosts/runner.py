@@ -12,7 +12,7 @@ from edge_hosts.inventory import Inventory
 from edge_hosts.kubeconfig import merge_into, site_kubeconfig
 from edge_hosts.report import HostResult, Progress
 from edge_hosts.state import TokenStore, ca_hash, password
-from edge_hosts.steps import cluster, fleet, host as steps, service
+from edge_hosts.steps import cluster, fleet, host as steps, preflight, service
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.metallb import ensure_metallb, kit_pool
 
@@ -59,6 +59,7 @@ class Bootstrap:
         if self._upgrading(first) and not self.engine.step(first, "upgrade-path", self._one_minor_at_a_time):
             for ctx in chosen:  # no host gets the new binary
                 self.engine.fail(ctx, first.error)
+        preflight.hold_site(self.engine, chosen, steps.preflight)
         self.engine.each(chosen, self._prepare_host)
 
     def _upgrading(self, first: HostContext) -> bool:

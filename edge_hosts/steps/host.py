@@ -6,63 +6,19 @@ import shlex
 import time
 
 from edge_hosts import k3s
-from edge_hosts.inventory import ARCH_ALIASES, Host
-from edge_hosts.probe import PI_CGROUP_FLAGS, SYSCTL_CONTENT, SYSCTL_FILE, Facts
+from edge_hosts.probe import PI_CGROUP_FLAGS, SYSCTL_CONTENT, SYSCTL_FILE
 from edge_hosts.ssh import TransportError
 from edge_hosts.steps import service
 from edge_hosts.steps.context import HostContext
+# arch_problem and preflight_problems are read from here by edge.plan and the tests
+from edge_hosts.steps.preflight import arch_problem, br_netfilter_script, preflight_problems  # noqa: F401
 from fleet import onsite
 
-MIN_DISK_KB = 2 * 1024 * 1024
 REBOOT_WAIT_S = 300
 
 
 class StepError(Exception):
     """A step's check failed; the message says why."""
-
-
-def arch_problem(host: Host, facts: Facts) -> str | None:
-    """The host's architecture against the inventory's, a 64-bit kernel on a 32-bit userland named as such."""
-    kernel = facts["arch"]
-    if kernel == "aarch64" and (facts["long_bit"] == "32" or facts["dpkg_arch"] in ("armhf", "armel")):
-        if host.arch == "armv7":
-            return None  # 32-bit binaries (k3s-armhf) run on this kernel; nodes report kubernetes.io/arch=arm
-        return (f"64-bit kernel (uname -m aarch64) on a 32-bit userland (getconf LONG_BIT {facts['long_bit'] or '?'}, "
-                f"dpkg {facts['dpkg_arch'] or '?'}): the inventory says {host.arch}; set arch: armv7 for this "
-                f"userland or install a 64-bit OS")
-    if ARCH_ALIASES.get(kernel) != host.arch:
-        return f"arch is {kernel}, the inventory says {host.arch} ({host.uname_arch})"
-    return None
-
-
-def selinux_problem(ctx: HostContext, facts: Facts) -> str | None:
-    """k3s under an enforcing SELinux needs the k3s-selinux policy (install.sh skips it for air-gapped installs)
-    and `selinux: true`; the kit does not install policy packages, it refuses until both are there."""
-    if facts["selinux"] != "enforcing":
-        return None
-    k3s_settings = ctx.inventory.k3s
-    role_config = k3s_settings.server_config if ctx.host.role == "server" else k3s_settings.agent_config
-    if facts.yes("selinux_policy") and {**k3s_settings.node_config, **role_config}.get("selinux") is True:
-        return None
-    return ("SELinux is enforcing: install the container-selinux and k3s-selinux packages on the host and set "
-            "`selinux: true` in k3s.nodeConfig (or make SELinux permissive); the kit does not install SELinux policies")
-
-
-def preflight_problems(ctx: HostContext, facts: Facts) -> list[str]:
-    """What keeps this host from running k3s."""
-    problems = [p for p in (arch_problem(ctx.host, facts), selinux_problem(ctx, facts)) if p]
-    if facts["uid"] != "0":
-        problems.append("commands do not run as root (sudo)")
-    if not facts.yes("route"):
-        problems.append("no default route (k3s needs one, even air-gapped)")
-    if not facts.yes("cgroup_memory") and "Raspberry Pi" not in facts["pi_model"]:
-        problems.append("the cgroup memory controller is not enabled")
-    if facts["disk_kb"].isdigit() and int(facts["disk_kb"]) < MIN_DISK_KB:
-        problems.append(f"only {int(facts['disk_kb']) // 1024} MiB free under /var/lib/rancher (need 2048)")
-    busy = facts.busy_ports()
-    if busy and not facts.yes("active"):
-        problems.append(f"ports {', '.join(map(str, busy))} are in use by another program")
-    return problems
 
 
 def preflight(ctx: HostContext) -> bool:
@@ -73,8 +29,13 @@ def preflight(ctx: HostContext) -> bool:
 
 
 def os_prep(ctx: HostContext) -> bool:
-    """ip_forward persisted in /etc/sysctl.d; on a Raspberry Pi the cgroup flags and a reboot."""
+    """ip_forward persisted in /etc/sysctl.d, br_netfilter loaded and listed in /etc/modules-load.d; on a Raspberry
+    Pi the cgroup flags and a reboot."""
     changed = False
+    modules = br_netfilter_script(ctx.facts)
+    if modules:
+        ctx.session.check(modules, "loading br_netfilter")
+        changed = True
     if not (ctx.facts.yes("sysctl_file") and ctx.facts["ip_forward"] == "1"):
         ctx.session.check(f"""set -e
 mkdir -p /etc/sysctl.d

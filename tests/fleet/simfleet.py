@@ -8,7 +8,9 @@ REPORT_S (the Kustomization interval). Offline sites neither poll nor report unt
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,28 +38,71 @@ class MemoryStatuses:
         return dict(self.latest.get(env, {}))
 
 
-class MemoryTags:
-    """Tags as a distribution registry keeps them: manifests by digest, each tag last-writer-wins; counts the
-    requests the registry would serve (one per call), by virtual minute."""
+class _Manifests(dict):
+    """(repository, reference) -> (digest, manifest bytes), keeping which blobs each repository holds: a manifest
+    stored in a repository means its blobs were pushed there (a registry refuses it otherwise)."""
 
-    def __init__(self, clock):
-        self.manifests: dict[tuple[str, str], tuple[str, bytes]] = {}
+    def __init__(self):
+        super().__init__()
+        self.blobs: dict[str, set[str]] = {}
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.blobs.setdefault(key[0], set()).update(referenced(value[1]))
+
+
+def referenced(manifest: bytes) -> list[str]:
+    """The digests of the blobs an image manifest names (config and layers)."""
+    body = json.loads(manifest)
+    return [d["digest"] for d in (body.get("config"), *body.get("layers", [])) if d]
+
+
+class MemoryTags:
+    """Tags as a distribution registry keeps them: manifests by tag and by digest, each tag last-writer-wins; it
+    refuses what the registry refuses (tests/fleet/test_registry_parity.py holds it to the real one): a write
+    without push access (HTTP 401) and a manifest whose blobs the repository lacks (HTTP 400); a missing tag is
+    None. Counts the requests the registry would serve (one per call), by virtual minute."""
+
+    def __init__(self, clock, can_push: bool = True):
+        self.manifests: dict[tuple[str, str], tuple[str, bytes]] = _Manifests()
         self.docs: dict[tuple[str, str], dict] = {}
         self.clock = clock
+        self.can_push = can_push
         self.per_minute: dict[int, int] = {}
+
+    def reader(self) -> "MemoryTags":
+        """The same registry through a credential that may pull only."""
+        view = MemoryTags(self.clock, can_push=False)
+        view.manifests, view.docs, view.per_minute = self.manifests, self.docs, self.per_minute
+        return view
 
     def _count(self) -> None:
         minute = int(self.clock.now() // 60)
         self.per_minute[minute] = self.per_minute.get(minute, 0) + 1
+
+    def _push_access(self, repository: str, reference: str) -> None:
+        if not self.can_push:
+            raise RegistryError(f"PUT {repository}/manifests/{reference}: HTTP 401 Unauthorized", 401)
 
     def get(self, repository, reference):
         self._count()
         return self.manifests.get((repository, reference))
 
     def put(self, repository, tag, manifest):
-        import hashlib
         self._count()
-        self.manifests[(repository, tag)] = ("sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
+        self._push_access(repository, tag)
+        if not set(referenced(manifest)) <= self.manifests.blobs.get(repository, set()):
+            raise RegistryError(f"PUT {repository}/manifests/{tag}: HTTP 400 Bad Request (blob unknown)", 400)
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        self.manifests[(repository, tag)] = self.manifests[(repository, digest)] = (digest, manifest)
+
+    def push(self, repository: str, artifact, tags: tuple[str, ...] = ()) -> str:
+        """What fleet.artifact.Pusher.push does: blobs, then the manifest by digest and under each tag."""
+        self._push_access(repository, artifact.digest)
+        self.manifests.blobs.setdefault(repository, set()).update(b.digest for b in (artifact.config, *artifact.layers))
+        for reference in (artifact.digest, *tags):
+            self.put(repository, reference, artifact.manifest)
+        return artifact.digest
 
     def read_doc(self, repository, tag):
         self._count()
@@ -65,6 +110,7 @@ class MemoryTags:
 
     def write_doc(self, repository, tag, doc):
         self._count()
+        self._push_access(repository, tag)
         self.docs[(repository, tag)] = dict(doc)
 
 
