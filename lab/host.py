@@ -14,7 +14,7 @@ from lab.procs import argv_of, start_time
 
 # directories every host has to itself (bind mounts over the machine's own)
 PRIVATE_DIRS = ("/etc/rancher", "/var/lib/rancher", "/usr/local/bin", "/usr/local/sbin",
-                "/etc/systemd/system", "/etc/sysctl.d", "/var/log/lab-units", "/tmp", "/root")
+                "/etc/systemd/system", "/etc/sysctl.d", "/etc/modules-load.d", "/var/log/lab-units", "/tmp", "/root")
 SSHD = "/usr/sbin/sshd"
 
 

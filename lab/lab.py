@@ -8,10 +8,12 @@ from pathlib import Path
 
 from lab import claims, host as hostmod, network
 from lab.arch import set_machine
+from lab.clock import set_clock
 from lab.hostops import install_reboot, reimage, set_selinux_enforcing
 from lab.host import LabHost
 from lab.artifacts import STANDINS, build_bundle
 from lab.inventory import K3S_VERSION, METALLB_VERSION, site_document, write_site
+from lab.kernel import unload_br_netfilter
 from lab.keys import new_keypair
 from lab.procs import is_alive
 
@@ -129,6 +131,7 @@ class Lab:
             hostmod.prepare_files(h, self.gateway, 24, authorized, etc_hosts)
             for name in ("systemctl", "systemctl.py", "units.py", "journalctl"):
                 shutil.copy2(STANDINS / name, h.path_on_host(f"/usr/local/sbin/{name}"))
+            set_clock(h)  # a host whose clock is synchronized (timedatectl), the machine's own time
             host_key = new_keypair(Path(h.dir) / "ssh_host_ed25519_key", h.name)
             known.append(f"{h.address} {' '.join(host_key.split()[:2])}")
         inits = [hostmod.start(h) for h in self.hosts]
@@ -185,6 +188,14 @@ class Lab:
 
     def set_selinux_enforcing(self, host: str) -> None:
         set_selinux_enforcing(self.host(host))
+
+    def set_clock(self, host: str, offset_s: int = 0, synced: bool = True) -> None:
+        """`host`'s clock `offset_s` seconds off the machine's, synchronized or not; see lab.clock."""
+        set_clock(self.host(host), offset_s, synced)
+
+    def unload_br_netfilter(self, host: str, available: bool = True) -> None:
+        """br_netfilter not loaded on `host` (loadable, or missing from its kernel); see lab.kernel."""
+        unload_br_netfilter(self.host(host), available)
 
 
 def _check_request(hosts: int, servers: int) -> None:
