@@ -249,7 +249,8 @@ def bundle(c, version, arch, out, install_sha256, metallb_sha256, metallb_versio
             shutil.rmtree(out, ignore_errors=True)
         raise Exit(f"edge.bundle: {err}", code=1) from None
     flux_note = f", Flux Operator {manifest['flux_operator']}" if flux else ""
-    print(f"bundle {out}: {len(manifest['files'])} files verified (k3s {version}, MetalLB {metallb_version}{flux_note})")
+    print(f"bundle {out}: {len(manifest['files'])} files verified (k3s {version}, MetalLB {metallb_version}"
+          f"{flux_note})")
 
 
 @task(help={"site": SITE_HELP, "yes": "record new keys without asking"})
