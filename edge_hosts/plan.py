@@ -1,4 +1,5 @@
-"""edge.plan: what a bootstrap would change on each host, found with the same one-probe-per-host checks."""
+"""edge.plan: what a bootstrap would change on each host, found with the same one-probe-per-host checks, and the
+upgrade path (hosts in order and batches, versions) when nodes run another k3s version."""
 from __future__ import annotations
 
 import hashlib
@@ -13,6 +14,7 @@ from edge_hosts.steps import cluster
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.host import preflight_problems
 from edge_hosts.steps.metallb import current_pool, pool_matches
+from edge_hosts.upgrade import UpgradePlan, plan_upgrade
 
 
 def planned_changes(ctx: HostContext, tokens: k3s.Tokens | None) -> list[str]:
@@ -54,10 +56,24 @@ def site_tokens(engine: Engine, site: str) -> k3s.Tokens | None:
     return k3s.Tokens(tokens.server_password, tokens.agent_password, server_full, agent_full)
 
 
-def plan(engine: Engine, site: str) -> list[HostResult]:
+def upgrade_plan(engine: Engine, batch: int) -> UpgradePlan | None:
+    """The upgrade a bootstrap with --batch would make, from the running nodes' versions (refused, UpgradeRefused,
+    like the bootstrap refuses it); None when nothing runs another version or the nodes cannot be read."""
+    first = engine.contexts[engine.inventory.first_server.name]
+    if first.failed or not first.facts.yes("active"):
+        return None
+    try:
+        nodes = cluster.nodes(first.session)
+    except (RemoteError, ValueError):
+        return None
+    return plan_upgrade(engine.inventory, list(engine.contexts), nodes, batch)
+
+
+def plan(engine: Engine, site: str, batch: int = 1) -> list[HostResult]:
     """Connect and probe every host; nothing on the hosts is changed."""
     contexts = list(engine.contexts.values())
     engine.each(contexts, engine.connect_and_probe)
+    upgrade = upgrade_plan(engine, batch)
     tokens = site_tokens(engine, site)
     known_ca = TokenStore(site).cluster_ca()
     results = []
@@ -70,6 +86,10 @@ def plan(engine: Engine, site: str) -> list[HostResult]:
             changes = planned_changes(ctx, tokens)
         except ArtifactError as err:  # e.g. a bundle built without this host's arch
             changes, problems = [], [*problems, str(err)]
+        if upgrade is not None and upgrade.turn(ctx.host.name):
+            changes.insert(0, upgrade.describe(ctx.host.name))
+        if upgrade is not None and ctx.host == engine.inventory.first_server:
+            changes.insert(0, "snapshot: the datastore, before any host is upgraded")
         if ctx.host == engine.inventory.first_server and known_ca and ctx.facts["ca_hash"] != known_ca:
             changes.insert(0, "new-cluster: the site's cluster is gone; a new one starts with the site's tokens")
         if ctx.host == engine.inventory.first_server and ctx.facts.yes("active"):

@@ -1,12 +1,13 @@
 """Bootstrap orchestration: prepare all hosts in parallel, first server, servers one at a time, agents in
-parallel, every node Ready, MetalLB, kubeconfig."""
+parallel, every node Ready, MetalLB, kubeconfig. Hosts whose nodes run another k3s version take their turn in an
+upgrade (edge_hosts/upgrade.py) instead."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
 from edge_hosts import k3s
-from edge_hosts.artifacts import ArtifactError, ArtifactSource, stale_artifacts
+from edge_hosts.artifacts import ArtifactSource
 from edge_hosts.engine import Engine
 from edge_hosts.inventory import Inventory
 from edge_hosts.kubeconfig import merge_into, site_kubeconfig
@@ -15,14 +16,16 @@ from edge_hosts.state import TokenStore, ca_hash, password
 from edge_hosts.steps import cluster, fleet, host as steps, preflight, service
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.metallb import ensure_metallb, kit_pool
+from edge_hosts.upgrade import DEFAULT_DRAIN_TIMEOUT_S, Upgrade, plan_upgrade
 
 
 class Bootstrap:
     """One bootstrap run over the selected hosts of a site."""
 
     def __init__(self, inventory: Inventory, selected: list[str], parallel: int, progress: Progress,
-                 kubeconfig: Path | None):
+                 kubeconfig: Path | None, batch: int = 1, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_S):
         self.inventory, self.selected, self.kubeconfig = inventory, selected, kubeconfig
+        self.batch, self.drain_timeout = batch, drain_timeout
         self.wait_s = inventory.k3s.join_timeout
         self.first = inventory.first_server.name
         self.store = TokenStore(inventory.site)
@@ -32,6 +35,8 @@ class Bootstrap:
         self.tokens = k3s.Tokens(*self.store.passwords())
         self.engine.add_secrets(self.tokens.values())
         self.snapshot: cluster.Snapshot | None = None
+        self.nodes: dict[str, cluster.NodeState] = {}  # the running cluster's, before anything changed
+        self.upgrade: Upgrade | None = None
 
     def run(self) -> list[HostResult]:
         with self.engine:
@@ -56,25 +61,29 @@ class Bootstrap:
         self._check_unique_hostnames([c for c in contexts if c.facts is not None])
         chosen = [self.engine.contexts[n] for n in self.selected]
         first = self.engine.contexts[self.first]
-        if self._upgrading(first) and not self.engine.step(first, "upgrade-path", self._one_minor_at_a_time):
-            for ctx in chosen:  # no host gets the new binary
-                self.engine.fail(ctx, first.error)
+        if first.facts is not None and first.facts.yes("active"):
+            if not self.engine.step(first, "nodes", self._read_nodes):
+                for ctx in chosen:  # without the nodes' versions no host may get another binary
+                    self.engine.fail(ctx, first.error)
+            plan = plan_upgrade(self.inventory, self.selected, self.nodes, self.batch)  # refused: nothing changed
+            if plan is not None:
+                self.upgrade = Upgrade(self.engine, plan, first, self.wait_s, self.drain_timeout)
+                self.upgrade.snapshot()
         preflight.hold_site(self.engine, chosen, steps.preflight)
         self.engine.each(chosen, self._prepare_host)
 
-    def _upgrading(self, first: HostContext) -> bool:
-        """A running cluster whose first server is about to get another k3s binary."""
-        if first.facts is None or not first.facts.yes("active"):
-            return False
-        try:
-            return any(a.key == "bin" for a in stale_artifacts(first.source.host_artifacts(first.host), first.facts))
-        except ArtifactError:
-            return False  # the artifacts step reports it
+    def _read_nodes(self, first: HostContext) -> bool:
+        self.nodes = first.reading.snapshot.nodes if first.reading else cluster.nodes(first.session)
+        return False
+
+    def _upgrading(self, ctx: HostContext) -> bool:
+        return self.upgrade is not None and self.upgrade.includes(ctx.host.name)
 
     def _prepare_host(self, ctx: HostContext) -> None:
         self.engine.step(ctx, "preflight", steps.preflight)
         self.engine.step(ctx, "os-prep", steps.os_prep)
-        self.engine.step(ctx, "artifacts", steps.artifacts)
+        if not self._upgrading(ctx):  # an upgrade brings the artifacts in the host's turn
+            self.engine.step(ctx, "artifacts", steps.artifacts)
 
     def _check_unique_hostnames(self, contexts: list[HostContext]) -> None:
         seen: dict[str, list[str]] = {}
@@ -87,6 +96,12 @@ class Bootstrap:
                                       f"{', '.join(others)}")
 
     def _first_server(self, ctx: HostContext) -> None:
+        if self._upgrading(ctx):
+            self.upgrade.server(ctx, self._seed)
+        else:
+            self._seed(ctx)
+
+    def _seed(self, ctx: HostContext) -> None:
         self.engine.step(ctx, "new-cluster", self._cluster_gone)
         self.engine.step(ctx, "config", steps.config, self.tokens)
         self.engine.step(ctx, "install", steps.install)
@@ -102,10 +117,18 @@ class Bootstrap:
             if first.failed or self.tokens.server_full is None:
                 self.engine.fail(ctx, f"join: waiting for first server {self.first}, which failed")
         for ctx in [c for c in joiners if c.host.role == "server"]:
-            self._join(ctx)
-            if ctx.started:
-                self.engine.step(ctx, "node-ready", self._wait_ready)
-        self.engine.each([c for c in joiners if c.host.role == "agent"], self._join)
+            if self._upgrading(ctx):
+                self.upgrade.server(ctx, self._join_server)
+            else:
+                self._join_server(ctx)
+        self.engine.each([c for c in joiners if c.host.role == "agent" and not self._upgrading(c)], self._join)
+        if self.upgrade is not None:
+            self.upgrade.agents(self.engine.contexts, self._join)
+
+    def _join_server(self, ctx: HostContext) -> None:
+        self._join(ctx)
+        if ctx.started:
+            self.engine.step(ctx, "node-ready", self._wait_ready)
 
     def _join(self, ctx: HostContext) -> None:
         self.engine.step(ctx, "readmit", self._readmit)
@@ -150,17 +173,6 @@ class Bootstrap:
                 return False
             message = service.not_ready_message(ctx, self.wait_s, what)
         raise steps.StepError(message)
-
-    def _one_minor_at_a_time(self, ctx: HostContext) -> bool:
-        """k3s upgrades must not skip minors (docs.k3s.io/upgrades/manual): a pin that skips minors is refused
-        before any host gets its binary."""
-        pinned = minor(self.inventory.k3s.version)
-        running = {name: node.version for name, node in cluster.nodes(ctx.session).items()}
-        behind = sorted(f"{name} ({version})" for name, version in running.items() if pinned - minor(version) > 1)
-        if behind:
-            raise steps.StepError(f"{self.inventory.k3s.version} skips minor versions for {', '.join(behind)}: "
-                                  f"k3s upgrades one minor at a time; pin each minor in between first")
-        return False
 
     def _api_ready(self, ctx: HostContext) -> bool:
         self._unit_ready(ctx)
@@ -238,11 +250,6 @@ class Bootstrap:
         if self.kubeconfig is None:
             return False
         return write_kubeconfig(first, self.inventory, self.kubeconfig, self.snapshot.kubeconfig)
-
-
-def minor(version: str) -> int:
-    """v1.37.2+k3s1 -> 37."""
-    return int(version.lstrip("v").split(".")[1])
 
 
 def write_kubeconfig(first: HostContext, inventory: Inventory, path: Path, k3s_yaml: str | None = None) -> bool:

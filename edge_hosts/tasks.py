@@ -90,40 +90,57 @@ def _finish(site: str, results, as_json: bool) -> None:
         raise Exit(f"failed on {len(failed)} host(s): {', '.join(failed)}" if not as_json else None, code=1)
 
 
-@task(help={"site": SITE_HELP, "json": "print one JSON object instead of a table"})
-def plan(c, site, json=False):
-    """Show what a bootstrap would change on each host; changes nothing."""
+@task(help={"site": SITE_HELP, "json": "print one JSON object instead of a table",
+            "batch": "agents an upgrade would take at a time (as edge.bootstrap --batch; default 1)"})
+def plan(c, site, json=False, batch=1):
+    """Show what a bootstrap would change on each host (and an upgrade's order); changes nothing."""
     from edge_hosts import plan as planning
     from edge_hosts.engine import Engine
     from edge_hosts.report import Progress
+    from edge_hosts.upgrade import UpgradeRefused
 
     inventory = _inventory(site)
+    if int(batch) < 1:
+        raise Exit(f"--batch: must be at least 1, got {batch}", code=2)
     _warn(inventory)
     names = [h.name for h in inventory.hosts]
     with Progress(names, enabled=not json) as progress, \
             Engine(inventory, names, 16, progress, _source(inventory)) as engine:
-        results = planning.plan(engine, inventory.site)
+        try:
+            results = planning.plan(engine, inventory.site, int(batch))
+        except UpgradeRefused as err:
+            raise Exit(str(err), code=2) from None
     _finish(inventory.site, results, json)
 
 
 @task(help={"site": SITE_HELP, "hosts": "only these hosts (comma-separated names)",
             "parallel": "hosts worked on at the same time (default 10)", "json": "print one JSON object",
-            "kubeconfig": f"kubeconfig file to merge the site's context into (default {DEFAULT_PATH})"})
-def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT_PATH)):
-    """Bring the site's hosts to k3s + MetalLB, changing only what differs."""
+            "kubeconfig": f"kubeconfig file to merge the site's context into (default {DEFAULT_PATH})",
+            "batch": "agents upgraded at a time when the k3s pin changes (default 1)",
+            "drain_timeout": "seconds a drain may take before an upgrade stops (default 300)"})
+def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT_PATH), batch=1, drain_timeout=300):
+    """Bring the site's hosts to k3s + MetalLB, changing only what differs; a changed k3s pin upgrades the site
+    (servers one at a time, then agents in batches, each drained)."""
     from edge_hosts.report import Progress
     from edge_hosts.runner import Bootstrap
+    from edge_hosts.upgrade import UpgradeRefused
 
     inventory = _inventory(site)
-    if int(parallel) < 1:
-        raise Exit(f"--parallel: must be at least 1, got {parallel}", code=2)
+    low = [f"--{flag}: must be at least 1, got {value}" for flag, value in
+           (("parallel", parallel), ("batch", batch), ("drain-timeout", drain_timeout)) if int(value) < 1]
+    if low:
+        raise Exit("\n".join(low), code=2)
     selected = _selected(inventory, hosts)
     _source(inventory)
     _fleet_input(inventory)
     _warn(inventory)
     with Progress(selected, enabled=not json) as progress:
-        run = Bootstrap(inventory, selected, int(parallel), progress, Path(kubeconfig).expanduser())
-        results = run.run()
+        run = Bootstrap(inventory, selected, int(parallel), progress, Path(kubeconfig).expanduser(), int(batch),
+                        int(drain_timeout))
+        try:
+            results = run.run()
+        except UpgradeRefused as err:  # before any host changed
+            raise Exit(str(err), code=2) from None
     _finish(inventory.site, results, json)
 
 

@@ -29,6 +29,7 @@ class NodeState:
     version: str
     labels: dict
     taints: list
+    unschedulable: bool = False  # cordoned
 
 
 def read_tokens(session: HostSession, wait_s: float) -> tuple[str, str]:
@@ -151,8 +152,10 @@ def parse_nodes(text: str) -> dict[str, NodeState]:
         conditions = item.get("status", {}).get("conditions", [])
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         name = item["metadata"]["name"]
+        spec = item.get("spec", {})
         result[name] = NodeState(name, ready, item.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", ""),
-                                 item["metadata"].get("labels", {}), item.get("spec", {}).get("taints", []))
+                                 item["metadata"].get("labels", {}), spec.get("taints", []),
+                                 bool(spec.get("unschedulable")))
     return result
 
 
@@ -171,3 +174,27 @@ def not_ready_reason(name: str, seen: dict[str, NodeState]) -> str:
     if name not in seen:
         return f"node {name} never joined the cluster (check the k3s log on the host)"
     return f"node {name} is not Ready"
+
+
+def drain(session: HostSession, name: str, timeout_s: float) -> None:
+    """Cordon the node and evict its pods through the Eviction API, so PodDisruptionBudgets are honoured (a refused
+    eviction is retried until the timeout); DaemonSet pods stay, emptyDir data goes (kubectl drain; the node stays
+    cordoned when it fails). The kubectl process gets a minute more than its own timeout to report."""
+    session.check(f"{KUBECTL} drain {shlex.quote(name)} --ignore-daemonsets --delete-emptydir-data "
+                  f"--timeout={int(timeout_s)}s\n", f"draining node {name}", timeout=timeout_s + 60)
+
+
+def uncordon(session: HostSession, name: str) -> None:
+    session.check(f"{KUBECTL} uncordon {shlex.quote(name)}\n", f"uncordoning node {name}")
+
+
+def wait_node_version(session: HostSession, name: str, version: str, wait_s: float,
+                      interval: float = 1.0) -> NodeState | None:
+    """Poll until the node is Ready and its kubelet reports `version`; the last view of it otherwise (None: no
+    such node)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        node = nodes(session).get(name)
+        if (node is not None and node.ready and node.version == version) or time.monotonic() > deadline:
+            return node
+        time.sleep(interval)

@@ -121,14 +121,6 @@ class Cluster:
             self.save()
             return found
 
-    def cordon(self, name: str) -> bool:
-        with self.lock:
-            if name not in self.nodes:
-                return False
-            self.nodes[name]["unschedulable"] = True
-            self.save()
-            return True
-
     def is_ready(self, name: str) -> bool:
         node, now = self.nodes[name], time.time()
         seen = self.heartbeats.get(name, 0)

@@ -22,7 +22,10 @@ KINDS = {  # resource names kubectl accepts -> (Kind, plural label used in NotFo
     **dict.fromkeys(["secret", "secrets"], ("Secret", "secrets")),
     **dict.fromkeys(["configmap", "configmaps", "cm"], ("ConfigMap", "configmaps")),
     **dict.fromkeys(["pod", "pods", "po"], ("Pod", "pods")),
+    **dict.fromkeys(["pdb", "poddisruptionbudget", "poddisruptionbudgets", "poddisruptionbudget.policy"],
+                    ("PodDisruptionBudget", "poddisruptionbudgets.policy")),
 }
+EVICT_RETRY_S = 5  # kubectl drain's EvictErrorRetryDelay (pkg/cmd/drain: 5 * time.Second)
 VALUE_FLAGS = {"-n", "--namespace", "-o", "--output", "-f", "--filename", "--timeout", "--raw"}
 
 
@@ -68,12 +71,13 @@ def _duration(text) -> float:
 def execute(cluster, args: list[str], stdin: str) -> tuple[int, str, str]:
     words, flags = parse(args)
     commands = {"get": get, "apply": apply, "delete": delete, "drain": drain, "cordon": cordon,
-                "rollout": rollout}
+                "uncordon": uncordon, "rollout": rollout}
     if not words or words[0] not in commands:
         return 1, "", f"error: unknown command {' '.join(words[:1])!r} (lab stand-in subset)\n"
     try:
         with cluster.lock:
             objects.refresh_load_balancers(cluster)
+            objects.reconcile_deployments(cluster)
         out = commands[words[0]](cluster, words[1:], flags, stdin)
         return 0, out, ""
     except Result as done:
@@ -135,6 +139,8 @@ def get(cluster, words, flags, stdin) -> str:
             if kind == "DaemonSet":
                 nodes = cluster.node_list()["items"]
                 items = [metallb.daemonset_with_status(d, nodes, cluster.metallb_applied_at) for d in items]
+            if kind == "PodDisruptionBudget":
+                items = [{**b, "status": objects.pdb_status(cluster, b)} for b in items]
     if name is not None:
         found = [o for o in items if o["metadata"]["name"] == name]
         if not found:
@@ -145,10 +151,12 @@ def get(cluster, words, flags, stdin) -> str:
 
 
 def _pods(cluster, ns) -> list[dict]:
-    """The pods of the applied DaemonSets and Deployments (the lab runs no containers; placement is computed)."""
+    """The pods of the applied DaemonSets and MetalLB's Deployments (the lab runs no containers; their placement is
+    computed), then the stored pods of every other Deployment."""
     nodes = cluster.node_list()["items"]
-    return metallb.pods(objects.find(cluster, "DaemonSet", ns), objects.find(cluster, "Deployment", ns),
-                        nodes, cluster.metallb_applied_at)
+    computed = [d for d in objects.find(cluster, "Deployment", ns) if not objects.has_stored_pods(d)]
+    return metallb.pods(objects.find(cluster, "DaemonSet", ns), computed, nodes,
+                        cluster.metallb_applied_at) + objects.find(cluster, "Pod", ns)
 
 
 def _documents(flags, stdin) -> tuple[list[dict], str]:
@@ -200,18 +208,98 @@ def _delete_node(cluster, name: str, ignore: bool) -> str:
     raise Result(1, err=f'Error from server (NotFound): nodes "{name}" not found\n')
 
 
+def _set_unschedulable(cluster, words, value: bool) -> str:
+    """kubectl cordon/uncordon NODE: "node/X cordoned", or "already cordoned" when nothing changed."""
+    name = words[0] if words else ""
+    with cluster.lock:
+        node = cluster.nodes.get(name)
+        if node is None:
+            raise Result(1, err=f'Error from server (NotFound): nodes "{name}" not found\n')
+        changed = node.get("unschedulable", False) != value
+        node["unschedulable"] = value  # spec.unschedulable; the kubelet keeps it when it registers again
+        cluster.save()
+    verb = "cordoned" if value else "uncordoned"
+    return f"node/{name} {verb if changed else 'already ' + verb}\n"
+
+
 def cordon(cluster, words, flags, stdin) -> str:
-    if not words or not cluster.cordon(words[0]):
-        raise Result(1, err=f'Error from server (NotFound): nodes "{words[:1]}" not found\n')
-    return f"node/{words[0]} cordoned\n"
+    return _set_unschedulable(cluster, words, True)
+
+
+def uncordon(cluster, words, flags, stdin) -> str:
+    return _set_unschedulable(cluster, words, False)
+
+
+def _drain_filters(pods: list[dict], flags: dict) -> tuple[list[dict], list[str], list[str]]:
+    """kubectl's drain filters (pkg/drain/filters.go): (pods to evict, errors, warnings). DaemonSet pods are
+    skipped with --ignore-daemonsets, else an error; pods with emptyDir volumes need --delete-emptydir-data."""
+    daemons = [p for p in pods if any(r["kind"] == "DaemonSet" for r in p["metadata"].get("ownerReferences", []))]
+    local = [p for p in pods if p not in daemons and any("emptyDir" in v for v in p["spec"].get("volumes") or [])]
+    names = lambda found: ", ".join(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in found)
+    errors, warnings = [], []
+    if daemons and not flags.get("--ignore-daemonsets"):
+        errors.append(f"cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): {names(daemons)}")
+    elif daemons:
+        warnings.append(f"ignoring DaemonSet-managed Pods: {names(daemons)}")
+    if local and not flags.get("--delete-emptydir-data"):
+        errors.append(f"cannot delete Pods with local storage (use --delete-emptydir-data to override): "
+                      f"{names(local)}")
+    return [p for p in pods if p not in daemons], errors, warnings
+
+
+def _aggregate(errors: list[str]) -> str:
+    """utilerrors.NewAggregate's text: the one message, or [a, b]."""
+    return errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
+
+
+def _go_duration(seconds: float) -> str:
+    """Go's time.Duration.String() for whole seconds: 5s, 1m30s, 5m0s."""
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
 def drain(cluster, words, flags, stdin) -> str:
-    out = cordon(cluster, words, flags, stdin)
-    if not flags.get("--ignore-daemonsets") and objects.find(cluster, "DaemonSet", metallb.NAMESPACE):
-        raise Result(1, out, "error: unable to drain node, cannot delete DaemonSet-managed Pods "
-                             "(use --ignore-daemonsets to ignore)\n")
-    return out + f"node/{words[0]} drained\n"
+    """kubectl drain NODE: cordon, then evict the node's pods through the Eviction API (PodDisruptionBudgets
+    honoured; a 429 is retried every 5 s) until they are gone or --timeout (0: no limit) passes; the node stays
+    cordoned either way (pkg/cmd/drain RunDrain, pkg/drain evictPods)."""
+    out = _set_unschedulable(cluster, words, True)
+    node = words[0]
+    with cluster.lock:
+        pending, errors, warnings = _drain_filters([p for p in _pods(cluster, objects.ALL_NAMESPACES)
+                                                    if p["spec"].get("nodeName") == node], flags)
+    err = "".join(f"Warning: {w}\n" for w in warnings)
+    if errors:
+        raise Result(1, out, err + _unable(node, _aggregate(errors)))
+    timeout = _duration(_flag(flags, "--timeout"))
+    deadline = time.time() + timeout if timeout else float("inf")
+    while True:
+        still = []
+        for pod in pending:
+            ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+            out += f"evicting pod {ns}/{name}\n"
+            with cluster.lock:
+                refused = objects.evict(cluster, pod)
+            if refused:
+                err += f'error when evicting pods/"{name}" -n "{ns}" (will retry after {EVICT_RETRY_S}s): {refused}\n'
+                still.append(pod)
+            else:
+                out += f"pod/{name} evicted\n"
+        pending = still
+        if not pending:
+            raise Result(0, out + f"node/{node} drained\n", err)
+        if time.time() + EVICT_RETRY_S > deadline:
+            time.sleep(max(0.0, deadline - time.time()))
+            reached = _aggregate([f'error when evicting pods/"{p["metadata"]["name"]}" -n "{p["metadata"]["namespace"]}"'
+                                  f": global timeout reached: {_go_duration(timeout)}" for p in pending])
+            listed = "".join(f"pod/{p['metadata']['name']}\n" for p in pending)
+            raise Result(1, out, err + f'There are pending pods in node "{node}" when an error occurred: '
+                                       f"{reached}\n{listed}" + _unable(node, reached))
+        time.sleep(EVICT_RETRY_S)
+
+
+def _unable(node: str, error: str) -> str:
+    return (f'error: unable to drain node "{node}" due to error: {error}, continuing command...\n'
+            f"There are pending nodes to be drained:\n {node}\nerror: {error}\n")
 
 
 def rollout(cluster, words, flags, stdin) -> str:
