@@ -28,8 +28,9 @@ class Packet:
 
 @dataclass
 class Verdict:
-    blocked_by: str | None = None       # the rule (or chain policy) that drops or rejects it
-    unsure: list[str] = field(default_factory=list)  # rules that might decide otherwise (matches not understood)
+    blocked_by: str | None = None  # the rule (or chain policy) that drops or rejects it
+    unsure: list[str] = field(default_factory=list)  # rules not understood that might drop or reject it
+    maybe_let_in: list[str] = field(default_factory=list)  # rules not understood that might accept it (or skip on)
 
 
 class Ruleset:
@@ -68,7 +69,8 @@ class Ruleset:
             if matched is False or action is None:
                 continue
             if matched is None:  # it may or may not apply: say so, and go on as if it did not
-                result.unsure.append(describe(rule))
+                blocking = action[0] in ("drop", "reject", "unknown")
+                (result.unsure if blocking else result.maybe_let_in).append(describe(rule))
                 continue
             verb, target = action
             if verb == "accept":

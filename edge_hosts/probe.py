@@ -97,6 +97,8 @@ elif modprobe -n -q br_netfilter 2>/dev/null; then echo br_netfilter=loadable; e
 grep -qsx br_netfilter /etc/modules-load.d/*.conf && echo br_netfilter_persisted=yes
 command -v nft >/dev/null && echo "nft_ruleset=$(nft -j list ruleset 2>/dev/null || echo unreadable)"
 echo firewall_tools=$(for t in iptables ufw firewall-cmd; do command -v $t >/dev/null && echo $t; done)
+command -v iptables-legacy-save >/dev/null &&
+  echo iptables_legacy_rules=$(iptables-legacy-save 2>/dev/null | grep -c -e '^-A' -e '^:[A-Z]* DROP')
 {reach_lines}echo clock_end=$(date +%s.%N)
 echo {END_MARKER}
 """
@@ -136,7 +138,6 @@ def gather(session: HostSession, read_cluster: bool = False) -> tuple[Facts, clu
     facts = _facts(session.host, redact(out, session.secrets))
     facts.values.update(clock_sent=repr(sent), clock_received=repr(received))  # this machine's clock around it
     return facts, reading
-
 
 
 def _facts(host: Host, out: str) -> Facts:

@@ -195,16 +195,28 @@ def firewall_findings(inventory: Inventory, host: Host, facts: Facts) -> tuple[l
     for proto, port, peers, what, required in needed_ports(inventory, host):
         verdicts = {peer.name: ruleset.verdict(Packet(proto, port, peer.address, host.address)) for peer in peers}
         blocked = {name: v.blocked_by for name, v in verdicts.items() if v.blocked_by}
-        unsure = sorted({rule for v in verdicts.values() if not v.blocked_by for rule in v.unsure})
+        doubts = sorted({r for v in verdicts.values() for r in (v.maybe_let_in if v.blocked_by else v.unsure)})
         if blocked:
             rule = next(iter(blocked.values()))
             text = (f"the host firewall blocks {port}/{proto} ({what}) from {', '.join(blocked)}: {rule}; "
                     f"{_how_to_open(rule, proto, port, inventory)}")
-            (problems if required else warnings).append(text)
-        elif unsure:
+            if doubts:  # an earlier rule the kit cannot evaluate may let it in: not a certain failure
+                warnings.append(f"{text} (unless {'; '.join(doubts)} lets it in: the kit cannot evaluate it)")
+            else:
+                (problems if required else warnings).append(text)
+        elif doubts:
             warnings.append(f"the host firewall may block {port}/{proto} ({what}): the kit cannot evaluate "
-                            f"{'; '.join(unsure)}")
-    return problems, warnings
+                            f"{'; '.join(doubts)}")
+    return problems, warnings + _legacy_warnings(facts)
+
+
+def _legacy_warnings(facts: Facts) -> list[str]:
+    """iptables-legacy rules live outside the nftables ruleset: counted by the probe, not evaluated."""
+    count = facts["iptables_legacy_rules"]
+    if not count.isdigit() or count == "0":
+        return []
+    return [f"{count} iptables-legacy rules or DROP policies (iptables-legacy-save) are outside the nftables ruleset "
+            f"and were not checked: make sure they let the site's hosts reach 6443/tcp, 8472/udp and 10250/tcp"]
 
 
 def _how_to_open(rule: str, proto: str, port: int, inventory: Inventory) -> str:

@@ -11,7 +11,8 @@ from edge_hosts.firewall import Packet, Ruleset
 from edge_hosts.inventory import load_inventory
 from edge_hosts.probe import Facts
 from edge_hosts.steps.context import HostContext
-from edge_hosts.steps.preflight import MODULES_FILE, clock_offset, clock_problem, time_sync_warnings
+from edge_hosts.steps.preflight import (MODULES_FILE, clock_offset, clock_problem, firewall_findings,
+                                        time_sync_warnings)
 
 from helpers import json_result, kit, valid_document, write_inventory
 
@@ -77,9 +78,38 @@ def test_an_accept_ends_one_base_chain_only_and_unknown_matches_are_reported_not
              rule("INPUT", 4, match(dport("tcp"), 10250), {"xt": {"type": "match", "name": "addrtype"}},
                   {"drop": None}, table="fw", family="ip")]
     unsure = verdict(items, "tcp", 6443)  # accepted by the first chain, then a rule on an interface the kit can't see
-    assert unsure.blocked_by is None and unsure.unsure == ["`meta iifname eth0 tcp dport 6443 drop` (ip fw INPUT, handle 3)"]
+    assert unsure.blocked_by is None
+    assert unsure.unsure == ["`meta iifname eth0 tcp dport 6443 drop` (ip fw INPUT, handle 3)"]
     assert verdict(items, "tcp", 10250).unsure == ["`tcp dport 10250 xt drop` (ip fw INPUT, handle 4)"]
     assert verdict(items, "tcp", 22).unsure == []
+
+
+def ruleset_facts(items) -> Facts:
+    return Facts({"nft_ruleset": json.dumps({"nftables": items})})
+
+
+def test_a_block_behind_a_rule_the_kit_cannot_read_is_a_warning_not_a_failure(tmp_path):
+    ctx = context(tmp_path)
+    server = ctx.inventory.host("s1")
+    closed = [chain("input", "input", policy="drop")]
+    problems, warnings = firewall_findings(ctx.inventory, server, ruleset_facts(closed))
+    assert [p.split(" (")[0] for p in problems] == [f"the host firewall blocks {p}" for p in ("6443/tcp", "8472/udp")]
+    assert [w.split(" (")[0] for w in warnings] == [f"the host firewall blocks {p}"
+                                                    for p in ("10250/tcp", "7946/tcp", "7946/udp")]
+    assert "from a1: policy drop of chain inet filter input; add an nftables rule accepting tcp dport 6443 from " \
+           "10.9.0.0/24 before it" in problems[0]
+    maybe = closed + [rule("input", 2, match({"meta": {"key": "iifname"}}, "eth0"), {"accept": None})]
+    problems, warnings = firewall_findings(ctx.inventory, server, ruleset_facts(maybe))
+    assert problems == [] and len(warnings) == 5
+    assert warnings[0].endswith("(unless `meta iifname eth0 accept` (inet filter input, handle 2) lets it in: the kit "
+                                "cannot evaluate it)")
+    assert verdict(maybe, "tcp", 6443).maybe_let_in == ["`meta iifname eth0 accept` (inet filter input, handle 2)"]
+    legacy = Facts({"nft_ruleset": "", "iptables_legacy_rules": "3"})
+    assert firewall_findings(ctx.inventory, server, legacy)[1][0].startswith("3 iptables-legacy rules or DROP policies")
+    no_nft = Facts({"firewall_tools": "iptables ufw"})
+    assert firewall_findings(ctx.inventory, server, no_nft) == (
+        [], ["iptables, ufw present but no nft command: the host firewall was not checked (install nftables so "
+             "preflight can read the ruleset)"])
 
 
 # -- the clock and time sync ------------------------------------------------------------------------------------
@@ -149,7 +179,8 @@ def test_a_skewed_clock_fails_that_host_no_time_sync_is_warned_and_br_netfilter_
     assert installed(lab, "edge-2") == []
     assert hosts["edge-1"]["status"] == "changed", hosts["edge-1"]  # warnings only: the server is bootstrapped
     assert "warning: edge-1: no time-sync service is active" in done.stderr
-    assert f"warning: edge-1: br_netfilter is not loaded: os-prep loads it and lists it in {MODULES_FILE}" in done.stderr
+    assert f"warning: edge-1: br_netfilter is not loaded: os-prep loads it and lists it in {MODULES_FILE}" \
+        in done.stderr
     assert "warning: edge-2" not in done.stderr
     assert lab.exec("edge-1", "test -e /proc/sys/net/bridge/bridge-nf-call-iptables", check=False).returncode == 0
     assert lab.exec("edge-1", f"cat {MODULES_FILE}").stdout == "br_netfilter\n"
@@ -187,7 +218,8 @@ def test_a_firewall_that_blocks_6443_on_the_server_stops_every_host(clean, tmp_p
     nft(lab, "edge-1", "input tcp dport 6443 drop")
     site = lab_site(lab, tmp_path)
     server = lab.host("edge-1").address
-    for done, hosts in (bootstrap(site, tmp_path), (None, json_result(kit("edge.plan", "--site", str(site), "--json")))):
+    plan = json_result(kit("edge.plan", "--site", str(site), "--json"))
+    for hosts in (bootstrap(site, tmp_path)[1], plan):
         assert {h["status"] for h in hosts.values()} == {"failed"}, hosts
         assert ("the host firewall blocks 6443/tcp (the k3s supervisor and API server) from edge-2, edge-3: "
                 "`tcp dport 6443 drop` (inet kit_test input, handle 2); add an nftables rule accepting tcp dport 6443 "
@@ -208,10 +240,10 @@ def test_a_firewall_that_blocks_6443_on_the_server_stops_every_host(clean, tmp_p
 
 def test_a_joiner_that_cannot_reach_6443_and_a_ufw_that_drops_vxlan_are_named(clean, tmp_path):
     lab = clean
-    nft(lab, "edge-2", "output tcp dport 6443 drop", hook="output")  # the way to the server is closed, not the server
+    nft(lab, "edge-2", "output tcp dport 6443 drop", hook="output")  # the way to the server is closed, not it
     lab.exec("edge-3", "nft add table ip filter && nft add chain ip filter INPUT "
-                       "'{ type filter hook input priority 0; policy accept; }' && nft add chain ip filter ufw-user-input"
-                       " && nft add rule ip filter INPUT jump ufw-user-input"
+                       "'{ type filter hook input priority 0; policy accept; }'"
+                       " && nft add chain ip filter ufw-user-input && nft add rule ip filter INPUT jump ufw-user-input"
                        " && nft add rule ip filter ufw-user-input udp dport 8472 drop"
                        " && nft add rule ip filter ufw-user-input tcp dport 10250 drop")
     done = kit("edge.plan", "--site", str(lab_site(lab, tmp_path)), "--json")
