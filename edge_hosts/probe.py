@@ -60,10 +60,9 @@ def probe_script(host: Host, inventory: Inventory) -> str:
     # only the CA hash of the server's token file, never its password
     ca_line = (f"echo ca_hash=$(sed -n 's/^K10\\([0-9a-f]*\\)::.*/\\1/p' {k3s.TOKEN_FILE} 2>/dev/null)\n"
                if host.role == "server" else "")
-    reach = "".join(f"  reach {shlex.quote(target)} {k3s.API_PORT}\n" for target in reach_targets(inventory, host))
     # a joiner not yet running k3s connects to the API endpoint (nothing listens there before the first install:
     # "connection refused" is the server's own answer, so the path is open; a drop is a timeout)
-    reach_lines = f"{REACH_FUNCTION}if [ $active = no ]; then\n{reach}fi\n" if reach else ""
+    reach = "".join(f"  reach {shlex.quote(target)} {k3s.API_PORT}\n" for target in reach_targets(inventory, host))
     return f"""echo {MARKER}
 echo clock_start=$(date +%s.%N)
 echo uid=$(id -u)
@@ -95,11 +94,13 @@ synced=$(timedatectl show -p NTPSynchronized --value 2>/dev/null); echo ntp_sync
 if [ -e {BRIDGE_SYSCTL} ]; then echo br_netfilter=loaded
 elif modprobe -n -q br_netfilter 2>/dev/null; then echo br_netfilter=loadable; else echo br_netfilter=missing; fi
 grep -qsx br_netfilter /etc/modules-load.d/*.conf && echo br_netfilter_persisted=yes
-command -v nft >/dev/null && echo "nft_ruleset=$(nft -j list ruleset 2>/dev/null || echo unreadable)"
-echo firewall_tools=$(for t in iptables ufw firewall-cmd; do command -v $t >/dev/null && echo $t; done)
-command -v iptables-legacy-save >/dev/null &&
-  echo iptables_legacy_rules=$(iptables-legacy-save 2>/dev/null | grep -c -e '^-A' -e '^:[A-Z]* DROP')
-{reach_lines}echo clock_end=$(date +%s.%N)
+{REACH_FUNCTION if reach else ""}if [ $active = no ]; then  # before k3s runs here (it then adds rules of its own)
+  command -v nft >/dev/null && echo "nft_ruleset=$(nft -j list ruleset 2>/dev/null || echo unreadable)"
+  echo firewall_tools=$(for t in iptables ufw firewall-cmd; do command -v $t >/dev/null && echo $t; done)
+  command -v iptables-legacy-save >/dev/null &&
+    echo iptables_legacy_rules=$(iptables-legacy-save 2>/dev/null | grep -c -e '^-A' -e '^:[A-Z]* DROP')
+{reach}fi
+echo clock_end=$(date +%s.%N)
 echo {END_MARKER}
 """
 

@@ -181,8 +181,9 @@ def needed_ports(inventory: Inventory, host: Host) -> list[tuple[str, int, list[
 
 def firewall_findings(inventory: Inventory, host: Host, facts: Facts) -> tuple[list[str], list[str]]:
     """Problems (a needed port the host's nftables ruleset drops or rejects) and warnings (ports only some features
-    need, rules the kit cannot evaluate, firewall tools without nft to read their rules). The kit does not open
-    ports: a plant's host firewall belongs to its IT; each problem names the rule and how to open the port."""
+    need, rules the kit cannot evaluate, firewall tools without nft to read their rules). The probe reads the
+    ruleset while k3s does not run on the host (a running node's is mostly k3s's own). The kit does not open ports:
+    a plant's host firewall belongs to its IT; each problem names the rule and how to open the port."""
     if "nft_ruleset" not in facts.values:
         tools = facts["firewall_tools"].split()
         return [], ([f"{', '.join(tools)} present but no nft command: the host firewall was not checked "
