@@ -78,8 +78,16 @@ class UpgradePlan:
 
 
 def check_path(inventory: Inventory, running: dict[str, str]) -> None:
-    """Refuse a pin more than one minor ahead of any node, naming the minors to pin in between."""
+    """Refuse a pin more than one minor ahead of any node, naming the minors to pin in between, and a pin a minor
+    behind one: a rollback is the older binary with the datastore restored from a snapshot taken before the
+    upgrade (docs.k3s.io/upgrades/roll-back), not a rolling downgrade."""
     pinned = inventory.k3s.version
+    ahead = {name: version for name, version in running.items() if minor(version) > minor(pinned)}
+    if ahead:
+        nodes = ", ".join(f"{name} ({version})" for name, version in sorted(ahead.items()))
+        raise UpgradeRefused(f"{inventory.source}: k3s.version: {pinned} is a minor behind {nodes}: k3s is not "
+                             f"downgraded node by node; roll back by restoring a snapshot taken before the upgrade "
+                             f"(edge.restore, docs.k3s.io/upgrades/roll-back)")
     behind = {name: version for name, version in running.items() if minor(pinned) - minor(version) > 1}
     if not behind:
         return
@@ -120,18 +128,16 @@ class Upgrade:
     def includes(self, name: str) -> bool:
         return self.plan.turn(name) is not None
 
-    def snapshot(self) -> bool:
+    def snapshot(self) -> None:
         """A datastore snapshot on the first server before any host changes; without one nothing is upgraded."""
-        if self.engine.step(self.first, "snapshot", self._snapshot):
-            return True
-        self._stop(self.first, f"no snapshot on {self.first.host.name}")
-        return False
+        if not self.engine.step(self.first, "snapshot", self._snapshot):
+            self._stop([self.first], "no snapshot")
 
     def server(self, ctx: HostContext, work: Callable[[HostContext], None]) -> None:
         """One server's turn; a failure stops every host after it."""
         self._turn(ctx, work)
         if ctx.failed:
-            self._stop(ctx, f"{ctx.host.name} failed")
+            self._stop([ctx], "a server")
 
     def agents(self, contexts: dict[str, HostContext], work: Callable[[HostContext], None]) -> None:
         """The agents batch by batch (a batch's agents at the same time); a batch with a failure is the last."""
@@ -140,8 +146,7 @@ class Upgrade:
             self.engine.each(members, lambda ctx: self._agent(ctx, work))
             failed = [ctx for ctx in members if ctx.failed]
             if failed:
-                self._stop(failed[0], f"batch {number} of {len(self.plan.batches())} failed "
-                                      f"({', '.join(c.host.name for c in failed)})")
+                self._stop(failed, f"agent batch {number} of {len(self.plan.batches())}")
                 return
 
     # -- one host -----------------------------------------------------------------------------
@@ -175,11 +180,13 @@ class Upgrade:
         work(ctx)
         self.engine.step(ctx, "upgrade", self._reports_new_version)
 
-    def _stop(self, at: HostContext, why: str) -> None:
+    def _stop(self, at: list[HostContext], where: str) -> None:
+        """Every host whose turn has not begun is named as left on its version."""
+        names = ", ".join(ctx.host.name for ctx in at)
         for turn in self.plan.turns:
             ctx = self.engine.contexts.get(turn.name)
             if ctx is not None and turn.name not in self.reached:
-                self.engine.fail(ctx, f"upgrade: not started, it stopped at {at.host.name} ({why}); still on "
+                self.engine.fail(ctx, f"upgrade: not started, it stopped at {names} ({where}); still on "
                                       f"{turn.old}; re-run edge.bootstrap to continue")
 
     # -- steps --------------------------------------------------------------------------------

@@ -125,6 +125,20 @@ def test_a_pin_that_skips_a_minor_is_refused_with_the_path_and_nothing_changes(a
     assert snapshots(lab) == saved  # refused before the snapshot
 
 
+def test_a_pin_a_minor_behind_the_nodes_is_refused_as_no_rollback(at, lab, state, tmp_path):
+    at(K3S_VERSION)
+    major, minor = MAJOR_MINOR.lstrip("v").split(".")
+    older = f"v{major}.{int(minor) - 1}.9+k3s1"
+    site = lab_site(lab, tmp_path, bundle=str(build_bundle(tmp_path / "bundle", older, METALLB_VERSION)),
+                    **{"k3s.version": older})
+    before = binaries(lab)
+    done = kit("edge.bootstrap", "--site", str(site), "--kubeconfig", str(state / "kubeconfig"))
+    assert done.returncode == 2
+    assert f"{site}: k3s.version: {older} is a minor behind edge-1 ({K3S_VERSION})" in done.stderr
+    assert "docs.k3s.io/upgrades/roll-back" in done.stderr
+    assert binaries(lab) == before and set(versions(lab).values()) == {K3S_VERSION}
+
+
 def test_plan_shows_the_upgrade_path_and_changes_nothing(at, lab, sites):
     at(K3S_VERSION)
     before = binaries(lab)
@@ -171,7 +185,7 @@ def test_a_drain_that_times_out_stops_the_run_there_and_a_rerun_continues(at, la
     assert error.startswith("drain: draining node edge-3 failed (exit 1): ") and "global timeout reached: 3s" in error
     assert error.endswith(f"; edge-3 is uncordoned again, still on {NEXT}")
     assert hosts["edge-4"]["status"] == "failed" and hosts["edge-4"]["error"] == (
-        f"upgrade: not started, it stopped at edge-3 (batch 2 of 3 failed (edge-3)); still on {NEXT}; "
+        f"upgrade: not started, it stopped at edge-3 (agent batch 2 of 3); still on {NEXT}; "
         "re-run edge.bootstrap to continue")
     assert versions(lab) == {"edge-1": K3S_VERSION, "edge-2": K3S_VERSION, "edge-3": NEXT, "edge-4": NEXT}
     db_pods = pods(lab, "db")
@@ -203,7 +217,7 @@ def test_an_upgrade_failing_on_the_second_agent_leaves_the_rest_untouched_and_a_
     assert [hosts[n]["status"] for n in HOSTS] == ["changed", "changed", "failed", "failed"]
     assert hosts["edge-3"]["error"].startswith("artifacts: installing /usr/local/bin/k3s failed (exit ")
     assert hosts["edge-3"]["error"].endswith("; edge-3 is left cordoned (re-run edge.bootstrap to continue)")
-    assert hosts["edge-4"]["error"].startswith("upgrade: not started, it stopped at edge-3 (batch 2 of 3 failed")
+    assert hosts["edge-4"]["error"].startswith("upgrade: not started, it stopped at edge-3 (agent batch 2 of 3);")
     assert versions(lab) == {"edge-1": NEXT, "edge-2": NEXT, "edge-3": K3S_VERSION, "edge-4": K3S_VERSION}
     assert cordoned(lab) == {"edge-3"}
     assert binaries(lab)["edge-4"] == before["edge-4"] and last_starts(lab)["edge-4"] == started["edge-4"]
