@@ -4,8 +4,9 @@ to a port be let in? ufw and firewalld on their nftables backends and iptables-n
 The evaluation follows nftables' semantics for the input hook (wiki.nftables.org, "Configuring chains" and
 "Jumping to chain"): every base chain on the hook runs in priority order, `accept` ends one base chain and the packet
 goes on to the next, `drop` and `reject` are final, `jump` returns to the caller, `goto` does not, a base chain
-that runs out of rules applies its policy. A match the kit cannot decide (an interface name, a rate limit, an
-xtables extension) is "unknown": the rule is reported as one that may decide, never taken as a yes or a no."""
+that runs out of rules applies its policy. A match the kit cannot decide (an interface the probe did not find, a
+rate limit, an xtables extension, a named set) is "unknown": the rule is reported as one that may decide, never
+taken as a yes or a no."""
 from __future__ import annotations
 
 import ipaddress
@@ -24,6 +25,7 @@ class Packet:
     port: int
     source: ipaddress.IPv4Address
     destination: ipaddress.IPv4Address
+    interface: str | None = None  # where peers' packets come in (the node subnet's route); None: not known
 
 
 @dataclass
@@ -168,16 +170,18 @@ def _field(left, packet: Packet):
             return packet.proto
         if key == "nfproto":
             return "ipv4"
-        if key in ("iif", "iifname"):
-            return _Interface()
+        if key in ("iif", "iifname"):  # nft prints an iif by its name too
+            return _Interface(packet.interface)
         return _UNKNOWN
     if "ct" in left and left["ct"].get("key") == "state":
         return "new"
     return _UNKNOWN
 
 
+@dataclass(frozen=True)
 class _Interface:
-    """A peer's packet does not arrive on loopback; which other interface it arrives on is not known here."""
+    """The interface a peer's packet arrives on: never loopback; its name when the probe found it."""
+    name: str | None
 
 
 def _contains(right, value) -> bool | None:
@@ -188,7 +192,9 @@ def _contains(right, value) -> bool | None:
         hits = [_contains(item, value) for item in right]
         return True if True in hits else (None if None in hits else False)
     if isinstance(value, _Interface):
-        return False if right == "lo" else None
+        if right == "lo" or value.name is None or not isinstance(right, str):
+            return False if right == "lo" else None
+        return value.name.startswith(right[:-1]) if right.endswith("*") else value.name == right
     if isinstance(right, str) and right.startswith("@"):
         return None  # a named set: its elements are not in the rule
     if isinstance(right, dict) and "range" in right:

@@ -112,6 +112,13 @@ class PreflightSettings(_Model):
                                               "between peers: rafthttp probing_status.go)")
 
 
+class BackupSettings(_Model):
+    """Where edge.backup keeps the site's backups on the operator's machine (default: the kit's site state
+    directory), and how many it keeps."""
+    dir: Path | None = None
+    keep: int = Field(7, ge=1, le=1000)
+
+
 class Downloads(_Model):
     """Where online hosts and edge.bundle fetch releases from."""
     mirror: str = "https://github.com"
@@ -222,6 +229,7 @@ class Inventory(_Model):
         None, alias="apiEndpoint", description="DNS name or VIP of the API servers: joins, kubeconfig, tls-san")
     bundle: Path | None = None
     downloads: Downloads = Field(default_factory=Downloads)
+    backups: BackupSettings = Field(default_factory=BackupSettings)
     preflight: PreflightSettings = Field(default_factory=PreflightSettings)
     registries: Registries | None = None
     proxy: Proxy | None = None
@@ -407,5 +415,6 @@ def _resolved(inventory: Inventory, path: Path) -> Inventory:
     if registries and registries.credentials and registries.credentials.file:
         registries = registries.model_copy(update={"credentials": registries.credentials.model_copy(
             update={"file": rel(registries.credentials.file)})})
+    backups = inventory.backups.model_copy(update={"dir": rel(inventory.backups.dir)})
     return inventory.model_copy(update={"ssh": ssh, "hosts": hosts, "bundle": rel(inventory.bundle),
-                                        "registries": registries, "source": path.resolve()})
+                                        "backups": backups, "registries": registries, "source": path.resolve()})

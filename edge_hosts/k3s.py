@@ -27,6 +27,9 @@ BINARY_ASSET = {"x86_64": "k3s", "arm64": "k3s-arm64", "armv7": "k3s-armhf"}
 # inventory arch -> container image platform (architecture, variant)
 IMAGE_PLATFORM = {"x86_64": ("amd64", ""), "arm64": ("arm64", ""), "armv7": ("arm", "v7")}
 SERVER_PORTS = (6443, 10250, 2379, 2380)
+# the kit's on-site etcd snapshots: every 6 hours, two days kept (k3s's own default is 0 */12 * * * and 5:
+# docs.k3s.io/cli/etcd-snapshot, flags etcd-snapshot-schedule-cron and etcd-snapshot-retention)
+SNAPSHOT_SCHEDULE = {"etcd-snapshot-schedule-cron": "0 */6 * * *", "etcd-snapshot-retention": 8}
 AGENT_PORTS = (10250,)
 
 
@@ -121,6 +124,8 @@ def render_config(inventory: Inventory, host: Host, tokens: Tokens | None) -> st
         config["write-kubeconfig-mode"] = "0600"
         if host == inventory.first_server and len(inventory.servers) > 1:
             config["cluster-init"] = True
+        if len(inventory.servers) > 1:  # embedded etcd: scheduled on-site snapshots, unless serverConfig sets them
+            config = {**SNAPSHOT_SCHEDULE, **config}
     return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
 
 

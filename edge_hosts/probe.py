@@ -27,13 +27,16 @@ REACH_FUNCTION = f"""reach() {{ r=$(timeout {REACH_TIMEOUT_S} bash -c 'exec 3<>"
 """
 
 
-# one awk for the default route, the cgroup memory controller (v2 controllers file or v1 table) and the TCP ports
-# in LISTEN state (/proc/net/tcp{,6} on stdin)
-PROC_AWK = """FILENAME == "/proc/net/route" { if ($2 == "00000000") route = 1; next }
+# one awk for the default route, the interface peers come in on (the node subnet's route, else the default one), the
+# cgroup memory controller (v2 controllers file or v1 table) and the TCP ports in LISTEN state (/proc/net/tcp{,6} on
+# stdin)
+PROC_AWK = """FILENAME == "/proc/net/route" { if ($2 == "00000000") { route = 1; out = $1 }
+                             if ($2 == lan) peers = $1; next }
 FILENAME == "/proc/cgroups" { if ($1 == "memory" && $4 == "1") memory = 1; next }
 FILENAME == cgroups { for (i = 1; i <= NF; i++) if ($i == "memory") memory = 1; next }
 $4 == "0A" { split($2, a, ":"); ports[a[2]] = 1 }
 END { print "route=" (route ? "yes" : "no"); print "cgroup_memory=" (memory ? "yes" : "no")
+      print "peer_iface=" (peers ? peers : out)
       s = ""; for (p in ports) s = s p " "; print "listening=" s }"""
 
 
@@ -43,6 +46,12 @@ def probed_files(host: Host) -> dict[str, str]:
             "metallb_images": k3s.metallb_images_path(host.arch), "config": k3s.CONFIG,
             "flux_images": k3s.flux_images_path(host.arch), "flux_operator": k3s.FLUX_OPERATOR_MANIFEST,
             "fleet_manifest": k3s.FLEET_MANIFEST}
+
+
+def _route_hex(inventory: Inventory) -> str:
+    """The node subnet's address as /proc/net/route writes destinations: hex of the address in host byte order,
+    little-endian on every arch the kit supports (x86_64, arm64, armv7)."""
+    return f"{int.from_bytes(inventory.node_subnet.network_address.packed, 'little'):08X}"
 
 
 def reach_targets(inventory: Inventory, host: Host) -> list[str]:
@@ -76,7 +85,8 @@ if [ "$enforce" = 1 ]; then
 fi
 read -r name < /proc/sys/kernel/hostname; echo hostname=$name
 cgroups=/proc/cgroups; [ -f /sys/fs/cgroup/cgroup.controllers ] && cgroups=/sys/fs/cgroup/cgroup.controllers
-cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v cgroups=$cgroups '{PROC_AWK}' /proc/net/route $cgroups -
+cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v cgroups=$cgroups -v lan={_route_hex(inventory)} '{PROC_AWK}' \
+  /proc/net/route $cgroups -
 d=/var/lib/rancher; [ -d $d ] || d=/var/lib
 echo disk_kb=$(df -Pk $d | awk 'NR==2{{print $4}}')
 read -r forward < /proc/sys/net/ipv4/ip_forward; echo ip_forward=$forward

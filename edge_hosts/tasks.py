@@ -85,6 +85,11 @@ def _finish(site: str, results, as_json: bool) -> None:
     from edge_hosts.report import print_results
 
     print_results(site, results, as_json)
+    _exit_if_failed(results, as_json)
+
+
+def _exit_if_failed(results, as_json: bool) -> None:
+    """Exit 1 when a host failed (the results are already printed)."""
     failed = [r.name for r in results if r.status == "failed"]
     if failed:
         raise Exit(f"failed on {len(failed)} host(s): {', '.join(failed)}" if not as_json else None, code=1)
@@ -144,9 +149,11 @@ def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT
     _finish(inventory.site, results, json)
 
 
-@task(help={"site": SITE_HELP, "json": "print one JSON object"})
-def status(c, site, json=False):
-    """Show each host's k3s service, node readiness and version, and the MetalLB pool."""
+@task(help={"site": SITE_HELP, "json": "print one JSON object",
+            "kubeconfig": f"kubeconfig whose client certificate for the site is checked (default {DEFAULT_PATH})"})
+def status(c, site, json=False, kubeconfig=str(DEFAULT_PATH)):
+    """Show each host's k3s service, node readiness and version, the servers' and the kubeconfig's certificate
+    expiry (a warning under 30 days), and the MetalLB pool."""
     from edge_hosts import status as statuses
     from edge_hosts.engine import Engine
     from edge_hosts.report import Progress
@@ -154,7 +161,7 @@ def status(c, site, json=False):
     inventory = _inventory(site)
     names = [h.name for h in inventory.hosts]
     with Progress(names, enabled=False) as progress, Engine(inventory, names, 16, progress) as engine:
-        report = statuses.status(engine)
+        report = statuses.status(engine, Path(kubeconfig).expanduser())
     if json:
         print(jsonlib.dumps(report))
     else:
@@ -167,10 +174,10 @@ def _print_status(report: dict) -> None:
     from rich.console import Console
 
     from common.terminal import emit
-    from edge_hosts.report import status_errors, status_table
+    from edge_hosts.report import status_errors, status_notes, status_table
 
     emit(Console(), status_table(report))
-    for line in status_errors(report):
+    for line in status_errors(report) + status_notes(report):
         print(line)
 
 
@@ -297,4 +304,80 @@ def trust(c, site, yes=False):
         raise Exit(code=1)
 
 
-edge = Collection("edge", plan, bootstrap, status, kubeconfig, reset, bundle, trust)
+@task(help={"site": SITE_HELP, "json": "print one JSON object"})
+def backup(c, site, json=False):
+    """Save a fresh snapshot of the site's datastore to this machine (0600, sha256-checked, with the server token a
+    restore needs), keeping the last backups.keep."""
+    from edge_hosts.backup import Backup, backups_dir
+    from edge_hosts.engine import Engine
+    from edge_hosts.report import Progress, print_results, summary
+
+    inventory = _inventory(site)
+    first = inventory.first_server.name
+    with Progress([first], enabled=not json) as progress, Engine(inventory, [first], 1, progress) as engine:
+        run = Backup(engine, inventory)
+        results = run.run()
+    report = run.report()
+    if json:
+        print(jsonlib.dumps({**summary(inventory.site, results), "backup": report}))
+    else:
+        print_results(inventory.site, results, as_json=False)
+        if report["saved"]:
+            print(f"backup {report['saved']['file']} ({report['saved']['size']} bytes, sha256 "
+                  f"{report['saved']['sha256']}); {len(report['removed'])} old one(s) removed; "
+                  f"backups kept in {backups_dir(inventory)}")
+    _exit_if_failed(results, json)
+
+
+@task(help={"site": SITE_HELP, "snapshot": "backup file from edge.backup (its .json manifest beside it)",
+            "yes": "do not ask for confirmation", "json": "print one JSON object",
+            "kubeconfig": f"kubeconfig file to refresh the site's context in (default {DEFAULT_PATH})"})
+def restore(c, site, snapshot, yes=False, json=False, kubeconfig=str(DEFAULT_PATH)):
+    """Restore the site from a backup: k3s's cluster-reset restore on the first server (a datastore copy on sqlite
+    sites), then the other servers and the agents rejoin."""
+    from edge_hosts.backup import Restore, restore_problems
+    from edge_hosts.engine import Engine
+    from edge_hosts.report import Progress
+
+    inventory = _inventory(site)
+    path = Path(snapshot).expanduser()
+    manifest, problems = restore_problems(inventory, path)
+    if problems:
+        raise Exit("\n".join(problems), code=2)
+    names = [h.name for h in inventory.hosts]
+    if not yes:
+        answer = input(f"Replace the cluster state of site {inventory.site} ({', '.join(names)}) with {path}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("restore: nothing done", code=1)
+    with Progress(names, enabled=not json) as progress, Engine(inventory, names, 10, progress) as engine:
+        results = Restore(engine, inventory, path, manifest, Path(kubeconfig).expanduser()).run()
+    _finish(inventory.site, results, json)
+
+
+@task(name="rotate-certs", help={"site": SITE_HELP, "json": "print one JSON object",
+                                 "kubeconfig": f"kubeconfig file to refresh (default {DEFAULT_PATH})"})
+def rotate_certs(c, site, json=False, kubeconfig=str(DEFAULT_PATH)):
+    """Rotate the k3s certificates server by server (stop, rotate, start, Ready) and refresh the kubeconfig; says
+    what to update in the Azure DevOps connection."""
+    import datetime
+
+    from edge_hosts import certs
+    from edge_hosts.engine import Engine
+    from edge_hosts.report import Progress, print_results, summary
+
+    inventory = _inventory(site)
+    path = Path(kubeconfig).expanduser()
+    names = [h.name for h in inventory.servers]
+    old = certs.kubeconfig_report(path, inventory.site, datetime.datetime.now(datetime.timezone.utc))
+    with Progress(names, enabled=not json) as progress, Engine(inventory, names, 1, progress) as engine:
+        results = certs.RotateCerts(engine, inventory, path).run()
+    note = certs.devops_note(inventory, old if old and "expires" in old else None)
+    if json:
+        print(jsonlib.dumps({**summary(inventory.site, results), "azureDevOps": note}))
+    else:
+        print_results(inventory.site, results, as_json=False)
+        print(note)
+    _exit_if_failed(results, json)
+
+
+edge = Collection("edge", plan, bootstrap, status, kubeconfig, reset, bundle, trust, backup, restore, rotate_certs)

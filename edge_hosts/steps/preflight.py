@@ -194,7 +194,8 @@ def firewall_findings(inventory: Inventory, host: Host, facts: Facts) -> tuple[l
         return [], ["`nft -j list ruleset` failed: the host firewall was not checked"]
     problems, warnings = [], []
     for proto, port, peers, what, required in needed_ports(inventory, host):
-        verdicts = {peer.name: ruleset.verdict(Packet(proto, port, peer.address, host.address)) for peer in peers}
+        verdicts = {peer.name: ruleset.verdict(Packet(proto, port, peer.address, host.address,
+                                                      facts["peer_iface"] or None)) for peer in peers}
         blocked = {name: v.blocked_by for name, v in verdicts.items() if v.blocked_by}
         doubts = sorted({r for v in verdicts.values() for r in (v.maybe_let_in if v.blocked_by else v.unsure)})
         if blocked:

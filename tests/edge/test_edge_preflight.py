@@ -40,8 +40,8 @@ def dport(proto):
 SADDR = {"payload": {"protocol": "ip", "field": "saddr"}}
 
 
-def verdict(items, proto, port, source=PEER):
-    return Ruleset({"nftables": items}).verdict(Packet(proto, port, source, SELF))
+def verdict(items, proto, port, source=PEER, interface=None):
+    return Ruleset({"nftables": items}).verdict(Packet(proto, port, source, SELF, interface))
 
 
 def test_a_drop_policy_blocks_what_no_rule_accepts_and_names_the_policy():
@@ -82,6 +82,12 @@ def test_an_accept_ends_one_base_chain_only_and_unknown_matches_are_reported_not
     assert unsure.unsure == ["`meta iifname eth0 tcp dport 6443 drop` (ip fw INPUT, handle 3)"]
     assert verdict(items, "tcp", 10250).unsure == ["`tcp dport 10250 xt drop` (ip fw INPUT, handle 4)"]
     assert verdict(items, "tcp", 22).unsure == []
+    # with the interface the probe found (the node subnet's route), the rule is decided
+    assert verdict(items, "tcp", 6443, interface="eth0").blocked_by.startswith("`meta iifname eth0 tcp dport 6443")
+    assert verdict(items, "tcp", 6443, interface="wlan0") == verdict(items, "tcp", 22)
+    wildcard = [chain("input", "input"), rule("input", 2, match({"meta": {"key": "iifname"}}, "enp*"), {"drop": None})]
+    assert verdict(wildcard, "udp", 8472, interface="enp1s0").blocked_by is not None
+    assert verdict(wildcard, "udp", 8472, interface="eth0").blocked_by is None
 
 
 def ruleset_facts(items) -> Facts:
@@ -245,7 +251,7 @@ def test_a_joiner_that_cannot_reach_6443_and_a_ufw_that_drops_vxlan_are_named(cl
                        "'{ type filter hook input priority 0; policy accept; }'"
                        " && nft add chain ip filter ufw-user-input && nft add rule ip filter INPUT jump ufw-user-input"
                        " && nft add rule ip filter ufw-user-input udp dport 8472 drop"
-                       " && nft add rule ip filter ufw-user-input tcp dport 10250 drop")
+                       " && nft add rule ip filter ufw-user-input iifname eth0 tcp dport 10250 drop")
     done = kit("edge.plan", "--site", str(lab_site(lab, tmp_path)), "--json")
     hosts = json_result(done)
     assert hosts["edge-1"]["error"] is None

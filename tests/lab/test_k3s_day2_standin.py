@@ -9,6 +9,7 @@ import time
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.lab.test_k3s_standin import journal, start
 from tests.lab.test_standins import kubectl, wait_for
@@ -148,8 +149,9 @@ def test_a_restore_on_a_new_host_needs_the_token_the_snapshot_was_taken_with(lab
     data = lab.host("edge-1").path_on_host(f"{SNAPSHOTS}/{name}").read_bytes()
     target = lab.host("edge-3").path_on_host(f"/root/{name}")
     target.write_bytes(data)
-    start(lab, "edge-3", "server", {"node-ip": lab.host("edge-3").address})   # a server of its own, then wiped
-    run(lab, "edge-3", "systemctl stop k3s; rm -rf /var/lib/rancher/k3s /etc/rancher/k3s")
+    start(lab, "edge-3", "server", {"node-ip": lab.host("edge-3").address})   # a cluster of its own, its data gone
+    run(lab, "edge-3", "systemctl stop k3s; rm -rf /var/lib/rancher/k3s/server/db /var/lib/rancher/k3s/server/token")
+    own_serving = certificate(lab, "edge-3", "serving-kube-apiserver")
     start_cmd = "k3s server --cluster-reset --cluster-reset-restore-path=/root/" + name
     wrong = run(lab, "edge-3", f"{start_cmd} --token=not-the-token")
     assert wrong.returncode == 1
@@ -158,7 +160,17 @@ def test_a_restore_on_a_new_host_needs_the_token_the_snapshot_was_taken_with(lab
     assert right.returncode == 0, right.stderr
     ca = "/var/lib/rancher/k3s/server/tls/server-ca.crt"
     assert lab.host("edge-3").path_on_host(ca).read_bytes() == lab.host("edge-1").path_on_host(ca).read_bytes()
-    run(lab, "edge-3", "/usr/local/bin/k3s-uninstall.sh")
+    # started normally, the certificates its old CA signed are made anew under the restored CA
+    start(lab, "edge-3", "server", {"node-ip": lab.host("edge-3").address, "token": PASSWORD, "cluster-init": True})
+    restored_ca = certificate(lab, "edge-3", "server-ca")
+    serving = certificate(lab, "edge-3", "serving-kube-apiserver")
+    assert serving.serial_number != own_serving.serial_number
+    for name in ("serving-kube-apiserver", "client-admin"):
+        leaf = certificate(lab, "edge-3", name)
+        restored_ca.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes,
+                                        ec.ECDSA(leaf.signature_hash_algorithm))
+    assert run(lab, "edge-3", "k3s kubectl get --raw /readyz").stdout == "ok"
+    run(lab, "edge-3", "systemctl stop k3s; /usr/local/bin/k3s-uninstall.sh")
 
 
 def test_a_peer_server_rejoins_a_reset_cluster_only_after_its_db_is_removed(lab):

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from k3sstub.settings import TIMINGS, TLS_DIR, log
 
@@ -55,7 +57,15 @@ def issue(tls: Path, name: str, subject: str, usage: str, sans: list[str] = ()) 
 
 
 def _current(path: Path, sans: list[str]) -> bool:
+    """Signed by the current CA (k3s deps.go regenerates a certificate its CA does not verify, e.g. after a
+    restore brought another CA back), valid beyond the renewal window, for these SANs."""
     certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    ca = x509.load_pem_x509_certificate((path.parent / "server-ca.crt").read_bytes())
+    try:
+        ca.public_key().verify(certificate.signature, certificate.tbs_certificate_bytes,
+                               ec.ECDSA(certificate.signature_hash_algorithm))
+    except InvalidSignature:
+        return False
     left = certificate.not_valid_after - datetime.datetime.utcnow()   # naive UTC: the hosts' cryptography is older
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -1,0 +1,153 @@
+"""edge.backup and edge.restore on lab sites: a private, checksummed copy of a fresh snapshot with the token a restore
+needs, the last N kept here and on the site; an HA (etcd) site reset, bootstrapped fresh and restored from it; an
+sqlite site restored from its datastore copy; bad backups refused before anything changes; no secret in output."""
+import hashlib
+import json
+
+import pytest
+
+from helpers import json_result, kit, kit_state_under, lab_site
+from lab_checks import kubectl_json, nodes_via_kubeconfig, ready_nodes
+
+SNAPSHOTS = "/var/lib/rancher/k3s/server/db/snapshots"
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    return tmp_path_factory.mktemp("backup-state")
+
+
+@pytest.fixture(autouse=True)
+def private_state(state, monkeypatch):
+    """One kit state for the module: the site's tokens survive its reset, as on an operator's machine."""
+    return kit_state_under(state, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def ha(module_lab_factory, state):
+    """Three servers (embedded etcd) and an agent, bootstrapped, backups kept two at a time."""
+    lab = module_lab_factory(hosts=4, servers=3)
+    site = lab_site(lab, state, "ha.yaml", backups={"dir": str(state / "backups"), "keep": 2})
+    return lab, site
+
+
+def run(*args, **kwargs):
+    return kit(*args, **kwargs)
+
+
+def bootstrap(site, kubeconfig):
+    done = run("edge.bootstrap", "--site", str(site), "--json", "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def configmap(lab, name, value):
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
+                "data": {"value": value}}
+    lab.exec("edge-1", "k3s kubectl apply -f -", input=json.dumps(manifest))
+
+
+def configmaps(lab):
+    return {i["metadata"]["name"]: i["data"] for i in kubectl_json(lab, "get configmaps")["items"]}
+
+
+def backup(site):
+    done = run("edge.backup", "--site", str(site), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def site_secrets(state) -> list[str]:
+    site_state = state / "xdg/mlops-edge-kit/sites/lab"
+    return [(site_state / n).read_text().strip() for n in ("server-token", "agent-token")]
+
+
+def test_backup_is_private_checksummed_with_the_token_and_the_last_two_kept(ha, state, tmp_path):
+    lab, site = ha
+    bootstrap(site, tmp_path / "kubeconfig")
+    saved = [backup(site)[1]["backup"]["saved"] for _ in range(3)]
+    directory = state / "backups" / "lab"
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        name for s in saved[1:] for name in (s["file"].rsplit("/", 1)[1], s["manifest"].rsplit("/", 1)[1]))
+    assert directory.stat().st_mode & 0o777 == 0o700
+    server_password = site_secrets(state)[0]
+    for item in saved[1:]:
+        data = open(item["file"], "rb").read()
+        manifest = json.loads(open(item["manifest"]).read())
+        assert hashlib.sha256(data).hexdigest() == item["sha256"] == manifest["sha256"]
+        assert manifest["datastore"] == "etcd" and manifest["serverToken"] == server_password
+        for path in (item["file"], item["manifest"]):
+            assert (directory / path.rsplit("/", 1)[1]).stat().st_mode & 0o777 == 0o600
+    on_site = lab.exec("edge-1", f"ls {SNAPSHOTS}").stdout.split()
+    assert sorted(n for n in on_site if n.startswith("kit-backup-")) == sorted(
+        s["file"].rsplit("/", 1)[1] for s in saved[1:])
+    assert not (directory / saved[0]["file"].rsplit("/", 1)[1]).exists()
+
+
+def test_restore_onto_a_reset_site_brings_the_cluster_state_back(ha, state, tmp_path):
+    lab, site = ha
+    kubeconfig = tmp_path / "kubeconfig"
+    bootstrap(site, kubeconfig)
+    configmap(lab, "plant-settings", "line-7")
+    done, taken = backup(site)
+    file = taken["backup"]["saved"]["file"]
+    reset = run("edge.reset", "--site", str(site), "--yes", "--json")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    bootstrap(site, kubeconfig)
+    assert "plant-settings" not in configmaps(lab)
+    refused = run("edge.restore", "--site", str(site), "--snapshot", file, stdin="n\n")
+    assert refused.returncode == 1 and "plant-settings" not in configmaps(lab)
+    restored = run("edge.restore", "--site", str(site), "--snapshot", file, "--yes", "--json",
+                   "--kubeconfig", str(kubeconfig))
+    hosts = json_result(restored)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert configmaps(lab)["plant-settings"] == {"value": "line-7"}
+    assert ready_nodes(lab) == {"edge-1", "edge-2", "edge-3", "edge-4"}
+    assert {"upload", "stop", "restore", "start"} <= set(hosts["edge-1"]["changed"])
+    assert "set-aside-db" in hosts["edge-2"]["changed"] and "start" in hosts["edge-4"]["changed"]
+    # the CA is the snapshot's again: the refreshed kubeconfig and the joiners' tokens name it
+    assert nodes_via_kubeconfig(kubeconfig, "lab", tmp_path / "tls") == {"edge-1", "edge-2", "edge-3", "edge-4"}
+    for output in (done.stdout + done.stderr, restored.stdout + restored.stderr):
+        assert not any(secret in output for secret in site_secrets(state))
+
+
+def test_a_damaged_backup_or_one_without_its_manifest_is_refused_before_anything_changes(ha, state, tmp_path):
+    lab, site = ha
+    bootstrap(site, tmp_path / "kubeconfig")
+    item = backup(site)[1]["backup"]["saved"]
+    damaged = tmp_path / "damaged"
+    damaged.write_bytes(open(item["file"], "rb").read() + b"x")
+    (tmp_path / "damaged.json").write_text(open(item["manifest"]).read())
+    bare = tmp_path / "bare"
+    bare.write_bytes(open(item["file"], "rb").read())
+    before = lab.exec("edge-1", "systemctl show -p ActiveEnterTimestamp k3s").stdout
+    for file, problem in ((damaged, "sha256 does not match its manifest"), (bare, "manifest cannot be read")):
+        done = run("edge.restore", "--site", str(site), "--snapshot", str(file), "--yes")
+        assert done.returncode == 2 and problem in done.stderr and str(file) in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert lab.exec("edge-1", "systemctl show -p ActiveEnterTimestamp k3s").stdout == before
+
+
+def test_an_sqlite_site_is_restored_from_its_datastore_copy(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2, servers=1)
+    site = lab_site(lab, tmp_path, "single.yaml", backups={"dir": str(tmp_path / "backups")})
+    bootstrap(site, tmp_path / "kubeconfig")
+    configmap(lab, "recipe", "v1")
+    done, taken = backup(site)
+    assert taken["backup"]["saved"]["datastore"] == "sqlite"
+    assert taken["backup"]["saved"]["file"].endswith(".sqlite.tar.gz")
+    assert lab.exec("edge-1", "systemctl is-active k3s").stdout.strip() == "active"   # started again after the copy
+    configmap(lab, "recipe", "v2")
+    restored = run("edge.restore", "--site", str(site), "--snapshot", taken["backup"]["saved"]["file"], "--yes",
+                   "--json", "--kubeconfig", str(tmp_path / "kubeconfig"))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert configmaps(lab)["recipe"] == {"value": "v1"}
+    assert ready_nodes(lab) == {"edge-1", "edge-2"}
+    relabelled = tmp_path / "relabelled"
+    relabelled.write_bytes(open(taken["backup"]["saved"]["file"], "rb").read())
+    manifest = json.loads(open(taken["backup"]["saved"]["manifest"]).read())
+    (tmp_path / "relabelled.json").write_text(json.dumps({**manifest, "datastore": "etcd", "site": "other"}))
+    refused = run("edge.restore", "--site", str(site), "--snapshot", str(relabelled), "--yes")
+    assert refused.returncode == 2, refused.stderr
+    assert "site: the backup is of site other, not lab" in refused.stderr
+    assert "datastore: the backup holds an etcd datastore; the 1 server(s)" in refused.stderr   # every problem at once

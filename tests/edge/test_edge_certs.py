@@ -1,0 +1,88 @@
+"""Certificate expiry in edge.status (servers' tls/*.crt and the kubeconfig's client certificate, a warning under 30
+days) on a lab whose stand-in issues 20-day certificates, and edge.rotate-certs renewing them and the kubeconfig."""
+import base64
+import datetime
+import json
+
+import pytest
+import yaml
+from cryptography import x509
+
+from edge_hosts.certs import WARN_DAYS, summary
+
+from helpers import kit
+from lab_checks import host_file, nodes_via_kubeconfig, ready_nodes
+
+SHORT_LIVED = {"cert_days": 20}
+
+
+def status(site, kubeconfig):
+    done = kit("edge.status", "--site", str(site), "--json", "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def client_serial(kubeconfig) -> int:
+    user = yaml.safe_load(kubeconfig.read_text())["users"]
+    data = next(u["user"]["client-certificate-data"] for u in user if u["name"] == "lab")
+    return x509.load_pem_x509_certificate(base64.b64decode(data)).serial_number
+
+
+def server_serial(lab, name) -> int:
+    pem = host_file(lab, "edge-1", f"/var/lib/rancher/k3s/server/tls/{name}.crt").read_bytes()
+    return x509.load_pem_x509_certificate(pem).serial_number
+
+
+@pytest.fixture
+def short_lived(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2, servers=1, timings=SHORT_LIVED)
+    kubeconfig = tmp_path / "kubeconfig"
+    done = kit("edge.bootstrap", "--site", str(lab.site_file), "--json", "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return lab, kubeconfig
+
+
+def test_the_warning_starts_under_30_days():
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    files = {"a.crt": now + datetime.timedelta(days=WARN_DAYS, hours=1), "b.crt": now + datetime.timedelta(days=400)}
+    assert summary(files, now)["file"] == "a.crt" and not summary(files, now)["warning"]
+    files["c.crt"] = now + datetime.timedelta(days=WARN_DAYS - 1)
+    assert summary(files, now) | {"files": None} == {"file": "c.crt", "expires": files["c.crt"].isoformat(),
+                                                     "daysLeft": WARN_DAYS - 1, "warning": True, "files": None}
+
+
+def test_status_shows_when_certificates_expire_and_warns(short_lived):
+    lab, kubeconfig = short_lived
+    report = status(lab.site_file, kubeconfig)
+    server = next(h for h in report["hosts"] if h["name"] == "edge-1")
+    agent = next(h for h in report["hosts"] if h["name"] == "edge-2")
+    assert server["certificates"]["daysLeft"] == 19 and server["certificates"]["warning"] is True
+    assert {"server-ca.crt", "serving-kube-apiserver.crt", "client-admin.crt"} <= set(server["certificates"]["files"])
+    assert server["certificates"]["files"]["server-ca.crt"] > server["certificates"]["expires"]
+    assert agent["certificates"] is None
+    assert report["kubeconfig"]["daysLeft"] == 19 and report["kubeconfig"]["warning"] is True
+    table = kit("edge.status", "--site", str(lab.site_file), "--kubeconfig", str(kubeconfig))
+    assert table.returncode == 0 and "certs" in table.stdout and "19d" in table.stdout
+    assert "warning: edge-1: " in table.stdout and "expires in 19 days" in table.stdout
+    assert "client certificate of context lab expires" in table.stdout and "run edge.rotate-certs" in table.stdout
+
+
+def test_rotate_certs_renews_them_and_refreshes_the_kubeconfig(short_lived, tmp_path):
+    lab, kubeconfig = short_lived
+    before = {name: server_serial(lab, name) for name in ("client-admin", "serving-kube-apiserver", "server-ca")}
+    client_before = client_serial(kubeconfig)
+    done = kit("edge.rotate-certs", "--site", str(lab.site_file), "--json", "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [h["changed"] for h in result["hosts"]] == [["rotate", "kubeconfig"]]
+    assert "k3s-lab" in result["azureDevOps"] and "kubectl config view --minify --flatten --context lab" in \
+        result["azureDevOps"]
+    assert server_serial(lab, "client-admin") != before["client-admin"]
+    assert server_serial(lab, "serving-kube-apiserver") != before["serving-kube-apiserver"]
+    assert server_serial(lab, "server-ca") == before["server-ca"]   # the CA (and so the join tokens) stays
+    assert client_serial(kubeconfig) not in (client_before, before["client-admin"])
+    assert client_serial(kubeconfig) == server_serial(lab, "client-admin")
+    assert nodes_via_kubeconfig(kubeconfig, "lab", tmp_path / "tls") == {"edge-1", "edge-2"}
+    assert ready_nodes(lab) == {"edge-1", "edge-2"}
+    table = kit("edge.rotate-certs", "--site", str(lab.site_file), "--kubeconfig", str(kubeconfig))
+    assert table.returncode == 0 and "Azure DevOps: the Kubernetes service connection k3s-lab" in table.stdout
