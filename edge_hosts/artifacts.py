@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_hosts import k3s
+from edge_hosts import k3s, proxy
 from edge_hosts.inventory import Host, Inventory
 from edge_hosts.probe import Facts
 from edge_hosts.ssh import HostSession, sha256_file
@@ -148,7 +148,7 @@ class ArtifactSource:
             for artifact in stale:
                 session.upload(self.local_file(artifact), artifact.remote, artifact.mode, artifact.sha256)
             return [a.key for a in stale]
-        out = session.check(download_script(stale), "downloading artifacts")
+        out = session.check(proxy.exports(session, lowercase=True) + download_script(stale), "downloading artifacts")
         return [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("changed=")]
 
 

@@ -24,7 +24,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_hosts.inventory import REGISTRY_NAME, Inventory
+from edge_hosts.inventory import REGISTRY_NAME, Inventory, RegistryCredentialSource
 
 OUTPUT = "edgeRegistryCredentials"  # infra/platform.py exports it
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # Pulumi.yaml: the CLI's project when the stack is not global
@@ -48,13 +48,23 @@ def site_registry_credential(inventory: Inventory, environ: dict[str, str] | Non
     if source is None:
         raise CredentialError(f"{inventory.source}: registries.credentials: not set; name the site's registry token "
                               f"source (pulumiStack, env or file)")
+    return credential_from(source, inventory.site, inventory.source, environ)
+
+
+def credential_from(source: RegistryCredentialSource, site: str, inventory_file: Path,
+                    environ: dict[str, str] | None = None) -> RegistryCredential:
+    """The credential from one source; errors start with the inventory file and the key path."""
     environ = os.environ if environ is None else environ
-    if source.pulumi_stack:
-        where = f"{OUTPUT}['{source.site or inventory.site}'] of stack {source.pulumi_stack}"
-        return _entry(_stack_output(source.pulumi_stack, environ), source.site or inventory.site, where)
-    if source.env:
-        return _parse(_from_env(source.env, environ), f"environment variable {source.env}")
-    return _parse(_from_file(source.file), str(source.file))
+    try:
+        if source.pulumi_stack:
+            key = source.site or site
+            return _entry(_stack_output(source.pulumi_stack, environ), key,
+                          f"registries.credentials.pulumiStack: {OUTPUT}['{key}'] of stack {source.pulumi_stack}")
+        if source.env:
+            return _parse(_from_env(source.env, environ), f"registries.credentials.env: {source.env}")
+        return _parse(_from_file(source.file), f"registries.credentials.file: {source.file}")
+    except CredentialError as err:
+        raise CredentialError(f"{inventory_file}: {err}") from None
 
 
 def _stack_output(stack: str, environ: dict[str, str]) -> dict:
@@ -67,14 +77,17 @@ def _stack_output(stack: str, environ: dict[str, str]) -> dict:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=PULUMI_TIMEOUT, env=dict(environ),
                               cwd=PROJECT_DIR, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
-        raise CredentialError(f"pulumi stack output {OUTPUT} --stack {stack}: no answer in {PULUMI_TIMEOUT} s") from None
+        raise CredentialError(f"registries.credentials.pulumiStack: pulumi stack output {OUTPUT} --stack {stack}: "
+                              f"no answer in {PULUMI_TIMEOUT} s") from None
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-        raise CredentialError(f"pulumi stack output {OUTPUT} --stack {stack} failed: {reason[0]} "
+        raise CredentialError(f"registries.credentials.pulumiStack: pulumi stack output {OUTPUT} --stack {stack} "
+                              f"failed: {reason[0]} "
                               f"(needs a login to the stack's backend: pulumi login)")
-    value = _json(done.stdout, f"pulumi stack output {OUTPUT} --stack {stack}")
+    where = f"registries.credentials.pulumiStack: pulumi stack output {OUTPUT} --stack {stack}"
+    value = _json(done.stdout, where)
     if not isinstance(value, dict):
-        raise CredentialError(f"pulumi stack output {OUTPUT} --stack {stack}: expected an object of sites, "
+        raise CredentialError(f"{where}: expected an object of sites, "
                               f"got {type(value).__name__} (is it shown as [secret]? --show-secrets was given)")
     return value
 

@@ -179,6 +179,15 @@ class Registries(_Model):
     credentials: RegistryCredentialSource | None = None
     tls: RegistryTls | None = None
 
+    @model_validator(mode="after")
+    def _env_registry(self) -> "Registries":
+        if self.tls is not None and self.credentials is None:
+            raise ValueError("tls applies to the env's registry, which registries.credentials names: set it too")
+        if self.embedded_mirror and not (self.mirrors or self.credentials):
+            raise ValueError("embeddedMirror shares the registries listed in mirrors (and the env's registry): "
+                             "list at least one, or set credentials")
+        return self
+
 
 class Proxy(_Model):
     """HTTP(S) proxy for k3s, containerd and the hosts' own downloads; noProxy gets the site's own ranges added."""

@@ -10,6 +10,7 @@ from edge_hosts.inventory import Host, Inventory
 BIN = "/usr/local/bin/k3s"
 INSTALL_SCRIPT = "/usr/local/bin/k3s-install.sh"
 CONFIG = "/etc/rancher/k3s/config.yaml"
+REGISTRIES = "/etc/rancher/k3s/registries.yaml"  # read by k3s at start (docs.k3s.io/installation/private-registry)
 # both written by a server in the full form K10<CA hash>::<user>:<password> (docs.k3s.io/cli/token)
 TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
 AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
@@ -118,18 +119,20 @@ def render_config(inventory: Inventory, host: Host, tokens: Tokens | None) -> st
     if host != inventory.first_server:
         config["server"] = server_url(inventory)
     if server:
-        config["disable"] = sorted({*_as_list(config.get("disable")), "servicelb"})
-        sans = {*_as_list(config.get("tls-san")), str(host.address), inventory.api_host}
+        config["disable"] = sorted({*as_list(config.get("disable")), "servicelb"})
+        sans = {*as_list(config.get("tls-san")), str(host.address), inventory.api_host}
         config["tls-san"] = sorted(sans)
         config["write-kubeconfig-mode"] = "0600"
         if host == inventory.first_server and len(inventory.servers) > 1:
             config["cluster-init"] = True
+        if inventory.registries and inventory.registries.embedded_mirror:
+            config["embedded-registry"] = True  # docs.k3s.io/installation/registry-mirror: a server flag
         if len(inventory.servers) > 1:  # embedded etcd: scheduled on-site snapshots, unless serverConfig sets them
             config = {**SNAPSHOT_SCHEDULE, **config}
     return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
     """A list flag given as a YAML list or one comma-separated string."""
     if value is None:
         return []

@@ -45,7 +45,8 @@ def probed_files(host: Host) -> dict[str, str]:
     return {"bin": k3s.BIN, "install": k3s.INSTALL_SCRIPT, "images": k3s.images_path(host.arch),
             "metallb_images": k3s.metallb_images_path(host.arch), "config": k3s.CONFIG,
             "flux_images": k3s.flux_images_path(host.arch), "flux_operator": k3s.FLUX_OPERATOR_MANIFEST,
-            "fleet_manifest": k3s.FLEET_MANIFEST}
+            "fleet_manifest": k3s.FLEET_MANIFEST, "registries": k3s.REGISTRIES,
+            "unit_env": f"/etc/systemd/system/{k3s.unit(host.role)}.service.env"}
 
 
 def _route_hex(inventory: Inventory) -> str:

@@ -82,6 +82,7 @@ class Bootstrap:
     def _prepare_host(self, ctx: HostContext) -> None:
         self.engine.step(ctx, "preflight", steps.preflight)
         self.engine.step(ctx, "os-prep", steps.os_prep)
+        self.engine.step(ctx, "registries", steps.registries)
         if not self._upgrading(ctx):  # an upgrade brings the artifacts in the host's turn
             self.engine.step(ctx, "artifacts", steps.artifacts)
 

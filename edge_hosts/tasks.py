@@ -71,6 +71,17 @@ def _fleet_input(inventory: Inventory) -> None:
         raise Exit(str(err), code=2) from None
 
 
+def _registries(inventory: Inventory) -> None:
+    """The site's registries.yaml can be made: its registry credential resolves (exit 2 naming the source if not)."""
+    from edge_hosts.credentials import CredentialError
+    from edge_hosts.registries import registries_file
+
+    try:
+        registries_file(inventory)
+    except CredentialError as err:
+        raise Exit(str(err), code=2) from None
+
+
 def _warn(inventory: Inventory) -> None:
     """Site-wide warnings (offline: pins past end of support, no apiEndpoint for HA, speakerless nodes), on stderr."""
     from datetime import date
@@ -137,6 +148,7 @@ def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT
         raise Exit("\n".join(low), code=2)
     selected = _selected(inventory, hosts)
     _source(inventory)
+    _registries(inventory)
     _fleet_input(inventory)
     _warn(inventory)
     with Progress(selected, enabled=not json) as progress:

@@ -5,8 +5,10 @@ import hashlib
 import shlex
 import time
 
-from edge_hosts import k3s
+from edge_hosts import k3s, proxy
+from edge_hosts.credentials import CredentialError
 from edge_hosts.probe import PI_CGROUP_FLAGS, SYSCTL_CONTENT, SYSCTL_FILE
+from edge_hosts.registries import registries_file
 from edge_hosts.ssh import TransportError
 from edge_hosts.steps import service
 from edge_hosts.steps.context import HostContext
@@ -84,13 +86,32 @@ def artifacts(ctx: HostContext) -> bool:
 
 def config(ctx: HostContext, tokens: k3s.Tokens | None) -> bool:
     """/etc/rancher/k3s/config.yaml for the host's role (mode 0600), written only when it differs."""
-    text = k3s.render_config(ctx.inventory, ctx.host, tokens).encode()
-    digest = hashlib.sha256(text).hexdigest()
-    if ctx.facts["sha_config"] == digest:
+    return _write_if_changed(ctx, "config", k3s.CONFIG, k3s.render_config(ctx.inventory, ctx.host, tokens))
+
+
+def registries(ctx: HostContext) -> bool:
+    """/etc/rancher/k3s/registries.yaml (0600) when the inventory has a registries section, written only when it
+    differs; the install step restarts k3s for it. The registry password joins the session's secrets first."""
+    try:
+        wanted = registries_file(ctx.inventory)
+    except CredentialError as err:
+        raise StepError(str(err)) from None
+    if wanted is None:
         return False
-    ctx.session.upload(text, k3s.CONFIG, "0600", digest)
-    ctx.facts.values["sha_config"] = digest
-    ctx.replaced.add("config")
+    ctx.session.secrets.update(wanted.secrets)
+    return _write_if_changed(ctx, "registries", k3s.REGISTRIES, wanted.text)
+
+
+def _write_if_changed(ctx: HostContext, key: str, path: str, text: str) -> bool:
+    """Upload a 0600 file (over SFTP, never in a command) unless the probed sha_<key> matches; `key` joins
+    ctx.replaced."""
+    data = text.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    if ctx.facts[f"sha_{key}"] == digest:
+        return False
+    ctx.session.upload(data, path, "0600", digest)
+    ctx.facts.values[f"sha_{key}"] = digest
+    ctx.replaced.add(key)
     return True
 
 
@@ -105,7 +126,9 @@ def install(ctx: HostContext) -> bool:
     repaired = not ctx.facts.yes("enabled")
     if repaired:
         service.enable(ctx)
-    restart = unit_changed or bool({"config", "bin"} & ctx.replaced)
+    env_file = f"{service.unit_path(ctx.host.role)}.env"
+    env_changed = _write_if_changed(ctx, "unit_env", env_file, proxy.env_file(ctx.inventory))
+    restart = unit_changed or env_changed or bool({"config", "bin", "registries"} & ctx.replaced)
     if restart or not ctx.facts.yes("active"):  # a unit stuck activating (with the old config) needs the restart
         service.start(ctx, restart=restart)
     return ran or repaired or ctx.started or import_images(ctx)
@@ -118,12 +141,16 @@ def _run_install_script(ctx: HostContext) -> bool:
     unit = service.unit_path(ctx.host.role)
     files = f"{unit} {unit}.env"
     out = ctx.session.check(
+        proxy.exports(ctx.session) +  # install.sh writes them to the unit's env file
         f"before=$(sha256sum {files} 2>&1)\n"
         f"INSTALL_K3S_SKIP_START=true INSTALL_K3S_SKIP_DOWNLOAD=true "
         f"INSTALL_K3S_VERSION={shlex.quote(ctx.inventory.k3s.version)} "
         f"INSTALL_K3S_EXEC={'server' if ctx.host.role == 'server' else 'agent'} sh {k3s.INSTALL_SCRIPT} >/dev/null\n"
-        f"[ \"$before\" = \"$(sha256sum {files} 2>&1)\" ] || echo kit-unit-changed\n", "k3s install script")
-    ctx.facts.values.update(unit_file="yes", enabled="yes")  # the script enables the unit by its path
+        f"[ \"$before\" = \"$(sha256sum {files} 2>&1)\" ] || echo kit-unit-changed\n"
+        f"echo sha_unit_env=$(sha256sum < {unit}.env | cut -c1-64)\n", "k3s install script")
+    env_sha = [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("sha_unit_env=")]
+    # the script enables the unit by its path and rewrites its env file
+    ctx.facts.values.update(unit_file="yes", enabled="yes", sha_unit_env=env_sha[0] if env_sha else "")
     return "kit-unit-changed" in out
 
 
