@@ -92,6 +92,9 @@ class Backup:
     def __init__(self, engine: Engine, inventory: Inventory):
         self.engine, self.inventory = engine, inventory
         self.first = engine.contexts[inventory.first_server.name]
+        store = TokenStore(inventory.site)
+        if store.exists():
+            engine.add_secrets(set(store.passwords()))
         self.info: SnapshotInfo | None = None
         self.saved: Path | None = None
         self.removed: list[str] = []

@@ -20,6 +20,7 @@ from edge_hosts.inventory import Inventory
 from edge_hosts.report import HostResult
 from edge_hosts.runner import write_kubeconfig
 from edge_hosts.ssh import HostSession
+from edge_hosts.state import TokenStore
 from edge_hosts.steps import cluster, service
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.host import StepError
@@ -109,6 +110,9 @@ class RotateCerts:
         self.engine, self.inventory, self.kubeconfig = engine, inventory, kubeconfig
         self.first = engine.contexts[inventory.first_server.name]
         self.wait_s = inventory.k3s.join_timeout
+        store = TokenStore(inventory.site)
+        if store.exists():
+            engine.add_secrets(set(store.passwords()))
 
     def run(self) -> list[HostResult]:
         servers = [self.engine.contexts[h.name] for h in self.inventory.servers]

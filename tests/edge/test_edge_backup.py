@@ -7,7 +7,8 @@ import json
 import pytest
 
 from helpers import json_result, kit, kit_state_under, lab_site
-from lab_checks import kubectl_json, nodes_via_kubeconfig, ready_nodes
+from lab_checks import ArgvSampler, kubectl_json, nodes_via_kubeconfig, ready_nodes
+from test_edge_ssh import sudo_user  # noqa: F401 - a non-root login with a sudo password
 
 SNAPSHOTS = "/var/lib/rancher/k3s/server/db/snapshots"
 
@@ -29,6 +30,11 @@ def ha(module_lab_factory, state):
     lab = module_lab_factory(hosts=4, servers=3)
     site = lab_site(lab, state, "ha.yaml", backups={"dir": str(state / "backups"), "keep": 2})
     return lab, site
+
+
+@pytest.fixture
+def lab(ha):
+    return ha[0]
 
 
 def run(*args, **kwargs):
@@ -109,6 +115,22 @@ def test_restore_onto_a_reset_site_brings_the_cluster_state_back(ha, state, tmp_
     assert nodes_via_kubeconfig(kubeconfig, "lab", tmp_path / "tls") == {"edge-1", "edge-2", "edge-3", "edge-4"}
     for output in (done.stdout + done.stderr, restored.stdout + restored.stderr):
         assert not any(secret in output for secret in site_secrets(state))
+
+
+def test_a_backup_through_sudo_shows_no_password_or_token(ha, state, tmp_path, sudo_user):
+    lab, site = ha
+    bootstrap(site, tmp_path / "kubeconfig")
+    name, password, _ = sudo_user
+    sudo_site = lab_site(lab, state, "ha-sudo.yaml", backups={"dir": str(state / "backups"), "keep": 2},
+                         **{"ssh.user": name, "ssh.sudoPasswordEnv": "EDGE_TEST_SUDO"})
+    with ArgvSampler(lab) as argvs:
+        done = run("edge.backup", "--site", str(sudo_site), "--json", env={"EDGE_TEST_SUDO": password})
+    assert done.returncode == 0, done.stdout + done.stderr
+    secrets = [password, *site_secrets(state)]
+    assert argvs.samples > 3 and not [a for a in argvs.seen for s in secrets if s in a]
+    assert not [s for s in secrets if s in done.stdout + done.stderr]
+    saved = json.loads(done.stdout.strip().splitlines()[-1])["backup"]["saved"]
+    assert hashlib.sha256(open(saved["file"], "rb").read()).hexdigest() == saved["sha256"]
 
 
 def test_a_damaged_backup_or_one_without_its_manifest_is_refused_before_anything_changes(ha, state, tmp_path):
