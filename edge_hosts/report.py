@@ -84,28 +84,31 @@ def status_table(report: dict) -> Table:
 
     pool = ", ".join(report["metallb"]["pool"] or ["none"])
     table = Table(title=f"site {report['site']} - MetalLB pool: {pool}", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("host", "address", "role", "service", "node", "version", "certs"):
-        table.add_column(column, no_wrap=column in ("host", "address", "version", "certs"))
+    for column in ("host", "address", "role", "service", "node", "version"):
+        table.add_column(column, no_wrap=column in ("host", "address", "version"))
     for h in report["hosts"]:
         service = f"{h['service']} {'active' if h['active'] else 'inactive'}" if h["reachable"] else "unreachable"
         if h["reachable"] and not h.get("enabled", True):
             service += " disabled"  # systemd would not start it at boot
         table.add_row(h["name"], h["address"], h["role"], service, "Ready" if h["ready"] else "not Ready",
-                      h["version"] or "", _certs_cell(h.get("certificates")))
+                      _version_cell(h["version"], h.get("certificates")))
     return table
 
 
-def _certs_cell(certificates: dict | None) -> Text:
-    """Days until a server's first certificate expires, red under the warning threshold."""
+def _version_cell(version: str | None, certificates: dict | None) -> Text:
+    """The node's version; for a server a second line with the days until its first certificate expires (red
+    under the warning threshold): a column of its own would not fit 80 columns."""
     from rich.text import Text
 
-    if not certificates:
-        return Text("")
-    return Text(f"{certificates['daysLeft']}d", style="bold red" if certificates["warning"] else "green")
+    cell = Text(version or "")
+    if certificates:
+        cell.append(f"\ncerts {certificates['daysLeft']}d", style="bold red" if certificates["warning"] else "green")
+    return cell
 
 
-def status_notes(report: dict) -> list[str]:
-    """Below the status table: the kubeconfig's client certificate, then every certificate expiry warning."""
+def status_notes(report: dict, width: int = 80) -> list[str]:
+    """Below the status table, wrapped: the kubeconfig's client certificate, then every certificate expiry
+    warning."""
     from edge_hosts.certs import warnings
 
     client, lines = report.get("kubeconfig"), []
@@ -114,7 +117,8 @@ def status_notes(report: dict) -> list[str]:
     elif client:
         lines.append(f"kubeconfig {client['path']}: client certificate of context {report['site']} expires "
                      f"{client['expires'][:10]} ({client['daysLeft']} days)")
-    return lines + [f"warning: {line}" for line in warnings(report)]
+    return [textwrap.fill(line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+            for line in lines + [f"warning: {line}" for line in warnings(report)]]
 
 
 def status_errors(report: dict, width: int = 80) -> list[str]:
