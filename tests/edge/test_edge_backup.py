@@ -5,12 +5,17 @@ import hashlib
 import json
 
 import pytest
+import yaml
 
-from helpers import json_result, kit, kit_state_under, lab_site
+from edge_hosts import k3s, snapshots
+from edge_hosts.inventory import load_inventory
+
+from helpers import json_result, kit, kit_state_under, lab_site, valid_document, write_inventory
 from lab_checks import ArgvSampler, kubectl_json, nodes_via_kubeconfig, ready_nodes
 from test_edge_ssh import sudo_user  # noqa: F401 - a non-root login with a sudo password
 
 SNAPSHOTS = "/var/lib/rancher/k3s/server/db/snapshots"
+SCHEDULE = "etcd-snapshot-schedule-cron"
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +178,21 @@ def test_an_sqlite_site_is_restored_from_its_datastore_copy(lab_factory, tmp_pat
     assert refused.returncode == 2, refused.stderr
     assert "site: the backup is of site other, not lab" in refused.stderr
     assert "datastore: the backup holds an etcd datastore; the 1 server(s)" in refused.stderr   # every problem at once
+
+
+def test_ha_servers_get_the_kits_snapshot_schedule_unless_the_server_config_sets_it(tmp_path):
+    document = valid_document()
+    document["hosts"] += [{"name": f"s{i}", "address": f"10.9.0.{20 + i}", "role": "server", "arch": "x86_64"}
+                          for i in (2, 3)]
+    ha = load_inventory(str(write_inventory(tmp_path, document, "ha.yaml")))
+    for host in ha.servers:
+        config = yaml.safe_load(k3s.render_config(ha, host, None))
+        assert (config[SCHEDULE], config["etcd-snapshot-retention"]) == ("0 */6 * * *", 8)
+    assert SCHEDULE not in yaml.safe_load(k3s.render_config(ha, ha.agents[0], None))
+    document["k3s"]["serverConfig"] = {"etcd-snapshot-retention": 30, "etcd-snapshot-dir": "/srv/snapshots"}
+    own = load_inventory(str(write_inventory(tmp_path, document, "own.yaml")))
+    config = yaml.safe_load(k3s.render_config(own, own.first_server, None))
+    assert (config[SCHEDULE], config["etcd-snapshot-retention"]) == ("0 */6 * * *", 30)
+    assert snapshots.snapshot_dir(own) == "/srv/snapshots" and snapshots.snapshot_dir(ha) == SNAPSHOTS
+    single = load_inventory(str(write_inventory(tmp_path, valid_document(), "single.yaml")))
+    assert SCHEDULE not in yaml.safe_load(k3s.render_config(single, single.first_server, None))
