@@ -5,8 +5,10 @@ site's token changes; the tokens never show in argv or output; bad fleet input i
 
 The stand-in k3s does not run Flux: what it would apply is checked as files."""
 import base64
+import hashlib
 import json
 import re
+import shutil
 
 import kubernetes_validate
 import pytest
@@ -16,7 +18,9 @@ from fleet import onsite
 from fleet.config import load_fleet
 from fleet.flux import FLUX_OPERATOR_VERSION
 from fleet.render import K8S_VERSION, render_env, write_env
+from lab.artifacts import serve_directory
 from lab.images import flux_repositories
+from lab.inventory import K3S_VERSION, METALLB_VERSION
 from tests.fleet import crds
 
 from helpers import json_result, kit, kit_state_under, lab_site
@@ -154,3 +158,46 @@ def test_a_bundle_without_flux_is_refused_for_a_fleet_site(lab, site, state, tmp
     done = kit("edge.bootstrap", "--site", str(other), env=secrets_env("site-token-Rk29vQ"))
     assert done.returncode == 2
     assert f"holds flux_operator None, the site pins {FLUX_OPERATOR_VERSION}" in done.stderr
+
+
+def mirror_of(bundle, root):
+    """The release and raw paths an online host downloads from, holding the lab bundle's own files (so k3s itself
+    does not change) and the Flux Operator release."""
+    release = root / f"k3s-io/k3s/releases/download/{K3S_VERSION}"
+    shutil.copytree(bundle / "k3s" / K3S_VERSION, release)
+    (root / f"k3s-io/k3s/{K3S_VERSION}").mkdir(parents=True)
+    shutil.move(release / "install.sh", root / f"k3s-io/k3s/{K3S_VERSION}/install.sh")
+    manifests = root / f"metallb/metallb/{METALLB_VERSION}/config/manifests"
+    manifests.mkdir(parents=True)
+    shutil.copy(bundle / f"metallb/{METALLB_VERSION}/metallb-native.yaml", manifests)
+    flux = root / f"controlplaneio-fluxcd/flux-operator/releases/download/{FLUX_OPERATOR_VERSION}"
+    shutil.copytree(bundle / "flux-operator" / FLUX_OPERATOR_VERSION, flux)
+    return flux
+
+
+def test_an_online_fleet_site_downloads_install_yaml_verified_against_the_release_checksums(lab, site, state,
+                                                                                            tmp_path):
+    flux = mirror_of(lab.bundle, tmp_path / "mirror")
+    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+           for p in (tmp_path / "mirror").rglob("*") if p.name in ("install.sh", "metallb-native.yaml")}
+    document = yaml.safe_load(site.read_text())
+    document["k3s"]["installScriptSha256"], document["metallb"]["manifestSha256"] = \
+        sha["install.sh"], sha["metallb-native.yaml"]
+    document["bundle"] = None
+    lab.exec("edge-1", f"rm -f {MANIFESTS}/flux-operator.yaml")
+    with serve_directory(tmp_path / "mirror", host=lab.gateway) as url:
+        document["downloads"] = {"mirror": url, "raw": url}
+        online = tmp_path / "online.yaml"
+        online.write_text(yaml.safe_dump(document))
+        done, hosts = bootstrap(online, state, secrets_env("site-token-Rk29vQ"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "fleet" in hosts["edge-1"]["changed"]
+        assert not [n for n in HOSTS if "artifacts" in hosts[n]["changed"]]  # the same k3s: nothing else fetched
+        assert host_file(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml").read_bytes() == \
+            (flux / "install.yaml").read_bytes()
+        assert mode(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml") == 0o600
+        (flux / "install.yaml").write_bytes((flux / "install.yaml").read_bytes() + b"# changed upstream\n")
+        lab.exec("edge-1", f"rm -f {MANIFESTS}/flux-operator.yaml")
+        done, hosts = bootstrap(online, state, secrets_env("site-token-Rk29vQ"))
+    assert done.returncode == 1 and "sha256 mismatch for" in hosts["edge-1"]["error"]
+    assert not host_file(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml").exists()
