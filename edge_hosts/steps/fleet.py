@@ -80,9 +80,20 @@ def _notification(inventory: Inventory, notify_type: str, environ, problems: lis
     return token, fleet.notify_address or ""
 
 
-def onsite_manifest(inventory: Inventory, environ=None) -> OnSite:
-    """The first server's auto-deploy manifest for the site; FleetInputError names every problem at once."""
-    environ = os.environ if environ is None else environ
+_BUILT: dict[tuple, OnSite] = {}
+
+
+def onsite_manifest(inventory: Inventory) -> OnSite:
+    """The first server's auto-deploy manifest for the site, built once per run (the bad-input check before any
+    connection and the step share it: a pulumiStack credential is one look-up); FleetInputError names every
+    problem at once."""
+    key = (inventory.source, inventory.site, inventory.fleet, inventory.registries and inventory.registries.credentials)
+    if key not in _BUILT:
+        _BUILT[key] = _build(inventory, os.environ)
+    return _BUILT[key]
+
+
+def _build(inventory: Inventory, environ) -> OnSite:
     problems: list[str] = []
     objects = _flux_objects(inventory, problems)
     credential = None
