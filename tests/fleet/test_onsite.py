@@ -32,3 +32,17 @@ def test_the_auto_deploy_manifest_is_valid_and_private(seeds, tmp_path):
     path = onsite.write_auto_deploy(tmp_path, text)
     assert path.name == "mlops-fleet.yaml" and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert docs[1]["spec"]["distribution"]["version"] == "2.9.4"
+
+
+def test_a_generic_provider_gets_its_address_and_no_empty_token():
+    secrets = onsite.site_secrets("crmlopsqa.azurecr.io", "qa-line", "site-token", "", "https://receiver.example/hook")
+    notify = secrets[1]
+    assert notify["metadata"]["name"] == "fleet-notify" and set(notify["data"]) == {"address"}
+    assert base64.b64decode(notify["data"]["address"]).decode() == "https://receiver.example/hook"
+
+
+def test_the_flux_images_are_named_by_tag_and_pulled_by_the_operators_own_digests():
+    references = onsite.image_references("sha256:" + "a" * 64)
+    assert references[0] == f"ghcr.io/controlplaneio-fluxcd/flux-operator:v0.58.1@sha256:{'a' * 64}"
+    assert references[1:] == [f"{name}@{digest}" for name, digest in onsite.FLUX_IMAGES.items()]
+    assert onsite.image_names() == [r.split("@")[0] for r in references]
