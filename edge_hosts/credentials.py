@@ -22,6 +22,7 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from edge_hosts.inventory import REGISTRY_NAME, Inventory, RegistryCredentialSource
@@ -43,12 +44,20 @@ class RegistryCredential:
 
 
 def site_registry_credential(inventory: Inventory, environ: dict[str, str] | None = None) -> RegistryCredential:
-    """The site's credential for its env's registry, from the source `registries.credentials` names."""
+    """The site's credential for its env's registry, from the source `registries.credentials` names; from this
+    process's environment (environ None) it is looked up once and shared (every host's step, fleet delivery)."""
     source = inventory.registries.credentials if inventory.registries else None
     if source is None:
         raise CredentialError(f"{inventory.source}: registries.credentials: not set; name the site's registry token "
                               f"source (pulumiStack, env or file)")
+    if environ is None:
+        return _once(source, inventory.site, inventory.source)
     return credential_from(source, inventory.site, inventory.source, environ)
+
+
+@lru_cache(maxsize=8)
+def _once(source: RegistryCredentialSource, site: str, inventory_file: Path) -> RegistryCredential:
+    return credential_from(source, site, inventory_file)  # a pulumi call takes seconds; errors are not cached
 
 
 def credential_from(source: RegistryCredentialSource, site: str, inventory_file: Path,

@@ -10,13 +10,11 @@ the env's registry gets one, so an image one node pulled reaches the others over
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import yaml
 
-from edge_hosts.credentials import RegistryCredential, credential_from
-from edge_hosts.inventory import Inventory, Mirror, RegistryCredentialSource, Registries
+from edge_hosts.credentials import RegistryCredential, site_registry_credential
+from edge_hosts.inventory import Inventory, Mirror, Registries
 
 
 @dataclass(frozen=True)
@@ -31,15 +29,8 @@ def registries_file(inventory: Inventory) -> RegistriesFile | None:
     registries = inventory.registries
     if registries is None:
         return None
-    credential = (_credential(registries.credentials, inventory.site, inventory.source)
-                  if registries.credentials else None)
+    credential = site_registry_credential(inventory) if registries.credentials else None
     return RegistriesFile(render(registries, credential), frozenset({credential.password} if credential else ()))
-
-
-@lru_cache(maxsize=8)
-def _credential(source: RegistryCredentialSource, site: str, inventory_file: Path) -> RegistryCredential:
-    """One look-up per run (a pulumi call takes seconds), shared by every host's step."""
-    return credential_from(source, site, inventory_file)
 
 
 def render(registries: Registries, credential: RegistryCredential | None) -> str:

@@ -130,3 +130,11 @@ def test_the_inventory_names_one_source_and_never_holds_the_secret(tmp_path, cre
     with pytest.raises(InventoryError) as caught:
         load_inventory(str(write_inventory(tmp_path, doc)))
     assert problem in str(caught.value)
+
+
+def test_from_this_processs_environment_it_is_looked_up_once(tmp_path, pulumi_env, monkeypatch):
+    for name, value in pulumi_env.items():
+        monkeypatch.setenv(name, value)
+    inventory = inventory_with(tmp_path, {"pulumiStack": STACK})
+    assert site_registry_credential(inventory) == site_registry_credential(inventory) == RegistryCredential(**ENTRY)
+    assert len(Path(pulumi_env["STANDIN_PULUMI_LOG"]).read_text().splitlines()) == 1

@@ -34,8 +34,8 @@ def inventory_with(tmp_path, **changes):
 
 # -- rendering --------------------------------------------------------------------------------------------------
 def test_no_proxy_covers_the_site_before_the_inventorys_own_entries(tmp_path):
-    inventory = inventory_with(tmp_path, proxy={"http": "http://proxy:3128", "noProxy": [".plant.example", "10.9.0.0/24"]},
-                               apiEndpoint="edge.plant.example")
+    settings = {"http": "http://proxy:3128", "noProxy": [".plant.example", "10.9.0.0/24"]}
+    inventory = inventory_with(tmp_path, proxy=settings, apiEndpoint="edge.plant.example")
     assert no_proxy(inventory) == ["localhost", "127.0.0.1", "10.42.0.0/16", "10.43.0.0/16", "10.9.0.0/24",
                                    "edge.plant.example", ".plant.example"]
 
@@ -74,8 +74,8 @@ def test_bad_proxy_settings_are_reported_with_every_other_problem(tmp_path):
     with pytest.raises(InventoryError) as caught:
         load_inventory(str(write_inventory(tmp_path, doc)))
     text = str(caught.value)
-    for problem in ("proxy.noProxy[0]: String should match pattern",
-                    "registries.credentials: Value error, give exactly one of", "hosts[1].address: 10.8.0.12 is outside"):
+    for problem in ("proxy.noProxy[0]: String should match pattern", "hosts[1].address: 10.8.0.12 is outside",
+                    "registries.credentials: Value error, give exactly one of"):
         assert problem in text
 
 
@@ -160,7 +160,8 @@ def proxied_site(lab, online, directory: Path, no_proxy_extra: list[str], name: 
     return lab_site(lab, directory, name, bundle=None, downloads={"mirror": f"http://{RELEASES}",
                                                                   "raw": f"http://{RELEASES}"},
                     proxy={"http": url, "https": url, "noProxy": no_proxy_extra},
-                    **{"k3s.installScriptSha256": pins["install.sh"], "metallb.manifestSha256": pins["metallb-native.yaml"]})
+                    **{"k3s.installScriptSha256": pins["install.sh"],
+                       "metallb.manifestSha256": pins["metallb-native.yaml"]})
 
 
 def bootstrap(site: Path, state: Path):

@@ -36,7 +36,8 @@ def test_secrets_are_masked_without_show_secrets(state):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("stack", "output", "nope", "--json", "--stack", STACK), "error: current stack does not have output property 'nope'"),
+    (("stack", "output", "nope", "--json", "--stack", STACK),
+     "error: current stack does not have output property 'nope'"),
     (("stack", "output", "creds", "--stack", "organization/mlops-edge-kit/x"),
      "error: no stack named 'organization/mlops-edge-kit/x' found"),
     (("stack", "output", "creds", "--bogus", "--stack", STACK), "error: unknown flag: --bogus"),

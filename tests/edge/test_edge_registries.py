@@ -62,7 +62,8 @@ def test_without_the_embedded_mirror_the_env_registry_is_only_configured(tmp_pat
     ({"tls": {"caFile": "/ca.pem"}}, "registries: Value error, tls applies to the env's registry"),
     ({"embeddedMirror": True}, "registries: Value error, embeddedMirror shares the registries listed in mirrors"),
     ({"mirrors": {"https://docker.io": None}}, "is not a registry host[:port]"),
-    ({"mirrors": {"docker.io": {"endpoints": ["mirror:5000"]}}}, "registries.mirrors.docker.io.endpoints[0]: String should match"),
+    ({"mirrors": {"docker.io": {"endpoints": ["mirror:5000"]}}},
+     "registries.mirrors.docker.io.endpoints[0]: String should match"),
     ({"credentials": {"env": "V"}, "tls": {"caFile": "relative.pem"}}, "registries.tls.caFile: String should match"),
 ])
 def test_bad_registries_sections_are_named_by_key(tmp_path, registries, problem):
