@@ -16,7 +16,7 @@ from edge_hosts.report import HostResult
 from edge_hosts.runner import write_kubeconfig
 from edge_hosts.snapshots import SnapshotInfo
 from edge_hosts.ssh import sha256_file
-from edge_hosts.state import TokenStore, ca_hash, site_dir
+from edge_hosts.state import TokenStore, ca_hash, password, site_dir
 from edge_hosts.steps import cluster, host as host_steps, service
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.host import StepError
@@ -92,9 +92,8 @@ class Backup:
     def __init__(self, engine: Engine, inventory: Inventory):
         self.engine, self.inventory = engine, inventory
         self.first = engine.contexts[inventory.first_server.name]
-        store = TokenStore(inventory.site)
-        if store.exists():
-            engine.add_secrets(set(store.passwords()))
+        self.server_password, agent_password = TokenStore(inventory.site).passwords()
+        engine.add_secrets({self.server_password, agent_password})
         self.info: SnapshotInfo | None = None
         self.saved: Path | None = None
         self.removed: list[str] = []
@@ -112,13 +111,17 @@ class Backup:
         return True
 
     def _copy(self, ctx: HostContext) -> bool:
+        """The snapshot and its manifest, with the server token the cluster runs with (the site's, checked)."""
+        running = password(cluster.read_tokens(ctx.session, self.inventory.k3s.join_timeout)[0])
+        if running != self.server_password:
+            raise StepError(f"the cluster on {ctx.host.name} runs with another server token than the site's kit "
+                            f"state ({TokenStore(self.inventory.site).dir}): its backups could not be restored")
         data = snapshots.download(ctx.session, self.info)
         self.saved = backups_dir(self.inventory) / self.info.name
-        server_password, _ = TokenStore(self.inventory.site).passwords()
         manifest = {"site": self.inventory.site, "snapshot": self.info.name, "sha256": self.info.sha256,
                     "size": self.info.size, "datastore": self.info.datastore, "created": time.time(),
                     "k3sVersion": self.inventory.k3s.version, "server": ctx.host.name,
-                    "serverToken": server_password}
+                    "serverToken": self.server_password}
         write_private_bytes(self.saved, data)
         write_private_bytes(manifest_of(self.saved), json.dumps(manifest, indent=2).encode())
         return True

@@ -323,8 +323,12 @@ def backup(c, site, json=False):
     from edge_hosts.backup import Backup, backups_dir
     from edge_hosts.engine import Engine
     from edge_hosts.report import Progress, print_results, summary
+    from edge_hosts.state import TokenStore
 
     inventory = _inventory(site)
+    if not TokenStore(inventory.site).exists():
+        raise Exit(f"{TokenStore(inventory.site).dir}: no server token for site {inventory.site} (bootstrapped from "
+                   "another machine?): a backup is restored with it; copy the site's state here first", code=2)
     first = inventory.first_server.name
     with Progress([first], enabled=not json) as progress, Engine(inventory, [first], 1, progress) as engine:
         run = Backup(engine, inventory)

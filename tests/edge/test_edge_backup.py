@@ -153,6 +153,8 @@ def test_a_damaged_backup_or_one_without_its_manifest_is_refused_before_anything
         assert done.returncode == 2 and problem in done.stderr and str(file) in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert lab.exec("edge-1", "systemctl show -p ActiveEnterTimestamp k3s").stdout == before
+    elsewhere = run("edge.backup", "--site", str(site), env={"XDG_CONFIG_HOME": str(tmp_path / "other-machine")})
+    assert elsewhere.returncode == 2 and "no server token for site lab" in elsewhere.stderr
 
 
 def test_an_sqlite_site_is_restored_from_its_datastore_copy(lab_factory, tmp_path):
