@@ -99,6 +99,7 @@ def _seconds(text: str) -> tuple[float | None, float]:
 
 
 def clock_problem(ctx: HostContext, facts: Facts) -> str | None:
+    """A clock off by more than preflight.maxClockSkew whatever the link did (the whole measured range is past it)."""
     offset = clock_offset(facts)
     limit = ctx.inventory.preflight.max_clock_skew
     if offset is None or offset[0] <= limit and offset[1] >= -limit:
@@ -129,8 +130,9 @@ def time_sync_warnings(facts: Facts) -> list[str]:
 
 # -- br_netfilter -------------------------------------------------------------------------------------------------
 def br_netfilter_problem(facts: Facts) -> str | None:
-    """k3s modprobes br_netfilter at start and only logs a warning when that fails (pkg/agent/syssetup/setup.go);
-    flannel's bridged pod traffic then bypasses iptables. A kernel without the module is refused here."""
+    """k3s modprobes br_netfilter at start and only logs a warning when that fails (k3s-io/k3s
+    pkg/agent/syssetup/setup.go at 00014d2, loadKernelModule); flannel's bridged pod traffic then bypasses iptables.
+    A kernel without the module is refused here."""
     if facts["br_netfilter"] != "missing":
         return None
     return ("br_netfilter is not loaded and this kernel has no such module (modprobe -n br_netfilter fails): k3s "
