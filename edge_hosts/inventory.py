@@ -158,6 +158,8 @@ class RegistryCredentialSource(_Model):
                  if value is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of pulumiStack, env or file (got {', '.join(given) or 'none'})")
+        if self.site is not None and self.pulumi_stack is None:
+            raise ValueError("site picks the entry of pulumiStack's output; env and file hold the site's entry itself")
         return self
 
 

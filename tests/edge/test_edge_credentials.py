@@ -123,6 +123,7 @@ def test_no_source_is_a_clear_error(tmp_path):
     ({"env": "A", "file": "f"}, "give exactly one of pulumiStack, env or file (got env, file)"),
     ({"env": "A", "password": "x"}, "registries.credentials.password: Extra inputs are not permitted"),
     ({"pulumiStack": "qa"}, "registries.credentials.pulumiStack: String should match pattern"),
+    ({"env": "A", "site": "uat"}, "site picks the entry of pulumiStack's output"),
 ])
 def test_the_inventory_names_one_source_and_never_holds_the_secret(tmp_path, credentials, problem):
     doc = valid_document()
