@@ -22,8 +22,10 @@ TIME_SYNC_UNITS = ("systemd-timesyncd", "chronyd", "chrony", "ntpd", "ntp", "ntp
 BRIDGE_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"  # exists once br_netfilter is loaded (or built in)
 REACH_TIMEOUT_S = 3  # a TCP connect within the site's LAN answers in milliseconds; silence this long is a drop
 # a TCP connect from bash (the kit's probe has no other client it can count on); prints "reach HOST PORT EXIT MSG"
+# (bash's first error line ends with the reason: "Connection refused", "Name or service not known"...)
 REACH_FUNCTION = f"""reach() {{ r=$(timeout {REACH_TIMEOUT_S} bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>&1)
-  c=$?; echo "reach $1 $2 $c ${{r##*: }}"; }}
+  c=$?; r=${{r%%
+*}}; echo "reach $1 $2 $c ${{r##*: }}"; }}
 """
 
 

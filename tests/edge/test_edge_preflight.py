@@ -9,10 +9,10 @@ import yaml
 
 from edge_hosts.firewall import Packet, Ruleset
 from edge_hosts.inventory import load_inventory
-from edge_hosts.probe import Facts
+from edge_hosts.probe import Facts, _facts
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.preflight import (MODULES_FILE, clock_offset, clock_problem, firewall_findings,
-                                        time_sync_warnings)
+                                        reach_problems, time_sync_warnings)
 
 from helpers import json_result, kit, valid_document, write_inventory
 
@@ -116,6 +116,21 @@ def test_a_block_behind_a_rule_the_kit_cannot_read_is_a_warning_not_a_failure(tm
     assert firewall_findings(ctx.inventory, server, no_nft) == (
         [], ["iptables, ufw present but no nft command: the host firewall was not checked (install nftables so "
              "preflight can read the ruleset)"])
+
+
+def test_a_joiners_connect_is_read_from_bashs_answer(tmp_path):
+    ctx = context(tmp_path)
+    agent = ctx.inventory.host("a1")
+
+    def problems(answer: str) -> list[str]:
+        return reach_problems(ctx.inventory, agent, _facts(agent, f"reach 10.9.0.11 6443 {answer}\n"))
+
+    assert problems("0") == [] and problems("1 Connection refused") == []  # the server's kernel answered
+    assert problems("124") == ["cannot reach the API endpoint 10.9.0.11:6443/tcp (no answer within 3 s: a firewall "
+                               "on the way or on the server drops it)"]
+    assert problems("1 No route to host") == ["cannot reach the API endpoint 10.9.0.11:6443/tcp (No route to host)"]
+    assert "not tested: the host has no bash" in problems("127 timeout: failed to run command 'bash'")[0]
+    assert reach_problems(ctx.inventory, ctx.inventory.host("s1"), Facts({})) == []  # the first server joins nobody
 
 
 # -- the clock and time sync ------------------------------------------------------------------------------------
