@@ -1,6 +1,7 @@
 """Step engine: runs named steps on hosts (in parallel where allowed), retries dropped links, records results."""
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -17,6 +18,7 @@ from edge_hosts.steps.host import StepError
 
 # ValueError/YAMLError: a host answered with output that does not parse (e.g. a broken kubectl)
 STEP_ERRORS = (RemoteError, StepError, ArtifactError, HostKeyError, KubeconfigError, ValueError, yaml.YAMLError)
+UPLOAD_PARALLEL = 2  # uploads to a site at a time (its uplink is shared): edge.bootstrap --upload-parallel
 
 
 class Engine:
@@ -27,6 +29,7 @@ class Engine:
         self.inventory, self.parallel, self.progress = inventory, max(1, parallel), progress
         self.contexts = {name: HostContext(inventory, inventory.host(name), HostSession(inventory, inventory.host(name)),
                                            source) for name in names}
+        self.limit_uploads(UPLOAD_PARALLEL)
 
     def __enter__(self) -> "Engine":
         return self
@@ -34,6 +37,12 @@ class Engine:
     def __exit__(self, *exc) -> None:
         for ctx in self.contexts.values():
             ctx.session.close()
+
+    def limit_uploads(self, slots: int) -> None:
+        """At most `slots` uploads at a time over all the site's hosts; the other steps keep `parallel`."""
+        shared = threading.BoundedSemaphore(max(1, slots))
+        for ctx in self.contexts.values():
+            ctx.session.upload_slots = shared
 
     def add_secrets(self, values: set[str]) -> None:
         """Values no host's output may show (redacted on every session)."""
@@ -60,6 +69,7 @@ class Engine:
             except TransportError as err:
                 if attempt == 2 or not self._reconnect(ctx):
                     self.fail(ctx, f"{name}: {err}")
+                    return False  # not run again on a host it cannot reach
             except STEP_ERRORS as err:
                 self.fail(ctx, f"{name}: {err}")
                 return False

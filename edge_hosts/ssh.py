@@ -9,6 +9,7 @@ import shlex
 import socket
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from edge_hosts.hostkeys import HostKeyError, RefuseUnknownHost, changed_key_mes
 from edge_hosts.inventory import Host, Inventory
 
 UPLOAD_PREFIX = ".kit-upload-"
+PART_SUFFIX = ".part"  # a file's staged upload, kept across runs to resume
 
 
 class TransportError(Exception):
@@ -43,10 +45,19 @@ def redact(text: str, secret_values: set[str]) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    return sha256_prefix(path, path.stat().st_size)
+
+
+def sha256_prefix(path: Path, size: int) -> str:
+    """sha256 of the first `size` bytes of a file."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
+        while size > 0:
+            chunk = handle.read(min(1 << 20, size))
+            if not chunk:
+                break
             digest.update(chunk)
+            size -= len(chunk)
     return digest.hexdigest()
 
 
@@ -62,6 +73,7 @@ class HostSession:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._passwordless_sudo: bool | None = None  # probed once per session, only when a password is configured
+        self.upload_slots: threading.Semaphore | nullcontext = nullcontext()  # shared by a site's sessions
 
     def _sudo_password(self) -> str | None:
         env = self.settings.sudo_password_env
@@ -116,7 +128,24 @@ class HostSession:
         if isinstance(transport.sock, socket.socket):
             # small request/response packets: without this, Nagle + delayed ACKs stall each command ~40-90 ms
             transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):
+                # paramiko retries a send the kernel cannot take forever (paramiko 5.1 packet.py write_all): on a cut
+                # link the kernel ends the connection once sent data stays unacknowledged this long (tcp(7), Linux)
+                # instead of after ~15 minutes of retransmissions
+                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(self.silence_s * 1000))
         return client
+
+    @property
+    def silence_s(self) -> float:
+        """How long a link may stay silent during a transfer before it counts as dropped."""
+        return max(3 * self.settings.connect_timeout, 10)
+
+    def _ensure_connected(self) -> None:
+        """Connect when there is no connection or it died while idle (a dropped link, a restarted sshd): nothing was
+        sent on it yet, so a new one is as good."""
+        transport = self._client.get_transport() if self._client is not None else None
+        if transport is None or not transport.is_active():
+            self.connect()
 
     def close(self) -> None:
         """Close the connection; a link that already died is fine."""
@@ -147,8 +176,7 @@ class HostSession:
     def run(self, script: str, sudo: bool = True, timeout: float | None = None, reveal: bool = False) -> Result:
         """Run a shell script sent on stdin (never in argv), as root when sudo is set; known secrets are redacted
         from its output unless `reveal` (for reading a secret itself)."""
-        if self._client is None:
-            self.connect()
+        self._ensure_connected()
         command, prefix = self._command(sudo)
         result = self._exchange(command, prefix + script.encode(), timeout or self.command_timeout)
         if reveal:
@@ -187,47 +215,86 @@ class HostSession:
 
     # -- uploads ----------------------------------------------------------------------------
     def _sftp_client(self) -> paramiko.SFTPClient:
+        self._ensure_connected()
         if self._sftp is None:
-            if self._client is None:
-                self.connect()
             self._sftp = self._client.open_sftp()
-            # a link silent this long during an upload counts as dropped
-            self._sftp.get_channel().settimeout(max(3 * self.settings.connect_timeout, 10))
+            self._sftp.get_channel().settimeout(self.silence_s)
             self._remove_stale_uploads(self._sftp)
         return self._sftp
 
     def _remove_stale_uploads(self, sftp: paramiko.SFTPClient) -> None:
-        """Temp files an interrupted earlier run left in the login home (never the target paths)."""
+        """Temp files an interrupted earlier run left in the login home (never the target paths); the parts of
+        files stay, for the next upload of that file to resume."""
         prefix = f"{UPLOAD_PREFIX}{self.host.name}-"
         for name in sftp.listdir("."):
-            if name.startswith(prefix):
+            if name.startswith(prefix) and not name.endswith(PART_SUFFIX):
                 sftp.remove(name)
 
     def upload(self, source: Path | bytes, remote: str, mode: str, sha256: str) -> None:
-        """Atomically install a file: temp upload (0600), sha256 verified, moved into place with one rename."""
-        tmp = f"{UPLOAD_PREFIX}{self.host.name}-{secrets.token_hex(6)}"
+        """Atomically install a file: staged in the login home (0600), sha256 verified, moved into place with one
+        rename. A file (bytes are small and may be secret: never kept) is staged as a part that outlives a dropped
+        link, so the next upload of it sends only the rest."""
+        if isinstance(source, bytes):
+            staged, offset, stream = f"{UPLOAD_PREFIX}{self.host.name}-{secrets.token_hex(6)}", 0, io.BytesIO(source)
+        else:
+            staged = self._part_name(remote, sha256)
+            offset, stream = self._resume_offset(staged, remote, source), open(source, "rb")
+        with stream:
+            home = self._send(stream, staged, offset, remote)
+        self._install(f"{home}/{staged}", remote, mode, sha256)
+
+    def _part_name(self, remote: str, sha256: str) -> str:
+        """The staged part of this content for this target (one name per target and content)."""
+        target = hashlib.sha256(remote.encode()).hexdigest()[:8]
+        return f"{UPLOAD_PREFIX}{self.host.name}-{target}-{sha256[:16]}{PART_SUFFIX}"
+
+    def _resume_offset(self, part: str, remote: str, source: Path) -> int:
+        """How much of `source` an earlier upload left staged: the part's size when its bytes are the file's first
+        bytes (sha256 compared), else 0 and the part removed. Parts of other content for the target go too."""
+        others, q = f"{shlex.quote(part.rsplit('-', 1)[0])}-*{PART_SUFFIX}", shlex.quote(part)
+        out = self.check(f"""cd || exit 1
+for f in {others}; do [ "$f" = {q} ] || rm -f -- "$f"; done
+[ -f {q} ] && echo "$(wc -c < {q}) $(sha256sum < {q} | cut -c1-64)"
+exit 0
+""", f"checking the staged part of {remote}", sudo=False).split()
+        if not out:
+            return 0
+        size, digest = int(out[0]), out[1]
+        if size <= source.stat().st_size and sha256_prefix(source, size) == digest:
+            return size
+        self.check(f"cd && rm -f -- {q}\n", f"removing the corrupt part of {remote}", sudo=False)
+        return 0
+
+    def _send(self, stream, name: str, offset: int, remote: str) -> str:
+        """Write `stream` from `offset` on to `name` in the login home (0600 before its first byte), one of at most
+        `upload_slots` transfers to the site at a time; return the home's path."""
+        stream.seek(offset)
         try:
             sftp = self._sftp_client()
             home = sftp.normalize(".")
-            with sftp.open(tmp, "wb") as handle:
-                sftp.chmod(tmp, 0o600)
+            with self.upload_slots, sftp.open(name, "r+b" if offset else "wb") as handle:
+                if not offset:
+                    sftp.chmod(name, 0o600)
+                handle.seek(offset)
                 handle.set_pipelined(True)
-                stream = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-                with stream:
-                    for chunk in iter(lambda: stream.read(1 << 16), b""):
-                        handle.write(chunk)
+                for chunk in iter(lambda: stream.read(1 << 16), b""):
+                    handle.write(chunk)
         except (OSError, paramiko.SSHException, EOFError) as error:
             raise TransportError(f"upload of {remote} to {self.host.address} interrupted: {error}") from None
+        return home
+
+    def _install(self, src: str, remote: str, mode: str, sha256: str) -> None:
+        """The staged file verified as a whole and renamed into place; it is removed either way (a part whose
+        whole does not match must not be resumed)."""
         staged = f"{os.path.dirname(remote)}/.{os.path.basename(remote)}.kit-new"
         self.check(f"""set -e
-src={shlex.quote(f"{home}/{tmp}")}; dst={shlex.quote(remote)}; staged={shlex.quote(staged)}
+src={shlex.quote(src)}; dst={shlex.quote(remote)}; staged={shlex.quote(staged)}
 trap 'rm -f "$src" "$staged"' EXIT
 mkdir -p "$(dirname "$dst")"
 install -m {mode} "$src" "$staged"
 echo "{sha256}  $staged" | sha256sum -c --status || {{ echo "sha256 mismatch after upload of $dst" >&2; exit 41; }}
 mv -f "$staged" "$dst"
 """, f"installing {remote}")
-
 
 
 def _read_into(stream, sink: list) -> None:

@@ -132,9 +132,11 @@ def plan(c, site, json=False, batch=1):
 @task(help={"site": SITE_HELP, "hosts": "only these hosts (comma-separated names)",
             "parallel": "hosts worked on at the same time (default 10)", "json": "print one JSON object",
             "kubeconfig": f"kubeconfig file to merge the site's context into (default {DEFAULT_PATH})",
+            "upload_parallel": "uploads to the site at the same time (default 2): a thin uplink is shared",
             "batch": "agents upgraded at a time when the k3s pin changes (default 1)",
             "drain_timeout": "seconds a drain may take before an upgrade stops (default 300)"})
-def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT_PATH), batch=1, drain_timeout=300):
+def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT_PATH), upload_parallel=2,
+              batch=1, drain_timeout=300):
     """Bring the site's hosts to k3s + MetalLB, changing only what differs; a changed k3s pin upgrades the site
     (servers one at a time, then agents in batches, each drained)."""
     from edge_hosts.report import Progress
@@ -143,7 +145,8 @@ def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT
 
     inventory = _inventory(site)
     low = [f"--{flag}: must be at least 1, got {value}" for flag, value in
-           (("parallel", parallel), ("batch", batch), ("drain-timeout", drain_timeout)) if int(value) < 1]
+           (("parallel", parallel), ("upload-parallel", upload_parallel), ("batch", batch),
+            ("drain-timeout", drain_timeout)) if int(value) < 1]
     if low:
         raise Exit("\n".join(low), code=2)
     selected = _selected(inventory, hosts)
@@ -154,6 +157,7 @@ def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT
     with Progress(selected, enabled=not json) as progress:
         run = Bootstrap(inventory, selected, int(parallel), progress, Path(kubeconfig).expanduser(), int(batch),
                         int(drain_timeout))
+        run.engine.limit_uploads(int(upload_parallel))
         try:
             results = run.run()
         except UpgradeRefused as err:  # before any host changed

@@ -1,6 +1,7 @@
 """Linux bridge, veth links and network namespaces of one lab (all commands run as root)."""
 import subprocess
 import time
+from pathlib import Path
 
 from lab.procs import kill_all
 
@@ -32,15 +33,21 @@ def set_link(veth: str, up: bool) -> None:
     ip("link", "set", veth, "up" if up else "down")
 
 
-def limit_link(veth: str, rate: str | None) -> None:
-    """A token-bucket limit (`tc ... tbf`, e.g. rate '16mbit') on what the machine sends a host, or none."""
+def limit_link(device: str, rate: str | None) -> None:
+    """A token-bucket limit (`tc ... tbf`, e.g. rate '20mbit') on what the machine sends through `device` (a host's
+    veth: that host's link; the lab bridge: the whole site's uplink), or none."""
     if rate is None:
-        subprocess.run(["tc", "qdisc", "del", "dev", veth, "root"], capture_output=True)
+        subprocess.run(["tc", "qdisc", "del", "dev", device, "root"], capture_output=True)
         return
-    done = subprocess.run(["tc", "qdisc", "replace", "dev", veth, "root", "tbf", "rate", rate, "burst", "32kbit",
+    done = subprocess.run(["tc", "qdisc", "replace", "dev", device, "root", "tbf", "rate", rate, "burst", "32kbit",
                            "latency", "400ms"], capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"tc qdisc replace dev {veth} ... tbf rate {rate}: {done.stderr.strip()}")
+        raise RuntimeError(f"tc qdisc replace dev {device} ... tbf rate {rate}: {done.stderr.strip()}")
+
+
+def tx_bytes(device: str) -> int:
+    """Bytes the machine has sent through `device` (the kernel's own counter, headers included)."""
+    return int(Path("/sys/class/net", device, "statistics", "tx_bytes").read_text())
 
 
 def link_exists(name: str) -> bool:
