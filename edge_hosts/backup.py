@@ -20,6 +20,7 @@ from edge_hosts.state import TokenStore, ca_hash, password, site_dir
 from edge_hosts.steps import cluster, host as host_steps, service
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.host import StepError
+from edge_hosts.upgrade import minor
 
 NAME = "kit-backup"  # on-site name prefix: kit-backup-<node>-<unix time>
 MANIFEST = ".json"   # <snapshot file>.json beside each snapshot
@@ -166,6 +167,11 @@ def restore_problems(inventory: Inventory, snapshot: Path) -> tuple[dict | None,
     if manifest["datastore"] != wanted:
         problems.append(f"{source}: datastore: the backup holds an {manifest['datastore']} datastore; the "
                         f"{len(inventory.servers)} server(s) of {inventory.source} run {wanted}")
+    taken = manifest.get("k3sVersion", inventory.k3s.version)
+    if minor(taken) > minor(inventory.k3s.version):   # "the same K3s version ... a higher minor version is also
+        # acceptable" for the restoring server (docs/cli/etcd-snapshot.md), never an older one
+        problems.append(f"{source}: k3sVersion: the backup was taken with k3s {taken}; the site pins "
+                        f"{inventory.k3s.version}, an older minor, which cannot restore it: pin {taken} or newer first")
     store = TokenStore(inventory.site)
     if not store.exists() or store.passwords()[0] != manifest["serverToken"]:
         problems.append(f"{source}: serverToken: the site's kit state ({store.dir}) holds another server token than "

@@ -175,11 +175,13 @@ def test_an_sqlite_site_is_restored_from_its_datastore_copy(lab_factory, tmp_pat
     relabelled = tmp_path / "relabelled"
     relabelled.write_bytes(open(taken["backup"]["saved"]["file"], "rb").read())
     manifest = json.loads(open(taken["backup"]["saved"]["manifest"]).read())
-    (tmp_path / "relabelled.json").write_text(json.dumps({**manifest, "datastore": "etcd", "site": "other"}))
+    (tmp_path / "relabelled.json").write_text(json.dumps({**manifest, "datastore": "etcd", "site": "other",
+                                                          "k3sVersion": "v1.38.0+k3s1"}))
     refused = run("edge.restore", "--site", str(site), "--snapshot", str(relabelled), "--yes")
     assert refused.returncode == 2, refused.stderr
     assert "site: the backup is of site other, not lab" in refused.stderr
-    assert "datastore: the backup holds an etcd datastore; the 1 server(s)" in refused.stderr   # every problem at once
+    assert "datastore: the backup holds an etcd datastore; the 1 server(s)" in refused.stderr
+    assert "k3sVersion: the backup was taken with k3s v1.38.0+k3s1; the site pins v1.37.2+k3s1" in refused.stderr   # every problem at once
 
 
 def test_ha_servers_get_the_kits_snapshot_schedule_unless_the_server_config_sets_it(tmp_path):
