@@ -210,6 +210,8 @@ def test_certificate_rotate_backs_up_tls_and_the_next_start_makes_new_certificat
                        r"rotate certificates", done.stderr)
     assert backup and lab.host("edge-1").path_on_host(f"{backup[1]}/client-admin.crt").exists()
     assert "Rotating certificates for admin" in done.stderr
+    unknown = run(lab, "edge-1", "k3s certificate rotate --service admin,not-a-service")
+    assert unknown.returncode == 1 and "not-a-service is not a recognized service" in unknown.stderr
     run(lab, "edge-1", "systemctl start k3s", check=True)
     new_cert = certificate(lab, "edge-1", "client-admin")
     assert new_cert.serial_number != old_cert.serial_number

@@ -16,13 +16,16 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from k3sstub.settings import TIMINGS, TLS_DIR, log
+from k3sstub.settings import TIMINGS, TLS_DIR, Fatal, log
 
 CURVE = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 LEAF_DAYS = TIMINGS.get("cert_days", 365)
 RENEW_WITHIN = datetime.timedelta(days=120)
-# the k3s service names `certificate rotate` lists, and the lab's leaf files each one stands for
-SERVICES = {"admin": ["client-admin"], "api-server": ["serving-kube-apiserver"]}
+# the services `k3s certificate rotate --service` accepts (docs/cli/certificate.md) and the lab's leaf files of each
+# (the lab makes only the admin client and the API server's serving certificate)
+SERVICES = {"admin": ["client-admin"], "api-server": ["serving-kube-apiserver"],
+            **dict.fromkeys(["controller-manager", "scheduler", "k3s-controller", "k3s-server", "cloud-controller",
+                             "etcd", "auth-proxy", "kubelet", "kube-proxy"], [])}
 
 
 def _openssl(*args: str) -> None:
@@ -84,8 +87,7 @@ def rotate(args: list[str]) -> int:
     services = wanted.split(",") if wanted else list(SERVICES)
     unknown = [s for s in services if s not in SERVICES]
     if unknown:
-        log(f"Error: {unknown[0]} is not a recognized service", "fatal")
-        return 1
+        raise Fatal(f"Error: {unknown[0]} is not a recognized service")
     backup = TLS_DIR.parent / f"tls-{int(time.time())}"
     shutil.copytree(TLS_DIR, backup)
     for service in services:
