@@ -199,6 +199,18 @@ def test_leaf_certificates_have_the_set_lifetime_and_survive_restarts(lab):
     assert certificate(lab, "edge-1", "serving-kube-apiserver").serial_number == serving.serial_number
 
 
+def test_a_leaf_certificate_within_120_days_of_expiry_is_renewed_with_its_key_at_start(lab):
+    run(lab, "edge-1", f"cd {TLS} && openssl req -x509 -key client-admin.key -out client-admin.crt -days 100 "
+                       "-subj /CN=short -CA server-ca.crt -CAkey server-ca.key", check=True)
+    short = certificate(lab, "edge-1", "client-admin")
+    run(lab, "edge-1", "systemctl restart k3s", check=True)
+    renewed = certificate(lab, "edge-1", "client-admin")
+    assert renewed.serial_number != short.serial_number
+    assert renewed.public_key().public_numbers() == short.public_key().public_numbers()   # the same key
+    left = renewed.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+    assert left > datetime.timedelta(days=199)
+
+
 def test_certificate_rotate_backs_up_tls_and_the_next_start_makes_new_certificates_and_keys(lab):
     old_cert = certificate(lab, "edge-1", "client-admin")
     old_key = lab.host("edge-1").path_on_host(f"{TLS}/client-admin.key").read_bytes()
