@@ -67,7 +67,7 @@ class Ruleset:
             result.unsure.append(f"chain {_name(key)} (missing or too deep)")
             return None
         for rule in self.rules.get(key, []):
-            matched, action = _matches(rule["expr"], packet), _action(rule["expr"])
+            matched, action = _matches(rule["expr"], packet), _action(rule["expr"], packet)
             if matched is False or action is None:
                 continue
             if matched is None:  # it may or may not apply: say so, and go on as if it did not
@@ -101,16 +101,46 @@ def _name(key: tuple) -> str:
     return " ".join(key)
 
 
-def _action(exprs: list[dict]) -> tuple[str, str | None] | None:
-    """The rule's verdict: (verb, jump target), or None for a rule that only counts or logs."""
+def _verdict(kind: str, value) -> tuple[str, str | None] | None:
+    if kind in ("accept", "drop", "reject", "return"):
+        return kind, None
+    if kind in ("jump", "goto"):
+        return kind, value["target"]
+    return None
+
+
+def _action(exprs: list[dict], packet: Packet) -> tuple[str, str | None] | None:
+    """The rule's verdict for the packet: (verb, jump target), or None for a rule that only counts or logs (or
+    whose verdict map has no entry for it)."""
     for expr in exprs:
         (kind, value), = expr.items()
-        if kind in ("accept", "drop", "reject", "return", "continue"):
-            return (kind, None) if kind != "continue" else None
-        if kind in ("jump", "goto"):
-            return kind, value["target"]
-        if kind in ("queue", "xt") and not (kind == "xt" and value.get("type") == "match"):
+        if kind == "vmap":
+            return _vmap(value, packet)
+        if kind == "continue":
+            return None
+        if _verdict(kind, value):
+            return _verdict(kind, value)
+        if kind == "queue" or kind == "xt" and value.get("type") != "match":
             return "unknown", None
+    return None
+
+
+def _vmap(vmap: dict, packet: Packet) -> tuple[str, str | None] | None:
+    """A verdict map (`tcp dport vmap { 22 : accept, 6443 : drop }`): the verdict of the entry its key holds, None
+    when none does, unknown when that cannot be decided (an unknown key, a named map)."""
+    value = _field(vmap["key"], packet)
+    if value is _OTHER_PROTOCOL:
+        return None
+    data = vmap["data"]
+    if value is _UNKNOWN or not isinstance(data, dict):
+        return "unknown", None
+    for key, verdict in data.get("set", []):
+        hit = _contains(key, value)
+        if hit is None:
+            return "unknown", None
+        if hit:
+            (kind, target), = verdict.items()
+            return _verdict(kind, target) or ("unknown", None)
     return None
 
 
@@ -121,7 +151,7 @@ def _matches(exprs: list[dict], packet: Packet) -> bool | None:
         (kind, value), = expr.items()
         if kind == "match":
             outcome = _match(value, packet)
-        elif kind in NOT_VERDICTS or kind in ("accept", "drop", "reject", "return", "continue", "jump", "goto"):
+        elif kind in NOT_VERDICTS or kind in ("accept", "drop", "reject", "return", "continue", "jump", "goto", "vmap"):
             continue
         else:
             outcome = None  # limit, xt match, fib, set lookups the kit does not model...
@@ -240,6 +270,10 @@ def describe(rule: dict) -> str:
             parts.append(f"{_left(value['left'])} {op}{_right(value['right'])}")
         elif kind in ("jump", "goto"):
             parts.append(f"{kind} {value['target']}")
+        elif kind == "vmap":
+            entries = value["data"].get("set", []) if isinstance(value["data"], dict) else []
+            shown = ", ".join(f"{_right(k)} : {next(iter(v))}" for k, v in entries) if entries else value["data"]
+            parts.append(f"{_left(value['key'])} vmap {{ {shown} }}")
         elif kind == "reject":
             parts.append("reject" + (f" with {value['type']}" if value and value.get("type") else ""))
         elif kind not in ("counter", "comment"):

@@ -70,6 +70,24 @@ def test_jumps_returns_sets_prefixes_and_not_equal_follow_nftables():
     assert verdict(items, "tcp", 6443).blocked_by is None
 
 
+def test_verdict_maps_give_the_verdict_of_the_entry_the_packet_hits():
+    ports = {"set": [[22, {"accept": None}], [{"range": [2379, 2380]}, {"jump": {"target": "etcd"}}],
+                     [6443, {"drop": None}]]}
+    items = [chain("input", "input"), chain("etcd"),
+             rule("input", 2, {"vmap": {"key": {"ct": {"key": "state"}}, "data": {
+                 "set": [["invalid", {"drop": None}], ["established", {"accept": None}]]}}}),
+             rule("input", 3, {"vmap": {"key": dport("tcp"), "data": ports}}),
+             rule("etcd", 4, match(SADDR, {"prefix": {"addr": "10.9.0.0", "len": 24}}), {"accept": None}),
+             rule("etcd", 5, {"drop": None})]
+    assert verdict(items, "tcp", 6443).blocked_by == \
+        "`tcp dport vmap { 22 : accept, 2379-2380 : jump, 6443 : drop }` (inet filter input, handle 3)"
+    assert verdict(items, "tcp", 2379).blocked_by is None  # jumped to etcd: a peer of the node subnet
+    assert verdict(items, "tcp", 2380, source=ipaddress.ip_address("192.0.2.7")).blocked_by.startswith("`drop`")
+    assert verdict(items, "udp", 6443).blocked_by is None and verdict(items, "tcp", 10250).blocked_by is None
+    named = [chain("input", "input"), rule("input", 2, {"vmap": {"key": dport("tcp"), "data": "@ports"}})]
+    assert verdict(named, "tcp", 6443).unsure == ["`tcp dport vmap { @ports }` (inet filter input, handle 2)"]
+
+
 def test_an_accept_ends_one_base_chain_only_and_unknown_matches_are_reported_not_guessed():
     items = [chain("first", "input", prio=-10), chain("INPUT", "input", prio=0, table="fw", family="ip"),
              rule("first", 2, match(dport("tcp"), 6443), {"accept": None}),
