@@ -80,32 +80,22 @@ def _notification(inventory: Inventory, notify_type: str, environ, problems: lis
     return token, fleet.notify_address or ""
 
 
-_BUILT: dict[tuple, OnSite] = {}
-
-
 def onsite_manifest(inventory: Inventory) -> OnSite:
-    """The first server's auto-deploy manifest for the site, built once per run (the bad-input check before any
-    connection and the step share it: a pulumiStack credential is one look-up); FleetInputError names every
-    problem at once."""
-    key = (inventory.source, inventory.site, inventory.fleet, inventory.registries and inventory.registries.credentials)
-    if key not in _BUILT:
-        _BUILT[key] = _build(inventory, os.environ)
-    return _BUILT[key]
-
-
-def _build(inventory: Inventory, environ) -> OnSite:
+    """The first server's auto-deploy manifest for the site; FleetInputError names every problem at once. The
+    registry credential is looked up once per run (credentials.site_registry_credential), shared with the check
+    before any connection and with registries.yaml."""
     problems: list[str] = []
     objects = _flux_objects(inventory, problems)
     credential = None
     try:
-        credential = site_registry_credential(inventory, environ)
+        credential = site_registry_credential(inventory)
     except CredentialError as err:
         problems.append(str(err).removeprefix(f"{inventory.source}: "))
     if credential and objects and credential.server != _registry(objects):
         problems.append(f"registries.credentials: the credential is for {credential.server}, the site's Flux pulls "
                         f"from {_registry(objects)}")
     token, address = _notification(inventory, _one(objects, "Provider")["spec"]["type"] if objects else "",
-                                   environ, problems)
+                                   os.environ, problems)
     if problems:
         raise FleetInputError("\n".join(f"{inventory.source}: {p}" for p in problems))
     secrets = onsite.site_secrets(credential.server, credential.username, credential.password, token, address)
