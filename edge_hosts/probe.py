@@ -108,7 +108,12 @@ if [ -e {BRIDGE_SYSCTL} ]; then echo br_netfilter=loaded
 elif modprobe -n -q br_netfilter 2>/dev/null; then echo br_netfilter=loadable; else echo br_netfilter=missing; fi
 grep -qsx br_netfilter /etc/modules-load.d/*.conf && echo br_netfilter_persisted=yes
 {REACH_FUNCTION if reach else ""}if [ $active = no ]; then  # before k3s runs here (it then adds rules of its own)
-  command -v nft >/dev/null && echo "nft_ruleset=$(nft -j list ruleset 2>/dev/null || echo unreadable)"
+  command -v nft >/dev/null && r=$(nft -j list ruleset 2>/dev/null || echo unreadable) && echo "nft_ruleset=$r"
+  case "$r" in *'"xt"'*)  # iptables-nft rules, whose matches nft -j shows only as opaque xt expressions
+    for s in iptables-nft-save iptables-save; do
+      command -v $s >/dev/null && {{ $s 2>/dev/null | sed 's/^/ipt /'; break; }}
+    done ;;
+  esac
   echo firewall_tools=$(for t in iptables ufw firewall-cmd; do command -v $t >/dev/null && echo $t; done)
   command -v iptables-legacy-save >/dev/null &&
     echo iptables_legacy_rules=$(iptables-legacy-save 2>/dev/null | grep -c -e '^-A' -e '^:[A-Z]* DROP')
@@ -162,6 +167,9 @@ def _facts(host: Host, out: str) -> Facts:
             _, digest, path = line.split(maxsplit=2)
             if path in keys:
                 values[keys[path]] = digest
+            continue
+        if line.startswith("ipt "):  # iptables-nft-save, line by line
+            values["iptables_save"] = values.get("iptables_save", "") + line[4:] + "\n"
             continue
         if line.startswith("reach "):  # "reach <target> <port> <exit code> <last error words>"
             _, target, port, code, *message = line.split(" ", 4) + [""]

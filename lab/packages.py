@@ -19,6 +19,7 @@ REQUIRED = {
     "/usr/bin/docker-registry": "docker-registry",  # the fleet tests' real OCI registry (CNCF distribution)
     "chromium": "chromium",        # the fleet tests open the fleet.status --html page headless
     "nft": "nftables",             # real firewall rules in the hosts' network namespaces (edge preflight tests)
+    "iptables-nft-save": "iptables",  # and iptables rules on its nftables backend, as ufw writes them
 }
 # Python modules the stand-ins import from the hosts' /usr/bin/python3 -> Debian package
 REQUIRED_MODULES = {"yaml": "python3-yaml"}

@@ -191,7 +191,7 @@ def firewall_findings(inventory: Inventory, host: Host, facts: Facts) -> tuple[l
         return [], ([f"{', '.join(tools)} present but no nft command: the host firewall was not checked "
                      f"(install nftables so preflight can read the ruleset)"] if tools else [])
     try:
-        ruleset = Ruleset.parse(facts["nft_ruleset"])
+        ruleset = Ruleset.parse(facts["nft_ruleset"], facts["iptables_save"])
     except ValueError:
         return [], ["`nft -j list ruleset` failed: the host firewall was not checked"]
     problems, warnings = [], []
