@@ -65,8 +65,9 @@ def preflight_problems(ctx: HostContext, facts: Facts) -> list[str]:
     if busy and not facts.yes("active"):
         problems.append(f"ports {', '.join(map(str, busy))} are in use by another program")
     blocked, doubts = firewall_findings(ctx.inventory, ctx.host, facts)
-    problems += blocked + reach_problems(ctx.inventory, ctx.host, facts)
-    _show_once(ctx.host, facts, [*time_sync_warnings(facts), *doubts, *br_netfilter_notes(facts)])
+    unreachable, untested = reach_findings(ctx.inventory, ctx.host, facts)
+    problems += blocked + unreachable
+    _show_once(ctx.host, facts, [*time_sync_warnings(facts), *doubts, *untested, *br_netfilter_notes(facts)])
     return problems
 
 
@@ -234,26 +235,28 @@ def _how_to_open(rule: str, proto: str, port: int, inventory: Inventory) -> str:
 
 
 # -- reaching the API endpoint ---------------------------------------------------------------------------------------
-def reach_problems(inventory: Inventory, host: Host, facts: Facts) -> list[str]:
+def reach_findings(inventory: Inventory, host: Host, facts: Facts) -> tuple[list[str], list[str]]:
     """A joiner that cannot open a TCP connection to the API endpoint on 6443 (probed from the joiner itself, before
-    it runs k3s). A refused connection counts as reached: the server's kernel answered, nothing listens there yet; a
-    firewall that rejects with a TCP reset looks the same, which is why the servers' own rulesets are read too.
-    UDP (flannel's 8472) has no handshake, so it is not probed end to end: a datagram that gets through is not
-    acknowledged and one that is dropped is silent. It is checked in every peer's own firewall rules instead."""
-    problems = []
+    it runs k3s), and warnings where it could not try. A refused connection counts as reached: the server's kernel
+    answered, nothing listens there yet; a firewall that rejects with a TCP reset looks the same, which is why the
+    servers' own rulesets are read too. UDP (flannel's 8472) has no handshake, so it is not probed end to end: a
+    datagram that gets through is not acknowledged and one that is dropped is silent. It is checked in every peer's
+    own firewall rules instead."""
+    problems, warnings = [], []
     for target in reach_targets(inventory, host):
         answer = facts[f"reach {target}:{k3s.API_PORT}"]
         code, _, message = answer.partition(" ")
+        where = f"the API endpoint {target}:{k3s.API_PORT}/tcp"
         if not answer or code == "0" or "refused" in message.lower():
             continue
-        if code == "124":
-            why = f"no answer within {REACH_TIMEOUT_S} s: a firewall on the way or on the server drops it"
-        elif code == "127":
-            why = "not tested: the host has no bash or timeout command to connect with"
+        if code == "127":
+            warnings.append(f"{where} was not tried: the host has no bash or timeout command to connect with")
+        elif code == "124":
+            problems.append(f"cannot reach {where} (no answer within {REACH_TIMEOUT_S} s: a firewall on the way or "
+                            f"on the server drops it)")
         else:
-            why = message or f"exit {code}"
-        problems.append(f"cannot reach the API endpoint {target}:{k3s.API_PORT}/tcp ({why})")
-    return problems
+            problems.append(f"cannot reach {where} ({message or f'exit {code}'})")
+    return problems, warnings
 
 
 # -- site-wide ---------------------------------------------------------------------------------------------------
