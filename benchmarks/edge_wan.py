@@ -175,7 +175,9 @@ def measure(lab: Lab, tmp: Path, args) -> dict | None:
     line_rate_s = needed * 8 / (args.rate_mbit * 1e6)
     return {"hosts": 4, "rate_mbit": args.rate_mbit, "images_mb": args.images_mb,
             "upload_parallel": args.upload_parallel, "cut_host": cut.host, "staged_at_cut": cut.staged,
-            "first_run_s": round(first_s, 2), "second_run_s": round(second_s, 2), "noop_run_bytes": noop,
+            "first_run_s": round(first_s, 2), "first_run_failed": {n: h["error"] for n, h in first.items() if h["error"]},
+            "second_run_s": round(second_s, 2), "second_run_changed": {n: h["changed"] for n, h in second.items()},
+            "noop_run_bytes": noop,
             "bytes_sent": sent, "bytes_needed": needed, "bytes_ratio": round(sent / needed, 4),
             "seconds": round(first_s + second_s, 2), "seconds_at_line_rate": round(line_rate_s, 2),
             "seconds_ratio": round((first_s + second_s) / line_rate_s, 4)}

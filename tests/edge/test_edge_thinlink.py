@@ -133,6 +133,30 @@ def test_a_dropped_upload_keeps_its_part_and_the_next_sends_only_the_rest(lab, s
     assert parts(lab, HOST) == [] and not list(host_file(lab, HOST, "/var/lib/rancher/thin").glob(".*kit-new"))
 
 
+def test_the_engine_retries_a_step_whose_upload_dropped_and_the_whole_step_sends_the_file_about_once(
+        lab, thin_host, tmp_path):
+    inventory = load_inventory(str(lab.site_file))
+    source, sha = random_file(tmp_path / "images", 12)
+    remote = "/var/lib/rancher/thin/retried"
+    with Engine(inventory, [HOST], 1, Progress([HOST], enabled=False)) as engine:
+        ctx = engine.contexts[HOST]
+        ctx.session.connect()
+        before = tx_bytes(thin_host.veth)
+        stepping = threading.Thread(target=engine.step, args=(ctx, "artifacts", lambda c: c.session.upload(
+            source, remote, "0644", sha) or True))
+        stepping.start()
+        while not any(size_of(p) >= 3 << 20 for p in parts(lab, HOST)):
+            assert stepping.is_alive(), ctx.error
+            time.sleep(0.02)
+        drop_sessions(lab, HOST)
+        stepping.join(timeout=120)
+        sent = tx_bytes(thin_host.veth) - before
+    assert ctx.error is None and ctx.changed == ["artifacts"]
+    assert host_file(lab, HOST, remote).read_bytes() == source.read_bytes()
+    assert sent < 1.15 * (12 << 20)  # sent from the start again it would be at least 15 MiB
+    assert parts(lab, HOST) == []
+
+
 def test_a_corrupt_part_is_found_by_its_sha256_and_replaced(lab, session, thin_host, tmp_path):
     source, sha = random_file(tmp_path / "images", 8)
     remote = "/var/lib/rancher/thin/corrupt"
