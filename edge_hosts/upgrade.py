@@ -15,7 +15,8 @@ version; kubectl leaves it cordoned) unless it was cordoned before. A node that 
 restart, version check) stays cordoned: nothing should be scheduled onto a node in a state nobody checked; the
 system-upgrade-controller leaves such nodes cordoned the same way (docs.k3s.io/upgrades/automated, "Nodes with
 cordon: true configured in their plan will stay cordoned following the failure"). The re-run drains it again
-(nothing left to evict), upgrades it and uncordons it.
+(nothing left to evict), upgrades it and uncordons it. An upgraded node is always uncordoned (the kit cannot tell
+its own cordon from an operator's): keep a node out of the run with --hosts to leave it cordoned.
 """
 from __future__ import annotations
 
@@ -45,7 +46,6 @@ def minor(version: str) -> int:
 class Turn:
     """One host's upgrade: its node's version before, and its batch (0: servers, one at a time)."""
     name: str
-    role: str
     old: str
     batch: int
 
@@ -54,10 +54,6 @@ class Turn:
 class UpgradePlan:
     version: str
     turns: list[Turn]
-
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self.turns]
 
     def turn(self, name: str) -> Turn | None:
         return next((t for t in self.turns if t.name == name), None)
@@ -110,8 +106,8 @@ def plan_upgrade(inventory: Inventory, selected: list[str], nodes: dict[str, clu
              and nodes[h.name].version != pinned]
     servers = sorted((h for h in stale if h.role == "server"), key=lambda h: h != inventory.first_server)
     agents = [h for h in stale if h.role == "agent"]
-    turns = [Turn(h.name, h.role, nodes[h.name].version, 0) for h in servers]
-    turns += [Turn(h.name, h.role, nodes[h.name].version, 1 + i // batch) for i, h in enumerate(agents)]
+    turns = [Turn(h.name, nodes[h.name].version, 0) for h in servers]
+    turns += [Turn(h.name, nodes[h.name].version, 1 + i // batch) for i, h in enumerate(agents)]
     return UpgradePlan(pinned, turns) if turns else None
 
 
