@@ -166,21 +166,29 @@ def measure(lab: Lab, tmp: Path, args) -> dict | None:
     if first[cut.host]["status"] != "failed" or failed:
         print(f"unexpected results: first run {cut.host}: {first[cut.host]}; second run failures: {failed}")
         return None
-    noop_before = tx_bytes(lab.bridge)
-    _, third = bootstrap(site, kubeconfig, args.upload_parallel)
-    noop = tx_bytes(lab.bridge) - noop_before
-    if {h["status"] for h in third.values()} != {"ok"}:
-        print(f"the re-run after the resumed one was not a no-op: {third}")
+    noop = noop_bytes(lab, site, kubeconfig, args.upload_parallel)
+    if noop is None:
         return None
     line_rate_s = needed * 8 / (args.rate_mbit * 1e6)
     return {"hosts": 4, "rate_mbit": args.rate_mbit, "images_mb": args.images_mb,
             "upload_parallel": args.upload_parallel, "cut_host": cut.host, "staged_at_cut": cut.staged,
-            "first_run_s": round(first_s, 2), "first_run_failed": {n: h["error"] for n, h in first.items() if h["error"]},
+            "first_run_s": round(first_s, 2),
+            "first_run_failed": {n: h["error"] for n, h in first.items() if h["error"]},
             "second_run_s": round(second_s, 2), "second_run_changed": {n: h["changed"] for n, h in second.items()},
             "noop_run_bytes": noop,
             "bytes_sent": sent, "bytes_needed": needed, "bytes_ratio": round(sent / needed, 4),
             "seconds": round(first_s + second_s, 2), "seconds_at_line_rate": round(line_rate_s, 2),
             "seconds_ratio": round((first_s + second_s) / line_rate_s, 4)}
+
+
+def noop_bytes(lab: Lab, site: Path, kubeconfig: Path, upload_parallel: int) -> int | None:
+    """The baseline: bytes a run with nothing to upload sends (its commands), or None when it was no no-op."""
+    before = tx_bytes(lab.bridge)
+    _, hosts = bootstrap(site, kubeconfig, upload_parallel)
+    if {h["status"] for h in hosts.values()} != {"ok"}:
+        print(f"the run after the resumed one was not a no-op: {hosts}")
+        return None
+    return tx_bytes(lab.bridge) - before
 
 
 def report(f: dict) -> None:

@@ -280,7 +280,8 @@ exit 0
                 for chunk in iter(lambda: stream.read(1 << 16), b""):
                     handle.write(chunk)
         except (OSError, paramiko.SSHException, EOFError) as error:
-            raise TransportError(f"upload of {remote} to {self.host.address} interrupted: {error}") from None
+            raise TransportError(f"upload of {remote} to {self.host.address} interrupted: "
+                                 f"{str(error) or type(error).__name__}") from None
         return home
 
     def _install(self, src: str, remote: str, mode: str, sha256: str) -> None:
