@@ -34,12 +34,16 @@ def private_state(state, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sites(lab, tmp_path_factory):
+def next_bundle(tmp_path_factory):
+    return build_bundle(tmp_path_factory.mktemp("next") / "bundle", NEXT, METALLB_VERSION)
+
+
+@pytest.fixture(scope="module")
+def sites(lab, next_bundle, tmp_path_factory):
     """Inventories pinning the lab's release and the next patch (with its own bundle)."""
     directory = tmp_path_factory.mktemp("sites")
-    bundle = build_bundle(directory / "bundle", NEXT, METALLB_VERSION)
     return {K3S_VERSION: lab.site_file,
-            NEXT: lab_site(lab, directory, "next.yaml", bundle=str(bundle), **{"k3s.version": NEXT})}
+            NEXT: lab_site(lab, directory, "next.yaml", bundle=str(next_bundle), **{"k3s.version": NEXT})}
 
 
 def bootstrap(site, state, *extra):
@@ -59,7 +63,7 @@ def last_starts(lab) -> dict[str, float]:
     """When each host's k3s unit last started (the stand-in systemd's <unit>.starts: '<epoch> <pid>' lines)."""
     out = {}
     for name in HOSTS:
-        unit = "k3s" if name == "edge-1" else "k3s-agent"
+        unit = "k3s" if lab.host(name).role == "server" else "k3s-agent"
         lines = host_file(lab, name, f"/var/log/lab-units/{unit}.starts").read_text().splitlines()
         out[name] = float(lines[-1].split()[0])
     return out
@@ -226,3 +230,23 @@ def test_an_upgrade_failing_on_the_second_agent_leaves_the_rest_untouched_and_a_
     assert done.returncode == 0, done.stdout + done.stderr
     assert hosts["edge-2"]["changed"] == [] and hosts["edge-3"]["changed"][0] == "drain"
     assert versions(lab) == dict.fromkeys(HOSTS, NEXT) and not cordoned(lab) and ready_nodes(lab) == set(HOSTS)
+
+
+def test_an_ha_site_upgrades_its_servers_one_at_a_time_after_an_etcd_snapshot(lab_factory, next_bundle, tmp_path,
+                                                                               monkeypatch):
+    kit_state_under(tmp_path, monkeypatch)  # a site of its own (both labs are named lab)
+    ha = lab_factory(hosts=4, servers=3)
+    done, _ = bootstrap(ha.site_file, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    started = last_starts(ha)
+    done, hosts = bootstrap(lab_site(ha, tmp_path, "next.yaml", bundle=str(next_bundle), **{"k3s.version": NEXT}),
+                            tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all("upgrade" in hosts[n]["changed"] and "drain" not in hosts[n]["changed"] for n in HOSTS[:3])
+    assert hosts["edge-4"]["changed"] == ["drain", "artifacts", "install", "upgrade", "uncordon"]
+    assert versions(ha) == dict.fromkeys(HOSTS, NEXT) and ready_nodes(ha) == set(HOSTS)
+    after = last_starts(ha)
+    assert all(after[n] > started[n] for n in HOSTS)
+    assert after["edge-1"] < after["edge-2"] < after["edge-3"] < after["edge-4"]  # one server at a time, the agent last
+    etcd = [n for n in snapshots(ha) if n.startswith(f"pre-upgrade-{NEXT.replace('+', '-')}-edge-1-")]
+    assert etcd and not etcd[0].endswith(".sqlite.tar.gz")  # k3s etcd-snapshot save, not a copy
