@@ -365,7 +365,9 @@ def test_an_artifact_whose_checksum_on_the_host_differs_from_the_pin_is_stale():
 
 
 class FakeSession:
-    def __init__(self):
+    def __init__(self, inventory):
+        self.inventory = inventory
+        self.secrets: set[str] = set()
         self.scripts: list[str] = []
 
     def check(self, script: str, what: str, **kwargs) -> str:
@@ -378,7 +380,7 @@ def test_online_ensure_downloads_what_differs_from_the_pin(tmp_path):
     host = source.inventory.hosts[0]
     wanted = {a.key: a for a in source.host_artifacts(host)}
     facts = Facts({"sha_install": "f" * 64})  # install script pinned "a"*64 but the host holds another
-    session = FakeSession()
+    session = FakeSession(source.inventory)
     assert source.ensure(session, [wanted["install"]], facts) == ["install"]
     (script,) = session.scripts
     assert wanted["install"].url in script and "a" * 64 in script
