@@ -220,6 +220,12 @@ def kubeconfig(c, site, kubeconfig=str(DEFAULT_PATH)):
     print(f"context {inventory.site} {'written to' if changed else 'already up to date in'} {path}")
 
 
+def _confirm(question: str, command: str) -> None:
+    """Ask before a destructive command; anything but yes ends it with nothing done (exit 1)."""
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise Exit(f"{command}: nothing done", code=1)
+
+
 @task(help={"site": SITE_HELP, "yes": "do not ask for confirmation", "json": "print one JSON object",
             "forget": "also forget the site's tokens and do not keep the servers' etcd snapshots"})
 def reset(c, site, yes=False, json=False, forget=False):
@@ -232,9 +238,7 @@ def reset(c, site, yes=False, json=False, forget=False):
     inventory = _inventory(site)
     names = [h.name for h in inventory.hosts]
     if not yes:
-        answer = input(f"Remove k3s and all its data from {', '.join(names)} (site {inventory.site})? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise Exit("reset: nothing done", code=1)
+        _confirm(f"Remove k3s and all its data from {', '.join(names)} (site {inventory.site})?", "reset")
     with Progress(names, enabled=not json) as progress, Engine(inventory, names, 10, progress) as engine:
         results = resetting.reset(engine, inventory.site, forget=forget)
     _finish(inventory.site, results, json)
@@ -366,9 +370,7 @@ def restore(c, site, snapshot, yes=False, json=False, kubeconfig=str(DEFAULT_PAT
         raise Exit("\n".join(problems), code=2)
     names = [h.name for h in inventory.hosts]
     if not yes:
-        answer = input(f"Replace the cluster state of site {inventory.site} ({', '.join(names)}) with {path}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise Exit("restore: nothing done", code=1)
+        _confirm(f"Replace the cluster state of site {inventory.site} ({', '.join(names)}) with {path}?", "restore")
     with Progress(names, enabled=not json) as progress, Engine(inventory, names, 10, progress) as engine:
         results = Restore(engine, inventory, path, manifest, Path(kubeconfig).expanduser()).run()
     _finish(inventory.site, results, json)

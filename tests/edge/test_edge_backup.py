@@ -10,23 +10,14 @@ import yaml
 from edge_hosts import k3s, snapshots
 from edge_hosts.inventory import load_inventory
 
-from helpers import json_result, kit, kit_state_under, lab_site, valid_document, write_inventory
+from helpers import json_result, kit, lab_site, valid_document, write_inventory
 from lab_checks import ArgvSampler, kubectl_json, nodes_via_kubeconfig, ready_nodes
 from test_edge_ssh import sudo_user  # noqa: F401 - a non-root login with a sudo password
 
+SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
+
 SNAPSHOTS = "/var/lib/rancher/k3s/server/db/snapshots"
 SCHEDULE = "etcd-snapshot-schedule-cron"
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("backup-state")
-
-
-@pytest.fixture(autouse=True)
-def private_state(state, monkeypatch):
-    """One kit state for the module: the site's tokens survive its reset, as on an operator's machine."""
-    return kit_state_under(state, monkeypatch)
 
 
 @pytest.fixture(scope="module")

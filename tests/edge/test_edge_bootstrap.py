@@ -12,9 +12,11 @@ import yaml
 from lab.artifacts import build_bundle
 from lab.inventory import K3S_VERSION, METALLB_VERSION
 
-from helpers import REPO, kit_state_under, json_result, kit, lab_site
+from helpers import REPO, json_result, kit, lab_site
 from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl_json, mode, nodes_via_kubeconfig,
                         ready_nodes, ready_nodes_or_none)
+
+SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
 
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
 METALLB_IMAGES = "/var/lib/rancher/k3s/agent/images/metallb-images-amd64.tar"
@@ -25,17 +27,6 @@ AIRGAP_IMAGES = f"k3s/{K3S_VERSION}/k3s-airgap-images-amd64.tar.zst"
 @pytest.fixture(scope="module")
 def lab(module_lab_factory):
     return module_lab_factory(hosts=4, servers=1)
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("edge-state")
-
-
-@pytest.fixture(autouse=True)
-def private_state(state, monkeypatch):
-    """One kit state dir for the whole module: re-runs reuse the site token like a user's machine would."""
-    return kit_state_under(state, monkeypatch)
 
 
 @pytest.fixture(scope="module")

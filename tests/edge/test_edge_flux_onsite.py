@@ -23,8 +23,10 @@ from lab.images import flux_repositories
 from lab.inventory import K3S_VERSION, METALLB_VERSION
 from tests.fleet import crds
 
-from helpers import json_result, kit, kit_state_under, lab_site
+from helpers import json_result, kit, lab_site
 from lab_checks import ArgvSampler, host_file, mode
+
+SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
 
 SITE, ENV, REGISTRY = "plant-berlin", "production", "crmlopsprod.azurecr.io"
 MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
@@ -35,16 +37,6 @@ HOSTS = ("edge-1", "edge-2")
 @pytest.fixture(scope="module")
 def lab(module_lab_factory):
     return module_lab_factory(hosts=2, servers=1)
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("flux-state")
-
-
-@pytest.fixture(autouse=True)
-def private_state(state, monkeypatch):
-    return kit_state_under(state, monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,10 @@ Every test starts from a converged site (the `site` fixture) and leaves it conve
 import pytest
 import yaml
 
-from helpers import json_result, kit, kit_state_under, lab_site
+from helpers import json_result, kit, lab_site
 from lab_checks import all_starts, host_config, host_file, ready_nodes, ready_nodes_or_none
+
+SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
 
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
 
@@ -13,16 +15,6 @@ HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
 @pytest.fixture(scope="module")
 def lab(module_lab_factory):
     return module_lab_factory(hosts=4, servers=1)
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("joins-state")
-
-
-@pytest.fixture(autouse=True)
-def private_state(state, monkeypatch):
-    return kit_state_under(state, monkeypatch) / "mlops-edge-kit/sites/lab"
 
 
 def bootstrap(site, state, *extra: str, timeout: float = 600):
@@ -40,12 +32,18 @@ def site(lab, state):
     return lab.site_file
 
 
-def passwords(private_state) -> tuple[str, str]:
-    return tuple((private_state / n).read_text().strip() for n in ("server-token", "agent-token"))
+@pytest.fixture
+def site_state(private_state):
+    """The lab site's token store and cluster CA in the module's kit state."""
+    return private_state / "mlops-edge-kit/sites/lab"
 
 
-def test_agents_join_with_the_agent_token_never_the_server_token(lab, site, private_state):
-    server_pw, agent_pw = passwords(private_state)
+def passwords(site_state) -> tuple[str, str]:
+    return tuple((site_state / n).read_text().strip() for n in ("server-token", "agent-token"))
+
+
+def test_agents_join_with_the_agent_token_never_the_server_token(lab, site, site_state):
+    server_pw, agent_pw = passwords(site_state)
     agent_token = host_file(lab, "edge-1", "/var/lib/rancher/k3s/server/agent-token").read_text().strip()
     assert agent_token.endswith(f"::node:{agent_pw}") and server_pw != agent_pw
     assert host_config(lab, "edge-1")["agent-token"] == agent_pw
@@ -58,9 +56,9 @@ def test_agents_join_with_the_agent_token_never_the_server_token(lab, site, priv
         assert "/etc/rancher/k3s/config.yaml" in lab.exec(name, search, input=agent_pw + "\n").stdout.split()
 
 
-def test_a_recreated_cluster_is_noticed_and_bootstrapped_with_the_sites_secrets(lab, site, state, private_state):
-    before = passwords(private_state)
-    old_ca = (private_state / "cluster-ca").read_text().strip()
+def test_a_recreated_cluster_is_noticed_and_bootstrapped_with_the_sites_secrets(lab, site, state, site_state):
+    before = passwords(site_state)
+    old_ca = (site_state / "cluster-ca").read_text().strip()
     lab.reimage("edge-1")  # every server fresh (a re-imaged plant); the agents keep their old cluster's config
     planned = json_result(kit("edge.plan", "--site", str(site), "--json"))
     assert planned["edge-1"]["changed"][0].startswith("new-cluster: the site's cluster is gone")
@@ -69,8 +67,8 @@ def test_a_recreated_cluster_is_noticed_and_bootstrapped_with_the_sites_secrets(
     assert "new-cluster" in hosts["edge-1"]["changed"]
     assert all(hosts[n]["changed"] == ["config", "install"] for n in HOSTS[1:])  # new agent token, restarted
     assert ready_nodes(lab) == set(HOSTS)
-    assert passwords(private_state) == before
-    new_ca = (private_state / "cluster-ca").read_text().strip()
+    assert passwords(site_state) == before
+    new_ca = (site_state / "cluster-ca").read_text().strip()
     assert new_ca != old_ca and host_config(lab, "edge-2")["token"].startswith(f"K10{new_ca}::node:")
 
 
@@ -93,7 +91,7 @@ def test_a_reimaged_host_refused_for_its_node_password_is_readmitted(lab, site, 
     assert ready_nodes(lab) == set(HOSTS)
 
 
-def test_an_agent_offered_a_token_of_another_cluster_fails_fast_saying_so(lab, site, state, tmp_path, private_state):
+def test_an_agent_offered_a_token_of_another_cluster_fails_fast_saying_so(lab, site, state, tmp_path, site_state):
     path = host_file(lab, "edge-1", "/var/lib/rancher/k3s/server/agent-token")
     real = path.read_text()
     path.write_text("K10" + "0" * 64 + real.strip()[67:] + "\n")  # another cluster's CA hash, the right password
@@ -105,19 +103,19 @@ def test_an_agent_offered_a_token_of_another_cluster_fails_fast_saying_so(lab, s
     assert done.returncode == 1
     error = hosts["edge-3"]["error"]
     assert "k3s-agent is not ready after 6 s: token rejected" in error and "token CA hash does not match" in error
-    for secret in passwords(private_state):
+    for secret in passwords(site_state):
         assert secret not in done.stdout + done.stderr
     done, hosts = bootstrap(site, state)
     assert done.returncode == 0 and ready_nodes(lab) == set(HOSTS), done.stdout
 
 
-def test_an_unreachable_server_fails_fast_naming_it(lab, site, state, tmp_path, private_state):
+def test_an_unreachable_server_fails_fast_naming_it(lab, site, state, tmp_path, site_state):
     nowhere = lab.subnet.rsplit(".", 1)[0] + ".250"
     quick = lab_site(lab, tmp_path, apiEndpoint=nowhere, **{"k3s.joinTimeout": 6})
     done, hosts = bootstrap(quick, state, "--hosts", "edge-2", timeout=240)
     assert done.returncode == 1
     assert f"k3s-agent is not ready after 6 s: server unreachable (https://{nowhere}:6443)" in hosts["edge-2"]["error"]
-    for secret in passwords(private_state):
+    for secret in passwords(site_state):
         assert secret not in done.stdout + done.stderr
     done, hosts = bootstrap(site, state)
     assert done.returncode == 0 and ready_nodes(lab) == set(HOSTS), done.stdout

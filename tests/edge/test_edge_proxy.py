@@ -149,11 +149,6 @@ def online(lab, tmp_path_factory):
         yield root, pins, proxy
 
 
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("proxy-state")
-
-
 def proxied_site(lab, online, directory: Path, no_proxy_extra: list[str], name: str = "site.yaml") -> Path:
     _, pins, proxy = online
     url = f"http://kit:{PROXY_PASSWORD}@{lab.gateway}:{proxy.server_address[1]}"

@@ -12,8 +12,10 @@ from edge_hosts import k3s
 from edge_hosts.credentials import RegistryCredential
 from edge_hosts.inventory import InventoryError, load_inventory
 from edge_hosts.registries import render
-from helpers import json_result, kit, kit_state_under, lab_site, valid_document, write_inventory
+from helpers import json_result, kit, lab_site, valid_document, write_inventory
 from lab_checks import ArgvSampler, all_starts, host_config, host_file, mode
+
+SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
 
 HOSTS = ["edge-1", "edge-2", "edge-3"]
 PASSWORD = "Reg-pw/7q!9z"  # never in argv, output, logs
@@ -76,17 +78,6 @@ def test_bad_registries_sections_are_named_by_key(tmp_path, registries, problem)
 @pytest.fixture(scope="module")
 def lab(module_lab_factory):
     return module_lab_factory(hosts=3, servers=1)
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("registries-state")
-
-
-@pytest.fixture(autouse=True)
-def private_state(state, monkeypatch):
-    """One kit state dir for the module: re-runs keep the site's tokens, as on a user's machine."""
-    return kit_state_under(state, monkeypatch)
 
 
 @pytest.fixture(scope="module")

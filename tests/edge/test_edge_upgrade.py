@@ -11,6 +11,8 @@ from lab.inventory import K3S_VERSION, METALLB_VERSION
 from helpers import json_result, kit, kit_state_under, lab_site
 from lab_checks import host_file, kubectl_json, ready_nodes, ready_nodes_or_none
 
+SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
+
 HOSTS = ["edge-1", "edge-2", "edge-3", "edge-4"]
 AGENTS = HOSTS[1:]
 MAJOR_MINOR, PATCH = K3S_VERSION.split("+")[0].rsplit(".", 1)
@@ -20,17 +22,6 @@ NEXT = f"{MAJOR_MINOR}.{int(PATCH) + 1}+k3s1"
 @pytest.fixture(scope="module")
 def lab(module_lab_factory):
     return module_lab_factory(hosts=4, servers=1)
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return tmp_path_factory.mktemp("upgrade-state")
-
-
-@pytest.fixture(autouse=True)
-def private_state(state, monkeypatch):
-    """One kit state for the module: every run uses the site's tokens, like an operator's machine."""
-    return kit_state_under(state, monkeypatch)
 
 
 @pytest.fixture(scope="module")
