@@ -14,11 +14,13 @@ from edge_hosts.state import ca_hash
 KUBECTL = "k3s kubectl"
 SEPARATOR = "--- mlops-edge-kit ---"
 READING_MARK = "--- mlops-edge-kit cluster ---"
-_START_SNAPSHOT = f"""{KUBECTL} get nodes -o json >"$kit_t/nodes" 2>"$kit_t/err" & kit_n=$!
-{KUBECTL} get ipaddresspools.metallb.io -n metallb-system -o json >"$kit_t/pools" 2>/dev/null || echo none >"$kit_t/pools" &
+# one kubectl for nodes and MetalLB pools: `get` takes comma-separated types and prints one List of all their items;
+# a type the server lacks (MetalLB's CRD before its install) fails the call before it prints anything
+# (kubectl's RESTMapping: "the server doesn't have a resource type"), and the nodes are then asked alone
+_START_SNAPSHOT = f"""{{ {KUBECTL} get nodes,ipaddresspools.metallb.io -n metallb-system -o json >"$kit_t/state" \\
+    2>"$kit_t/err" || {KUBECTL} get nodes -o json >"$kit_t/state" 2>"$kit_t/err"; }} & kit_n=$!
 """
-_PRINT_SNAPSHOT = (f"""cat "$kit_t/nodes"; echo '{SEPARATOR}'; cat "$kit_t/pools"; echo '{SEPARATOR}'; """
-                   f"cat {k3s.KUBECONFIG}")
+_PRINT_SNAPSHOT = f"""cat "$kit_t/state"; echo '{SEPARATOR}'; cat {k3s.KUBECONFIG}"""
 _PRINT_TOKENS = f"cat {k3s.TOKEN_FILE}; echo '{SEPARATOR}'; cat {k3s.AGENT_TOKEN_FILE}"
 
 
@@ -78,27 +80,27 @@ def remove_stale_node(session: HostSession, name: str) -> bool:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the first server reports in one round trip: nodes, the MetalLB pools (None when not installed)
-    and its kubeconfig."""
+    """What the first server reports in one round trip: nodes, the MetalLB pools (a list with no items before
+    MetalLB is installed) and its kubeconfig."""
     nodes: dict[str, NodeState]
     pools: dict | None
     kubeconfig: str
 
 
 def snapshot(session: HostSession) -> Snapshot:
-    """Nodes, MetalLB pools and k3s.yaml from the first server in one command (the kubectl calls run concurrently)."""
+    """Nodes, MetalLB pools and k3s.yaml from the first server in one command."""
     out = session.check(f"""kit_t=$(mktemp -d); trap 'rm -rf "$kit_t"' EXIT
 {_START_SNAPSHOT}wait $kit_n || {{ cat "$kit_t/err" >&2; exit 1; }}
-wait
 {_PRINT_SNAPSHOT}
 """, "reading the cluster state")
     return _parse_snapshot(out)
 
 
 def _parse_snapshot(text: str) -> Snapshot:
-    nodes_json, pools_json, kubeconfig = text.split(SEPARATOR + "\n")
-    pools = None if pools_json.strip() == "none" else json.loads(pools_json)
-    return Snapshot(parse_nodes(nodes_json), pools, kubeconfig)
+    state_json, kubeconfig = text.split(SEPARATOR + "\n")
+    items = json.loads(state_json).get("items", [])
+    pools = {"items": [item for item in items if item.get("kind") == "IPAddressPool"]}
+    return Snapshot(_node_states([item for item in items if item.get("kind") == "Node"]), pools, kubeconfig)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ kit_t=$(mktemp -d); trap 'rm -rf "$kit_t"' EXIT
 {_START_SNAPSHOT}fi
 """
     after = f"""if [ -n "${{kit_n:-}}" ] && wait $kit_n; then
-  wait; echo '{READING_MARK}'; {_PRINT_TOKENS}; echo '{SEPARATOR}'
+  echo '{READING_MARK}'; {_PRINT_TOKENS}; echo '{SEPARATOR}'
 {_PRINT_SNAPSHOT}
 fi
 """
@@ -147,8 +149,12 @@ def nodes(session: HostSession) -> dict[str, NodeState]:
 
 
 def parse_nodes(text: str) -> dict[str, NodeState]:
+    return _node_states(json.loads(text).get("items", []))
+
+
+def _node_states(items: list[dict]) -> dict[str, NodeState]:
     result = {}
-    for item in json.loads(text).get("items", []):
+    for item in items:
         conditions = item.get("status", {}).get("conditions", [])
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         name = item["metadata"]["name"]

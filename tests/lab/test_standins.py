@@ -171,6 +171,10 @@ def test_metallb_webhook_refuses_pools_then_services_get_pool_addresses(lab, clu
     manifest = (lab.bundle / "metallb" / METALLB_VERSION / "metallb-native.yaml").read_text()
     early = kubectl(lab, "apply -f -", POOL.format(range=lab.metallb_range))
     assert early.returncode != 0 and "ensure CRDs are installed first" in early.stderr
+    for types in ("ipaddresspools.metallb.io", "nodes,ipaddresspools.metallb.io"):  # no CRD: nothing printed
+        unknown = kubectl(lab, f"get {types} -n metallb-system -o json")
+        assert (unknown.returncode, unknown.stdout) == (1, "")
+        assert 'the server doesn\'t have a resource type "ipaddresspools.metallb.io"' in unknown.stderr
     assert "deployment.apps/controller created" in kubectl(lab, "apply -f -", manifest).stdout
     rollout = kubectl(lab, "-n metallb-system rollout status deployment/controller --timeout=30s")
     assert rollout.returncode == 0
@@ -185,6 +189,10 @@ def test_metallb_webhook_refuses_pools_then_services_get_pool_addresses(lab, clu
     assert wait_for(lambda: kubectl(lab, "apply -f -", POOL.format(range=lab.metallb_range)).returncode == 0)
     pools = json.loads(kubectl(lab, "get ipaddresspools.metallb.io -n metallb-system -o json").stdout)
     assert [p["metadata"]["name"] for p in pools["items"]] == ["lab"]
+    both = json.loads(kubectl(lab, "get nodes,ipaddresspools.metallb.io -n metallb-system -o json").stdout)
+    assert both["kind"] == "List"  # one List of every type's items, each with its kind
+    nodes = json.loads(kubectl(lab, "get nodes -o json").stdout)["items"]
+    assert [i["kind"] for i in both["items"]] == ["Node"] * len(nodes) + ["IPAddressPool"]
     assert kubectl(lab, "apply -f -", SERVICE).returncode == 0
     svc = json.loads(kubectl(lab, "get svc smoke -n default -o json").stdout)
     assert svc["status"]["loadBalancer"]["ingress"][0]["ip"] == f"10.213.{lab.number}.200"

@@ -86,10 +86,12 @@ def execute(cluster, args: list[str], stdin: str) -> tuple[int, str, str]:
         return 1, "", f"{err}\n"
 
 
-def _kind(resource: str) -> tuple[str, str]:
-    if resource not in KINDS:
+def _kind(cluster, resource: str) -> tuple[str, str]:
+    """A resource name's kind; MetalLB's kinds exist once their CRDs are applied (the server's discovery)."""
+    kind = KINDS.get(resource, ("", ""))
+    if not kind[0] or (kind[1].endswith(".metallb.io") and kind[0] not in objects.known_kinds(cluster)):
         raise Result(1, err=f'error: the server doesn\'t have a resource type "{resource}"\n')
-    return KINDS[resource]
+    return kind
 
 
 def _render(obj, flags) -> str:
@@ -122,32 +124,43 @@ def get(cluster, words, flags, stdin) -> str:
         raise Result(1, err=f'Error from server (NotFound): the server could not find the requested resource\n')
     if not words:
         raise Result(1, err="error: You must specify the type of resource to get.\n")
-    kind, label = _kind(words[0])
+    types = words[0].split(",")
+    kinds = [_kind(cluster, t) for t in types]  # every type is resolved before anything is read
     ns = objects.ALL_NAMESPACES if _flag(flags, "-A", "--all-namespaces") else _flag(flags, "-n", "--namespace")
     name = words[1] if len(words) > 1 else None
-    with cluster.lock:
-        if kind == "Node":
-            listing = cluster.node_list()
-            items = listing["items"]
-        elif kind == "Endpoints" and ns == metallb.NAMESPACE and \
-                objects.find(cluster, "Deployment", ns) and name == "metallb-webhook-service":
-            items = [metallb.endpoints_object(cluster.metallb_applied_at)]
-        elif kind == "Pod":
-            items = _pods(cluster, ns)
-        else:
-            items = objects.find(cluster, kind, ns)
-            if kind == "DaemonSet":
-                nodes = cluster.node_list()["items"]
-                items = [metallb.daemonset_with_status(d, nodes, cluster.metallb_applied_at) for d in items]
-            if kind == "PodDisruptionBudget":
-                items = [{**b, "status": objects.pdb_status(cluster, b)} for b in items]
+    if len(kinds) > 1:  # kubectl prints the items of every type as one List
+        if name is not None:
+            raise Result(1, err="error: a name with several types is not modelled (lab stand-in subset)\n")
+        items = [item for kind, _ in kinds for item in _items(cluster, kind, ns, name)]
+        return _render({"apiVersion": "v1", "kind": "List", "items": items}, flags)
+    (kind, label), = kinds
+    items = _items(cluster, kind, ns, name)
     if name is not None:
         found = [o for o in items if o["metadata"]["name"] == name]
         if not found:
             raise Result(1, err=f'Error from server (NotFound): {label} "{name}" not found\n')
         return _render(found[0], flags)
     return _render({"apiVersion": "v1", "kind": "List", "items": items}
-                   if kind != "Node" else listing, flags)
+                   if kind != "Node" else cluster.node_list(), flags)
+
+
+def _items(cluster, kind: str, ns, name) -> list[dict]:
+    """The stored objects of one kind, with the status fields the stand-in computes."""
+    with cluster.lock:
+        if kind == "Node":
+            return cluster.node_list()["items"]
+        if kind == "Endpoints" and ns == metallb.NAMESPACE and \
+                objects.find(cluster, "Deployment", ns) and name == "metallb-webhook-service":
+            return [metallb.endpoints_object(cluster.metallb_applied_at)]
+        if kind == "Pod":
+            return _pods(cluster, ns)
+        items = objects.find(cluster, kind, ns)
+        if kind == "DaemonSet":
+            nodes = cluster.node_list()["items"]
+            items = [metallb.daemonset_with_status(d, nodes, cluster.metallb_applied_at) for d in items]
+        if kind == "PodDisruptionBudget":
+            items = [{**b, "status": objects.pdb_status(cluster, b)} for b in items]
+        return items
 
 
 def _pods(cluster, ns) -> list[dict]:
@@ -188,7 +201,7 @@ def delete(cluster, words, flags, stdin) -> str:
         if words[:1] and words[0] in KINDS and KINDS[words[0]][0] == "Node":
             return "".join(_delete_node(cluster, name, ignore) for name in words[1:])
         if len(words) >= 2:
-            kind, label = _kind(words[0])
+            kind, label = _kind(cluster, words[0])
             ns = _flag(flags, "-n", "--namespace")
             lines = [objects.delete_one(cluster, kind, ns, n, ignore, label) for n in words[1:]]
         else:
@@ -306,7 +319,7 @@ def rollout(cluster, words, flags, stdin) -> str:
     if len(words) < 2 or words[0] != "status" or "/" not in words[1]:
         raise Result(1, err="error: lab stand-in supports only: rollout status <kind>/<name>\n")
     resource, name = words[1].split("/", 1)
-    kind, label = _kind(resource)
+    kind, label = _kind(cluster, resource)
     ns = _flag(flags, "-n", "--namespace")
     if not any(o["metadata"]["name"] == name for o in objects.find(cluster, kind, ns)):
         raise Result(1, err=f'Error from server (NotFound): {label} "{name}" not found\n')

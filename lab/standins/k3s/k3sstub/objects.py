@@ -47,7 +47,8 @@ def _namespace_of(obj: dict) -> str | None:
     return obj["metadata"].get("namespace") or "default"
 
 
-def _known_kinds(cluster) -> set[str]:
+def known_kinds(cluster) -> set[str]:
+    """Kinds the applied CustomResourceDefinitions define."""
     crds = [o for o in cluster.objects.values() if o["kind"] == "CustomResourceDefinition"]
     return {o.get("spec", {}).get("names", {}).get("kind") for o in crds}
 
@@ -55,7 +56,7 @@ def _known_kinds(cluster) -> set[str]:
 def _check_admission(cluster, obj: dict, source: str) -> None:
     kind, name, ns = obj["kind"], obj["metadata"]["name"], _namespace_of(obj)
     api = obj.get("apiVersion", "")
-    if api.startswith("metallb.io/") and kind not in _known_kinds(cluster):
+    if api.startswith("metallb.io/") and kind not in known_kinds(cluster):
         raise ApplyError(f'error: resource mapping not found for name: "{name}" namespace: '
                          f'"{ns or ""}" from "{source}": no matches for kind "{kind}" in version '
                          f'"{api}"\nensure CRDs are installed first')
