@@ -167,7 +167,10 @@ PORTS = (("tcp", 6443, "server", "all", "the k3s supervisor and API server", Tru
          ("udp", 8472, "all", "all", "flannel VXLAN", True),
          ("tcp", 10250, "all", "all", "the kubelet (metrics, logs, exec)", False),
          ("tcp", 7946, "all", "all", "MetalLB memberlist", False),
-         ("udp", 7946, "all", "all", "MetalLB memberlist", False))
+         ("udp", 7946, "all", "all", "MetalLB memberlist", False),
+         # docs.k3s.io/installation/registry-mirror: with the embedded mirror every node reaches the others on 5001
+         # (Spegel's peer-to-peer); without it pulls take longer (containerd tries the mirror first), nothing fails
+         ("tcp", 5001, "all", "all", "the embedded registry mirror's peer-to-peer network", False))
 
 
 def needed_ports(inventory: Inventory, host: Host) -> list[tuple[str, int, list[Host], str, bool]]:
@@ -175,6 +178,8 @@ def needed_ports(inventory: Inventory, host: Host) -> list[tuple[str, int, list[
     wanted = []
     for proto, port, to, source, what, required in PORTS:
         if to == "server" and host.role != "server" or port in (2379, 2380) and len(inventory.servers) < 2:
+            continue
+        if port == 5001 and not (inventory.registries and inventory.registries.embedded_mirror):
             continue
         peers = [h for h in (inventory.servers if source == "server" else inventory.hosts) if h != host]
         if peers:

@@ -56,6 +56,18 @@ def test_a_drop_policy_blocks_what_no_rule_accepts_and_names_the_policy():
     assert verdict(items, "udp", 8472).unsure == []
 
 
+def test_the_embedded_registry_mirrors_port_is_wanted_only_when_the_site_enables_it(tmp_path):
+    closed = [chain("input", "input", policy="drop")]
+    plain = context(tmp_path)
+    assert not any("5001/tcp" in w for w in firewall_findings(plain.inventory, plain.host, ruleset_facts(closed))[1])
+    doc = valid_document()
+    doc["registries"] = {"embeddedMirror": True, "mirrors": {"docker.io": {}}}
+    mirrored = load_inventory(str(write_inventory(tmp_path, doc, "mirrored.yaml")))
+    problems, warnings = firewall_findings(mirrored, mirrored.host("a1"), ruleset_facts(closed))
+    assert not any("5001/tcp" in p for p in problems)  # pulls only take longer when peers cannot share images
+    assert [w.split(" (")[0] for w in warnings][-1] == "the host firewall blocks 5001/tcp"
+
+
 def test_jumps_returns_sets_prefixes_and_not_equal_follow_nftables():
     items = [chain("input", "input"), chain("peers"),
              rule("input", 2, {"jump": {"target": "peers"}}),
