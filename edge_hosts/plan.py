@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 
-from edge_hosts import k3s
+from edge_hosts import k3s, proxy
 from edge_hosts.artifacts import ArtifactError, stale_artifacts
 from edge_hosts.engine import Engine
+from edge_hosts.registries import registries_file
 from edge_hosts.report import HostResult
 from edge_hosts.ssh import RemoteError
 from edge_hosts.state import TokenStore
 from edge_hosts.steps import cluster
 from edge_hosts.steps.context import HostContext
 from edge_hosts.steps.host import preflight_problems
+from edge_hosts.steps.preflight import br_netfilter_script
 from edge_hosts.steps.metallb import current_pool, pool_matches
 from edge_hosts.upgrade import UpgradePlan, plan_upgrade
 
@@ -20,21 +22,31 @@ from edge_hosts.upgrade import UpgradePlan, plan_upgrade
 def planned_changes(ctx: HostContext, tokens: k3s.Tokens | None) -> list[str]:
     facts, host = ctx.facts, ctx.host
     changes = []
+    if br_netfilter_script(facts):
+        changes.append("os-prep: load br_netfilter and list it in /etc/modules-load.d")
     if not (facts.yes("sysctl_file") and facts["ip_forward"] == "1"):
         changes.append("os-prep: persist net.ipv4.ip_forward=1")
+    registries = registries_file(ctx.inventory)  # the credential resolved before (tasks._registries)
+    if registries is not None and facts["sha_registries"] != _sha(registries.text):
+        changes.append(f"registries: write {k3s.REGISTRIES}")
     stale = stale_artifacts(ctx.source.host_artifacts(host), facts)
     changes += [f"artifacts: {a.remote}" for a in stale]
-    config = k3s.render_config(ctx.inventory, host, tokens).encode()
-    if facts["sha_config"] != hashlib.sha256(config).hexdigest():
+    if facts["sha_config"] != _sha(k3s.render_config(ctx.inventory, host, tokens)):
         changes.append(f"config: write {k3s.CONFIG}")
     unit = k3s.unit(host.role)
+    if facts.yes("unit_file") and facts["sha_unit_env"] != _sha(proxy.env_file(ctx.inventory)):
+        changes.append(f"install: write /etc/systemd/system/{unit}.service.env (the proxy settings)")
     if not facts.yes("unit_file") or {"bin", "install"} & {a.key for a in stale}:
         changes.append(f"install: run the install script ({unit})")
-    elif any(c.startswith("config") for c in changes) or not facts.yes("active"):
+    elif any(c.startswith(("config", "registries", "install: write")) for c in changes) or not facts.yes("active"):
         changes.append(f"install: restart {unit}")
     if facts.yes("unit_file") and not facts.yes("enabled"):
         changes.append(f"install: enable {unit} (it would not start after a reboot)")
     return changes
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def site_tokens(engine: Engine, site: str) -> k3s.Tokens | None:

@@ -118,6 +118,7 @@ def plan(c, site, json=False, batch=1):
     inventory = _inventory(site)
     if int(batch) < 1:
         raise Exit(f"--batch: must be at least 1, got {batch}", code=2)
+    _registries(inventory)
     _warn(inventory)
     names = [h.name for h in inventory.hosts]
     with Progress(names, enabled=not json) as progress, \

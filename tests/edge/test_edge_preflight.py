@@ -263,6 +263,8 @@ def test_a_skewed_clock_fails_that_host_no_time_sync_is_warned_and_br_netfilter_
     lab.set_clock("edge-1", synced=False)
     lab.unload_br_netfilter("edge-1")
     site = lab_site(lab, tmp_path)
+    planned = json_result(kit("edge.plan", "--site", str(site), "--json"))
+    assert "os-prep: load br_netfilter and list it in /etc/modules-load.d" in planned["edge-1"]["changed"]
     done, hosts = bootstrap(site, tmp_path)
     assert done.returncode == 1, done.stderr
     assert hosts["edge-2"]["error"].startswith("preflight: the clock is 7200.0 s behind this machine's (±")

@@ -144,6 +144,12 @@ def test_a_new_password_from_the_stack_output_rewrites_the_file_and_restarts_eac
         "pulumiStack": "organization/mlops-edge-kit/qa"}})
     env = {"PATH": f"{STANDINS}:{os.environ['PATH']}", "STANDIN_PULUMI_STATE": str(outputs),
            "STANDIN_PULUMI_LOG": str(tmp_path / "pulumi.log")}
+    planned = kit("edge.plan", "--site", str(from_stack), "--json",
+                  env={"XDG_CONFIG_HOME": str(state / "xdg"), "HOME": str(state / "home"), **env})
+    assert {n: h["changed"] for n, h in json_result(planned).items()} == {
+        n: [f"registries: write {k3s.REGISTRIES}", f"install: restart {k3s.unit(lab.host(n).role)}"] for n in HOSTS}
+    assert new_password not in planned.stdout + planned.stderr
+    (tmp_path / "pulumi.log").unlink()
     before = all_starts(lab)
     with ArgvSampler(lab) as argvs:
         done, hosts = bootstrap(from_stack, state, env)
