@@ -228,9 +228,8 @@ def test_a_changed_no_proxy_rewrites_the_env_file_and_restarts_each_host_once(la
     site = proxied_site(lab, online, tmp_path, [".plant.example", "historian.plant.example"])
     env = {"XDG_CONFIG_HOME": str(state / "xdg"), "HOME": str(state / "home")}
     planned = json_result(kit("edge.plan", "--site", str(site), "--json", env=env))
-    assert {n: h["changed"] for n, h in planned.items()} == {
-        n: [f"install: write {unit_env_path(lab, n)} (the proxy settings)",
-            f"install: restart {k3s.unit(lab.host(n).role)}"] for n in HOSTS}
+    for name in HOSTS:  # (an online site's plan also lists the downloads, checked on the host against the release)
+        assert f"install: write {unit_env_path(lab, name)} (the proxy settings)" in planned[name]["changed"]
     before = all_starts(lab)
     done, hosts = bootstrap(site, state)
     assert done.returncode == 0, done.stdout + done.stderr
