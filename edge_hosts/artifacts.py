@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge_hosts import k3s, proxy
@@ -150,6 +150,29 @@ class ArtifactSource:
             return [a.key for a in stale]
         out = session.check(proxy.exports(session, lowercase=True) + download_script(stale), "downloading artifacts")
         return [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("changed=")]
+
+
+def with_release_sha256(session: HostSession, artifacts: list[Artifact]) -> list[Artifact]:
+    """The artifacts with the sha256 their release's checksum list gives, read by the host (through the site's
+    proxy, as its downloads are) and nothing written; those the list does not name keep None."""
+    urls = sorted({a.checksum_url for a in artifacts if a.sha256 is None and a.checksum_url})
+    if not urls:
+        return artifacts
+    script = proxy.exports(session, lowercase=True) + "set -e\n" + "".join(
+        f"echo '{_LIST_MARK} {url}'; curl -fsSL --retry 3 {shlex.quote(url)}\n" for url in urls)
+    listed: dict[tuple[str, str], str] = {}
+    url = ""
+    for line in session.check(script, "reading the release's sha256 lists").splitlines():
+        if line.startswith(_LIST_MARK):
+            url = line[len(_LIST_MARK):].strip()
+        elif len(line.split()) == 2:
+            digest, name = line.split()
+            listed[(url, name.lstrip("*"))] = digest
+    return [replace(a, sha256=listed.get((a.checksum_url, a.url.rsplit("/", 1)[1])))
+            if a.sha256 is None and a.checksum_url else a for a in artifacts]
+
+
+_LIST_MARK = "--- mlops-edge-kit sha256 list"
 
 
 def stale_artifacts(artifacts: list[Artifact], facts: Facts | None) -> list[Artifact]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 
 from edge_hosts import k3s, proxy
-from edge_hosts.artifacts import ArtifactError, stale_artifacts
+from edge_hosts.artifacts import ArtifactError, stale_artifacts, with_release_sha256
 from edge_hosts.engine import Engine
 from edge_hosts.registries import registries_file
 from edge_hosts.report import HostResult
-from edge_hosts.ssh import RemoteError
+from edge_hosts.ssh import RemoteError, TransportError
 from edge_hosts.state import TokenStore
 from edge_hosts.steps import cluster
 from edge_hosts.steps.context import HostContext
@@ -29,7 +29,7 @@ def planned_changes(ctx: HostContext, tokens: k3s.Tokens | None) -> list[str]:
     registries = registries_file(ctx.inventory)  # the credential resolved before (tasks._registries)
     if registries is not None and facts["sha_registries"] != _sha(registries.text):
         changes.append(f"registries: write {k3s.REGISTRIES}")
-    stale = stale_artifacts(ctx.source.host_artifacts(host), facts)
+    stale = stale_artifacts(with_release_sha256(ctx.session, ctx.source.host_artifacts(host)), facts)
     changes += [f"artifacts: {a.remote}" for a in stale]
     if facts["sha_config"] != _sha(k3s.render_config(ctx.inventory, host, tokens)):
         changes.append(f"config: write {k3s.CONFIG}")
@@ -96,7 +96,7 @@ def plan(engine: Engine, site: str, batch: int = 1) -> list[HostResult]:
         problems = preflight_problems(ctx, ctx.facts)
         try:
             changes = planned_changes(ctx, tokens)
-        except ArtifactError as err:  # e.g. a bundle built without this host's arch
+        except (ArtifactError, RemoteError, TransportError) as err:  # no bundle file for the arch, a list not read
             changes, problems = [], [*problems, str(err)]
         if upgrade is not None and upgrade.turn(ctx.host.name):
             changes.insert(0, upgrade.describe(ctx.host.name))

@@ -227,9 +227,13 @@ def test_a_rerun_downloads_only_the_checksum_lists_and_restarts_nothing(lab, onl
 def test_a_changed_no_proxy_rewrites_the_env_file_and_restarts_each_host_once(lab, online, state, first_run, tmp_path):
     site = proxied_site(lab, online, tmp_path, [".plant.example", "historian.plant.example"])
     env = {"XDG_CONFIG_HOME": str(state / "xdg"), "HOME": str(state / "home")}
+    proxy, forwarded = online[2], len(online[2].forwarded)
     planned = json_result(kit("edge.plan", "--site", str(site), "--json", env=env))
-    for name in HOSTS:  # (an online site's plan also lists the downloads, checked on the host against the release)
-        assert f"install: write {unit_env_path(lab, name)} (the proxy settings)" in planned[name]["changed"]
+    assert {n: h["changed"] for n, h in planned.items()} == {
+        n: [f"install: write {unit_env_path(lab, n)} (the proxy settings)",
+            f"install: restart {k3s.unit(lab.host(n).role)}"] for n in HOSTS}
+    # the release's sha256 list, read by each host through the proxy
+    assert {Path(path).name for path in proxy.forwarded[forwarded:]} == {k3s.checksum_asset("x86_64")}
     before = all_starts(lab)
     done, hosts = bootstrap(site, state)
     assert done.returncode == 0, done.stdout + done.stderr
