@@ -79,8 +79,8 @@ def credential_from(source: RegistryCredentialSource, site: str, inventory_file:
 def _stack_output(stack: str, environ: dict[str, str]) -> dict:
     pulumi = shutil.which("pulumi", path=environ.get("PATH"))
     if pulumi is None:
-        raise CredentialError(f"registries.credentials.pulumiStack: the Pulumi CLI is not on PATH; this source needs "
-                              f"it and a login to the stack's backend (pulumi login), or use env or file")
+        raise CredentialError("registries.credentials.pulumiStack: the Pulumi CLI is not on PATH; this source needs "
+                              "it and a login to the stack's backend (pulumi login), or use env or file")
     argv = [pulumi, "stack", "output", OUTPUT, "--show-secrets", "--json", "--non-interactive", "--stack", stack]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=PULUMI_TIMEOUT, env=dict(environ),

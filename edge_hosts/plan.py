@@ -13,8 +13,7 @@ from edge_hosts.ssh import RemoteError, TransportError
 from edge_hosts.state import TokenStore
 from edge_hosts.steps import cluster
 from edge_hosts.steps.context import HostContext
-from edge_hosts.steps.host import preflight_problems
-from edge_hosts.steps.preflight import br_netfilter_script
+from edge_hosts.steps.preflight import br_netfilter_script, preflight_problems
 from edge_hosts.steps.metallb import current_pool, pool_matches
 from edge_hosts.upgrade import UpgradePlan, plan_upgrade
 

@@ -12,8 +12,7 @@ from edge_hosts.registries import registries_file
 from edge_hosts.ssh import TransportError
 from edge_hosts.steps import service
 from edge_hosts.steps.context import HostContext
-# arch_problem and preflight_problems are read from here by edge.plan and the tests
-from edge_hosts.steps.preflight import arch_problem, br_netfilter_script, preflight_problems  # noqa: F401
+from edge_hosts.steps.preflight import br_netfilter_script, preflight_problems
 from fleet import onsite
 
 REBOOT_WAIT_S = 300

@@ -181,7 +181,7 @@ def test_a_flux_image_served_under_another_digest_is_refused_and_nothing_is_writ
     kustomize = registry.repositories["fluxcd/kustomize-controller"]
     pinned = kustomize.pinned.split("@")[1]
     registry.tampered[pinned] = kustomize.index.replace(b'"schemaVersion": 2', b'"schemaVersion":2')
-    with pytest.raises(BundleError, match=f"digest mismatch for manifest of ghcr.io/fluxcd/kustomize-controller"):
+    with pytest.raises(BundleError, match="digest mismatch for manifest of ghcr.io/fluxcd/kustomize-controller"):
         flux_bundle(url, pins, tmp_path / "bundle")
     assert not (tmp_path / "bundle" / "manifest.json").exists()
 

@@ -12,7 +12,7 @@ from edge_hosts.inventory import InventoryError, load_inventory
 from edge_hosts.probe import Facts
 from edge_hosts.state import TokenStore, ca_hash, password
 from edge_hosts.steps.context import HostContext
-from edge_hosts.steps.host import arch_problem, preflight_problems
+from edge_hosts.steps.preflight import arch_problem, preflight_problems
 from edge_hosts.steps.service import failure_cause
 from helpers import REPO, kit, valid_document, write_inventory
 

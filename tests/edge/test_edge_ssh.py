@@ -35,7 +35,7 @@ def test_unknown_host_keys_are_refused_then_trusted_explicitly(lab, tmp_path):
         assert hosts[name]["status"] == "failed"
         assert "unknown host key" in hosts[name]["error"]
         assert host_fingerprint(lab, name) in hosts[name]["error"]
-        assert f"./kit edge.trust --site lab" in hosts[name]["error"]
+        assert "./kit edge.trust --site lab" in hosts[name]["error"]
     shown = kit("edge.trust", "--site", str(site), stdin="n\n")
     assert host_fingerprint(lab, "edge-1") in shown.stdout.replace("\n", "")
     assert not known.exists() or known.read_text() == ""

@@ -11,7 +11,7 @@ import yaml
 from fleet import flux
 from fleet.config import FleetError, load_fleet
 from fleet.release import model_artifacts
-from fleet.render import K8S_VERSION, render_env, write_env
+from fleet.render import K8S_VERSION, render_env
 from tests.fleet import crds
 from tests.fleet.conftest import SEEDS, edit
 

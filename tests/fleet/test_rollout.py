@@ -3,7 +3,6 @@ windows, and the release moved back when a wave fails."""
 import secrets
 from datetime import datetime, timezone
 
-import pytest
 
 from fleet import flux
 from fleet.artifact import Pusher, site_artifact

@@ -10,9 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-import pytest
 import yaml
 
 from fleet import flux

@@ -3,7 +3,6 @@ unreachable server (never exits, never ready), the separate agent token, a first
 CA hash, node passwords, config keys per command, the host's architecture, pinned airgap images."""
 import io
 import json
-import subprocess
 import tarfile
 
 import pytest

@@ -1,7 +1,6 @@
 """Stand-ins on lab hosts: systemctl, the k3s install script, k3s server/agent/kubectl, MetalLB."""
 import base64
 import json
-import shutil
 import ssl
 import time
 import urllib.request

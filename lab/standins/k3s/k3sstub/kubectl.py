@@ -121,7 +121,7 @@ def get(cluster, words, flags, stdin) -> str:
             return "ok"
         if raw == "/api/v1/nodes":
             return json.dumps(cluster.node_list())
-        raise Result(1, err=f'Error from server (NotFound): the server could not find the requested resource\n')
+        raise Result(1, err='Error from server (NotFound): the server could not find the requested resource\n')
     if not words:
         raise Result(1, err="error: You must specify the type of resource to get.\n")
     types = words[0].split(",")

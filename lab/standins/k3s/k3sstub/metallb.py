@@ -32,7 +32,7 @@ def webhook_error(kind: str, applied_at: float | None) -> str | None:
     base = f'failed calling webhook "{WEBHOOKS[kind]}": failed to call webhook: Post ' \
            f'"https://metallb-webhook-service.{NAMESPACE}.svc:443/{WEBHOOK_PATHS[kind]}?timeout=10s": '
     if not endpoints_ready(applied_at):
-        return base + f'no endpoints available for service "metallb-webhook-service"'
+        return base + 'no endpoints available for service "metallb-webhook-service"'
     opens = applied_at + TIMINGS["rollout"] + TIMINGS["endpoints"] + TIMINGS["webhook_refusal"]
     if time.time() < opens:
         return base + "dial tcp 10.43.140.11:443: connect: connection refused"
