@@ -83,7 +83,7 @@ class Snapshot:
     """What the first server reports in one round trip: nodes, the MetalLB pools (a list with no items before
     MetalLB is installed) and its kubeconfig."""
     nodes: dict[str, NodeState]
-    pools: dict | None
+    pools: dict
     kubeconfig: str
 
 
