@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fleet import cron
+
 DEFAULT_ROOT = Path(__file__).parent
 NAME = r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$"  # a DNS label: also a registry path component
 DIGEST_REF = r"^[a-z0-9.:-]+(/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}$"
@@ -34,9 +36,7 @@ def _duration(text: str) -> str:
 
 
 def _cron(text: str) -> str:
-    fields = text.split()
-    if len(fields) != 5 or not all(re.fullmatch(r"[0-9*,/\-A-Za-z?]+", f) for f in fields):
-        raise ValueError("must be a five-field cron expression (minute hour day-of-month month day-of-week)")
+    cron.parse(text)  # CronError is a ValueError: reported with the file and key path
     return text
 
 

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from fleet import cron
 from fleet.config import DEFAULT_ROOT, Duration, FleetError, Site, Strict, Window, _where, duration_s
 
 
@@ -101,34 +102,21 @@ def _waves(spec: EnvPlan, sites: list[Site]) -> tuple[Wave, ...]:
     return tuple(w for w in waves if w.sites)
 
 
-def _matches(field: str, value: int, low: int, high: int) -> bool:
-    """One cron field (*, n, a-b, */s, a-b/s, lists) against value."""
-    for part in field.split(","):
-        rng, _, step = part.partition("/")
-        start, end = (low, high) if rng == "*" else (int(rng.split("-")[0]), int(rng.split("-")[-1]))
-        if start <= value <= end and (value - start) % int(step or 1) == 0:
-            return True
-    return False
-
-
 def next_opening(window: Window, after: datetime) -> datetime:
     """When the window next opens at or after `after`, or is open at `after` (then: `after`)."""
-    zone = ZoneInfo(window.time_zone)
-    minute, hour, dom, month, dow = window.cron.split()
+    zone, schedule = ZoneInfo(window.time_zone), cron.parse(window.cron)
     length = timedelta(seconds=duration_s(window.duration))
     local = (after.astimezone(zone) - length).replace(second=0, microsecond=0)
-    for day in range(9 + math.ceil(length / timedelta(days=1))):
+    for day in range(cron.HORIZON_DAYS + math.ceil(length / timedelta(days=1))):
         date = local.date() + timedelta(days=day)
-        weekday = (date.weekday() + 1) % 7  # cron: 0 = Sunday
-        if not (_matches(dom, date.day, 1, 31) and _matches(month, date.month, 1, 12)
-                and (_matches(dow, weekday, 0, 7) or (weekday == 0 and _matches(dow, 7, 0, 7)))):
+        if not schedule.day_matches(date):
             continue
-        for h in (h for h in range(24) if _matches(hour, h, 0, 23)):
-            for m in (m for m in range(60) if _matches(minute, m, 0, 59)):
+        for h in sorted(schedule.hours):
+            for m in sorted(schedule.minutes):
                 opens = datetime(date.year, date.month, date.day, h, m, tzinfo=zone)
                 if opens + length > after:
                     return max(opens, after)
-    raise FleetError(f"window {window.cron} ({window.time_zone}) never opens within the next week")
+    raise FleetError(f"window {window.cron} ({window.time_zone}) never opens within {cron.HORIZON_DAYS} days")
 
 
 def site_opening(site: Site, after: datetime) -> datetime:

@@ -1,9 +1,9 @@
 """A simulated fleet in virtual time, for the promotion's logic: each site behaves as its Flux would.
 
 A site polls its `live` tag every POLL_S (the input provider's reconcileEvery) with jitter, only inside its
-maintenance windows; when the digest changed it applies it (progressing), then reports healthy or failed
-(the Kustomization's health checks) through events shaped like the notification-controller's generic
-webhook payload, parsed by the kit's own fleet.status.from_event. Between changes it reports every
+maintenance windows (judged by tests/fleet/cronoracle.py, not the kit's parser); when the digest changed it
+applies it (progressing), then reports healthy or failed (the Kustomization's health checks) through events
+shaped like the notification-controller's generic webhook payload, parsed by the kit's own fleet.status.from_event. Between changes it reports every
 REPORT_S (the Kustomization interval). Offline sites neither poll nor report until they reconnect.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 
 from edge_hosts.oci import RegistryError
 from fleet import flux
-from fleet.plan import site_opening
 from fleet.status import SiteStatus, from_event
+from tests.fleet import cronoracle
 
 POLL_S = 300.0     # fluxcd.controlplane.io/reconcileEvery of the input provider (fleet.flux.WINDOW_POLL)
 REPORT_S = 600.0   # the Kustomization's interval
@@ -171,7 +171,8 @@ class SimFleet:
             return True
         if self.t < sim.next_open:
             return False
-        opening = site_opening(sim.site, datetime.fromtimestamp(self.t, timezone.utc)).timestamp()
+        now = datetime.fromtimestamp(self.t, timezone.utc)  # the oracle's judgement, not the kit's parser
+        opening = min(cronoracle.opening(w.cron, w.time_zone, w.duration, now) for w in sim.site.windows).timestamp()
         sim.next_open = opening
         return opening <= self.t
 
