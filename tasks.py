@@ -10,7 +10,7 @@ from invoke import Collection, Exit, task
 
 from infra import tasks as infra_tasks
 from lab.tasks import ns as lab_tasks
-from edge_hosts.tasks import edge as edge_tasks
+from edge_hosts.tasks.collection import edge as edge_tasks
 from agents.tasks import agents as agents_tasks
 from infra.lifecycle import tasks as lifecycle_tasks
 from fleet.tasks import fleet as fleet_tasks
@@ -19,7 +19,7 @@ from fleet.tasks import fleet as fleet_tasks
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
 def test(c, k="", x=False):
     """Run the whole test suite (installs the lab's system packages first; run as root)."""
-    from lab.packages import ensure_packages
+    from lab.lifecycle.packages import ensure_packages
 
     try:
         ensure_packages()

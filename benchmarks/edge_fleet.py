@@ -23,11 +23,11 @@ import paramiko
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_hosts.inventory import load_inventory  # noqa: E402
-from edge_hosts.report import Progress  # noqa: E402
-from edge_hosts.runner import Bootstrap  # noqa: E402
+from edge_hosts.inventory.load import load_inventory
+from edge_hosts.engine.progress import Progress
+from edge_hosts.bootstrap.runner import Bootstrap
 from lab import Lab, cleanup_stale  # noqa: E402
-from lab.packages import ensure_packages  # noqa: E402
+from lab.lifecycle.packages import ensure_packages  # noqa: E402
 
 TARGET_RATIO = 1.5
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,12 +28,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_hosts.artifacts import ArtifactSource  # noqa: E402
-from edge_hosts.inventory import load_inventory  # noqa: E402
-from edge_hosts.ssh import PART_SUFFIX, UPLOAD_PREFIX, sha256_file  # noqa: E402
+from edge_hosts.artifacts.downloads import ArtifactSource
+from edge_hosts.inventory.load import load_inventory
+from edge_hosts.access.ssh import PART_SUFFIX, UPLOAD_PREFIX, sha256_file
 from lab import Lab, cleanup_stale  # noqa: E402
-from lab.network import limit_link, tx_bytes  # noqa: E402
-from lab.packages import ensure_packages  # noqa: E402
+from lab.hosts.network import limit_link, tx_bytes  # noqa: E402
+from lab.lifecycle.packages import ensure_packages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BYTES_TARGET, SECONDS_TARGET = 1.1, 1.3

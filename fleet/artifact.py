@@ -19,7 +19,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_hosts.oci import MANIFEST_TYPES, MAX_MANIFEST_BYTES, Registry, RegistryError
+from common.oci import MANIFEST_TYPES, MAX_MANIFEST_BYTES, Registry, RegistryError
 from fleet import flux
 
 OCI_MANIFEST = MANIFEST_TYPES[0]
@@ -100,7 +100,7 @@ def model_artifact(files: dict[str, bytes], name: str, version: str) -> Artifact
 
 
 class Pusher:
-    """Push, tag and read manifests through edge_hosts.oci.Registry (tokens per repository)."""
+    """Push, tag and read manifests through common.oci.Registry (tokens per repository)."""
 
     def __init__(self, base_url: str, credentials: tuple[str, str] | None = None):
         self.registry = Registry(base_url, credentials)

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from common.files import atomic_write
-from edge_hosts import k3s
+from common import k3s
 from fleet import flux
 
 AUTO_DEPLOY_DIR = Path(k3s.AUTO_DEPLOY_DIR)

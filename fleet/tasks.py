@@ -54,7 +54,7 @@ def render(c, env, root="", models="out/models", out=""):
 def release(c, env, name="", root="", models="out/models", revision="", json=False):
     """Push the models and one Flux OCI artifact per site of env under the release tag (sites do not move).
     Registry credentials come from FLEET_REGISTRY_USER / FLEET_REGISTRY_PASSWORD, never from arguments."""
-    from edge_hosts.oci import RegistryError
+    from common.oci import RegistryError
     from fleet.config import FleetError
     from fleet.release import build, git_revision, push_release
     fleet = _fleet(root)
@@ -91,7 +91,7 @@ def promote(c, env, release, root="", run_id="", statuses="out/fleet-status"):
     """Move env's sites to the release wave by wave (fleet/rollout.yaml); halt and move a failed wave back.
     Exit 0 when every wave is done, 1 when halted or stopped (another run holds env, registry unreachable)."""
     import os
-    from edge_hosts.oci import RegistryError
+    from common.oci import RegistryError
     from fleet.artifact import Pusher
     from fleet.promote import Promotion, PromotionError, RegistryTags
     from fleet.release import credentials, registry_url
@@ -99,12 +99,14 @@ def promote(c, env, release, root="", run_id="", statuses="out/fleet-status"):
     fleet = _fleet(root)
     plan = _plan(fleet, env)
     tags = RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials()))
-    promotion = Promotion(plan, release, tags, StatusStore(Path(statuses)), run_id=run_id or os.environ.get("BUILD_BUILDID", ""))
+    promotion = Promotion(plan, release, tags, StatusStore(Path(statuses)), run_id=run_id or os.environ.get("BUILD_BUILDID", ""),
+                          sites={s.name: s for s in fleet.of(env)})
     try:
         outcome = promotion.run()
     except (PromotionError, RegistryError) as err:
         raise Exit(f"fleet.promote {env} {release}: {err}", code=1) from None
     print(jsonlib.dumps({"env": env, "release": release, "result": outcome.result, "haltedWave": outcome.halted_wave,
+                         "reason": outcome.reason, "late": outcome.late,
                          "waves": [w.__dict__ for w in outcome.waves]}, sort_keys=True))
     if outcome.result != "done":
         raise Exit(code=1)

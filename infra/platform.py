@@ -4,17 +4,17 @@ from pulumi_azure_native import resources
 
 from agents.deploy import deploy_agents
 from infra.devops.deploy import deploy_devops
-from infra.access import ClusterAdmins, PlatformAccess
-from infra.cluster import ARM64_TAINT, AksCluster
-from infra.diagnostics import Diagnostics
-from infra.ml_attachment import MlAttachment
-from infra.ml_workspace import MlWorkspace
-from infra.network import Network
-from infra.observability import Observability
-from infra.placement import Placement
-from infra.private_endpoint import PrivateNetwork
-from infra.registry import Registry
-from infra.stack_config import Stack
+from infra.access.roles import ClusterAdmins, PlatformAccess
+from infra.components.cluster import ARM64_TAINT, AksCluster
+from infra.components.diagnostics import Diagnostics
+from infra.components.ml_attachment import MlAttachment
+from infra.components.ml_workspace import MlWorkspace
+from infra.components.network import Network
+from infra.components.observability import Observability
+from infra.components.placement import Placement
+from infra.components.private_endpoint import PrivateNetwork
+from infra.components.registry import Registry
+from infra.stack.stack_config import Stack
 
 
 def stack_tags(stack: Stack) -> dict[str, str]:

@@ -5,8 +5,8 @@ import pulumi
 from pulumi_azure_native import authorization
 
 from infra.platform import build_platform
-from infra.settings import StackSettings
-from infra.stack_config import SettingsError, load_stack
+from infra.stack.settings import StackSettings
+from infra.stack.stack_config import SettingsError, load_stack
 
 
 def config_values(config: pulumi.Config) -> dict:

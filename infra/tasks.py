@@ -3,7 +3,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from infra.stack_config import ROOT, available_envs
+from infra.stack.stack_config import ROOT, available_envs
 
 
 @task(help={"env": "environment (a Pulumi.<env>.yaml at the repo root)", "out": "output directory (default out/)",

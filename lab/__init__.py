@@ -2,7 +2,7 @@
 from importlib import import_module
 
 __all__ = ["Lab", "LabError", "cleanup_stale"]
-_HOMES = {"Lab": "lab.lab", "LabError": "lab.lab", "cleanup_stale": "lab.claims"}
+_HOMES = {"Lab": "lab.lifecycle.lab", "LabError": "lab.lifecycle.lab", "cleanup_stale": "lab.lifecycle.claims"}
 
 
 def __getattr__(name: str):

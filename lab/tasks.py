@@ -9,8 +9,8 @@ DEFAULT_OUT = "out/lab"
             "out": "directory for site.yaml, known_hosts, id_ed25519 and state.json"})
 def up(c, hosts=3, servers=1, out=DEFAULT_OUT):
     """Boot simulated edge hosts (namespaces running sshd) and write their inventory (root)."""
-    from lab.lab import Lab, LabError
-    from lab.packages import ensure_packages
+    from lab.lifecycle.lab import Lab, LabError
+    from lab.lifecycle.packages import ensure_packages
 
     try:
         ensure_packages()
@@ -25,7 +25,7 @@ def up(c, hosts=3, servers=1, out=DEFAULT_OUT):
 @task(help={"out": "directory the lab was brought up with"})
 def down(c, out=DEFAULT_OUT):
     """Stop the lab's hosts and remove their namespaces, bridge and files (root)."""
-    from lab.lab import Lab, LabError
+    from lab.lifecycle.lab import Lab, LabError
 
     try:
         lab = Lab.load(out)

@@ -2,7 +2,7 @@
 install.yaml and the site's on-site manifest (fleet/onsite.py: FluxInstance, the site's registry and notification
 Secrets, its Flux objects from fleet.render's flux.yaml) in k3s's auto-deploy directory, each written only when its
 sha256 differs. k3s applies both and retries what fails until the operator's CRDs exist (fleet/onsite.py). The
-Flux images archive travels with every host's artifacts (edge_hosts/artifacts.py) and is imported pinned."""
+Flux images archive travels with every host's artifacts (edge_hosts/artifacts/downloads.py) and is imported pinned."""
 from __future__ import annotations
 
 import hashlib
@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from edge_hosts import k3s
-from edge_hosts.credentials import CredentialError, site_registry_credential
-from edge_hosts.inventory import Inventory
-from edge_hosts.steps.context import HostContext
-from edge_hosts.steps.host import StepError
+from common import k3s
+from edge_hosts.inventory.credentials import CredentialError, site_registry_credential
+from edge_hosts.inventory.model import Inventory
+from edge_hosts.engine.context import HostContext
+from edge_hosts.engine.context import StepError
 from fleet import onsite
 
 NEEDS_TOKEN = ("azuredevops", "generic-hmac")  # the Provider types whose secret holds a `token`

@@ -5,21 +5,21 @@ import hashlib
 import shlex
 import time
 
-from edge_hosts import k3s, proxy
-from edge_hosts.credentials import CredentialError
-from edge_hosts.probe import PI_CGROUP_FLAGS, SYSCTL_CONTENT, SYSCTL_FILE
-from edge_hosts.registries import registries_file
-from edge_hosts.ssh import TransportError
+from common import k3s
+
+from edge_hosts.inventory import k3s_config
+from edge_hosts.artifacts import proxy
+from edge_hosts.inventory.credentials import CredentialError
+from edge_hosts.facts.probe import PI_CGROUP_FLAGS, SYSCTL_CONTENT, SYSCTL_FILE
+from edge_hosts.inventory.registries import registries_file
+from edge_hosts.access.ssh import TransportError
 from edge_hosts.steps import service
-from edge_hosts.steps.context import HostContext
-from edge_hosts.steps.preflight import br_netfilter_script, preflight_problems
+from edge_hosts.engine.context import HostContext
+from edge_hosts.preflight.checks import br_netfilter_script, preflight_problems
 from fleet import onsite
+from edge_hosts.engine.context import StepError
 
 REBOOT_WAIT_S = 300
-
-
-class StepError(Exception):
-    """A step's check failed; the message says why."""
 
 
 def preflight(ctx: HostContext) -> bool:
@@ -83,9 +83,9 @@ def artifacts(ctx: HostContext) -> bool:
     return bool(replaced)
 
 
-def config(ctx: HostContext, tokens: k3s.Tokens | None) -> bool:
+def config(ctx: HostContext, tokens: k3s_config.Tokens | None) -> bool:
     """/etc/rancher/k3s/config.yaml for the host's role (mode 0600), written only when it differs."""
-    return _write_if_changed(ctx, "config", k3s.CONFIG, k3s.render_config(ctx.inventory, ctx.host, tokens))
+    return _write_if_changed(ctx, "config", k3s.CONFIG, k3s_config.render_config(ctx.inventory, ctx.host, tokens))
 
 
 def registries(ctx: HostContext) -> bool:

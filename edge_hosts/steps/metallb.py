@@ -8,11 +8,11 @@ import time
 
 import yaml
 
-from edge_hosts.advice import speaker_tolerations
-from edge_hosts.artifacts import Artifact, ArtifactSource
-from edge_hosts.inventory import Inventory, address_range
-from edge_hosts.ssh import HostSession, RemoteError
-from edge_hosts.steps.cluster import KUBECTL
+from edge_hosts.inventory.advice import speaker_tolerations
+from edge_hosts.artifacts.downloads import Artifact, ArtifactSource
+from edge_hosts.inventory.model import Inventory, address_range
+from edge_hosts.access.ssh import HostSession, RemoteError
+from edge_hosts.facts.cluster import KUBECTL
 
 NAMESPACE = "metallb-system"
 POOL = "mlops-edge-kit"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 
-from edge_hosts import k3s
-from edge_hosts.steps.context import HostContext
+from common import k3s
+
+from edge_hosts.inventory import k3s_config
+from edge_hosts.engine.context import HostContext
 
 JOURNAL_LINES = 50
 # what k3s logs for each cause (pkg/agent/config, pkg/clientaccess, pkg/nodepassword), most specific first
@@ -74,5 +76,5 @@ def not_ready_message(ctx: HostContext, waited: float, what: str) -> str:
         return f"{what} after {waited:.0f} s; last line of journalctl -u {unit}: {last[-240:]}"
     cause, line = found
     if cause == "server unreachable":
-        cause = f"server unreachable ({k3s.server_url(ctx.inventory)})"
+        cause = f"server unreachable ({k3s_config.server_url(ctx.inventory)})"
     return f"{what} after {waited:.0f} s: {cause}; journalctl -u {unit}: {line[-240:]}"

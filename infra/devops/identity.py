@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import authorization, managedidentity
 
-from infra.access import role_assignment
+from infra.access.roles import role_assignment
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"

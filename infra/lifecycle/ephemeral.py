@@ -11,7 +11,7 @@ from pulumi import automation as auto
 
 from infra.lifecycle.operations import PrintLine, run_operation
 from infra.lifecycle.stack_files import LIFECYCLE_KEY, write_atomically
-from infra.stack_config import (ORGANIZATION, PROJECT, SettingsError, load_stack, project_values, read_stack_file,
+from infra.stack.stack_config import (ORGANIZATION, PROJECT, SettingsError, load_stack, project_values, read_stack_file,
                                 stack_file)
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,16}[a-z0-9]$")

@@ -1,7 +1,7 @@
 """The destroy guard: only ephemeral stacks go without --force and the env name typed back."""
 from collections.abc import Callable
 
-from infra.settings import Lifecycle
+from infra.stack.settings import Lifecycle
 
 Ask = Callable[[str], str]
 

@@ -9,7 +9,7 @@ from pulumi import automation as auto
 from infra.lifecycle.ephemeral import EPHEMERAL_TAG, EXPIRES_TAG, iso
 from infra.lifecycle.stack_files import stack_lifecycle
 from infra.lifecycle.workspace import failure_summary, select, short_name
-from infra.stack_config import SettingsError, stack_file
+from infra.stack.stack_config import SettingsError, stack_file
 
 REAPED, GONE, WOULD_REAP, KEPT, SKIPPED, FAILED = "reaped", "already gone", "would reap", "kept", "skipped", "failed"
 

@@ -6,8 +6,8 @@ import yaml
 from pydantic import ValidationError
 
 from common.files import atomic_write
-from infra.settings import Lifecycle
-from infra.stack_config import (ORGANIZATION, PROJECT, SettingsError, Stack, load_stack, project_values,
+from infra.stack.settings import Lifecycle
+from infra.stack.stack_config import (ORGANIZATION, PROJECT, SettingsError, Stack, load_stack, project_values,
                                 read_stack_file, stack_file)
 LIFECYCLE_KEY = f"{PROJECT}:lifecycle"
 

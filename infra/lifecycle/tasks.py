@@ -15,7 +15,7 @@ from invoke import Collection, Exit, task
 
 from infra.lifecycle.backend import OptionsError, resolve_backend
 from infra.lifecycle.preflight import PreflightError, preflight
-from infra.stack_config import ROOT, SettingsError
+from infra.stack.stack_config import ROOT, SettingsError
 
 if TYPE_CHECKING:  # Pulumi, rich and the settings models load inside the tasks: ./kit --list never imports them
     from pulumi import automation as auto

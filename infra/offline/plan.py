@@ -2,11 +2,11 @@
 import runpy
 from pathlib import Path
 
-from infra import settings_rules
+from infra.stack import settings_rules
 from infra.offline import policies
 from infra.offline.artifacts import write_plan
 from infra.offline.runtime import Recording, record
-from infra.stack_config import (ORGANIZATION, PROJECT, ROOT, SettingsError, available_envs, engine_config,
+from infra.stack.stack_config import (ORGANIZATION, PROJECT, ROOT, SettingsError, available_envs, engine_config,
                                 load_stack, namespace_problems, project_values, read_stack_file, stack_file)
 
 

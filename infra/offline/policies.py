@@ -5,8 +5,8 @@ import re
 from functools import cache
 from typing import Any, Callable, Iterator
 
-from infra.access import ACR_PULL, ACR_PUSH, AKS_RBAC_CLUSTER_ADMIN
-from infra.naming import RULES
+from infra.access.roles import ACR_PULL, ACR_PUSH, AKS_RBAC_CLUSTER_ADMIN
+from infra.stack.naming import RULES
 from infra.offline.recorder import PlannedResource
 from infra.offline.runtime import Recording
 

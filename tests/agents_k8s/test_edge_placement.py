@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from agents.edge_placement import unschedulable_pools
 from agents.settings import AgentsSettings
 from infra.offline.plan import PlanError, record_env
-from infra.stack_config import ROOT, available_envs
+from infra.stack.stack_config import ROOT, available_envs
 
 AGENTS = {"organizationUrl": "https://dev.azure.com/contoso", "image": {"tag": "4.269.0"}}
 

@@ -49,7 +49,7 @@ def test_strict_validation_catches_unknown_and_mistyped_fields(plan, mistake, wh
 def test_the_shipped_agents_leave_no_pod_running_while_the_queue_is_empty(env):
     import yaml
 
-    from infra.stack_config import ROOT
+    from infra.stack.stack_config import ROOT
     raw = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]["mlops-edge-kit:agents"]
     keys = {f"mlops-edge-kit:{site['kubeconfigSecretKey']}": "apiVersion: v1\nkind: Config\n"
             for site in raw.get("edgeSites", [])}

@@ -1,4 +1,4 @@
-"""A stand-in OCI registry on 127.0.0.1 serving lab.images repositories the way quay.io does: manifests need an
+"""A stand-in OCI registry on 127.0.0.1 serving lab.releases.images repositories as quay.io does: manifests need an
 anonymous bearer token (401 + WWW-Authenticate, then a token service), blobs redirect to a separate "CDN" path."""
 import json
 import re
@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from lab.images import Repository, digest
+from lab.releases.images import Repository, digest
 
 
 class StandinRegistry:

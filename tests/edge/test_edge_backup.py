@@ -7,8 +7,10 @@ import json
 import pytest
 import yaml
 
-from edge_hosts import k3s, snapshots
-from edge_hosts.inventory import load_inventory
+
+from edge_hosts.inventory import k3s_config
+from edge_hosts.operations import snapshots
+from edge_hosts.inventory.load import load_inventory
 
 from helpers import json_result, kit, lab_site, valid_document, write_inventory
 from lab_checks import ArgvSampler, kubectl_json, nodes_via_kubeconfig, ready_nodes
@@ -181,13 +183,13 @@ def test_ha_servers_get_the_kits_snapshot_schedule_unless_the_server_config_sets
                           for i in (2, 3)]
     ha = load_inventory(str(write_inventory(tmp_path, document, "ha.yaml")))
     for host in ha.servers:
-        config = yaml.safe_load(k3s.render_config(ha, host, None))
+        config = yaml.safe_load(k3s_config.render_config(ha, host, None))
         assert (config[SCHEDULE], config["etcd-snapshot-retention"]) == ("0 */6 * * *", 8)
-    assert SCHEDULE not in yaml.safe_load(k3s.render_config(ha, ha.agents[0], None))
+    assert SCHEDULE not in yaml.safe_load(k3s_config.render_config(ha, ha.agents[0], None))
     document["k3s"]["serverConfig"] = {"etcd-snapshot-retention": 30, "etcd-snapshot-dir": "/srv/snapshots"}
     own = load_inventory(str(write_inventory(tmp_path, document, "own.yaml")))
-    config = yaml.safe_load(k3s.render_config(own, own.first_server, None))
+    config = yaml.safe_load(k3s_config.render_config(own, own.first_server, None))
     assert (config[SCHEDULE], config["etcd-snapshot-retention"]) == ("0 */6 * * *", 30)
     assert snapshots.snapshot_dir(own) == "/srv/snapshots" and snapshots.snapshot_dir(ha) == SNAPSHOTS
     single = load_inventory(str(write_inventory(tmp_path, valid_document(), "single.yaml")))
-    assert SCHEDULE not in yaml.safe_load(k3s.render_config(single, single.first_server, None))
+    assert SCHEDULE not in yaml.safe_load(k3s_config.render_config(single, single.first_server, None))

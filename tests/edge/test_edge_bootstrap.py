@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.artifacts import build_bundle
-from lab.inventory import K3S_VERSION, METALLB_VERSION
+from lab.lifecycle.inventory import K3S_VERSION, METALLB_VERSION
+from lab.releases.artifacts import build_bundle
 
 from helpers import REPO, json_result, kit, lab_site
 from lab_checks import (ArgvSampler, all_starts, host_config, host_file, kubectl_json, mode, nodes_via_kubeconfig,
@@ -236,7 +236,7 @@ def test_a_k3s_upgrade_restarts_every_host_once_onto_the_new_binary(converged, l
     done, hosts = bootstrap(site, kubeconfig)
     assert done.returncode == 0, done.stderr
     assert all("artifacts" in hosts[n]["changed"] for n in HOSTS)
-    # the single server also stops and starts for its sqlite snapshot before the upgrade (edge_hosts/snapshots.py)
+    # the single server also stops and starts for its sqlite snapshot before the upgrade (edge_hosts/operations/snapshots.py)
     assert all_starts(lab) == {n: before[n] + (2 if n == "edge-1" else 1) for n in HOSTS}
     versions = {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"]
                 for n in kubectl_json(lab, "get nodes")["items"]}

@@ -7,11 +7,11 @@ import tarfile
 
 import pytest
 
-from edge_hosts.bundle import BundleError, FluxPins, build_bundle
+from edge_hosts.artifacts.bundle import BundleError, FluxPins, build_bundle
 from fleet import onsite
 from helpers import kit
-from lab.artifacts import build_release_tree, serve_directory
-from lab.images import flux_pins, flux_repositories, metallb_repositories
+from lab.releases.artifacts import build_release_tree, serve_directory
+from lab.releases.images import flux_pins, flux_repositories, metallb_repositories
 from registry import serve_registry
 
 VERSION, METALLB = "v1.31.4+k3s1", "v0.14.9"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from cryptography import x509
 
-from edge_hosts.certs import WARN_DAYS, summary
-from edge_hosts.report import status_notes, status_table
+from edge_hosts.operations.certs import WARN_DAYS, summary
+from edge_hosts.tasks.tables import status_notes, status_table
 from tests.kit.helpers import too_wide
 from tests.kit.test_edge_tables import rendered
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_hosts.credentials import CredentialError, RegistryCredential, site_registry_credential
-from edge_hosts.inventory import InventoryError, load_inventory
+from edge_hosts.inventory.credentials import CredentialError, RegistryCredential, site_registry_credential
+from edge_hosts.inventory.load import InventoryError, load_inventory
 from helpers import valid_document, write_inventory
 
 STANDINS = Path(__file__).parent / "standins"

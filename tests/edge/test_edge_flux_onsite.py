@@ -18,9 +18,9 @@ from fleet import onsite
 from fleet.config import load_fleet
 from fleet.flux import FLUX_OPERATOR_VERSION
 from fleet.render import K8S_VERSION, render_env, write_env
-from lab.artifacts import serve_directory
-from lab.images import flux_repositories
-from lab.inventory import K3S_VERSION, METALLB_VERSION
+from lab.lifecycle.inventory import K3S_VERSION, METALLB_VERSION
+from lab.releases.artifacts import serve_directory
+from lab.releases.images import flux_repositories
 from tests.fleet import crds
 
 from helpers import json_result, kit, lab_site
@@ -115,7 +115,7 @@ def test_a_rerun_changes_nothing_and_a_rotated_token_rewrites_the_manifest_not_i
     before = host_file(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml").stat().st_mtime_ns
     done, hosts = bootstrap(site, state, secrets_env("site-token-rotated-M4t"))
     assert done.returncode == 0, done.stderr
-    assert "fleet" in hosts["edge-1"]["changed"]  # (registries.yaml carries the token too: edge_hosts/registries.py)
+    assert "fleet" in hosts["edge-1"]["changed"]  # (registries.yaml carries the token too: edge_hosts/inventory/registries.py)
     pull = json.loads(base64.b64decode(manifest_docs(lab)[2]["data"][".dockerconfigjson"]))["auths"][REGISTRY]
     assert pull["password"] == "site-token-rotated-M4t"
     assert host_file(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml").stat().st_mtime_ns == before

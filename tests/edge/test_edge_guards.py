@@ -14,15 +14,17 @@ import paramiko
 import pytest
 import yaml
 
-from edge_hosts import k3s
-from edge_hosts.artifacts import Artifact, ArtifactSource, download_script, stale_artifacts
-from edge_hosts.engine import Engine
-from edge_hosts.inventory import Inventory
-from edge_hosts.probe import Facts
-from edge_hosts.runner import Bootstrap
-from edge_hosts.ssh import UPLOAD_PREFIX, HostSession, TransportError
+from common import k3s
+
+from edge_hosts.inventory import k3s_config
+from edge_hosts.artifacts.downloads import Artifact, ArtifactSource, download_script, stale_artifacts
+from edge_hosts.engine.fanout import Engine
+from edge_hosts.inventory.model import Inventory
+from edge_hosts.facts.probe import Facts
+from edge_hosts.bootstrap.runner import Bootstrap
+from edge_hosts.access.ssh import UPLOAD_PREFIX, HostSession, TransportError
 from edge_hosts.steps import host as host_steps
-from edge_hosts.steps.context import HostContext
+from edge_hosts.engine.context import HostContext
 from edge_hosts.steps.host import config as config_step
 
 
@@ -237,7 +239,7 @@ def test_the_token_bearing_config_is_uploaded_0600_on_every_role(tmp_path, name)
     inv = inventory(tmp_path, hosts=2)
     session = UploadRecorder()
     ctx = HostContext(inv, inv.host(name), session, source=None, facts=Facts({}))
-    tokens = k3s.Tokens("server-pw", "agent-pw", "K10abc::server:server-pw", "K10abc::node:agent-pw")
+    tokens = k3s_config.Tokens("server-pw", "agent-pw", "K10abc::server:server-pw", "K10abc::node:agent-pw")
     assert config_step(ctx, tokens) is True
     assert session.uploads == [(k3s.CONFIG, "0600")]
 
@@ -249,7 +251,7 @@ def test_every_servers_kubeconfig_is_written_0600_whatever_the_inventory_says(tm
     document["k3s"]["nodeConfig"] = {"write-kubeconfig-mode": "0644"}
     inv = Inventory.model_validate(document)
     for host in inv.servers:
-        assert yaml.safe_load(k3s.render_config(inv, host, None))["write-kubeconfig-mode"] == "0600", host.name
+        assert yaml.safe_load(k3s_config.render_config(inv, host, None))["write-kubeconfig-mode"] == "0600", host.name
 
 
 # -- failure isolation -------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Inventory loading and validation: every error class, all reported at once, exit 2 from the CLI."""
 import pytest
 
-from edge_hosts.inventory import SITES_DIR, InventoryError, load_inventory, resolve_site
+from edge_hosts.inventory.load import SITES_DIR, InventoryError, load_inventory, resolve_site
 from helpers import kit, valid_document, write_inventory
 
 

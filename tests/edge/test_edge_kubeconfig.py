@@ -4,7 +4,7 @@ import stat
 import pytest
 import yaml
 
-from edge_hosts.kubeconfig import KubeconfigError, merge_into, site_kubeconfig
+from edge_hosts.access.kubeconfig import KubeconfigError, merge_into, site_kubeconfig
 
 K3S_YAML = """apiVersion: v1
 clusters:

@@ -3,8 +3,8 @@ edge.plan compares the hosts' files with the release's sha256 lists (read by the
 import hashlib
 
 from helpers import json_result, kit, lab_site
-from lab.artifacts import build_release_tree, serve_directory
-from lab.inventory import K3S_VERSION, METALLB_VERSION
+from lab.lifecycle.inventory import K3S_VERSION, METALLB_VERSION
+from lab.releases.artifacts import build_release_tree, serve_directory
 from lab_checks import host_file, ready_nodes
 
 

@@ -7,12 +7,12 @@ import json
 import pytest
 import yaml
 
-from edge_hosts.firewall import Packet, Ruleset
-from edge_hosts.inventory import load_inventory
-from edge_hosts.probe import Facts, _facts
-from edge_hosts.steps.context import HostContext
-from edge_hosts.steps.preflight import (MODULES_FILE, clock_offset, clock_problem, firewall_findings,
-                                        reach_findings, time_sync_warnings)
+from edge_hosts.preflight.firewall import Packet, Ruleset
+from edge_hosts.inventory.load import load_inventory
+from edge_hosts.facts.probe import Facts, _facts
+from edge_hosts.engine.context import HostContext
+from edge_hosts.preflight.checks import (MODULES_FILE, clock_offset, clock_problem, firewall_findings, reach_findings,
+                                         time_sync_warnings)
 
 from helpers import json_result, kit, valid_document, write_inventory
 

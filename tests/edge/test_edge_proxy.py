@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from edge_hosts import k3s
-from edge_hosts.inventory import InventoryError, load_inventory
-from edge_hosts.proxy import env_file, no_proxy, passwords, variables
+from common import k3s
+from edge_hosts.inventory.load import InventoryError, load_inventory
+from edge_hosts.artifacts.proxy import env_file, no_proxy, passwords, variables
 from helpers import json_result, kit, lab_site, valid_document, write_inventory
-from lab.artifacts import build_release_tree, serve_directory
-from lab.inventory import K3S_VERSION, METALLB_VERSION
+from lab.lifecycle.inventory import K3S_VERSION, METALLB_VERSION
+from lab.releases.artifacts import build_release_tree, serve_directory
 from lab_checks import ArgvSampler, all_starts, host_file, mode, ready_nodes
 
 PROXY_PASSWORD = "Pr0xy-pw_3x"

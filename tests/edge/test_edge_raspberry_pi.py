@@ -3,7 +3,7 @@ checks the memory controller again; a re-run neither edits the cmdline nor reboo
 from helpers import json_result, kit
 from lab_checks import host_file, ready_nodes
 
-from lab.raspberry_pi import make_raspberry_pi
+from lab.hosts.raspberry_pi import make_raspberry_pi
 
 FLAGS = ("cgroup_enable=cpuset", "cgroup_memory=1", "cgroup_enable=memory")
 

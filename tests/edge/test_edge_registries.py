@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_hosts import k3s
-from edge_hosts.credentials import RegistryCredential
-from edge_hosts.inventory import InventoryError, load_inventory
-from edge_hosts.registries import render
+from common import k3s
+
+from edge_hosts.inventory import k3s_config
+from edge_hosts.inventory.credentials import RegistryCredential
+from edge_hosts.inventory.load import InventoryError, load_inventory
+from edge_hosts.inventory.registries import render
 from helpers import json_result, kit, lab_site, valid_document, write_inventory
 from lab_checks import ArgvSampler, all_starts, host_config, host_file, mode
 
@@ -49,15 +51,15 @@ def test_render_mirrors_embedded_mirror_auth_and_tls(tmp_path):
     inventory = inventory_with(tmp_path, REGISTRIES)
     text = render(inventory.registries, RegistryCredential(SERVER, "edge-lab", PASSWORD))
     assert yaml.safe_load(text) == expected()
-    assert k3s.render_config(inventory, inventory.first_server, None).count("embedded-registry: true") == 1
-    assert "embedded-registry" not in k3s.render_config(inventory, inventory.agents[0], None)  # a server flag
+    assert k3s_config.render_config(inventory, inventory.first_server, None).count("embedded-registry: true") == 1
+    assert "embedded-registry" not in k3s_config.render_config(inventory, inventory.agents[0], None)  # a server flag
 
 
 def test_without_the_embedded_mirror_the_env_registry_is_only_configured(tmp_path):
     inventory = inventory_with(tmp_path, {**REGISTRIES, "embeddedMirror": False, "mirrors": {}})
     rendered = yaml.safe_load(render(inventory.registries, RegistryCredential(SERVER, "u", "p")))
     assert rendered["mirrors"] == {} and set(rendered["configs"]) == {SERVER}
-    assert "embedded-registry" not in k3s.render_config(inventory, inventory.first_server, None)
+    assert "embedded-registry" not in k3s_config.render_config(inventory, inventory.first_server, None)
 
 
 @pytest.mark.parametrize("registries, problem", [

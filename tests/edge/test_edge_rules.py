@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_hosts import advice, configkeys, k3s
-from edge_hosts.inventory import InventoryError, load_inventory
-from edge_hosts.probe import Facts
-from edge_hosts.state import TokenStore, ca_hash, password
-from edge_hosts.steps.context import HostContext
-from edge_hosts.steps.preflight import arch_problem, preflight_problems
+from edge_hosts.inventory import advice, configkeys
+from edge_hosts.inventory import k3s_config
+from edge_hosts.inventory.load import InventoryError, load_inventory
+from edge_hosts.facts.probe import Facts
+from edge_hosts.access.state import TokenStore, ca_hash, password
+from edge_hosts.engine.context import HostContext
+from edge_hosts.preflight.checks import arch_problem, preflight_problems
 from edge_hosts.steps.service import failure_cause
 from helpers import REPO, kit, valid_document, write_inventory
 
@@ -63,7 +64,7 @@ def test_node_config_reaches_servers_and_agents_role_sections_win(tmp_path):
     doc["k3s"].update(nodeConfig={"kubelet-arg": ["max-pods=60"], "protect-kernel-defaults": True},
                       agentConfig={"kubelet-arg": ["max-pods=30"]})
     inventory = load_inventory(str(write_inventory(tmp_path, doc)))
-    server, agent = (yaml.safe_load(k3s.render_config(inventory, h, None)) for h in inventory.hosts)
+    server, agent = (yaml.safe_load(k3s_config.render_config(inventory, h, None)) for h in inventory.hosts)
     assert server["kubelet-arg"] == ["max-pods=60"] and agent["kubelet-arg"] == ["max-pods=30"]
     assert server["protect-kernel-defaults"] is agent["protect-kernel-defaults"] is True
 
@@ -73,8 +74,8 @@ def test_tokens_per_role(tmp_path):
     doc["hosts"] += [{"name": "s2", "address": "10.9.0.13", "role": "server", "arch": "x86_64"},
                      {"name": "s3", "address": "10.9.0.14", "role": "server", "arch": "x86_64"}]
     inventory = load_inventory(str(write_inventory(tmp_path, doc)))
-    tokens = k3s.Tokens("spw", "apw", "K10" + "a" * 64 + "::server:spw", "K10" + "a" * 64 + "::node:apw")
-    first, agent, joiner = (yaml.safe_load(k3s.render_config(inventory, inventory.host(n), tokens))
+    tokens = k3s_config.Tokens("spw", "apw", "K10" + "a" * 64 + "::server:spw", "K10" + "a" * 64 + "::node:apw")
+    first, agent, joiner = (yaml.safe_load(k3s_config.render_config(inventory, inventory.host(n), tokens))
                             for n in ("s1", "a1", "s2"))
     assert (first["token"], first["agent-token"], first["cluster-init"]) == ("spw", "apw", True)
     assert (joiner["token"], joiner["agent-token"]) == (tokens.server_full, "apw") and "cluster-init" not in joiner
@@ -85,9 +86,9 @@ def test_api_endpoint_is_used_for_joins_and_added_to_tls_san(tmp_path):
     doc = valid_document()
     doc["apiEndpoint"] = "edge.t1.example.internal"
     inventory = load_inventory(str(write_inventory(tmp_path, doc)))
-    server, agent = (yaml.safe_load(k3s.render_config(inventory, h, None)) for h in inventory.hosts)
+    server, agent = (yaml.safe_load(k3s_config.render_config(inventory, h, None)) for h in inventory.hosts)
     assert server["tls-san"] == ["10.9.0.11", "edge.t1.example.internal"]
-    assert agent["server"] == "https://edge.t1.example.internal:6443" == k3s.server_url(inventory)
+    assert agent["server"] == "https://edge.t1.example.internal:6443" == k3s_config.server_url(inventory)
     doc["apiEndpoint"] = "https://edge:6443"
     assert "apiEndpoint: Value error, 'https://edge:6443' is not a DNS name or an IPv4 address" in \
         problems_of(tmp_path, doc)

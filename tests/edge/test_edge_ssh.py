@@ -8,9 +8,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from edge_hosts.hostkeys import fingerprint
-from edge_hosts.inventory import load_inventory
-from edge_hosts.ssh import HostSession, RemoteError
+from edge_hosts.access.hostkeys import fingerprint
+from edge_hosts.inventory.load import load_inventory
+from edge_hosts.access.ssh import HostSession, RemoteError
 from helpers import json_result, kit, lab_site
 from lab_checks import ArgvSampler
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_hosts.engine import Engine
-from edge_hosts.inventory import load_inventory
-from edge_hosts.report import Progress
-from edge_hosts.ssh import PART_SUFFIX, UPLOAD_PREFIX, HostSession, TransportError
-from lab.network import limit_link, netns_pids, tx_bytes
-from lab.procs import argv_of
+from edge_hosts.engine.fanout import Engine
+from edge_hosts.inventory.load import load_inventory
+from edge_hosts.engine.progress import Progress
+from edge_hosts.access.ssh import PART_SUFFIX, UPLOAD_PREFIX, HostSession, TransportError
+from lab.hosts.network import limit_link, netns_pids, tx_bytes
+from lab.hosts.procs import argv_of
 
 from helpers import json_result, kit, lab_site
 from lab_checks import host_file, ready_nodes

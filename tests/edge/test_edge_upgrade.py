@@ -5,8 +5,8 @@ run with the rest untouched, and a re-run continues."""
 import pytest
 import yaml
 
-from lab.artifacts import build_bundle
-from lab.inventory import K3S_VERSION, METALLB_VERSION
+from lab.lifecycle.inventory import K3S_VERSION, METALLB_VERSION
+from lab.releases.artifacts import build_bundle
 
 from helpers import json_result, kit, kit_state_under, lab_site
 from lab_checks import host_file, kubectl_json, ready_nodes, ready_nodes_or_none

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from edge_hosts.oci import RegistryError
+from common.oci import RegistryError
 from fleet import flux
 from fleet.status import SiteStatus, from_event
 from tests.fleet import cronoracle
@@ -123,6 +123,8 @@ class SimSite:
     state: str = "healthy"
     history: list = field(default_factory=list)         # every digest it applied
     next_open: float = 0.0
+    silent: bool = False                                # its events never reach the receiver
+    unfetchable: set = field(default_factory=set)       # digests its source-controller cannot pull
 
     def online(self, t: float) -> bool:
         return not any(start <= t < end for start, end in self.offline)
@@ -185,6 +187,8 @@ class SimFleet:
             live = self.tags.get(flux.repository_path(self.env, sim.site.name), flux.LIVE_TAG)
         except RegistryError:
             return  # registry unreachable: Flux retries at its next poll
+        if live and live[0] in sim.unfetchable:
+            return  # the pull fails: it keeps running (and reporting) what it applied before
         if live and live[0] != sim.applied:
             sim.applied, sim.state = live[0], "progressing"
             sim.history.append(live[0])
@@ -198,7 +202,7 @@ class SimFleet:
     def _report(self, sim: SimSite, reschedule: bool = True) -> None:
         if reschedule:
             self._at(self.t + REPORT_S, "report", sim.site.name)
-        if not sim.online(self.t) or not sim.applied:
+        if not sim.online(self.t) or not sim.applied or sim.silent:
             return
         reason = {"healthy": "ReconciliationSucceeded", "failed": "HealthCheckFailed", "progressing": "Progressing"}
         event = {"involvedObject": {"kind": "Kustomization", "name": "site", "namespace": "flux-system"},

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from edge_hosts.oci import RegistryError
+from common.oci import RegistryError
 from fleet.promote import Promotion, PromotionError, WallClock
 from tests.fleet.test_rollout import World
 
@@ -139,11 +139,11 @@ def test_two_promotions_started_together_one_goes_on_the_other_stops(registry, t
 
 
 def test_a_long_wave_keeps_its_lock_renewed_so_no_other_run_takes_it(registry, tmp_path):
-    world = World(registry, tmp_path, count=4, offline={"site-0003": [(0, 10 ** 12)]}, offlineDeadline="5h",
-                  waves=[{"name": "rest", "failureBudget": 0}])
+    world = World(registry, tmp_path, count=4, offlineDeadline="5h", waves=[{"name": "rest", "failureBudget": 0}],
+                  sim=lambda s, release: {"unfetchable": {release}} if s.name == "site-0003" else {})
     refusals, sleep = [], world.fleet.sleep
 
-    def sleep_then_another_run_tries(seconds):  # while the first run waits hours for its offline site
+    def sleep_then_another_run_tries(seconds):  # while the first run waits hours for a site that cannot pull
         sleep(seconds)
         if int(world.fleet.now()) % 7200 < seconds:
             with pytest.raises(PromotionError) as refused:
@@ -151,5 +151,6 @@ def test_a_long_wave_keeps_its_lock_renewed_so_no_other_run_takes_it(registry, t
             refusals.append(str(refused.value))
 
     world.fleet.sleep = sleep_then_another_run_tries
-    assert world.promotion().run().result == "done"
+    outcome = world.promotion().run()
+    assert outcome.result == "halted" and "did not report the release: site-0003" in outcome.reason
     assert len(refusals) >= 2 and all("is being promoted by run run-1" in r for r in refusals)

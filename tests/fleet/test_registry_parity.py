@@ -4,7 +4,7 @@ tag or repository, a manifest whose blobs the repository lacks, a push through a
 operations run against both and every answer is compared, so the stand-in cannot drift."""
 import secrets
 
-from edge_hosts.oci import RegistryError
+from common.oci import RegistryError
 from fleet import flux
 from fleet.artifact import Pusher, site_artifact
 from fleet.promote import RegistryTags

@@ -10,7 +10,7 @@ import tarfile
 import pytest
 import yaml
 
-from edge_hosts.oci import RegistryError
+from common.oci import RegistryError
 from fleet import flux
 from fleet.artifact import Pusher
 from fleet.config import load_fleet

@@ -8,7 +8,7 @@ import yaml
 
 from infra.offline.plan import record_env
 from infra.offline.runtime import Recording
-from infra.stack_config import ROOT, available_envs
+from infra.stack.stack_config import ROOT, available_envs
 
 ENVS = available_envs()
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from infra.offline.plan import PlanError, record_env
-from infra.stack_config import ROOT
+from infra.stack.stack_config import ROOT
 from tests.infra.conftest import expect_problems, settings_of
 
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from infra import kube_ready
-from infra.access import AKS_RBAC_CLUSTER_ADMIN
+from infra.access import kube_ready
+from infra.access.roles import AKS_RBAC_CLUSTER_ADMIN
 from infra.offline import policies
 from infra.offline.mocks import kubeconfig
 from infra.offline.plan import record_env

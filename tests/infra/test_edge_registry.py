@@ -3,10 +3,10 @@ import copy
 
 import pytest
 
-from infra import edge_registry
+from infra.components import edge_registry
 from infra.offline import policies
 from infra.offline.plan import PlanError, record_env
-from infra.stack_config import load_stack, project_values, read_stack_file, stack_file
+from infra.stack.stack_config import load_stack, project_values, read_stack_file, stack_file
 from tests.infra.conftest import expect_problems
 
 EDGE_ENVS = ["qa", "uat", "prod"]

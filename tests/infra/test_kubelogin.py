@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from infra.kubelogin import convert_kubeconfig
+from infra.access.kubelogin import convert_kubeconfig
 from infra.offline.ids import TENANT_ID
 from infra.offline.mocks import kubeconfig
 from infra.offline.plan import PlanError, record_env
@@ -52,7 +52,7 @@ def test_spn_without_a_client_id_is_bad_settings(stack_root, tmp_path):
 
 
 def test_the_program_converts_with_the_configured_mode(stack_root, tmp_path, monkeypatch):
-    from infra import cluster
+    from infra.components import cluster
     seen = []
     real = cluster.convert_kubeconfig
     monkeypatch.setattr(cluster, "convert_kubeconfig", lambda *a: seen.append(a[1:]) or real(*a))

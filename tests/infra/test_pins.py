@@ -4,9 +4,9 @@ from datetime import date
 import yaml
 
 from common import pins
-from infra import settings_rules
+from infra.stack import settings_rules
 from infra.offline.plan import record_env
-from infra.stack_config import ROOT, load_stack, project_values, read_stack_file, stack_file
+from infra.stack.stack_config import ROOT, load_stack, project_values, read_stack_file, stack_file
 from tests.infra.conftest import ENVS
 
 SUPPORT_DAY = date(2026, 12, 1)  # every pin must be supported on this day (issue 8)

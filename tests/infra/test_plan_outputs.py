@@ -11,7 +11,7 @@ import yaml
 from infra.offline import policies
 from infra.offline.artifacts import write_plan
 from infra.offline.mocks import kubeconfig
-from infra.stack_config import ROOT
+from infra.stack.stack_config import ROOT
 from tests.infra.conftest import ENVS
 
 K8S_VERSION = "1.35"  # the stacks' cluster.kubernetesVersion

@@ -5,7 +5,7 @@ import pytest
 
 from infra.offline.mocks import stable_uuid
 from infra.offline.policies import REQUIRED_TAGS, taggable
-from infra.settings import ARM64_VM_SIZE
+from infra.stack.settings import ARM64_VM_SIZE
 from tests.infra.conftest import ENVS
 
 PROTECTED = {"prod"}
@@ -235,6 +235,6 @@ def test_inference_only_over_tls_and_attachment_optional(stack_root, tmp_path):
 @pytest.mark.parametrize("env", ENVS)
 def test_agents_run_the_agent_version_the_image_pins(env):
     from agents.build import read_lock
-    from infra.stack_config import project_values, read_stack_file, stack_file
+    from infra.stack.stack_config import project_values, read_stack_file, stack_file
     agents = project_values(read_stack_file(stack_file(env)))["agents"]
     assert agents["image"]["tag"] == read_lock()["AGENT_VERSION"]

@@ -4,7 +4,7 @@ from itertools import combinations
 
 import pytest
 
-from infra.stack_config import ORGANIZATION, SettingsError, load_stack, project_values, read_stack_file, stack_file
+from infra.stack.stack_config import ORGANIZATION, SettingsError, load_stack, project_values, read_stack_file, stack_file
 
 BASE = project_values(read_stack_file(stack_file("dev")))  # public API server limited to 203.0.113.0/24
 WHERE = "Pulumi.dev.yaml: config.mlops-edge-kit:"

@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-from infra.stack_config import ROOT
+from infra.stack.stack_config import ROOT
 
 WIDTH = 80
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.stack_config import ROOT
+from infra.stack.stack_config import ROOT
 from tests.kit.helpers import kit
 
 

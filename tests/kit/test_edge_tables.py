@@ -4,8 +4,9 @@ import io
 from rich.console import Console
 
 from common.terminal import emit
-from edge_hosts.hostkeys import TrustResult
-from edge_hosts.report import HostResult, results_table, status_errors, status_table, trust_lines
+from edge_hosts.access.hostkeys import TrustResult
+from edge_hosts.engine.results import HostResult
+from edge_hosts.tasks.tables import results_table, status_errors, status_table, trust_lines
 from tests.kit.helpers import WIDTH, too_wide
 
 AIRGAP = "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"

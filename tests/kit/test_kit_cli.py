@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from infra.stack_config import ROOT
+from infra.stack.stack_config import ROOT
 from tests.kit.helpers import kit, too_wide
 
 
@@ -89,8 +89,8 @@ try:
 except SystemExit:
     pass
 listed = set(sys.modules)
-import edge_hosts.runner, edge_hosts.plan, edge_hosts.status, edge_hosts.reset, edge_hosts.bundle, edge_hosts.hostkeys
-import lab.lab, lab.packages
+import edge_hosts.bootstrap.runner, edge_hosts.bootstrap.plan, edge_hosts.operations.status, edge_hosts.operations.reset, edge_hosts.artifacts.bundle, edge_hosts.access.hostkeys
+import lab.lifecycle.lab, lab.lifecycle.packages
 heavy = ("pulumi", "pulumi_azure_native", "pulumi_kubernetes", "grpc")
 print(sorted(m for m in listed if m.split(".")[0] in heavy + ("pydantic", "rich", "paramiko", "cryptography")))
 print(sorted(m for m in sys.modules if m.split(".")[0] in heavy + ("rich",)))  # rich: only to draw a table

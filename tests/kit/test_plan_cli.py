@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.stack_config import ROOT, available_envs
+from infra.stack.stack_config import ROOT, available_envs
 from tests.kit.helpers import kit, too_wide
 
 ENVS = available_envs()

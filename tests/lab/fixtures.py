@@ -13,7 +13,7 @@ import paramiko
 import pytest
 
 from lab import Lab, cleanup_stale
-from lab.packages import ensure_packages
+from lab.lifecycle.packages import ensure_packages
 
 
 @contextmanager

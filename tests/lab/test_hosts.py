@@ -12,8 +12,10 @@ import paramiko
 import pytest
 import yaml
 
-from lab import Lab, cleanup_stale, claims, network
-from lab.procs import is_alive
+from lab import Lab, cleanup_stale
+from lab.hosts import network
+from lab.hosts.procs import is_alive
+from lab.lifecycle import claims
 from tests.lab.fixtures import ssh_client, ssh_run
 
 

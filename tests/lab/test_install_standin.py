@@ -3,7 +3,7 @@ for servers and agents), enable by unit file path then daemon-reload, the 0600 e
 and proxy variables, SKIP_ENABLE / SKIP_START / FORCE_RESTART, skip-download (and with it SELinux setup)."""
 import pytest
 
-from lab.inventory import K3S_VERSION
+from lab.lifecycle.inventory import K3S_VERSION
 from tests.lab.test_standins import _put
 
 SCRIPT = "/usr/local/bin/k3s-install.sh"

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from lab.artifacts import k3s_binary
-from lab.inventory import K3S_VERSION
+from lab.lifecycle.inventory import K3S_VERSION
+from lab.releases.artifacts import k3s_binary
 from tests.lab.test_standins import _put, install, kubectl, ready_nodes, wait_for
 
 TIMINGS = {"node_ready": 0.5, "heartbeat": 1.0, "retry": 0.3}

@@ -8,8 +8,8 @@ import tarfile
 import pytest
 import yaml
 
-from lab.images import layout_archive
-from lab.inventory import K3S_VERSION, METALLB_VERSION
+from lab.lifecycle.inventory import K3S_VERSION, METALLB_VERSION
+from lab.releases.images import layout_archive
 from tests.lab.test_standins import _put, kubectl, ready_nodes, wait_for
 
 TIMINGS = {"node_ready": 0.3, "heartbeat": 1.0, "retry": 0.3}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.artifacts import build_release_tree, serve_directory, sha256
-from lab.inventory import K3S_VERSION, METALLB_VERSION
+from lab.lifecycle.inventory import K3S_VERSION, METALLB_VERSION
+from lab.releases.artifacts import build_release_tree, serve_directory, sha256
 
 TIMINGS = {"node_ready": 0.5, "heartbeat": 1.0, "rollout": 1.0, "endpoints": 0.5,
            "webhook_refusal": 2.0}

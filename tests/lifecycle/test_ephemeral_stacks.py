@@ -9,7 +9,7 @@ import yaml
 from infra.lifecycle import tasks
 from infra.lifecycle.ephemeral import derive_config, parse_ttl
 from infra.lifecycle.stack_files import validated_stack
-from infra.stack_config import read_stack_file
+from infra.stack.stack_config import read_stack_file
 
 SUFFIXED = re.compile(r"^pr-123-[0-9a-f]{6}$")
 

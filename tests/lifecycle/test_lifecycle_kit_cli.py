@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from infra.lifecycle import tasks
-from infra.stack_config import ROOT
+from infra.stack.stack_config import ROOT
 
 KIT = str(ROOT / "kit")
 

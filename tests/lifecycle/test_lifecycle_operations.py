@@ -7,7 +7,7 @@ import yaml
 
 from infra.lifecycle import tasks
 from infra.lifecycle.guards import DestroyRefused, check_destroy
-from infra.settings import Lifecycle
+from infra.stack.settings import Lifecycle
 from tests.lifecycle.standin.environment import PASSPHRASE, STANDIN
 
 

@@ -8,7 +8,7 @@ from invoke.parser import Parser
 
 import tasks as kit
 from infra.lifecycle.ephemeral import NAME, parse_ttl
-from infra.stack_config import ROOT, available_envs, project_values, read_stack_file, stack_file
+from infra.stack.stack_config import ROOT, available_envs, project_values, read_stack_file, stack_file
 
 PIPELINES = ROOT / "pipelines"
 PARAMETER = re.compile(r"\$\{\{\s*parameters\.(\w+)\s*\}\}")

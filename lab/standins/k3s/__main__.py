@@ -1,4 +1,4 @@
-"""Lab stand-in for the k3s binary (built into one executable zipapp by lab.artifacts)."""
+"""Lab stand-in for the k3s binary (built into one executable zipapp by lab.releases.artifacts)."""
 import os
 import sys
 

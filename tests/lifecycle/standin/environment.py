@@ -3,7 +3,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from infra.stack_config import ROOT, available_envs
+from infra.stack.stack_config import ROOT, available_envs
 
 STANDIN = Path(__file__).parent
 PASSPHRASE = "correct-horse-battery-staple-4711"

@@ -1,0 +1,2 @@
+"""Runs steps on a site's hosts: each host's context (session, facts, what changed), the fan-out with retries
+on dropped links, results and the live progress view. Imports artifacts, facts, access, inventory."""

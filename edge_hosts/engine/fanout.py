@@ -1,0 +1,120 @@
+"""Step engine: runs named steps on hosts (in parallel where allowed), retries dropped links, records results."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import yaml
+
+from edge_hosts.artifacts.downloads import ArtifactError, ArtifactSource
+from edge_hosts.access.hostkeys import HostKeyError
+from edge_hosts.inventory.model import Inventory
+from edge_hosts.access.kubeconfig import KubeconfigError
+from edge_hosts.engine.results import HostResult
+from edge_hosts.engine.progress import Progress
+from edge_hosts.access.ssh import HostSession, RemoteError, TransportError, redact
+from edge_hosts.engine.context import HostContext
+from edge_hosts.engine.context import StepError
+
+# ValueError/YAMLError: a host answered with output that does not parse (e.g. a broken kubectl)
+STEP_ERRORS = (RemoteError, StepError, ArtifactError, HostKeyError, KubeconfigError, ValueError, yaml.YAMLError)
+UPLOAD_PARALLEL = 2  # uploads to a site at a time (its uplink is shared): edge.bootstrap --upload-parallel
+
+
+class Engine:
+    """The hosts of one run, each with one SSH session reused by every step."""
+
+    def __init__(self, inventory: Inventory, names: list[str], parallel: int, progress: Progress,
+                 source: ArtifactSource | None = None):
+        self.inventory, self.parallel, self.progress = inventory, max(1, parallel), progress
+        self.contexts = {name: HostContext(inventory, inventory.host(name), HostSession(inventory, inventory.host(name)),
+                                           source) for name in names}
+        self.limit_uploads(UPLOAD_PARALLEL)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for ctx in self.contexts.values():
+            ctx.session.close()
+
+    def limit_uploads(self, slots: int) -> None:
+        """At most `slots` uploads at a time over all the site's hosts; the other steps keep `parallel`."""
+        shared = threading.BoundedSemaphore(max(1, slots))
+        for ctx in self.contexts.values():
+            ctx.session.upload_slots = shared
+
+    def add_secrets(self, values: set[str]) -> None:
+        """Values no host's output may show (redacted on every session)."""
+        for ctx in self.contexts.values():
+            ctx.session.secrets.update(values)
+
+    def fail(self, ctx: HostContext, message: str) -> None:
+        if ctx.error is None:
+            ctx.error = message
+            self.progress.update(ctx.host.name, ctx.step, "failed")
+
+    def step(self, ctx: HostContext, name: str, action: Callable[..., bool], *args) -> bool:
+        """Run one step on a host unless it already failed; True when it succeeded. A dropped link is
+        reconnected (with backoff) and the step, being check-then-change, is run once more."""
+        if ctx.failed:
+            return False
+        ctx.step = name
+        self.progress.update(ctx.host.name, name)
+        for attempt in (1, 2):
+            try:
+                if action(ctx, *args) and name not in ctx.changed:
+                    ctx.changed.append(name)
+                return True
+            except TransportError as err:
+                if attempt == 2 or not self._reconnect(ctx):
+                    self.fail(ctx, f"{name}: {err}")
+                    return False  # not run again on a host it cannot reach
+            except STEP_ERRORS as err:
+                self.fail(ctx, f"{name}: {err}")
+                return False
+            except Exception as err:  # noqa: BLE001 - one host's surprise must not stop the others
+                self.fail(ctx, f"{name}: unexpected {type(err).__name__}: {redact(str(err), ctx.session.secrets)}")
+                return False
+        return False
+
+    def _reconnect(self, ctx: HostContext) -> bool:
+        try:
+            ctx.session.connect()
+            return True
+        except (TransportError, *STEP_ERRORS):
+            return False
+
+    def each(self, contexts: list[HostContext], work: Callable[[HostContext], None]) -> None:
+        """Run work on every host that has not failed, at most `parallel` at a time."""
+        live = [ctx for ctx in contexts if not ctx.failed]
+        if len(live) <= 1 or self.parallel == 1:
+            for ctx in live:
+                work(ctx)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(live))) as pool:
+            list(pool.map(work, live))
+
+    def connect_and_probe(self, ctx: HostContext) -> None:
+        self.step(ctx, "connect", connect)
+        self.step(ctx, "probe", _probe)
+
+    def results(self, names: list[str]) -> list[HostResult]:
+        out = []
+        for name in names:
+            ctx = self.contexts[name]
+            status = "failed" if ctx.failed else ("changed" if ctx.changed else "ok")
+            self.progress.update(name, "done", status)
+            out.append(HostResult(name, status, list(ctx.changed), ctx.error))
+        return out
+
+
+def connect(ctx: HostContext) -> bool:
+    ctx.session.connect()
+    return False
+
+
+def _probe(ctx: HostContext) -> bool:
+    ctx.refresh()
+    return False

@@ -1,0 +1,111 @@
+"""What every edge task shares: the site's inventory (exit 2 listing every problem), host selection, the artifact
+source, the checks made before any host is contacted, confirmation, and how results end a task."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from invoke import Exit
+
+
+if TYPE_CHECKING:  # the rest loads inside the tasks: ./kit --list and other areas' tasks never pay for it
+    from edge_hosts.artifacts.downloads import ArtifactSource
+    from edge_hosts.inventory.model import Inventory
+
+
+SITE_HELP = "site name (edge_hosts/sites/<name>.yaml) or path to an inventory file"
+
+DEFAULT_METALLB = "v0.16.1"  # github.com/metallb/metallb/releases/tag/v0.16.1 (2026-05-27), newest
+
+
+def site_inventory(site: str, signs_in: bool = True) -> Inventory:
+    """The site's inventory, or exit 2 listing every problem; `signs_in`: the task logs in to the hosts, so the
+    private key files and the sudo password must be there before anything connects."""
+    from edge_hosts.inventory.load import InventoryError, key_file_problems, load_inventory
+
+    try:
+        inventory = load_inventory(site)
+    except InventoryError as err:
+        raise Exit(str(err), code=2) from None
+    if not signs_in:
+        return inventory
+    problems = key_file_problems(inventory)
+    env = inventory.ssh.sudo_password_env
+    if env and inventory.ssh.user != "root" and env not in os.environ:
+        problems.append(f"{inventory.source}: ssh.sudoPasswordEnv: environment variable {env} is not set")
+    if problems:
+        raise Exit("\n".join(problems), code=2)
+    return inventory
+
+
+def selected_hosts(inventory: Inventory, hosts: str) -> list[str]:
+    names = [h.name for h in inventory.hosts]
+    wanted = [n.strip() for n in hosts.split(",") if n.strip()] or names
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise Exit(f"--hosts: unknown host(s) {', '.join(unknown)} (site {inventory.site} has {', '.join(names)})",
+                   code=2)
+    return [n for n in names if n in wanted]
+
+
+def artifact_source(inventory: Inventory) -> ArtifactSource:
+    from edge_hosts.artifacts.downloads import ArtifactError, ArtifactSource
+
+    try:
+        return ArtifactSource(inventory)
+    except ArtifactError as err:
+        raise Exit(f"{inventory.source}: bundle: {err}", code=2) from None
+
+
+def check_fleet_input(inventory: Inventory) -> None:
+    """A fleet site's rendered Flux objects and its registry and notification credentials, before any connection."""
+    if inventory.fleet is None:
+        return
+    from edge_hosts.steps.fleet import FleetInputError, onsite_manifest
+
+    try:
+        onsite_manifest(inventory)
+    except FleetInputError as err:
+        raise Exit(str(err), code=2) from None
+
+
+def check_registries(inventory: Inventory) -> None:
+    """The site's registries.yaml can be made: its registry credential resolves (exit 2 naming the source if not)."""
+    from edge_hosts.inventory.credentials import CredentialError
+    from edge_hosts.inventory.registries import registries_file
+
+    try:
+        registries_file(inventory)
+    except CredentialError as err:
+        raise Exit(str(err), code=2) from None
+
+
+def warn_site(inventory: Inventory) -> None:
+    """Site-wide warnings (offline: pins past end of support, no apiEndpoint for HA, speakerless nodes), on stderr."""
+    from datetime import date
+
+    from edge_hosts.inventory.advice import site_warnings
+
+    for note in site_warnings(inventory, date.today()):
+        print(f"warning: {note}", file=sys.stderr)
+
+
+def finish(site: str, results, as_json: bool) -> None:
+    from edge_hosts.tasks.tables import print_results
+
+    print_results(site, results, as_json)
+    exit_if_failed(results, as_json)
+
+
+def exit_if_failed(results, as_json: bool) -> None:
+    """Exit 1 when a host failed (the results are already printed)."""
+    failed = [r.name for r in results if r.status == "failed"]
+    if failed:
+        raise Exit(f"failed on {len(failed)} host(s): {', '.join(failed)}" if not as_json else None, code=1)
+
+
+def confirm(question: str, command: str) -> None:
+    """Ask before a destructive command; anything but yes ends it with nothing done (exit 1)."""
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise Exit(f"{command}: nothing done", code=1)
