@@ -22,6 +22,7 @@ class WaveSpec(Strict):
     labels: dict[str, str] = {}
     share: Annotated[float, Field(gt=0, le=1)] | None = None
     failure_budget: int | str = Field(0, alias="failureBudget")
+    min_healthy: Annotated[int, Field(ge=1)] | None = Field(None, alias="minHealthy")  # default: the probe's size
 
     @field_validator("failure_budget")
     @classmethod
@@ -51,6 +52,7 @@ class Wave:
     name: str
     sites: tuple[str, ...]
     budget: int
+    min_healthy: int  # healthy reports on the release a wave needs to pass
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,14 @@ def load_rollout(env: str, sites: list[Site], path: Path = DEFAULT_ROOT / "rollo
     unknown = [c for c in spec.canaries if c not in names]
     if unknown:
         raise FleetError(f"{path}: environments.{env}.canaries: not sites of {env}: {', '.join(unknown)}")
-    return Plan(env, _waves(spec, sorted(sites, key=lambda s: s.name)), duration_s(spec.soak),
+    waves = _waves(spec, sorted(sites, key=lambda s: s.name))
+    sizes = {w.name: len(w.sites) for w in waves}
+    over = [f"{path}: environments.{env}.waves[{i}].failureBudget: {_budget(w.failure_budget, sizes[w.name])} is "
+            f"over the wave's {sizes[w.name]} sites" for i, w in enumerate(spec.waves)
+            if w.name in sizes and _budget(w.failure_budget, sizes[w.name]) > sizes[w.name]]
+    if over:
+        raise FleetError("\n".join(over))
+    return Plan(env, waves, duration_s(spec.soak),
                 duration_s(spec.offline_deadline), duration_s(spec.poll_interval), duration_s(spec.offline_after))
 
 
@@ -88,7 +97,7 @@ def _budget(value: int | str, size: int) -> int:
 
 def _waves(spec: EnvPlan, sites: list[Site]) -> tuple[Wave, ...]:
     """Canaries first (budget 0), then each wave in order; the last wave takes every site left."""
-    waves = [Wave("canary", tuple(spec.canaries), 0)] if spec.canaries else []
+    waves = [Wave("canary", tuple(spec.canaries), 0, 1)] if spec.canaries else []
     left = [s for s in sites if s.name not in spec.canaries]
     for i, wave in enumerate(spec.waves):
         matching = [s for s in left if all(s.labels.get(k) == v for k, v in wave.labels.items())]
@@ -98,7 +107,9 @@ def _waves(spec: EnvPlan, sites: list[Site]) -> tuple[Wave, ...]:
             matching = left
         chosen = {s.name for s in matching}
         left = [s for s in left if s.name not in chosen]
-        waves.append(Wave(wave.name, tuple(sorted(chosen)), _budget(wave.failure_budget, len(chosen))))
+        budget = _budget(wave.failure_budget, len(chosen))
+        waves.append(Wave(wave.name, tuple(sorted(chosen)), budget,
+                          wave.min_healthy or min(budget + 1, max(len(chosen), 1))))
     return tuple(w for w in waves if w.sites)
 
 

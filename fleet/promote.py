@@ -6,9 +6,9 @@ release, which wave, which phase, when the wave and its soak began) and tag `loc
 when). Before a site's `live` tag moves, its current digest is kept as tag `pre-<release>` (written once), so
 a site is only ever on its previous digest or the new release, and a revert after any crash knows where to go.
 
-Each wave starts with a probe: budget + 1 of its sites that are online. Only when the probe has reported
-the release healthy do the rest of the wave's tags move, so a release that breaks a wave reaches at most
-budget + 1 of its sites before the halt.
+Each wave goes through its gate (fleet/gate.py): at most budget + 1 of its sites run the release without
+having reported it healthy, so a release that breaks a wave reaches at most budget + 1 of its sites before the
+halt; a wave passes only on enough healthy reports, and halts with the reason otherwise.
 
 Registries have no compare-and-swap on tags (a PUT of a tag is last-writer-wins), so the lock is taken by
 writing it, waiting LOCK_SETTLE_S and reading it back: of two promotions started together the later write
@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Protocol
 
 from fleet import flux
 from fleet.artifact import Blob, Pusher, _manifest
-from fleet.plan import Plan, Wave
+from fleet.config import Site
+from fleet.gate import WaveCount, count, decide
+from fleet.plan import Plan, Wave, site_opening
 from fleet.status import SiteStatus, effective
 
 STATE_TYPE = "application/vnd.mlops-edge-kit.promotion.v1+json"
@@ -87,17 +90,6 @@ class RegistryTags:
 
 
 @dataclass
-class WaveCount:
-    name: str
-    sites: int
-    healthy: int = 0
-    failed: int = 0
-    progressing: int = 0
-    offline: int = 0
-    failed_sites: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Outcome:
     env: str
     release: str
@@ -105,12 +97,15 @@ class Outcome:
     waves: list[WaveCount]
     halted_wave: str = ""
     polls_to_halt: int = 0  # polls from the first failure report seen to the halt
+    reason: str = ""        # why it halted
+    late: list[str] = field(default_factory=list)  # moved while offline or outside their window: not yet reported
 
 
 class Promotion:
     def __init__(self, plan: Plan, release: str, tags: Tags, statuses: StatusSource, clock: Clock | None = None,
-                 run_id: str = "", log=print):
+                 run_id: str = "", log=print, sites: dict[str, Site] | None = None):
         self.plan, self.release, self.tags, self.statuses = plan, release, tags, statuses
+        self.sites = sites or {}  # their windows: who goes first, and who is late rather than silent
         self.clock = clock or WallClock()
         self.run_id = run_id or secrets.token_hex(6)
         self.state_repo = f"fleet-state/{plan.env}"
@@ -172,7 +167,11 @@ class Promotion:
                                  f"(wave {state['wave']}, {state['phase']}): re-run it first")
         if state and state.get("release") == self.release:
             return state
-        return {"release": self.release, "wave": 0, "phase": "tagging", "wave_started": None, "soak_started": None}
+        return self._wave_state({"release": self.release, "wave": 0, "late": []})
+
+    @staticmethod
+    def _wave_state(state: dict) -> dict:
+        return state | {"phase": "rolling", "wave_started": None, "soak_started": None, "moved": []}
 
     # the sites
     def _release_manifest(self, site: str) -> tuple[str, bytes]:
@@ -204,55 +203,57 @@ class Promotion:
             return
         self.tags.put(self.repo(site), flux.LIVE_TAG, previous[1])
 
-    def probe(self, wave: Wave) -> list[str]:
-        """budget + 1 sites of the wave, online ones first."""
-        reports, now = self.statuses.read(self.plan.env), self.clock.now()
-        online = [s for s in wave.sites if effective(reports.get(s), now, self.plan.offline_after_s) != "offline"]
-        ordered = online + [s for s in wave.sites if s not in online]
-        return ordered[:wave.budget + 1]
-
     # the waves
-    def count(self, wave: Wave, now: float) -> WaveCount:
-        reports = self.statuses.read(self.plan.env)
-        counted = WaveCount(wave.name, len(wave.sites))
-        for site in wave.sites:
-            status = reports.get(site)
-            state = effective(status, now, self.plan.offline_after_s)
-            on_release = status is not None and status.digest == self._release_manifest(site)[0]
-            if state == "offline":
-                counted.offline += 1
-            elif on_release and state == "healthy":
-                counted.healthy += 1
-            elif on_release and state == "failed":
-                counted.failed += 1
-                counted.failed_sites.append(site)
-            else:
-                counted.progressing += 1
-        return counted
+    def _digests(self, wave: Wave) -> dict[str, str]:
+        return {site: self._release_manifest(site)[0] for site in wave.sites}
 
-    def observe(self, wave: Wave, state: dict, soak: bool = True) -> tuple[WaveCount, int | None]:
-        """Poll until the wave settles (and soaks) (None), or its failures exceed the budget (polls since the
+    def _waiting(self, wave: Wave, moved: set[str], reports: dict, now: float) -> list[str]:
+        """The wave's online sites not moved yet, those whose window opens first first."""
+        online = [s for s in wave.sites if s not in moved
+                  and effective(reports.get(s), now, self.plan.offline_after_s) != "offline"]
+        return sorted(online, key=lambda s: (self._opening(s, now), s))
+
+    def _opening(self, site: str, now: float) -> float:
+        known = self.sites.get(site)
+        return site_opening(known, datetime.fromtimestamp(now, timezone.utc)).timestamp() if known else now
+
+    def roll(self, wave: Wave, state: dict) -> tuple[WaveCount, str, int]:
+        """Move the wave through its gate, then soak; (its count, the halt's reason or "", polls since the
         first failure)."""
-        first_failure_poll, poll = None, 0
+        digests, first_failure, poll = self._digests(wave), None, 0
         while True:
-            now = self.clock.now()
-            counted = self.count(wave, now)
-            if counted.failed and first_failure_poll is None:
-                first_failure_poll = poll
-            if counted.failed > wave.budget:
-                return counted, poll - first_failure_poll
-            settled = counted.healthy + counted.failed == counted.sites
-            if settled or now >= state["wave_started"] + self.plan.deadline_s:
-                if not soak:
-                    return counted, None
+            now, reports = self.clock.now(), self.statuses.read(self.plan.env)
+            moved = set(state["moved"])
+            counted = count(wave.name, wave.sites, moved, reports, digests, now, self.plan.offline_after_s)
+            first_failure = poll if counted.failed and first_failure is None else first_failure
+            waiting = self._waiting(wave, moved, reports, now)
+            excused = {s for s in counted.pending_sites if self._opening(s, now) > now}
+            deadline = now >= state["wave_started"] + self.plan.deadline_s
+            verdict = decide(counted, wave.budget, wave.min_healthy, len(waiting), deadline, excused)
+            if verdict.action == "halt":
+                return counted, verdict.reason, poll - (first_failure or poll)
+            if verdict.action == "move":
+                self._move_more(state, waiting[:verdict.moves])
+                continue
+            if verdict.action == "pass":
                 if state["soak_started"] is None:
-                    state.update(soak_started=now, phase="soaking")
+                    late = [s for s in wave.sites if s not in moved] + counted.pending_sites
+                    state.update(soak_started=now, phase="soaking", late=sorted(set(state["late"]) | set(late)))
                     self._save(state)
+                    for site in wave.sites:
+                        self.move(site)
                 if now - state["soak_started"] >= self.plan.soak_s:
-                    return counted, None
+                    return counted, "", 0
             self.clock.sleep(self.plan.poll_s)
             self._renew()
             poll += 1
+
+    def _move_more(self, state: dict, sites: list[str]) -> None:
+        """Saved before the tags move: a resume moves the same sites, never a new choice."""
+        state["moved"] = state["moved"] + sites
+        self._save(state)
+        for site in sites:
+            self.move(site)
 
     def run(self) -> Outcome:
         """Promote (or resume), wave by wave; the lock is held throughout and released at the end."""
@@ -267,45 +268,31 @@ class Promotion:
         waves = self.plan.waves
         counts = [WaveCount(w.name, len(w.sites)) for w in waves]
         if state["phase"] in ("reverting", "halted"):
-            return self._halt(state, waves[state["wave"]], counts, 0)
+            return self._halt(state, waves[state["wave"]], counts, 0, state.get("reason", ""))
         while state["wave"] < len(waves) and state["phase"] != "done":
             wave = waves[state["wave"]]
-            if state["phase"] == "tagging":
-                state.update(wave_started=state["wave_started"] or self.clock.now(), probe=self.probe(wave))
+            if state["wave_started"] is None:
+                state["wave_started"] = self.clock.now()
                 self._save(state)
-                for site in state["probe"]:
-                    self.move(site)
-                state["phase"] = "probing"
-                self._save(state)
-            if state["phase"] == "probing":
-                probe = replace(wave, sites=tuple(state["probe"]))
-                counts[state["wave"]], polls = self.observe(probe, state, soak=False)
-                if polls is not None:
-                    return self._halt(state, wave, counts, polls)
-                state["phase"] = "widening"
-                self._save(state)
-            if state["phase"] == "widening":
-                for site in wave.sites:
-                    self.move(site)
-                state["phase"] = "observing"
-                self._save(state)
-            counts[state["wave"]], polls = self.observe(wave, state)
-            if polls is not None:
-                return self._halt(state, wave, counts, polls)
+            for site in state["moved"]:
+                self.move(site)  # a resume finishes what the saved state says moved
+            counts[state["wave"]], reason, polls = self.roll(wave, state)
+            if reason:
+                return self._halt(state, wave, counts, polls, reason)
             self.log(f"wave {wave.name}: {counts[state['wave']].healthy}/{len(wave.sites)} healthy, "
                      f"{counts[state['wave']].offline} offline")
-            state.update(wave=state["wave"] + 1, phase="tagging", wave_started=None, soak_started=None)
+            state = self._wave_state(state | {"wave": state["wave"] + 1})
             self._save(state)
         state["phase"] = "done"
         self._save(state)
-        return Outcome(self.plan.env, self.release, "done", counts)
+        return Outcome(self.plan.env, self.release, "done", counts, late=state["late"])
 
-    def _halt(self, state: dict, wave: Wave, counts: list[WaveCount], polls: int) -> Outcome:
-        state["phase"] = "reverting"
+    def _halt(self, state: dict, wave: Wave, counts: list[WaveCount], polls: int, reason: str) -> Outcome:
+        state.update(phase="reverting", reason=reason)
         self._save(state)
         for site in wave.sites:
             self.revert(site)
         state["phase"] = "halted"
         self._save(state)
-        self.log(f"wave {wave.name}: failures over its budget of {wave.budget}: halted, moved back")
-        return Outcome(self.plan.env, self.release, "halted", counts, wave.name, polls)
+        self.log(f"wave {wave.name}: halted, moved back: {reason}")
+        return Outcome(self.plan.env, self.release, "halted", counts, wave.name, polls, reason, state.get("late", []))

@@ -20,7 +20,7 @@ HOUR = 3600.0
 class World:
     """A generated fleet on r1, artifacts of r1 and r2 pushed for each site, a simulated Flux per site."""
 
-    def __init__(self, registry, tmp, count=20, broken=lambda s: False, offline=None, windows=None, **plan):
+    def __init__(self, registry, tmp, count=20, broken=lambda s: False, offline=None, windows=None, sim=None, **plan):
         self.env = f"env{secrets.token_hex(3)}"
         tmp.mkdir(parents=True, exist_ok=True)
         self.sites = fleetgen.sites(count, windows, env=self.env)
@@ -37,13 +37,15 @@ class World:
             self.pusher.tag(repo, self.digests[(site.name, "r1")], flux.LIVE_TAG)
         offline = offline or {}
         self.sims = [SimSite(s, broken={self.digests[(s.name, "r2")]} if broken(s) else set(),
-                             offline=offline.get(s.name, []), applied=self.digests[(s.name, "r1")])
+                             offline=offline.get(s.name, []), applied=self.digests[(s.name, "r1")],
+                             **(sim(s, self.digests[(s.name, "r2")]) if sim else {}))
                      for s in self.sites]
         self.fleet = SimFleet(self.env, self.sims, self.tags, StatusStore(tmp / "status"), START)
         self.fleet.advance(START.timestamp() + 1800)  # every site has reported r1
 
     def promotion(self, release="r2", run_id="run-1", tags=None):
-        return Promotion(self.plan, release, tags or self.tags, self.fleet.statuses, self.fleet, run_id, log=lambda m: None)
+        return Promotion(self.plan, release, tags or self.tags, self.fleet.statuses, self.fleet, run_id,
+                         log=lambda m: None, sites={s.name: s for s in self.sites})
 
     def live(self, site):
         return self.tags.get(flux.repository_path(self.env, site), flux.LIVE_TAG)[0]
