@@ -15,6 +15,11 @@ failure report to the halt, rounded up; halt_after_promotion_polls counts the pr
 sites_on_bad_release (sites that ran the release and failed on it), bad_release_limit (canaries + that
 wave's budget), offline_converged (share of the offline sites on their live tag after they reconnect) and
 registry_requests_per_min (peak minute, simulated).
+
+--scenario silent|unfetchable|ratio|one-window runs only the simulated promotion of that case (issue 18) and
+adds result, reason, broken_sites_ran_release, broken_bound (canaries + budget + 1 of the halted wave),
+reverted, sites_on_bad_release_after (2 h after the end, or after the offline sites are back) and
+simulated_hours.
 """
 import argparse
 import json
@@ -25,7 +30,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import yaml
@@ -35,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from fleet import flux  # noqa: E402
 from fleet.artifact import Pusher, site_artifact  # noqa: E402
-from fleet.config import load_fleet  # noqa: E402
+from fleet.config import Window, load_fleet  # noqa: E402
 from fleet.promote import Promotion  # noqa: E402
 from fleet.release import build, push_release  # noqa: E402
 from tests.fleet import fleetgen  # noqa: E402
@@ -95,12 +100,25 @@ def render_push(work: Path, count: int) -> tuple[float, float]:
         registry.close()
 
 
-def rollout(work: Path, count: int, offline: int, broken_wave: int) -> dict:
-    sites = fleetgen.sites(count, env="bench", labels=lambda i: {"region": "eu" if i % 2 else "us"})
-    plan = fleetgen.plan(work, sites, **PLAN)
-    broken = set(plan.waves[broken_wave].sites)
+SCENARIOS = {  # name: (plan changes, which sites the release breaks, per-site simulation, one weekly window)
+    "broken-wave": ({}, None, lambda name, r2: {}, None),
+    "silent": ({}, "all", lambda name, r2: {"silent": True}, None),
+    "unfetchable": ({}, "all", lambda name, r2: {"unfetchable": {r2}}, None),
+    "ratio": ({"canaries": [], "waves": [{"name": "all", "failureBudget": 2}]}, "ratio", lambda name, r2: {}, None),
+    "one-window": ({}, "all", lambda name, r2: {}, Window(cron="0 0 * * MON", timeZone="UTC", duration="1h")),
+}
+
+
+def rollout(work: Path, count: int, offline: int, broken_wave: int, scenario: str = "broken-wave") -> dict:
+    changes, breaks, behaviour, window = SCENARIOS[scenario]
+    windows = {f"site-{i:04d}": [window] for i in range(count)} if window else None
+    sites = fleetgen.sites(count, windows, env="bench", labels=lambda i: {"region": "eu" if i % 2 else "us"})
+    plan = fleetgen.plan(work, sites, **(PLAN | changes))
+    broken = {"all": {s.name for s in sites}, "ratio": {s.name for s in sites if int(s.name[-4:]) % 3},
+              None: set(plan.waves[broken_wave].sites) if breaks is None else set()}[breaks]
+    canaries = plan.waves[0].sites if plan.waves[0].name == "canary" else ()
     rng = random.Random(11)
-    away = rng.sample([s.name for s in sites if s.name not in PLAN["canaries"]], offline)
+    away = rng.sample([s.name for s in sites if s.name not in canaries], offline)
     back = START.timestamp() + 12 * 3600
     tags = MemoryTags(None)  # its clock is the simulated fleet's, set below
     digests = {}
@@ -112,24 +130,35 @@ def rollout(work: Path, count: int, offline: int, broken_wave: int) -> dict:
             digests[(site.name, release)] = art.digest
         tags.manifests[(repo, flux.LIVE_TAG)] = tags.manifests[(repo, "r1")]
     sims = [SimSite(s, broken={digests[(s.name, "r2")]} if s.name in broken else set(),
-                    offline=[(0, back)] if s.name in away else [], applied=digests[(s.name, "r1")]) for s in sites]
-    fleet = tags.clock = SimFleet("bench", sims, tags, MemoryStatuses(), START)
-    fleet.advance(START.timestamp() + 1800)
+                    offline=[(0, back)] if s.name in away else [], applied=digests[(s.name, "r1")],
+                    **behaviour(s.name, digests[(s.name, "r2")])) for s in sites]
+    # every site reported r1 before; one-window: the promotion starts as the shared window opens
+    start = START - timedelta(days=7) if window else START
+    fleet = tags.clock = SimFleet("bench", sims, tags, MemoryStatuses(), start)
+    fleet.advance(START.timestamp() + (0 if window else 1800))
     tags.per_minute.clear()
     began, wall = fleet.now(), time.perf_counter()
-    outcome = Promotion(plan, "r2", tags, fleet.statuses, fleet, "bench-run", log=lambda m: None).run()
+    outcome = Promotion(plan, "r2", tags, fleet.statuses, fleet, "bench-run", log=lambda m: None,
+                        sites={s.name: s for s in sites}).run()
     rollout_s, wall_s = fleet.now() - began, time.perf_counter() - wall
-    on_bad = sum(1 for sim in sims if sim.site.name in broken and digests[(sim.site.name, "r2")] in sim.history)
+    ran = {sim.site.name for sim in sims if sim.site.name in broken and digests[(sim.site.name, "r2")] in sim.history}
+    halted = next((w for w in plan.waves if w.name == outcome.halted_wave), None)
+    live = {s.name: tags.manifests[(flux.repository_path("bench", s.name), flux.LIVE_TAG)][0] for s in sites}
     fleet.advance(max(fleet.now(), back) + 2 * 3600)
-    converged = sum(1 for sim in sims if sim.site.name in away
-                    and sim.applied == tags.manifests[(flux.repository_path("bench", sim.site.name), flux.LIVE_TAG)][0])
-    return {"result": outcome.result, "halted_wave": outcome.halted_wave, "rollout_s": round(rollout_s),
-            "rollout_wall_s": round(wall_s, 2),
+    converged = sum(1 for sim in sims if sim.site.name in away and sim.applied == live[sim.site.name])
+    return {"scenario": scenario, "result": outcome.result, "reason": outcome.reason,
+            "halted_wave": outcome.halted_wave, "rollout_s": round(rollout_s),
+            "simulated_hours": round(rollout_s / 3600, 2), "rollout_wall_s": round(wall_s, 2),
             "halt_after_polls": math.ceil(outcome.polls_to_halt * plan.poll_s / POLL_S),
             "halt_after_promotion_polls": outcome.polls_to_halt,
-            "sites_on_bad_release": on_bad, "bad_release_limit": len(PLAN["canaries"]) + plan.waves[broken_wave].budget,
+            "broken_sites_ran_release": len(ran), "sites_on_bad_release": len(ran),
+            "broken_bound": len(canaries) + (halted.budget + 1 if halted else 0),
+            "bad_release_limit": len(PLAN["canaries"]) + plan.waves[min(broken_wave, len(plan.waves) - 1)].budget,
+            "reverted": outcome.result == "halted" and all(live[s] == digests[(s, "r1")] for s in halted.sites),
+            "sites_on_bad_release_after": sum(1 for sim in sims if sim.site.name in broken
+                                              and sim.applied == digests[(sim.site.name, "r2")]),
             "offline_converged": round(converged / offline, 3) if offline else 1.0,
-            "registry_requests_per_min": max(tags.per_minute.values())}
+            "registry_requests_per_min": max(tags.per_minute.values(), default=0)}
 
 
 def main() -> None:
@@ -137,12 +166,17 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=1000)
     parser.add_argument("--offline", type=int, default=50)
     parser.add_argument("--broken-wave", type=int, default=2)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="broken-wave",
+                        help="silent: no site reports; unfetchable: no site can pull the release; ratio: one wave, "
+                             "budget 2, the release breaks 2 of 3 sites; one-window: one weekly window, all broken")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     try:
-        render_push_s, baseline_s = render_push(work, args.sites)
-        print(f"render+push {args.sites} sites: {render_push_s:.1f} s (baseline push only: {baseline_s:.1f} s)")
-        figures = rollout(work, args.sites, args.offline, args.broken_wave)
+        render_push_s = baseline_s = 0.0
+        if args.scenario == "broken-wave":
+            render_push_s, baseline_s = render_push(work, args.sites)
+            print(f"render+push {args.sites} sites: {render_push_s:.1f} s (baseline push only: {baseline_s:.1f} s)")
+        figures = rollout(work, args.sites, args.offline, args.broken_wave, args.scenario)
         print(f"rollout: {figures['result']} at wave {figures['halted_wave']}, {figures['rollout_s']} s simulated")
         print(json.dumps({"sites": args.sites, "render_push_s": round(render_push_s, 1),
                           "render_push_baseline_s": round(baseline_s, 1), **figures}))
