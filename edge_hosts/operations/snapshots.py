@@ -47,10 +47,18 @@ def datastore(session: HostSession) -> str:
 def save(session: HostSession, inventory: Inventory, host: Host, name: str) -> SnapshotInfo:
     """A fresh snapshot on `host` (a server) named `name`-<node>-<unix time>."""
     kind = datastore(session)
-    script = _etcd_save(name) if kind == "etcd" else _sqlite_save(inventory, host, name)
+    script = _next_second(snapshot_dir(inventory), f"{name}-{host.name}") + (
+        _etcd_save(name) if kind == "etcd" else _sqlite_save(inventory, host, name))
     out = session.check(script + _describe(snapshot_dir(inventory)), f"saving a {kind} snapshot on {host.name}")
     facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     return SnapshotInfo(facts["name"], facts["path"], int(facts["size"]), facts["sha256"], kind)
+
+
+def _next_second(directory: str, prefix: str) -> str:
+    """Wait while a snapshot of this second exists: names carry the unix time in seconds, so a second save within
+    the same second would overwrite the first (k3s names etcd snapshots the same way)."""
+    return f"""while ls {shlex.quote(directory)}/{shlex.quote(prefix)}-"$(date +%s)"* >/dev/null 2>&1; do sleep 0.2; done
+"""
 
 
 def _etcd_save(name: str) -> str:
