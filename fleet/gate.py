@@ -28,12 +28,15 @@ class WaveCount:
 
 def count(name: str, sites: tuple[str, ...], moved: set[str], reports: dict[str, SiteStatus],
           digests: dict[str, str], now: float, offline_after_s: float) -> WaveCount:
-    """Each site as the gate sees it: a report about another digest (the old release) is not about this one."""
+    """Each site as the gate sees it: a report about another digest (the old release) is not about this one; a
+failed pull of this one is a failure."""
     counted = WaveCount(name, len(sites))
     for site in sites:
         status = reports.get(site)
         state = effective(status, now, offline_after_s)
         on_release = status is not None and status.digest == digests[site]
+        if status is not None and status.fetch_failed == digests[site] and state != "offline":
+            on_release, state = True, "failed"  # it cannot pull the release
         if on_release and state == "healthy":
             counted.healthy += 1
         elif on_release and state == "failed":

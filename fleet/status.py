@@ -4,6 +4,11 @@ The `generic` provider POSTs the event as JSON (fluxcd/pkg apis/event v1beta1 Ev
 severity info|error, reason, message, metadata, timestamp); the Alert adds `site` and `env` to the metadata
 (spec.eventMetadata). The source-controller's revision of an OCI artifact is '<tag>@sha256:<digest>' or
 'sha256:<digest>' (ocirepository_controller.go getRevision), which is what `metadata.revision` carries.
+An OCIRepository error event (source-controller: the pull of the pinned digest failed, reasons such as
+OCIArtifactPullFailed, AuthenticationFailed; ocirepository_controller.go wraps the registry's error, whose
+reference carries the digest) is a fetch failure of that digest: kept with the site's latest report
+(`fetch_failed`) until the site reports on that digest itself, so a site running the old release that cannot
+pull the new one counts as failed on the new one, and a failure about the old digest never does.
 A StatusStore keeps the latest report per site as a JSON file; the promotion and fleet.status read it.
 """
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +34,7 @@ class SiteStatus:
     digest: str       # the artifact digest the report is about
     reported_at: float  # Unix seconds
     message: str = ""
+    fetch_failed: str = ""  # a digest the site could not pull (from its OCIRepository's error events)
 
 
 def digest_of(revision: str) -> str:
@@ -38,18 +44,37 @@ def digest_of(revision: str) -> str:
 
 
 def from_event(event: dict) -> SiteStatus | None:
-    """A site's status from a Kustomization event of the generic webhook; None for other events."""
-    meta = event.get("metadata") or {}
-    if (event.get("involvedObject") or {}).get("kind") != "Kustomization" or not NAME.match(str(meta.get("site"))):
+    """A site's status from a Kustomization event, or a fetch failure from an OCIRepository error event;
+    None for other events."""
+    meta, kind = event.get("metadata") or {}, (event.get("involvedObject") or {}).get("kind")
+    if kind not in ("Kustomization", "OCIRepository") or not NAME.match(str(meta.get("site"))):
         return None
+    stamp = datetime.fromisoformat(str(event.get("timestamp", "")).replace("Z", "+00:00")) \
+        if event.get("timestamp") else datetime.now(timezone.utc)
+    message = str(event.get("message", ""))[:500]
+    if kind == "OCIRepository":
+        digest = digest_of(str(meta.get("revision", ""))) or digest_of(message)
+        if event.get("severity") != "error" or not digest:
+            return None  # a new artifact is reported by the Kustomization that applies it
+        return SiteStatus(meta["site"], "failed", digest, stamp.timestamp(), message, fetch_failed=digest)
     if event.get("severity") == "error":
         state = "progressing" if event.get("reason") in PROGRESSING_REASONS else "failed"
     else:
         state = "healthy" if event.get("reason") == "ReconciliationSucceeded" else "progressing"
-    stamp = datetime.fromisoformat(str(event.get("timestamp", "")).replace("Z", "+00:00")) \
-        if event.get("timestamp") else datetime.now(timezone.utc)
-    return SiteStatus(meta["site"], state, digest_of(meta.get("revision", "")), stamp.timestamp(),
-                      str(event.get("message", ""))[:500])
+    return SiteStatus(meta["site"], state, digest_of(meta.get("revision", "")), stamp.timestamp(), message)
+
+
+def merge(previous: SiteStatus | None, new: SiteStatus) -> SiteStatus:
+    """The site's latest status: a fetch failure joins the last report; a report keeps an earlier fetch
+    failure of another digest (the site still runs what it ran)."""
+    if previous is None:
+        return new
+    if new.fetch_failed and new.state == "failed" and new.digest == new.fetch_failed:
+        if previous.digest == new.fetch_failed:
+            return replace(previous, reported_at=new.reported_at)  # it runs that digest: a passing fetch error
+        return replace(previous, reported_at=new.reported_at, fetch_failed=new.fetch_failed, message=new.message)
+    kept = previous.fetch_failed if previous.fetch_failed != new.digest else ""
+    return replace(new, fetch_failed=kept)
 
 
 class StatusStore:
@@ -65,7 +90,7 @@ class StatusStore:
         folder.mkdir(parents=True, exist_ok=True)
         previous = self._one(folder / f"{status.site}.json")
         if previous is None or previous.reported_at <= status.reported_at:
-            atomic_write(folder / f"{status.site}.json", json.dumps(asdict(status)), 0o644)
+            atomic_write(folder / f"{status.site}.json", json.dumps(asdict(merge(previous, status))), 0o644)
 
     @staticmethod
     def _one(path: Path) -> SiteStatus | None:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from common.oci import RegistryError
 from fleet import flux
-from fleet.status import SiteStatus, from_event
+from fleet.status import SiteStatus, from_event, merge
 from tests.fleet import cronoracle
 
 POLL_S = 300.0     # fluxcd.controlplane.io/reconcileEvery of the input provider (fleet.flux.WINDOW_POLL)
@@ -32,7 +32,8 @@ class MemoryStatuses:
         self.latest: dict[str, dict[str, SiteStatus]] = {}
 
     def record(self, env: str, status: SiteStatus) -> None:
-        self.latest.setdefault(env, {})[status.site] = status
+        sites = self.latest.setdefault(env, {})
+        sites[status.site] = merge(sites.get(status.site), status)
 
     def read(self, env: str) -> dict[str, SiteStatus]:
         return dict(self.latest.get(env, {}))
@@ -125,6 +126,8 @@ class SimSite:
     next_open: float = 0.0
     silent: bool = False                                # its events never reach the receiver
     unfetchable: set = field(default_factory=set)       # digests its source-controller cannot pull
+    stuck: set = field(default_factory=set)             # digests it never applies, with no event sent (a
+    #                                                     ResourceSet error: no Alert kind selects ResourceSets)
 
     def online(self, t: float) -> bool:
         return not any(start <= t < end for start, end in self.offline)
@@ -187,13 +190,23 @@ class SimFleet:
             live = self.tags.get(flux.repository_path(self.env, sim.site.name), flux.LIVE_TAG)
         except RegistryError:
             return  # registry unreachable: Flux retries at its next poll
+        if live and live[0] in sim.stuck:
+            return
         if live and live[0] in sim.unfetchable:
-            return  # the pull fails: it keeps running (and reporting) what it applied before
+            return self._fetch_failed(sim, live[0])  # it keeps running (and reporting) what it applied before
         if live and live[0] != sim.applied:
             sim.applied, sim.state = live[0], "progressing"
             sim.history.append(live[0])
             self._report(sim, reschedule=False)
             self._at(self.t + APPLY_S, "applied", sim.site.name)
+
+    def _fetch_failed(self, sim: SimSite, digest: str) -> None:
+        """The source-controller's error event of a failed pull (ocirepository_controller.go: the registry's
+        error names the reference it asked for)."""
+        repo = flux.repository_path(self.env, sim.site.name)
+        self._send(sim, "OCIRepository", "error", "OCIArtifactPullFailed",
+                   f"failed to pull artifact from 'oci://registry.test/{repo}': GET .../manifests/{digest}: "
+                   "MANIFEST_UNKNOWN", {})
 
     def _applied(self, sim: SimSite) -> None:
         sim.state = "failed" if sim.applied in sim.broken else "healthy"
@@ -202,12 +215,18 @@ class SimFleet:
     def _report(self, sim: SimSite, reschedule: bool = True) -> None:
         if reschedule:
             self._at(self.t + REPORT_S, "report", sim.site.name)
-        if not sim.online(self.t) or not sim.applied or sim.silent:
+        if not sim.applied:
             return
         reason = {"healthy": "ReconciliationSucceeded", "failed": "HealthCheckFailed", "progressing": "Progressing"}
-        event = {"involvedObject": {"kind": "Kustomization", "name": "site", "namespace": "flux-system"},
-                 "severity": "error" if sim.state == "failed" else "info", "reason": reason[sim.state],
-                 "message": sim.state, "reportingController": "kustomize-controller",
+        self._send(sim, "Kustomization", "error" if sim.state == "failed" else "info", reason[sim.state], sim.state,
+                   {"revision": f"{flux.LIVE_TAG}@{sim.applied}"})
+
+    def _send(self, sim: SimSite, kind: str, severity: str, reason: str, message: str, metadata: dict) -> None:
+        if not sim.online(self.t) or sim.silent:
+            return
+        controller = {"Kustomization": "kustomize-controller", "OCIRepository": "source-controller"}[kind]
+        event = {"involvedObject": {"kind": kind, "name": "site", "namespace": "flux-system"},
+                 "severity": severity, "reason": reason, "message": message, "reportingController": controller,
                  "timestamp": datetime.fromtimestamp(self.t, timezone.utc).isoformat().replace("+00:00", "Z"),
-                 "metadata": {"revision": f"{flux.LIVE_TAG}@{sim.applied}", "site": sim.site.name, "env": self.env}}
+                 "metadata": metadata | {"site": sim.site.name, "env": self.env}}
         self.statuses.record(self.env, from_event(event))

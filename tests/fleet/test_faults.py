@@ -140,10 +140,10 @@ def test_two_promotions_started_together_one_goes_on_the_other_stops(registry, t
 
 def test_a_long_wave_keeps_its_lock_renewed_so_no_other_run_takes_it(registry, tmp_path):
     world = World(registry, tmp_path, count=4, offlineDeadline="5h", waves=[{"name": "rest", "failureBudget": 0}],
-                  sim=lambda s, release: {"unfetchable": {release}} if s.name == "site-0003" else {})
+                  sim=lambda s, release: {"stuck": {release}} if s.name == "site-0003" else {})
     refusals, sleep = [], world.fleet.sleep
 
-    def sleep_then_another_run_tries(seconds):  # while the first run waits hours for a site that cannot pull
+    def sleep_then_another_run_tries(seconds):  # while the first run waits hours for a stuck site
         sleep(seconds)
         if int(world.fleet.now()) % 7200 < seconds:
             with pytest.raises(PromotionError) as refused:

@@ -38,7 +38,8 @@ def test_flux_events_map_to_site_states():
     assert from_event(event("a")).state == "healthy" and from_event(event("a")).digest == DIGEST
     assert from_event(event("a", "HealthCheckFailed", "error")).state == "failed"
     assert from_event(event("a", "Progressing")).state == "progressing"
-    assert from_event(dict(event("a"), involvedObject={"kind": "OCIRepository"})) is None
+    assert from_event(dict(event("a"), involvedObject={"kind": "OCIRepository"})) is None  # info: no failure
+    assert from_event(dict(event("a"), involvedObject={"kind": "ResourceSet"})) is None
     assert from_event(event("../../etc")) is None
 
 
@@ -164,3 +165,30 @@ def test_the_html_page_renders_in_chromium_with_every_wave_and_the_json_counts(s
     taken = _chromium(f"--screenshot={shot}", "--window-size=1280,1400", page.as_uri(), user_data=tmp_path / "chrome2")
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _pull_failed(site, digest, revision=""):
+    return {"involvedObject": {"kind": "OCIRepository", "name": "site", "namespace": "flux-system"},
+            "severity": "error", "reason": "OCIArtifactPullFailed", "reportingController": "source-controller",
+            "message": f"failed to pull artifact from 'oci://r.test/fleet/production/{site}': GET "
+                       f"https://r.test/v2/fleet/production/{site}/manifests/{digest}: MANIFEST_UNKNOWN",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1)),
+            "metadata": {"site": site, "env": "production"} | ({"revision": revision} if revision else {})}
+
+
+def test_a_failed_pull_is_a_failure_of_the_digest_it_asked_for_not_of_what_the_site_runs(tmp_path):
+    from fleet.gate import count
+    new = "sha256:" + "d" * 64
+    store = StatusStore(tmp_path)
+    store.record("production", from_event(event("a")))  # runs the old release (DIGEST), healthy
+    store.record("production", from_event(_pull_failed("a", new)))
+    store.record("production", from_event(event("a")))  # its next report, still on the old release
+    status = store.read("production")["a"]
+    assert (status.digest, status.state, status.fetch_failed) == (DIGEST, "healthy", new)
+    now = time.time() + 2
+    assert count("w", ("a",), {"a"}, store.read("production"), {"a": new}, now, 1800).failed_sites == ["a"]
+    assert count("w", ("a",), set(), store.read("production"), {"a": DIGEST}, now, 1800).healthy == 1
+    store.record("production", from_event(_pull_failed("a", DIGEST)))  # a passing error on what it runs
+    assert store.read("production")["a"].fetch_failed == new
+    assert from_event(dict(_pull_failed("a", new), severity="info")) is None
+    assert from_event(dict(_pull_failed("a", new), message="failed to determine artifact digest")) is None
