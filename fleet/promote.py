@@ -108,6 +108,7 @@ class Promotion:
         self.sites = sites or {}  # their windows: who goes first, and who is late rather than silent
         self.clock = clock or WallClock()
         self.run_id = run_id or secrets.token_hex(6)
+        self.process = secrets.token_hex(8)  # two processes of one run id never both hold the lock
         self.state_repo = f"fleet-state/{plan.env}"
         self.log = log
         self._manifests: dict[str, tuple[str, bytes]] = {}
@@ -124,8 +125,11 @@ class Promotion:
         self._write_lock()
         self.clock.sleep(LOCK_SETTLE_S)
         held = self.tags.read_doc(self.state_repo, "lock")
-        if not held or held.get("holder") != self.run_id:
+        if not self._mine(held):
             raise PromotionError(self._held_message(held or {}))
+
+    def _mine(self, held: dict | None) -> bool:
+        return bool(held and held.get("holder") == self.run_id and held.get("process") == self.process)
 
     def _held_by_other(self, held: dict | None) -> bool:
         return bool(held and held.get("holder") and held["holder"] != self.run_id
@@ -138,12 +142,13 @@ class Promotion:
 
     def _write_lock(self) -> None:
         self._renewed = self.clock.now()
-        self.tags.write_doc(self.state_repo, "lock", {"holder": self.run_id, "release": self.release,
+        self.tags.write_doc(self.state_repo, "lock", {"holder": self.run_id, "process": self.process,
+                                                       "release": self.release,
                                                        "expires": self._renewed + LOCK_LEASE_S})
 
     def release_lock(self) -> None:
         held = self.tags.read_doc(self.state_repo, "lock")
-        if held and held.get("holder") == self.run_id:
+        if self._mine(held):
             self.tags.write_doc(self.state_repo, "lock", {"holder": "", "release": "", "expires": 0})
 
     # the state
@@ -156,7 +161,7 @@ class Promotion:
         if self.clock.now() - self._renewed <= LOCK_LEASE_S / 4:
             return
         held = self.tags.read_doc(self.state_repo, "lock") or {}
-        if held.get("holder") != self.run_id:
+        if not self._mine(held):
             raise PromotionError(f"{self.plan.env}: this run lost its lock: {self._held_message(held)}")
         self._write_lock()
 
@@ -183,7 +188,8 @@ class Promotion:
         return self._manifests[site]
 
     def move(self, site: str) -> None:
-        """live -> the release, keeping what live was as pre-<release> (written once)."""
+        """live -> the release, keeping what live was as pre-<release> (written once); the lease renewed."""
+        self._renew()
         digest, manifest = self._release_manifest(site)
         live = self.tags.get(self.repo(site), flux.LIVE_TAG)
         if live and live[0] == digest:
@@ -193,7 +199,8 @@ class Promotion:
         self.tags.put(self.repo(site), flux.LIVE_TAG, manifest)
 
     def revert(self, site: str) -> None:
-        """live -> pre-<release>, when live is on the release."""
+        """live -> pre-<release>, when live is on the release; the lease renewed."""
+        self._renew()
         live = self.tags.get(self.repo(site), flux.LIVE_TAG)
         if not live or live[0] != self._release_manifest(site)[0]:
             return

@@ -154,3 +154,42 @@ def test_a_long_wave_keeps_its_lock_renewed_so_no_other_run_takes_it(registry, t
     outcome = world.promotion().run()
     assert outcome.result == "halted" and "did not report the release: site-0003" in outcome.reason
     assert len(refusals) >= 2 and all("is being promoted by run run-1" in r for r in refusals)
+
+
+def test_two_processes_of_one_run_id_never_both_hold_the_lock(registry, tmp_path):
+    world = World(registry, tmp_path, count=3)
+    results = []
+
+    def take():
+        try:
+            Promotion(world.plan, "r2", world.tags, world.fleet.statuses, WallClock(), "build-7").acquire()
+            results.append("holds")
+        except PromotionError as err:
+            results.append(str(err))
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count("holds") == 1 and "is being promoted by run build-7" in "".join(results)
+
+
+def test_the_lease_never_lapses_while_tags_move_through_a_slow_registry(registry, tmp_path):
+    world = World(registry, tmp_path, count=12, canaries=[], waves=[{"name": "all", "failureBudget": 11, "minHealthy": 4}],
+                  offline={f"site-{i:04d}": [(0, 10 ** 12)] for i in range(4, 12)})
+    lapsed = []
+
+    class SlowRegistry:
+        def __getattr__(self, name):
+            return getattr(world.tags, name)
+
+        def put(self, *args):
+            world.fleet.advance(world.fleet.now() + 300)  # five minutes a tag
+            lock = world.tags.read_doc(f"fleet-state/{world.env}", "lock")
+            if lock["expires"] <= world.fleet.now():
+                lapsed.append(world.fleet.now())
+            world.tags.put(*args)
+
+    assert world.promotion(tags=SlowRegistry()).run().result == "done"  # 8 offline sites' tags move at the end
+    assert lapsed == []
