@@ -23,6 +23,7 @@ class WaveSpec(Strict):
     share: Annotated[float, Field(gt=0, le=1)] | None = None
     failure_budget: int | str = Field(0, alias="failureBudget")
     min_healthy: Annotated[int, Field(ge=1)] | None = Field(None, alias="minHealthy")  # default: the probe's size
+    approval: bool = False  # the promotion stops before this wave until fleet.approve
 
     @field_validator("failure_budget")
     @classmethod
@@ -53,6 +54,7 @@ class Wave:
     sites: tuple[str, ...]
     budget: int
     min_healthy: int  # healthy reports on the release a wave needs to pass
+    approval: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def _waves(spec: EnvPlan, sites: list[Site]) -> tuple[Wave, ...]:
         left = [s for s in left if s.name not in chosen]
         budget = _budget(wave.failure_budget, len(chosen))
         waves.append(Wave(wave.name, tuple(sorted(chosen)), budget,
-                          wave.min_healthy or min(budget + 1, max(len(chosen), 1))))
+                          wave.min_healthy or min(budget + 1, max(len(chosen), 1)), wave.approval))
     return tuple(w for w in waves if w.sites)
 
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from fleet import flux
+from fleet import control, flux
 from fleet.artifact import Blob, Pusher, _manifest
 from fleet.config import Site
-from fleet.gate import WaveCount, count, decide
+from fleet.gate import Verdict, WaveCount, count, decide
 from fleet.plan import Plan, Wave, site_opening
 from fleet.status import SiteStatus, effective
 
@@ -93,7 +93,7 @@ class RegistryTags:
 class Outcome:
     env: str
     release: str
-    result: str  # done | halted
+    result: str  # done | halted | waiting (for a wave's approval)
     waves: list[WaveCount]
     halted_wave: str = ""
     polls_to_halt: int = 0  # polls from the first failure report seen to the halt
@@ -235,8 +235,15 @@ class Promotion:
             first_failure = poll if counted.failed and first_failure is None else first_failure
             waiting = self._waiting(wave, moved, reports, now)
             excused = {s for s in counted.pending_sites if self._opening(s, now) > now}
-            deadline = now >= state["wave_started"] + self.plan.deadline_s
-            verdict = decide(counted, wave.budget, wave.min_healthy, len(waiting), deadline, excused)
+            controls = control.read(self.tags, self.plan.env)
+            if control.aborted(controls, self.release):
+                return counted, f"aborted by {control.aborted(controls, self.release)}", 0
+            if control.paused(controls, self.release) and counted.failed <= wave.budget:
+                state["wave_started"] += self.plan.poll_s  # its deadline does not run while paused
+                verdict = Verdict("wait")
+            else:
+                deadline = now >= state["wave_started"] + self.plan.deadline_s
+                verdict = decide(counted, wave.budget, wave.min_healthy, len(waiting), deadline, excused)
             if verdict.action == "halt":
                 return counted, verdict.reason, poll - (first_failure or poll)
             if verdict.action == "move":
@@ -278,6 +285,10 @@ class Promotion:
             return self._halt(state, waves[state["wave"]], counts, 0, state.get("reason", ""))
         while state["wave"] < len(waves) and state["phase"] != "done":
             wave = waves[state["wave"]]
+            if wave.approval and state["wave_started"] is None \
+                    and not control.approved(control.read(self.tags, self.plan.env), self.release, wave.name):
+                reason = f"wave {wave.name} waits for approval (./kit fleet.approve --wave {wave.name})"
+                return Outcome(self.plan.env, self.release, "waiting", counts, reason=reason, late=state["late"])
             if state["wave_started"] is None:
                 state["wave_started"] = self.clock.now()
                 self._save(state)

@@ -152,6 +152,53 @@ def receive(c, listen="127.0.0.1:9292", statuses="out/fleet-status"):
     httpd.serve_forever()
 
 
+def _control(env: str, root: str, change) -> None:
+    """One change of env's promotion controls (fleet/control.py) in its registry."""
+    from common.oci import RegistryError
+    from fleet.artifact import Pusher
+    from fleet.promote import RegistryTags
+    from fleet.release import credentials, registry_url
+    fleet = _fleet(root)
+    if env not in fleet.environments:
+        raise Exit(f"fleet.yaml: environments: no '{env}' ({', '.join(fleet.environments)})", code=2)
+    try:
+        change(RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials())))
+    except RegistryError as err:
+        raise Exit(f"fleet {env}: {err}", code=1) from None
+
+
+CONTROL_HELP = {"env": "environment", "release": "the release being promoted", "root": ROOT_HELP}
+
+
+@task(help=CONTROL_HELP | {"by": "who aborts (shown in the halt's reason; default $USER)"})
+def abort(c, env, release, root="", by=""):
+    """Halt env's promotion of release and move its current wave back (the running fleet.promote stops)."""
+    import os
+    from fleet import control
+    _control(env, root, lambda tags: control.abort(tags, env, release, by or os.environ.get("USER", "")))
+
+
+@task(help=CONTROL_HELP)
+def pause(c, env, release, root=""):
+    """No further site moves in env's promotion of release, its wave's deadline stopped (failures still halt)."""
+    from fleet import control
+    _control(env, root, lambda tags: control.pause(tags, env, release, True))
+
+
+@task(help=CONTROL_HELP)
+def resume(c, env, release, root=""):
+    """Undo fleet.pause."""
+    from fleet import control
+    _control(env, root, lambda tags: control.pause(tags, env, release, False))
+
+
+@task(help=CONTROL_HELP | {"wave": "the wave marked approval: true in rollout.yaml"})
+def approve(c, env, release, wave, root=""):
+    """Let env's promotion of release enter the wave (then re-run fleet.promote with the same run id)."""
+    from fleet import control
+    _control(env, root, lambda tags: control.approve(tags, env, release, wave))
+
+
 fleet = Collection("fleet")
-for _task in (render, release, promote, status, receive):
+for _task in (render, release, promote, status, receive, abort, pause, resume, approve):
     fleet.add_task(_task)
