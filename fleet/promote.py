@@ -33,6 +33,7 @@ from fleet.status import SiteStatus, effective
 STATE_TYPE = "application/vnd.mlops-edge-kit.promotion.v1+json"
 LOCK_SETTLE_S = 2.0
 LOCK_LEASE_S = 3600.0
+HISTORY_KEPT = 50
 
 
 class PromotionError(Exception):
@@ -303,7 +304,18 @@ class Promotion:
             self._save(state)
         state["phase"] = "done"
         self._save(state)
+        self._record(state, "")
         return Outcome(self.plan.env, self.release, "done", counts, late=state["late"])
+
+    def _record(self, state: dict, halted_wave: str) -> None:
+        """One line per promotion in tag `history` (the newest HISTORY_KEPT), for fleet.status --history."""
+        doc = self.tags.read_doc(self.state_repo, "history") or {"promotions": []}
+        entry = {"release": self.release, "run": self.run_id, "result": state["phase"], "wave": halted_wave,
+                 "reason": state.get("reason", ""), "late": state.get("late", []), "at": self.clock.now()}
+        same = ("release", "result", "wave", "reason")
+        if doc["promotions"] and all(doc["promotions"][-1].get(k) == entry[k] for k in same):
+            return  # a re-run that found it finished
+        self.tags.write_doc(self.state_repo, "history", {"promotions": (doc["promotions"] + [entry])[-HISTORY_KEPT:]})
 
     def _halt(self, state: dict, wave: Wave, counts: list[WaveCount], polls: int, reason: str) -> Outcome:
         state.update(phase="reverting", reason=reason)
@@ -312,5 +324,6 @@ class Promotion:
             self.revert(site)
         state["phase"] = "halted"
         self._save(state)
+        self._record(state, wave.name)
         self.log(f"wave {wave.name}: halted, moved back: {reason}")
         return Outcome(self.plan.env, self.release, "halted", counts, wave.name, polls, reason, state.get("late", []))

@@ -113,8 +113,9 @@ def promote(c, env, release, root="", run_id="", statuses="out/fleet-status"):
 
 
 @task(help={"env": "environment", "root": ROOT_HELP, "statuses": STATUS_HELP, "json": "print one JSON object",
-            "html": "write a self-contained HTML page to this file"})
-def status(c, env, root="", statuses="out/fleet-status", json=False, html=""):
+            "html": "write a self-contained HTML page to this file",
+            "history": "also each promotion's outcome and the late sites, from the registry (FLEET_REGISTRY_*)"})
+def status(c, env, root="", statuses="out/fleet-status", json=False, html="", history=False):
     """Every site's last report rolled up per wave: a table, --json, or an --html page."""
     import time
     from rich.console import Console
@@ -125,6 +126,8 @@ def status(c, env, root="", statuses="out/fleet-status", json=False, html=""):
     now = time.time()
     table = rollup.rows(plan, StatusStore(Path(statuses)).read(env), now)
     data = rollup.summary(plan, table, now)
+    if history:
+        data |= _history(root, env)
     if html:
         from common.files import atomic_write
         atomic_write(Path(html), rollup.to_html(data), 0o644)
@@ -135,6 +138,31 @@ def status(c, env, root="", statuses="out/fleet-status", json=False, html=""):
     for wave in data["waves"]:
         view.add_row(wave["name"], *(str(wave[k]) for k in ("sites", "healthy", "progressing", "failed", "offline")))
     Console().print(view)
+    if history:
+        past = Table("release", "run", "result", "wave", "reason", "late", title=f"promotions of {env}")
+        for entry in data["history"]:
+            past.add_row(entry["release"], entry["run"], entry["result"], entry["wave"], entry["reason"],
+                         str(len(entry["late"])))
+        Console().print(past)
+        Console().print(f"late (moved while offline or outside their window): {', '.join(data['late']) or 'none'}")
+
+
+def _history(root: str, env: str) -> dict:
+    """{history: [...], late: [...]} of env from its registry's fleet-state/<env>."""
+    from common.oci import RegistryError
+    from fleet.artifact import Pusher
+    from fleet.promote import RegistryTags
+    from fleet.release import credentials, registry_url
+    fleet = _fleet(root)
+    if env not in fleet.environments:
+        raise Exit(f"fleet.yaml: environments: no '{env}' ({', '.join(fleet.environments)})", code=2)
+    tags = RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials()))
+    try:
+        past = tags.read_doc(f"fleet-state/{env}", "history") or {"promotions": []}
+        state = tags.read_doc(f"fleet-state/{env}", "state") or {}
+    except RegistryError as err:
+        raise Exit(f"fleet.status {env}: {err}", code=1) from None
+    return {"history": past["promotions"], "late": state.get("late", [])}
 
 
 @task(help={"listen": "address:port to listen on (default 127.0.0.1:9292)", "statuses": STATUS_HELP})

@@ -67,3 +67,31 @@ def test_kit_abort_pause_and_approve_write_the_controls_a_promotion_reads(seeds,
     assert control.aborted(doc, "p9") == "bob" and control.aborted(doc, "p8") == ""
     bad = _kit("fleet.abort", "--env", "staging", "--release", "p9", "--root", str(seeds), env=env)
     assert bad.returncode == 2 and "no 'staging'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_kit_status_history_lists_each_promotion_once_and_the_late_sites(seeds, registry, tmp_path):
+    import json
+    import time
+    from fleet.artifact import Pusher
+    from fleet.config import load_fleet
+    from fleet.release import build, push_release
+    from fleet.status import SiteStatus, StatusStore
+    from tests.fleet.test_release import REVISION, point_at
+    from tests.fleet.test_status import _fast_rollout, _kit
+    point_at(seeds, registry)
+    _fast_rollout(seeds)
+    fleet = load_fleet(seeds)
+    models, _, sites = build(fleet, "qa", seeds.parent / "models", REVISION)
+    user = registry.user("historian", [("*", ("pull", "push"))])
+    release = push_release(fleet, "qa", "h1", models, sites, REVISION, Pusher(registry.url, user))
+    store = StatusStore(tmp_path / "status")
+    store.record("qa", SiteStatus("qa-line", "healthy", release.sites["qa-line"], time.time() + 60))
+    env = {"FLEET_REGISTRY_USER": user[0], "FLEET_REGISTRY_PASSWORD": user[1], "PATH": "/usr/bin:/bin"}
+    common = ("--env", "qa", "--root", str(seeds), "--statuses", str(store.root))
+    for run in ("b-1", "b-2"):  # the second run finds it done: no second line
+        assert _kit("fleet.promote", "--release", "h1", "--run-id", run, *common, env=env).returncode == 0
+    shown = _kit("fleet.status", "--history", "--json", *common, env=env)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert [(h["release"], h["result"], h["run"]) for h in data["history"]] == [("h1", "done", "b-1")]
+    assert data["late"] == [] and user[1] not in shown.stdout
