@@ -121,6 +121,7 @@ class SiteFile(Strict):
     metallb: Metallb
     windows: list[Window] = []
     patches: list[Patch] = []
+    link_mbps: Annotated[float, Field(gt=0)] | None = Field(None, alias="linkMbps")  # the site's download rate
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class Site:
     windows: tuple[Window, ...]
     patches: tuple[Patch, ...]
     ring_patches: tuple[Patch, ...]
+    link_mbps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,8 @@ def load_fleet(root: Path = DEFAULT_ROOT) -> Fleet:
             continue
         model = Model(name=fleet_file.model.name, version=site.model_version or fleet_file.model.version)
         sites.append(Site(name, envs[site.env], site.ring, site.labels, model, site.metallb, tuple(site.windows),
-                          tuple(site.patches), tuple(rings[site.ring].patches if rings[site.ring] else ())))
+                          tuple(site.patches), tuple(rings[site.ring].patches if rings[site.ring] else ()),
+                          site.link_mbps))
     if problems:
         raise FleetError("\n".join(dict.fromkeys(problems)))
     return Fleet(root, fleet_file.application, fleet_file.model, envs, bases, tuple(sites))

@@ -14,6 +14,8 @@ outside the windows too.
 """
 from __future__ import annotations
 
+import math
+
 FLUX_VERSION = "v2.9.4"
 FLUX_OPERATOR_VERSION = "v0.58.1"
 
@@ -34,6 +36,7 @@ LIVE_TAG = "live"
 PULL_SECRET = "fleet-registry"      # kubernetes.io/dockerconfigjson, the site's own token (made at bootstrap)
 NOTIFY_SECRET = "fleet-notify"      # `token` (azuredevops) or `address` (generic) key
 SITE_OBJECT = "site"                # name of the OCIRepository, Kustomization, input provider and ResourceSet
+HEALTH_TIMEOUT_S = 300              # the Kustomization's timeout without a model pull to wait for
 OPERATOR_TIMEOUT = "2m"             # fluxcd.controlplane.io/reconcileTimeout; a window must be >= twice it
 WINDOW_POLL = "5m"                  # fluxcd.controlplane.io/reconcileEvery inside a window
 
@@ -87,9 +90,17 @@ def resource_set(site, env, labels: dict[str, str]) -> dict:
                      "resources": [oci_repository(site, env, labels, "<< inputs.digest >>")]}}
 
 
-def kustomization(labels: dict[str, str], health_checks: list[dict]) -> dict:
+def health_timeout(site, model_bytes: int) -> str:
+    """The Kustomization's timeout (apply and health checks): HEALTH_TIMEOUT_S, plus twice the model's pull
+    over the site's link (linkMbps): the pods are healthy only once kubelet pulled the model's image volume."""
+    if not site.link_mbps or not model_bytes:
+        return f"{HEALTH_TIMEOUT_S // 60}m"
+    return f"{HEALTH_TIMEOUT_S + math.ceil(2 * model_bytes * 8 / (site.link_mbps * 1e6))}s"
+
+
+def kustomization(labels: dict[str, str], health_checks: list[dict], timeout: str = "5m") -> dict:
     """Applies the artifact (plain YAML: kustomize-controller generates the kustomization), waits for health."""
-    spec = {"interval": "10m", "retryInterval": "2m", "timeout": "5m", "path": "./", "prune": True,
+    spec = {"interval": "10m", "retryInterval": "2m", "timeout": timeout, "path": "./", "prune": True,
             "sourceRef": {"kind": "OCIRepository", "name": SITE_OBJECT}, "healthChecks": health_checks}
     return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
             "metadata": _meta(SITE_OBJECT, labels), "spec": spec}
@@ -113,8 +124,8 @@ def alert(site, env, labels: dict[str, str]) -> dict:
             "metadata": _meta("fleet", labels), "spec": spec}
 
 
-def site_objects(site, env, health_checks: list[dict]) -> list[dict]:
+def site_objects(site, env, health_checks: list[dict], model_bytes: int = 0) -> list[dict]:
     """Every Flux object of one site, in apply order."""
     labels = {"app.kubernetes.io/managed-by": "mlops-edge-kit", "fleet.mlops-edge-kit/site": site.name}
     return [input_provider(site, env, labels), resource_set(site, env, labels),
-            kustomization(labels, health_checks), provider(env, labels), alert(site, env, labels)]
+            kustomization(labels, health_checks, health_timeout(site, model_bytes)), provider(env, labels), alert(site, env, labels)]

@@ -50,6 +50,11 @@ def git_revision(root: Path) -> str:
         raise FleetError(f"{root}: cannot read the source commit with git ({err}); pass --revision") from None
 
 
+def model_sizes(models: dict[str, Artifact]) -> dict[str, int]:
+    """version -> the bytes a site pulls for it (its layers)."""
+    return {v: sum(len(layer.data) for layer in a.layers) for v, a in models.items()}
+
+
 def model_artifacts(fleet: Fleet, env: str, models_dir: Path) -> dict[str, Artifact]:
     """version -> artifact for each model version the env's sites pin, from models_dir/<name>/<version>/."""
     wanted = sorted({s.model.version for s in fleet.of(env)})
@@ -72,7 +77,7 @@ def build(fleet: Fleet, env: str, models_dir: Path, revision: str) -> tuple[dict
     if not REVISION.match(revision):
         raise FleetError(f"--revision: '{revision}' must be '<branch|tag>@sha1:<40 hex commit>'")
     models = model_artifacts(fleet, env, models_dir)
-    rendered = render_env(fleet, env, {v: a.digest for v, a in models.items()})
+    rendered = render_env(fleet, env, {v: a.digest for v, a in models.items()}, model_sizes(models))
     source = fleet.environments[env].source
     sites = {r.site.name: artifact.site_artifact(r.content, source, revision) for r in rendered}
     return models, rendered, sites

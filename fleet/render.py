@@ -117,15 +117,18 @@ def _health_checks(objects: list[dict]) -> list[dict]:
 
 
 def render_site(fleet: Fleet, site: Site, model_digest: str, problems: list[str],
-                seen: dict[str, str] | None = None) -> RenderedSite:
+                seen: dict[str, str] | None = None, model_bytes: int = 0) -> RenderedSite:
     objects = core_objects(fleet, site, model_digest, problems) + _metallb(site)
     _validate(site, objects, problems, {} if seen is None else seen)
     content = yaml.dump_all(objects, Dumper=Dumper, sort_keys=True).encode()
-    return RenderedSite(site, {CONTENT_FILE: content}, flux.site_objects(site, site.env, _health_checks(objects)))
+    return RenderedSite(site, {CONTENT_FILE: content}, flux.site_objects(site, site.env, _health_checks(objects),
+                                                                        model_bytes))
 
 
-def render_env(fleet: Fleet, env: str, model_digests: dict[str, str]) -> list[RenderedSite]:
-    """Every site of env; FleetError lists all problems (nothing is rendered half-way)."""
+def render_env(fleet: Fleet, env: str, model_digests: dict[str, str],
+               model_bytes: dict[str, int] | None = None) -> list[RenderedSite]:
+    """Every site of env (model_bytes: each version's size, for the health checks' timeout); FleetError lists
+    all problems (nothing is rendered half-way)."""
     if env not in fleet.environments:
         raise FleetError(f"fleet.yaml: environments: no environment '{env}' ({', '.join(fleet.environments)})")
     problems: list[str] = []
@@ -135,7 +138,8 @@ def render_env(fleet: Fleet, env: str, model_digests: dict[str, str]) -> list[Re
         if digest is None:
             problems.append(f"site {site.name}: model {site.model.name} version {site.model.version}: no files")
             continue
-        rendered.append(render_site(fleet, site, digest, problems, seen))
+        rendered.append(render_site(fleet, site, digest, problems, seen,
+                                    (model_bytes or {}).get(site.model.version, 0)))
     if problems:
         raise FleetError("\n".join(problems))
     return rendered

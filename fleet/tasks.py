@@ -37,9 +37,11 @@ def render(c, env, root="", models="out/models", out=""):
     from fleet.config import FleetError
     from fleet.render import render_env, write_env
     fleet = _fleet(root)
-    digests = {v: a.digest for v, a in _models(fleet, env, models).items()}
+    from fleet.release import model_sizes
+    artifacts = _models(fleet, env, models)
+    digests = {v: a.digest for v, a in artifacts.items()}
     try:
-        rendered = render_env(fleet, env, digests)
+        rendered = render_env(fleet, env, digests, model_sizes(artifacts))
     except FleetError as err:
         raise Exit(str(err), code=2) from None
     dest = Path(out) if out else OUT / env

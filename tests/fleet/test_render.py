@@ -1,5 +1,6 @@
 """fleet.render: the seeds' sites rendered, core objects valid for Kubernetes 1.37 and Flux/MetalLB objects valid
 under the upstream CRDs (strict), patches by ring and site, bad seeds reported all at once with exit 2."""
+import random
 import subprocess
 import sys
 
@@ -136,3 +137,22 @@ def test_kit_render_writes_each_site_and_bad_input_writes_nothing(seeds, tmp_pat
 def test_kit_render_without_model_files_is_bad_input(seeds, tmp_path):
     failed = _kit("fleet.render", "--env", "qa", "--root", str(seeds), "--models", str(tmp_path / "none"))
     assert failed.returncode == 2 and "no model files for defect-detector version 7" in failed.stderr
+
+
+def test_the_health_check_timeout_covers_the_model_pull_over_the_sites_link(seeds):
+    edit(seeds / "sites" / "store-lyon" / "site.yaml", linkMbps=2)
+    folder = seeds.parent / "models" / "defect-detector" / "6"
+    (folder / "model.onnx").write_bytes(random.Random(6).randbytes(3_000_000))  # 3 MB that gzip cannot shrink
+    fleet = load_fleet(seeds)
+    models = model_artifacts(fleet, "production", seeds.parent / "models")
+    size = sum(len(layer.data) for layer in models["6"].layers)
+    assert size > 3_000_000
+    rendered = {r.site.name: r for r in render_env(fleet, "production", {v: a.digest for v, a in models.items()},
+                                                   {v: sum(len(x.data) for x in a.layers) for v, a in models.items()})}
+    lyon = rendered["store-lyon"].flux_objects[2]
+    assert lyon["spec"]["timeout"] == f"{300 + -(-2 * size * 8 // 2_000_000)}s"  # 5m + twice 12 s at 2 Mbit/s
+    crds.validate(lyon)
+    assert rendered["plant-berlin"].flux_objects[2]["spec"]["timeout"] == "5m"  # no link given
+    edit(seeds / "sites" / "store-lyon" / "site.yaml", linkMbps=0)
+    with pytest.raises(FleetError, match="store-lyon/site.yaml: linkMbps: Input should be greater than 0"):
+        load_fleet(seeds)
