@@ -54,6 +54,13 @@ def test_the_warning_starts_under_30_days():
                                                      "daysLeft": WARN_DAYS - 1, "warning": True, "files": None}
 
 
+@pytest.mark.parametrize("days,warning", [(29, True), (31, False), (100, False), (299, False)])
+def test_the_warning_fires_thirty_days_ahead_not_earlier(days, warning):
+    """In days, not WARN_DAYS: a wider constant (300) must fail here."""
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    assert summary({"a.crt": now + datetime.timedelta(days=days, hours=1)}, now)["warning"] is warning
+
+
 def test_status_shows_when_certificates_expire_and_warns(short_lived):
     lab, kubeconfig = short_lived
     report = status(lab.site_file, kubeconfig)

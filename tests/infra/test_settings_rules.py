@@ -63,6 +63,16 @@ def test_each_pair_of_overlapping_subnets_is_caught(first, second):
     assert f"overlaps network.subnets.{second} ({SUBNETS[first]})" in found[0]
 
 
+@pytest.mark.parametrize("changes", [
+    {"aksNodes": "10.10.16.0/20"},  # the first subnet contains the second (10.10.17.0/24)
+    {"privateEndpoints": "10.10.1.0/24"},  # the second lies inside the first (10.10.0.0/20)
+])
+def test_a_subnet_containing_or_inside_another_is_caught_in_either_direction(changes):
+    found = problems(subnets(**changes))
+    assert keys(found) == ["network.subnets.aksNodes"], found
+    assert "overlaps network.subnets.privateEndpoints" in found[0]
+
+
 @pytest.mark.parametrize("key", SUBNETS)
 def test_each_subnet_outside_the_address_space_is_caught(key):
     found = problems(subnets(**{key: "10.99.0.0/24"}))
