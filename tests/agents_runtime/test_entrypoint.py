@@ -1,10 +1,15 @@
 """The real entrypoint (bash, as UID 10001) against the REST stand-in and a stand-in agent."""
+import base64
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from tests.agents_runtime.azdo_standin import package_tarball
 from tests.agents_runtime.conftest import GOOD_TOKEN
+from tests.lab.exec_audit import ExecAudit
 from tests.agents_runtime.entrypoint_harness import STANDIN_AGENT, AgentContainer, ProcWatch, read_proc
 
 
@@ -137,6 +142,26 @@ def test_the_credential_never_reaches_the_agent_argv_env_or_logs(container, stan
     assert GOOD_TOKEN not in box.log
     assert GOOD_TOKEN not in (box.home / "_diag" / "Agent_args.log").read_text()
     assert GOOD_TOKEN not in (box.home / ".env").read_text()
+
+
+def test_the_credential_never_reaches_any_execs_argv_even_a_short_lived_curls(container, standin):
+    """Every exec through PATH recorded (curl lives milliseconds: the process sampler above cannot see it): neither
+    the PAT nor its base64 `Authorization: Basic` form is in any argv; curl reads that header from stdin."""
+    root = Path(tempfile.mkdtemp(prefix="exec-audit-"))  # reachable by the agent's user (tmp_path is not)
+    audit = ExecAudit(root)
+    box = container(**audit.env)
+    try:
+        _listening(box, standin)
+        box.signal(signal.SIGTERM)
+        box.wait_exit()
+    finally:
+        argvs = audit.argvs()
+        shutil.rmtree(root)
+    assert {b"curl", b"base64"} <= {argv[0] for argv in argvs}  # the audit saw the API calls
+    forms = [GOOD_TOKEN.encode(), base64.b64encode(f":{GOOD_TOKEN}".encode()),
+             base64.b64encode(GOOD_TOKEN.encode()), b"Authorization"]
+    leaked = [argv for argv in argvs if any(form in arg for arg in argv for form in forms)]
+    assert leaked == []
 
 
 @pytest.mark.parametrize("machine, platform", [
