@@ -231,3 +231,34 @@ def test_certificate_rotate_backs_up_tls_and_the_next_start_makes_new_certificat
     assert certificate(lab, "edge-1", "server-ca").serial_number == old_ca.serial_number
     kubeconfig = lab.host("edge-1").path_on_host("/etc/rancher/k3s/k3s.yaml").read_text()
     assert run(lab, "edge-1", "k3s kubectl get nodes").returncode == 0 and kubeconfig
+
+
+def test_a_server_refuses_ca_files_newer_than_its_datastore_and_takes_the_datastores_otherwise(lab):
+    """k3s pkg/cluster/bootstrap.go ReconcileBootstrapData: a differing file 3 s or more newer on disk than the
+    datastore's copy stops the server; one less newer, or missing, is written from the datastore with its time."""
+    host, server = lab.host("edge-3"), "/var/lib/rancher/k3s/server"
+    files = [f"{server}/cred/ipsec.psk", f"{server}/tls/server-ca.crt", f"{server}/tls/server-ca.key"]
+    config = {"node-ip": host.address, "token": PASSWORD}
+    try:
+        start(lab, "edge-3", "server", config)
+        run(lab, "edge-3", f"systemctl stop k3s; cp -a {server}/db /root/db-a", check=True)
+        kept = {f: (host.path_on_host(f).read_bytes(), int(host.path_on_host(f).stat().st_mtime)) for f in files}
+        run(lab, "edge-3", f"rm -rf {server}", check=True)
+        start(lab, "edge-3", "server", config)   # another cluster: another CA and ipsec key
+        run(lab, "edge-3", f"systemctl stop k3s; rm -rf {server}/db; cp -a /root/db-a {server}/db", check=True)
+        stamp = kept[files[1]][1]
+        run(lab, "edge-3", f"touch -d @{stamp + 3} {' '.join(files)}", check=True)
+        start(lab, "edge-3", "server", config, block=False)
+        refusal = f"{', '.join(files)} newer than datastore and could cause a cluster outage. Remove the file(s) " \
+                  "from disk and restart to be recreated from datastore."
+        assert wait_for(lambda: refusal in journal(lab, "edge-3", "k3s"), timeout=30)
+        assert run(lab, "edge-3", "systemctl is-active k3s").stdout.strip() != "active"
+        assert host.path_on_host(files[1]).read_bytes() != kept[files[1]][0]   # the disk's files stay
+        run(lab, "edge-3", f"systemctl stop k3s; touch -d @{stamp + 2} {' '.join(files[1:])}; rm {files[0]}",
+            check=True)
+        assert start(lab, "edge-3", "server", config).returncode == 0
+        for path, (content, mtime) in kept.items():
+            assert (host.path_on_host(path).read_bytes(), int(host.path_on_host(path).stat().st_mtime)) == \
+                (content, mtime)
+    finally:
+        run(lab, "edge-3", "systemctl stop k3s; /usr/local/bin/k3s-uninstall.sh; rm -rf /root/db-a")

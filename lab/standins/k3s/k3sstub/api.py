@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from k3sstub import kubectl, tokens
+from k3sstub import bootstrap, kubectl, tokens
 from k3sstub.settings import API_PORT, ETCD_DIR, TLS_DIR, VERSION
 
 PUBLIC = {"/cacerts", "/readyz", "/livez", "/healthz", "/version", "/v1-lab/join"}
@@ -15,10 +15,8 @@ PUBLIC = {"/cacerts", "/readyz", "/livez", "/healthz", "/version", "/v1-lab/join
 class Backend:
     """What the API serves: the cluster itself (first server) or a proxy to it (joined server)."""
 
-    def __init__(self, token: str, agent_token: str | None, cluster=None, upstream: str | None = None,
-                 ca_key_pem: str = ""):
-        self.token, self.agent_token, self.cluster = token, agent_token, cluster
-        self.upstream, self.ca_key_pem = upstream, ca_key_pem
+    def __init__(self, token: str, agent_token: str | None, cluster=None, upstream: str | None = None):
+        self.token, self.agent_token, self.cluster, self.upstream = token, agent_token, cluster, upstream
         self.ca_pem = (TLS_DIR / "server-ca.crt").read_text()
 
 
@@ -113,7 +111,7 @@ def _join(backend: Backend, body: dict) -> tuple[int, object]:
         return 403, {"message": "403 Forbidden"}
     reply = {"ca_cert": backend.ca_pem}
     if node["role"] == "server":
-        reply.update(ca_key=backend.ca_key_pem, token=backend.token, agent_token=backend.agent_token,
+        reply.update(bootstrap=bootstrap.read_disk(), token=backend.token, agent_token=backend.agent_token,
                      generation=backend.cluster.generation)
     return 200, reply
 

@@ -236,8 +236,7 @@ def run_server(args: list[str] = ()) -> int:
         log(f"k3s is up and running (lab stand-in {VERSION}); node {info['name']}")
         notify_ready()
     snapshot.start_schedule(config, info["name"])
-    api.serve(api.Backend(token, agent_token, cluster=cluster,
-                          ca_key_pem=(TLS_DIR / "server-ca.key").read_text()), ready)
+    api.serve(api.Backend(token, agent_token, cluster=cluster), ready)
     return 0
 
 
@@ -247,10 +246,8 @@ def _run_joined_server(config: dict, info: dict) -> int:
         raise Fatal("starting kubernetes: preparing server: token is required to join a cluster")
     ca_pem = validate_connection(server, token, fatal=True)
     reply = join(server, token, info, ca_pem)
+    bootstrap.reconcile_files(reply["bootstrap"])   # httpBootstrap: the first server's files
     _check_membership(reply.get("generation"))
-    TLS_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_private(TLS_DIR / "server-ca.crt", reply["ca_cert"])
-    _write_private(TLS_DIR / "server-ca.key", reply["ca_key"])
     _write_private(TOKEN_FILE, reply["token"] + "\n")
     if reply.get("agent_token"):
         _write_private(AGENT_TOKEN_FILE, reply["agent_token"] + "\n")

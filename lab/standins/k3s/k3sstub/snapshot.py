@@ -193,7 +193,7 @@ def cluster_reset(config: dict) -> int:
         log(f"Cluster reset: backing up certificates directory to {backup}")
         if TLS_DIR.exists():
             shutil.copytree(TLS_DIR, backup, dirs_exist_ok=True)
-        bootstrap.write_ca(files)
+        bootstrap.reconcile_files(files, cluster_reset=True)
         cluster.load(saved)
     ETCD_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     cluster.generation = secrets.token_hex(8)
