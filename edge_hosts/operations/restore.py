@@ -21,6 +21,16 @@ from edge_hosts.engine.context import StepError
 from edge_hosts.operations.upgrade import minor
 from edge_hosts.operations.backup import BackupError, manifest_of, read_manifest
 
+# the files a server keeps in the datastore as its bootstrap data, below ${data-dir}/server (k3s pkg/daemons/config
+# types.go ControlRuntimeBootstrap, paths from pkg/daemons/control/deps/deps.go CreateRuntimeCertFiles); at start
+# k3s refuses a differing one newer on disk than the datastore's ("... newer than datastore and could cause a
+# cluster outage. Remove the file(s) from disk and restart to be recreated from datastore.", pkg/cluster/bootstrap.go
+# ReconcileBootstrapData) and writes a missing one from the datastore
+BOOTSTRAP_FILES = tuple(f"tls/{ca}.{ext}" for ca in ("server-ca", "client-ca", "request-header-ca")
+                        for ext in ("crt", "key")) + ("tls/service.key",) + tuple(
+    f"tls/etcd/{ca}.{ext}" for ca in ("server-ca", "peer-ca") for ext in ("crt", "key")) + tuple(
+    f"cred/{name}" for name in ("passwd", "ipsec.psk", "encryption-config.json", "encryption-state.json"))
+
 
 # --- edge.restore ----------------------------------------------------------------------------
 def restore_problems(inventory: Inventory, snapshot: Path) -> tuple[dict | None, list[str]]:
@@ -58,9 +68,11 @@ def site_datastore(inventory: Inventory) -> str:
 class Restore:
     """edge.restore, as docs.k3s.io/cli/etcd-snapshot ("Restoring Snapshots", multiple servers) and
     docs/datastore/backup-restore.md describe it: k3s stopped on every server; on the first the snapshot is
-    restored (etcd: `k3s server --cluster-reset --cluster-reset-restore-path`, which exits when done; sqlite: the
-    copy of db/ and the token put back) and k3s started; the other servers' db directories are set aside and they
-    rejoin; agents restart. Joiners get config.yaml with the restored cluster's tokens (its CA may differ from the
+    restored (etcd: `k3s server --cluster-reset --cluster-reset-restore-path`, which exits when done and alone
+    replaces the CA files on disk with the snapshot's; sqlite: the copy of db/ and the token put back, the CA files
+    set aside) and k3s started; the other servers' db directories and CA files that differ from the restored
+    server's are set aside (a re-bootstrapped site holds a newer CA, which k3s would refuse) and they rejoin;
+    agents restart. Joiners get config.yaml with the restored cluster's tokens (its CA may differ from the
     one they last joined); nodes the inventory does not name are deleted; the kubeconfig is refreshed."""
 
     def __init__(self, engine: Engine, inventory: Inventory, snapshot: Path, manifest: dict, kubeconfig: Path | None):
@@ -72,6 +84,7 @@ class Restore:
         self.first = engine.contexts[inventory.first_server.name]
         self.wait_s = inventory.k3s.join_timeout
         self.remote = f"{snapshots.snapshot_dir(inventory)}/{manifest['snapshot']}"
+        self.restored_files: str | None = None   # "<file>=<sha256> ..." of the restored first server
 
     def run(self) -> list[HostResult]:
         names = [h.name for h in self.inventory.hosts]
@@ -86,6 +99,8 @@ class Restore:
         for ctx in reversed(servers):
             self.engine.step(ctx, "stop", self._stop)
         self.engine.step(self.first, "restore", self._restore)
+        if self.manifest["datastore"] == "sqlite":   # no --cluster-reset: the CA on disk may be a newer cluster's
+            self.engine.step(self.first, "set-aside-ca", lambda c: set_aside_ca(c, ""))
         self.engine.step(self.first, "start", self._start_first)
         self.engine.step(self.first, "tokens", self._tokens)
         for ctx in servers[1:]:
@@ -155,6 +170,7 @@ tar -xzf {path} -C {snapshots.SERVER_DIR}
             self.engine.fail(ctx, f"restore: waiting for the first server {self.first.host.name}, which failed")
         if ctx.host.role == "server":
             self.engine.step(ctx, "set-aside-db", self._set_aside_db)
+            self.engine.step(ctx, "set-aside-ca", lambda c: set_aside_ca(c, self._restored_files()))
         self.engine.step(ctx, "config", host_steps.config, self.tokens)
         self.engine.step(ctx, "start", self._start_joiner)
 
@@ -164,6 +180,14 @@ tar -xzf {path} -C {snapshots.SERVER_DIR}
 mv {snapshots.DB_DIR} {snapshots.SERVER_DIR}/db-before-restore-$(date +%s)
 """, "setting the old etcd data aside")
         return True
+
+    def _restored_files(self) -> str:
+        """The restored first server's bootstrap files and their sha256 (its disk holds the datastore's)."""
+        if self.restored_files is None:
+            self.restored_files = self.first.session.check(f"""cd {snapshots.SERVER_DIR} || exit 1
+for f in {' '.join(BOOTSTRAP_FILES)}; do [ -f "$f" ] && echo "$f=$(sha256sum < "$f" | cut -c1-64)"; done; true
+""", "reading the restored CA files' sha256").replace("\n", " ")
+        return self.restored_files
 
     def _start_joiner(self, ctx: HostContext) -> bool:
         service.start(ctx, restart=ctx.host.role == "agent")
@@ -189,3 +213,20 @@ mv {snapshots.DB_DIR} {snapshots.SERVER_DIR}/db-before-restore-$(date +%s)
 
     def _kubeconfig(self, ctx: HostContext) -> bool:
         return write_kubeconfig(ctx, self.inventory, self.kubeconfig)
+
+
+def set_aside_ca(ctx: HostContext, keep: str) -> bool:
+    """Move the server's bootstrap files not in `keep` ("<file>=<sha256> ...") to server/ca-before-restore-<time>,
+    for k3s to write them from the datastore at start. Any differing file goes, not only those k3s would refuse
+    (newer by 3 s, judged against the datastore's times): the others k3s overwrites anyway, and no clock of two
+    hosts is compared. True when any moved."""
+    out = ctx.session.check(f"""cd {snapshots.SERVER_DIR} 2>/dev/null || exit 0
+old=ca-before-restore-$(date +%s); keep={shlex.quote(f" {keep} ")}
+for f in {' '.join(BOOTSTRAP_FILES)}; do
+  [ -f "$f" ] || continue
+  case "$keep" in *" $f=$(sha256sum < "$f" | cut -c1-64) "*) continue ;; esac
+  mkdir -p "$old/${{f%/*}}" && chmod 700 "$old" && mv "$f" "$old/$f" || exit 1
+  echo "moved=$f"
+done
+""", "setting the CA files aside")
+    return "moved=" in out

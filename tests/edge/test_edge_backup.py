@@ -13,12 +13,13 @@ from edge_hosts.operations import snapshots
 from edge_hosts.inventory.load import load_inventory
 
 from helpers import json_result, kit, lab_site, valid_document, write_inventory
-from lab_checks import ArgvSampler, kubectl_json, nodes_via_kubeconfig, ready_nodes
+from lab_checks import ArgvSampler, host_file, kubectl_json, nodes_via_kubeconfig, ready_nodes
 from test_edge_ssh import sudo_user  # noqa: F401 - a non-root login with a sudo password
 
 SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
 
 SNAPSHOTS = "/var/lib/rancher/k3s/server/db/snapshots"
+SERVER_CA = "/var/lib/rancher/k3s/server/tls/server-ca.crt"
 SCHEDULE = "etcd-snapshot-schedule-cron"
 
 
@@ -109,6 +110,10 @@ def test_restore_onto_a_reset_site_brings_the_cluster_state_back(ha, state, tmp_
     assert ready_nodes(lab) == {"edge-1", "edge-2", "edge-3", "edge-4"}
     assert {"upload", "stop", "restore", "start"} <= set(hosts["edge-1"]["changed"])
     assert "set-aside-db" in hosts["edge-2"]["changed"] and "start" in hosts["edge-4"]["changed"]
+    # the re-bootstrapped servers' newer CA files, which k3s refuses, were set aside for the datastore's
+    assert {"set-aside-ca"} <= set(hosts["edge-2"]["changed"]) & set(hosts["edge-3"]["changed"])
+    assert "set-aside-ca" not in hosts["edge-1"]["changed"]   # --cluster-reset replaces its own
+    assert len({host_file(lab, h, SERVER_CA).read_bytes() for h in ("edge-1", "edge-2", "edge-3")}) == 1
     # the CA is the snapshot's again: the refreshed kubeconfig and the joiners' tokens name it
     assert nodes_via_kubeconfig(kubeconfig, "lab", tmp_path / "tls") == {"edge-1", "edge-2", "edge-3", "edge-4"}
     for output in (done.stdout + done.stderr, restored.stdout + restored.stderr):
@@ -150,7 +155,7 @@ def test_a_damaged_backup_or_one_without_its_manifest_is_refused_before_anything
     assert elsewhere.returncode == 2 and "no server token for site lab" in elsewhere.stderr
 
 
-def test_an_sqlite_site_is_restored_from_its_datastore_copy(lab_factory, tmp_path):
+def test_an_sqlite_site_is_restored_from_its_datastore_copy_also_after_a_reset(lab_factory, tmp_path):
     lab = lab_factory(hosts=2, servers=1)
     site = lab_site(lab, tmp_path, "single.yaml", backups={"dir": str(tmp_path / "backups")})
     bootstrap(site, tmp_path / "kubeconfig")
@@ -165,6 +170,17 @@ def test_an_sqlite_site_is_restored_from_its_datastore_copy(lab_factory, tmp_pat
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert configmaps(lab)["recipe"] == {"value": "v1"}
     assert ready_nodes(lab) == {"edge-1", "edge-2"}
+    assert "set-aside-ca" in json_result(restored)["edge-1"]["changed"]
+    reset = run("edge.reset", "--site", str(site), "--yes", "--json")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    bootstrap(site, tmp_path / "kubeconfig")   # a new cluster: a new CA, newer than the backup's
+    assert "recipe" not in configmaps(lab)
+    restored = run("edge.restore", "--site", str(site), "--snapshot", taken["backup"]["saved"]["file"], "--yes",
+                   "--json", "--kubeconfig", str(tmp_path / "kubeconfig"))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert configmaps(lab)["recipe"] == {"value": "v1"}
+    assert ready_nodes(lab) == {"edge-1", "edge-2"}
+    assert nodes_via_kubeconfig(tmp_path / "kubeconfig", "lab", tmp_path / "tls") == {"edge-1", "edge-2"}
     relabelled = tmp_path / "relabelled"
     relabelled.write_bytes(open(taken["backup"]["saved"]["file"], "rb").read())
     manifest = json.loads(open(taken["backup"]["saved"]["manifest"]).read())
