@@ -18,11 +18,13 @@ from fleet.tasks import fleet as fleet_tasks
 
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
 def test(c, k="", x=False):
-    """Run the whole test suite (installs the lab's system packages first; run as root)."""
+    """Run the whole test suite (installs the lab's system packages and builds its programs first; run as root)."""
     from lab.lifecycle.packages import ensure_packages
+    from lab.programs.build import ensure_programs
 
     try:
         ensure_packages()
+        ensure_programs()
     except RuntimeError as err:
         raise Exit(f"test: {err}", code=2)
     args = [sys.executable, "-m", "pytest"]

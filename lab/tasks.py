@@ -1,4 +1,5 @@
-"""Invoke tasks of the `lab` collection: lab.up and lab.down (need root). The lab itself loads inside the tasks."""
+"""Invoke tasks of the `lab` collection: lab.up and lab.down (need root), lab.programs. The lab itself loads inside
+the tasks."""
 from invoke import Collection, Exit, task
 
 DEFAULT_OUT = "out/lab"
@@ -35,6 +36,20 @@ def down(c, out=DEFAULT_OUT):
     print(f"lab {lab.number} is down")
 
 
+@task
+def programs(c):
+    """Build the lab's real kube-apiserver, kube-controller-manager, kubectl and etcd once per machine (cached)."""
+    from lab.programs.build import BuildError, ensure_programs
+
+    try:
+        built = ensure_programs()
+    except BuildError as err:
+        raise Exit(f"lab.programs: {err}", code=2)
+    for name, path in built.items():
+        print(f"{name:24} {path}")
+
+
 ns = Collection("lab")
 ns.add_task(up)
 ns.add_task(down)
+ns.add_task(programs)
