@@ -12,6 +12,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import paramiko
 
@@ -74,6 +75,7 @@ class HostSession:
         self._sftp: paramiko.SFTPClient | None = None
         self._passwordless_sudo: bool | None = None  # probed once per session, only when a password is configured
         self.upload_slots: threading.Semaphore | nullcontext = nullcontext()  # shared by a site's sessions
+        self.on_attempt: Callable[[int, int, float], None] | None = None  # each connection attempt (n, m, s left)
 
     def _sudo_password(self) -> str | None:
         env = self.settings.sudo_password_env
@@ -87,17 +89,25 @@ class HostSession:
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> None:
-        """Connect (or reconnect), retrying unreachable hosts with exponential backoff."""
+        """Connect (or reconnect), retrying unreachable hosts with exponential backoff; each attempt is reported to
+        `on_attempt` (attempt n, of m, at most this many seconds left)."""
         self.close()
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
+            if self.on_attempt is not None:
+                self.on_attempt(attempt + 1, attempts, self._seconds_left(attempt, attempts))
             try:
                 self._client = self._open()
                 return
-            except TransportError:
+            except TransportError as err:
                 if attempt == attempts - 1:
-                    raise
-                time.sleep(min(0.5 * 2 ** attempt, 8))
+                    raise TransportError(f"{err} (attempt {attempts} of {attempts})") from None
+                time.sleep(_backoff(attempt))
+
+    def _seconds_left(self, attempt: int, attempts: int) -> float:
+        """The longest the attempts from `attempt` on can take: each its connect timeout, the backoffs between."""
+        return sum(self.settings.connect_timeout + (_backoff(i) if i < attempts - 1 else 0)
+                   for i in range(attempt, attempts))
 
     def _open(self) -> paramiko.SSHClient:
         s, site = self.settings, self.inventory.site
@@ -296,6 +306,11 @@ install -m {mode} "$src" "$staged"
 echo "{sha256}  $staged" | sha256sum -c --status || {{ echo "sha256 mismatch after upload of $dst" >&2; exit 41; }}
 mv -f "$staged" "$dst"
 """, f"installing {remote}")
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt `attempt` (0-based) before the next."""
+    return min(0.5 * 2 ** attempt, 8)
 
 
 def _read_into(stream, sink: list) -> None:

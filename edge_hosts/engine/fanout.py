@@ -1,6 +1,7 @@
 """Step engine: runs named steps on hosts (in parallel where allowed), retries dropped links, records results."""
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -31,6 +32,13 @@ class Engine:
         self.contexts = {name: HostContext(inventory, inventory.host(name), HostSession(inventory, inventory.host(name)),
                                            source) for name in names}
         self.limit_uploads(UPLOAD_PARALLEL)
+        for ctx in self.contexts.values():
+            ctx.session.on_attempt = functools.partial(self._attempt, ctx)
+
+    def _attempt(self, ctx: HostContext, attempt: int, attempts: int, seconds_left: float) -> None:
+        """A connection attempt shown in the live view: attempt n of m, and the longest the rest can take."""
+        self.progress.update(ctx.host.name, ctx.step,
+                             f"connecting: attempt {attempt} of {attempts}, up to {seconds_left:.0f} s left")
 
     def __enter__(self) -> "Engine":
         return self
@@ -67,8 +75,8 @@ class Engine:
                 if action(ctx, *args) and name not in ctx.changed:
                     ctx.changed.append(name)
                 return True
-            except TransportError as err:
-                if attempt == 2 or not self._reconnect(ctx):
+            except TransportError as err:  # connect made all its attempts already: not a second round of them
+                if attempt == 2 or action is connect or not self._reconnect(ctx):
                     self.fail(ctx, f"{name}: {err}")
                     return False  # not run again on a host it cannot reach
             except STEP_ERRORS as err:
