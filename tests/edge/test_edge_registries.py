@@ -1,5 +1,6 @@
 """registries.yaml: rendered from the inventory and the site's credential, 0600 on every lab host, written and
 restarted for only when it changed, the password never in argv, output, logs or any other file."""
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from edge_hosts.inventory.load import InventoryError, load_inventory
 from edge_hosts.inventory.registries import render
 from helpers import json_result, kit, lab_site, valid_document, write_inventory
 from lab_checks import ArgvSampler, all_starts, host_config, host_file, mode
+from tests.lab.exec_audit import HostExecAudit
 
 SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
 
@@ -102,8 +104,11 @@ def leaks(lab, secret: str) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def first_run(lab, site, state):
-    with ArgvSampler(lab) as argvs:
+    """The first bootstrap, with every process's argv sampled and every exec on the hosts audited."""
+    with ArgvSampler(lab) as argvs, contextlib.ExitStack() as stack:
+        audits = [stack.enter_context(HostExecAudit(lab.host(name))) for name in HOSTS]
         done, hosts = bootstrap(site, state, credential_env())
+    argvs.execs = {audit.host.name: audit.records for audit in audits}
     return done, hosts, argvs
 
 
@@ -121,6 +126,9 @@ def test_registries_yaml_is_0600_on_every_host_and_servers_run_the_embedded_mirr
 def test_the_password_never_shows(lab, first_run):
     done, _, argvs = first_run
     assert argvs.samples > 0 and not [a for a in argvs.seen if PASSWORD in a]
+    for name, execs in argvs.execs.items():  # every exec, even one living a millisecond: the password is in none
+        assert [argv for argv in execs if any(PASSWORD.encode() in arg for arg in argv)] == [], name
+        assert [b"install", b"-m", b"0600"] in [argv[:3] for argv in execs], name  # the audit saw files go in
     assert PASSWORD not in done.stdout + done.stderr
     assert leaks(lab, PASSWORD) == dict.fromkeys(HOSTS, [k3s.REGISTRIES])  # not the journal, not a staged upload
 

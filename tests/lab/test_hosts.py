@@ -16,6 +16,7 @@ from lab import Lab, cleanup_stale
 from lab.hosts import network
 from lab.hosts.procs import is_alive
 from lab.lifecycle import claims
+from tests.lab.exec_audit import HostExecAudit
 from tests.lab.fixtures import ssh_client, ssh_run
 
 
@@ -112,6 +113,22 @@ def test_process_argvs_lists_the_hosts_processes(lab):
     lab.exec("edge-3", "sleep 30 >/dev/null 2>&1 &", timeout=5)
     assert ["sleep", "30"] in lab.process_argvs("edge-3")
     assert ["sleep", "30"] not in lab.process_argvs("edge-2")
+
+
+def test_the_exec_audit_records_a_millisecond_exec_of_an_ssh_session_and_leaves_no_wrapper(lab):
+    client = ssh_client(lab, "edge-2")
+    try:
+        with HostExecAudit(lab.host("edge-2")) as audit:
+            assert ssh_run(client, "env true canary-1 && sh -c 'env true canary-2'")[0] == 0
+            assert ssh_run(client, "sudo env true canary-3")[0] == 0  # sudo's secure_path keeps /usr/local/sbin first
+        assert ssh_run(client, "command -v env")[1].strip() != "/usr/local/sbin/env"
+    finally:
+        client.close()
+    seen = [argv for argv in audit.records if b"canary" in argv[-1]]
+    assert seen == [[b"env", b"true", b"canary-1"], [b"true", b"canary-1"], [b"sh", b"-c", b"env true canary-2"],
+                    [b"env", b"true", b"canary-2"], [b"true", b"canary-2"], [b"sudo", b"env", b"true", b"canary-3"],
+                    [b"env", b"true", b"canary-3"], [b"true", b"canary-3"]]
+    assert not lab.host("edge-2").path_on_host("/root/.exec-audit").exists()
 
 
 def test_output_files(lab):
