@@ -248,7 +248,8 @@ class AgentPool(pulumi.ComponentResource):
             arch = pool.arch
             builder = buildkit.BuilderArgs(settings, pool, tuple(self._args.pool_taints.get(arch, [])))
             metadata = self._metadata(f"buildkitd-{arch}", buildkit.buildkit_labels(arch), ns)
-            deployment = k8s.apps.v1.Deployment(f"{self._name}-buildkitd-{arch}", metadata=metadata,
+            deployment = k8s.apps.v1.Deployment(f"{self._name}-buildkitd-{arch}",
+                                                metadata=metadata | {"annotations": buildkit.scanner_annotations()},
                                                 spec=buildkit.deployment_spec(builder), opts=in_ns)
             k8s.core.v1.Service(f"{self._name}-buildkitd-service-{arch}", metadata=metadata,
                                 spec=buildkit.service_spec(arch), opts=in_ns)

@@ -132,8 +132,11 @@ class AgentsSettings(Model):
     # BuildKit needs Unconfined seccomp, so it runs in its own namespace and the agents' enforces "restricted".
     buildkit_namespace: str = Field("azp-buildkit", pattern=DNS_LABEL)
     image: ImageSettings | None = None
-    # https://github.com/moby/buildkit/releases/tag/v0.29.0
-    buildkit_image: str = Field("moby/buildkit:v0.29.0-rootless", pattern=r"^[a-z0-9./-]+:v[0-9.]+-rootless$")
+    # By tag and digest (the digest is what runs). Source: https://github.com/moby/buildkit/releases/tag/v0.33.0;
+    # digest: Docker Hub's moby/buildkit:v0.33.0-rootless index; checked: 2026-12-07. Same pin: agents/image/Dockerfile.
+    buildkit_image: str = Field(
+        "moby/buildkit:v0.33.0-rootless@sha256:80b15f0735e87bab7bf59ec4d695dfb4a7cfb25521cf56dc75d6f256285b63ef",
+        pattern=r"^[a-z0-9./-]+:v[0-9.]+-rootless@sha256:[0-9a-f]{64}$")
     # https://github.com/kedacore/charts/releases/tag/v2.20.2 (KEDA 2.20: tested on Kubernetes 1.33-1.35,
     # https://keda.sh/docs/2.20/operate/cluster/); its CRDs are in ../shared/upstream/keda-2.20.2
     keda_version: str = Field("2.20.2", pattern=SEMVER)

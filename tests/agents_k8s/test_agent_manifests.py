@@ -1,5 +1,6 @@
 """The rendered agent manifests, per cluster and architecture: schema-valid and locked down."""
 import json
+import re
 
 import kubernetes_validate
 import pytest
@@ -262,11 +263,16 @@ def test_buildkit_is_rootless_pinned_and_reachable_only_by_agents(plan, cluster,
     assert "replicas" not in spec, "KEDA owns the builder's replicas; pulumi up must not reset them"
     deployment = spec["template"]["spec"]
     (container,) = deployment["containers"]
-    assert container["image"] == "moby/buildkit:v0.29.0-rootless"
+    assert re.fullmatch(r"moby/buildkit:v0\.33\.0-rootless@sha256:[0-9a-f]{64}", container["image"])
     assert "--oci-worker-no-process-sandbox" in container["args"]
     security = container["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] == 1000
-    assert not security.get("privileged") and "capabilities" not in security
+    assert not security.get("privileged")
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["SETGID", "SETUID"]}
+    assert security["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert set(mounts) == {"/home/user/.local/share/buildkit", "/run/user/1000", "/home/user/.local/tmp"}
+    assert {v["name"] for v in deployment["volumes"] if "emptyDir" in v} == set(mounts.values())
     assert deployment["automountServiceAccountToken"] is False
     assert "hostPath" not in json.dumps(deployment) and container["resources"]["limits"]
     policy = find(plan, cluster, "NetworkPolicy", "buildkitd", BUILDKIT_NS)["spec"]
