@@ -1,4 +1,6 @@
-"""config.yaml keys checked per role against k3s's own flags (edge_hosts/k3s_keys.yaml), before any host is touched."""
+"""config.yaml keys checked per role against k3s's own flags (edge_hosts/inventory/k3s_keys.yaml), before any host is
+touched: unknown and server-only keys, keys k3s removed (naming what replaced them) and keys that defeat the kit's
+checks (`log`)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -18,10 +20,23 @@ SECTIONS = {"serverConfig": ("server",), "agentConfig": ("agent",), "nodeConfig"
 
 
 @lru_cache(maxsize=1)
+def _data() -> dict:
+    return yamlio.load(KEYS_FILE.read_text())
+
+
 def known_keys() -> dict[str, frozenset[str]]:
     """k3s flag names per command, and the values `disable` accepts."""
-    data = yamlio.load(KEYS_FILE.read_text())
-    return {name: frozenset(data[name]) for name in ("server", "agent", "disable")}
+    return {name: frozenset(_data()[name]) for name in ("server", "agent", "disable")}
+
+
+def _special(name: str) -> str | None:
+    """Why a key k3s removed, or one that defeats the kit's checks, is refused (None for any other key)."""
+    removed, refused = _data()["removed"], _data()["refused"]
+    if name in refused:
+        return f"'{name}' {refused[name]}"
+    if name in removed:
+        return f"'{name}' was removed from k3s: {removed[name]}"
+    return None
 
 
 def problems(k3s_section: dict) -> list[tuple[str, str]]:
@@ -36,6 +51,8 @@ def problems(k3s_section: dict) -> list[tuple[str, str]]:
             where, name = f"k3s.{section}.{key}", str(key).removesuffix("+")
             if name in KIT_KEYS:
                 found.append((where, f"set by the kit (from {KIT_KEYS[name]}); remove it here"))
+            elif _special(name):
+                found.append((where, _special(name)))
             elif "agent" in commands and name not in keys["agent"] and name in keys["server"]:
                 found.append((where, f"'{name}' is a server-only k3s flag: the agent stops on it "
                                      f"(flag provided but not defined); put it in k3s.serverConfig"))

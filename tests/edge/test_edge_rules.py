@@ -27,11 +27,31 @@ def problems_of(tmp_path, document) -> str:
     return str(caught.value)
 
 
-def test_the_kits_key_list_is_k3s_own_flag_list():
+def test_the_kits_key_list_is_the_v131_extract_plus_what_k3s_added_since():
+    """k3s_keys.yaml (v1.37) is the upstream v1.31.4 extract with exactly the keys listed under `added`."""
     upstream = json.loads((UPSTREAM / "k3s-1.31" / "flags.json").read_text())
+    data = yaml.safe_load(configkeys.KEYS_FILE.read_text())
     keys = configkeys.known_keys()
-    assert keys["server"] == set(upstream["server"]) and keys["agent"] == set(upstream["agent"])
-    assert keys["disable"] == set(upstream["disableItems"])
+    assert keys["server"] == set(upstream["server"]) | set(data["added"])
+    assert keys["agent"] == set(upstream["agent"]) and keys["disable"] == set(upstream["disableItems"])
+    assert not set(data["added"]) & set(upstream["server"]) and not set(data["removed"]) & keys["server"]
+    assert "v1.37" in configkeys.KEYS_FILE.read_text().splitlines()[0]
+
+
+def test_newer_keys_are_accepted_and_removed_or_check_defeating_ones_refused(tmp_path):
+    doc = valid_document()
+    doc["k3s"].update(serverConfig={"etcd-s3-retention": 10, "etcd-s3-bucket-lookup-type": "path",
+                                    "secrets-encryption-provider": "secretbox", "no-deploy": ["traefik"]},
+                      agentConfig={"log": "/var/log/k3s.log"}, nodeConfig={"l": "/tmp/k3s.log"})
+    lines = problems_of(tmp_path, doc).splitlines()
+    text = "\n".join(lines)
+    assert len(lines) == 3 and "etcd-s3" not in text and "secrets-encryption" not in text
+    assert "k3s.serverConfig.no-deploy: 'no-deploy' was removed from k3s: use `disable`" in text
+    assert "k3s.agentConfig.log: 'log' makes k3s start itself again" in text and "ready at once" in text
+    assert "k3s.nodeConfig.l: 'l' makes k3s" in text
+    doc["k3s"].update(agentConfig={}, nodeConfig={})
+    doc["k3s"]["serverConfig"].pop("no-deploy")
+    load_inventory(str(write_inventory(tmp_path, doc)))   # the newer keys alone load
 
 
 def test_unknown_and_server_only_keys_are_refused_per_role_with_file_and_key(tmp_path):
