@@ -11,6 +11,7 @@ from invoke import Program
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
 
+from common.file_errors import file_problem
 from common.suggest import did_you_mean
 
 BAD_INPUT = 2
@@ -44,6 +45,18 @@ class KitProgram(Program):
     def load_collection(self) -> None:
         super().load_collection()
         _kit_arguments(self.collection)
+
+    def execute(self) -> None:
+        """Run the tasks; a file operation the environment refused (read-only checkout, --out naming a file) is bad
+        input naming the directory and the option, not a traceback."""
+        try:
+            super().execute()
+        except OSError as err:
+            problem = file_problem(err, {f"--{a.names[0]}": a.value for context in self.tasks
+                                         for a in context.args.values() if a.got_value and isinstance(a.value, str)})
+            if problem is None:
+                raise
+            raise Exit(f"{self.tasks[0].name}: {problem}", code=BAD_INPUT) from None
 
     def no_tasks_given(self) -> None:
         self.list_tasks()

@@ -105,7 +105,19 @@ def exit_if_failed(results, as_json: bool) -> None:
         raise Exit(f"failed on {len(failed)} host(s): {', '.join(failed)}" if not as_json else None, code=1)
 
 
+def confirmed(question: str, command: str) -> bool:
+    """Whether the user answers yes at the terminal; exit 2 (use --yes) when stdin is not a terminal, so a pipe,
+    a file or a CI job never answers a destructive question (an end of input at the terminal is a no)."""
+    if not sys.stdin.isatty():
+        raise Exit(f"{command}: stdin is not a terminal, so nobody can answer \"{question}\": "
+                   "give --yes to go ahead without asking", code=2)
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
 def confirm(question: str, command: str) -> None:
     """Ask before a destructive command; anything but yes ends it with nothing done (exit 1)."""
-    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+    if not confirmed(question, command):
         raise Exit(f"{command}: nothing done", code=1)

@@ -8,8 +8,8 @@ from pathlib import Path
 from invoke import Exit, task
 
 from edge_hosts.access.kubeconfig import DEFAULT_PATH
-from edge_hosts.tasks.inputs import (DEFAULT_METALLB, SITE_HELP, artifact_source, check_fleet_input, check_registries, finish,
-                                     selected_hosts, site_inventory, warn_site)
+from edge_hosts.tasks.inputs import (DEFAULT_METALLB, SITE_HELP, artifact_source, check_fleet_input, check_registries,
+                                     confirmed, finish, selected_hosts, site_inventory, warn_site)
 
 
 @task(help={"site": SITE_HELP, "json": "print one JSON object instead of a table",
@@ -195,7 +195,7 @@ def trust(c, site, yes=False):
     print(f"host keys of site {inventory.site} (known_hosts: {known_hosts})")
     print("\n".join(trust_lines(found)))
     new = [(r.name, key) for r, key in found if r.status == "new"]
-    if new and (yes or input(f"Record {len(new)} new key(s) in {known_hosts}? [y/N] ").strip().lower() in ("y", "yes")):
+    if new and (yes or confirmed(f"Record {len(new)} new key(s) in {known_hosts}?", "edge.trust")):
         hostkeys.record(known_hosts, new)
         print(f"recorded {len(new)} key(s) in {known_hosts}")
     changed = [r for r, _ in found if r.status == "changed"]

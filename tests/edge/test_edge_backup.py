@@ -101,7 +101,7 @@ def test_restore_onto_a_reset_site_brings_the_cluster_state_back(ha, state, tmp_
     bootstrap(site, kubeconfig)
     assert "plant-settings" not in configmaps(lab)
     refused = run("edge.restore", "--site", str(site), "--snapshot", file, stdin="n\n")
-    assert refused.returncode == 1 and "plant-settings" not in configmaps(lab)
+    assert refused.returncode == 2 and "give --yes" in refused.stderr and "plant-settings" not in configmaps(lab)
     restored = run("edge.restore", "--site", str(site), "--snapshot", file, "--yes", "--json",
                    "--kubeconfig", str(kubeconfig))
     hosts = json_result(restored)

@@ -256,7 +256,7 @@ def test_status_reports_nodes_versions_and_pool(converged, lab):
 
 def test_reset_removes_everything_agents_first(converged, lab, private_state):
     refused = kit("edge.reset", "--site", str(lab.site_file), stdin="n\n")
-    assert refused.returncode == 1 and ready_nodes(lab) == set(HOSTS)
+    assert refused.returncode == 2 and "give --yes" in refused.stderr and ready_nodes(lab) == set(HOSTS)
     snapshots = "/var/lib/rancher/k3s/server/db/snapshots"
     lab.exec("edge-1", f"mkdir -p {snapshots} && echo etcd > {snapshots}/on-demand-edge-1-1")
     done = kit("edge.reset", "--site", str(lab.site_file), "--yes", "--json")
