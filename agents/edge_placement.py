@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from agents.settings import AgentsSettings, ArchPool
+from common import yamlio
 
 SITES_DIR = Path(__file__).resolve().parents[1] / "edge_hosts" / "sites"
 # What inventories and hosts call an architecture -> the Kubernetes architecture (kubernetes.io/arch).
@@ -45,7 +46,7 @@ def schedulable_hosts(inventory: dict, pool: ArchPool) -> list[str]:
 def read_inventory(path: Path) -> dict | str:
     """The inventory mapping, or what is wrong with the file."""
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yamlio.load(path.read_text(), str(path))
     except FileNotFoundError:
         return "does not exist"
     except yaml.YAMLError as err:

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Mapping
 
-import yaml
+from common import yamlio
 
 PINS_FILE = Path(__file__).with_name("pins.yaml")
 
@@ -28,7 +28,7 @@ class PinRow:
 
 def load_table(path: Path = PINS_FILE) -> list[PinRow]:
     """Every row of the table; a malformed row raises ValueError naming the file and the row."""
-    document = yaml.safe_load(path.read_text()) or {}
+    document = yamlio.load(path.read_text(), path.name) or {}
     rows = []
     for i, row in enumerate(document.get("pins") or []):
         try:

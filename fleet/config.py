@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from common import yamlio
+from common.suggest import did_you_mean, unknown_key
 from fleet import cron
 
 DEFAULT_ROOT = Path(__file__).parent
@@ -161,6 +163,12 @@ class Fleet:
     def of(self, env: str) -> list[Site]:
         return [s for s in self.sites if s.env.name == env]
 
+    def check_env(self, env: str) -> None:
+        """FleetError when fleet.yaml has no environment `env`, naming the closest one."""
+        if env not in self.environments:
+            raise FleetError(f"fleet.yaml: environments: no environment '{env}'{did_you_mean(env, self.environments)} "
+                             f"({', '.join(self.environments)})")
+
 
 def _where(loc: tuple) -> str:
     text = ""
@@ -169,18 +177,24 @@ def _where(loc: tuple) -> str:
     return text or "(top level)"
 
 
+def problems_of(err: ValidationError, model: type[BaseModel], shown) -> list[str]:
+    """One line per error: the file, the key path and what is wrong; an unknown key with the closest known one."""
+    return [f"{shown}: {_where(tuple(e['loc']))}: {e['msg']}"
+            + (unknown_key(model, tuple(e["loc"])) if e["type"] == "extra_forbidden" else "") for e in err.errors()]
+
+
 def _parse(model: type[BaseModel], path: Path, root: Path, problems: list[str]):
     """The file's model, or None with its problems appended."""
     shown = path.relative_to(root.parent) if path.is_relative_to(root.parent) else path
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yamlio.load(path.read_text(), str(shown))
     except (OSError, yaml.YAMLError) as err:
         problems.append(f"{shown}: cannot read: {err}")
         return None
     try:
         return model.model_validate(raw if raw is not None else {})
     except ValidationError as err:
-        problems += [f"{shown}: {_where(tuple(e['loc']))}: {e['msg']}" for e in err.errors()]
+        problems += problems_of(err, model, shown)
         return None
 
 
@@ -188,7 +202,7 @@ def _bases(root: Path, problems: list[str]) -> tuple[dict, ...]:
     objects = []
     for path in sorted((root / "bases").glob("*.yaml")):
         try:
-            docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+            docs = [d for d in yamlio.load_all(path.read_text(), str(path)) if d is not None]
         except yaml.YAMLError as err:
             problems.append(f"{path}: cannot read: {err}")
             continue
@@ -216,10 +230,12 @@ def load_fleet(root: Path = DEFAULT_ROOT) -> Fleet:
         if site is None or fleet_file is None:
             continue
         if site.env not in envs:
-            problems.append(f"{path}: env: '{site.env}' is not in fleet.yaml environments ({', '.join(envs)})")
+            problems.append(f"{path}: env: '{site.env}' is not in fleet.yaml environments"
+                            f"{did_you_mean(site.env, envs)} ({', '.join(envs)})")
             continue
         if site.ring not in rings:
-            problems.append(f"{path}: ring: no rings/{site.ring}.yaml")
+            problems.append(f"{path}: ring: no rings/{site.ring}.yaml{did_you_mean(site.ring, rings)} "
+                            f"({', '.join(rings)})")
             continue
         model = Model(name=fleet_file.model.name, version=site.model_version or fleet_file.model.version)
         sites.append(Site(name, envs[site.env], site.ring, site.labels, model, site.metallb, tuple(site.windows),

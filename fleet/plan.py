@@ -13,8 +13,10 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from common import yamlio
 from fleet import cron
-from fleet.config import DEFAULT_ROOT, Duration, FleetError, Site, Strict, Window, _where, duration_s
+from common.suggest import did_you_mean
+from fleet.config import DEFAULT_ROOT, Duration, FleetError, Site, Strict, Window, duration_s, problems_of
 
 
 class WaveSpec(Strict):
@@ -70,18 +72,19 @@ class Plan:
 def load_rollout(env: str, sites: list[Site], path: Path = DEFAULT_ROOT / "rollout.yaml") -> Plan:
     """The env's plan with every site placed in exactly one wave; FleetError lists all problems."""
     try:
-        rollout = RolloutFile.model_validate(yaml.safe_load(path.read_text()) or {})
+        rollout = RolloutFile.model_validate(yamlio.load(path.read_text(), str(path)) or {})
     except (OSError, yaml.YAMLError) as err:
         raise FleetError(f"{path}: cannot read: {err}") from None
     except ValidationError as err:
-        raise FleetError("\n".join(f"{path}: {_where(tuple(e['loc']))}: {e['msg']}" for e in err.errors())) from None
+        raise FleetError("\n".join(problems_of(err, RolloutFile, path))) from None
     if env not in rollout.environments:
-        raise FleetError(f"{path}: environments: no plan for '{env}'")
+        raise FleetError(f"{path}: environments: no plan for '{env}'{did_you_mean(env, rollout.environments)}")
     spec = rollout.environments[env]
     names = {s.name for s in sites}
     unknown = [c for c in spec.canaries if c not in names]
     if unknown:
-        raise FleetError(f"{path}: environments.{env}.canaries: not sites of {env}: {', '.join(unknown)}")
+        raise FleetError(f"{path}: environments.{env}.canaries: not sites of {env}: "
+                         + ", ".join(f"{c}{did_you_mean(c, names)}" for c in unknown))
     waves = _waves(spec, sorted(sites, key=lambda s: s.name))
     sizes = {w.name: len(w.sites) for w in waves}
     over = [f"{path}: environments.{env}.waves[{i}].failureBudget: {_budget(w.failure_budget, sizes[w.name])} is "

@@ -129,8 +129,7 @@ def render_env(fleet: Fleet, env: str, model_digests: dict[str, str],
                model_bytes: dict[str, int] | None = None) -> list[RenderedSite]:
     """Every site of env (model_bytes: each version's size, for the health checks' timeout); FleetError lists
     all problems (nothing is rendered half-way)."""
-    if env not in fleet.environments:
-        raise FleetError(f"fleet.yaml: environments: no environment '{env}' ({', '.join(fleet.environments)})")
+    fleet.check_env(env)
     problems: list[str] = []
     rendered, seen = [], {}
     for site in fleet.of(env):

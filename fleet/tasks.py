@@ -12,10 +12,14 @@ ROOT_HELP = "the fleet's seeds folder (default: fleet/ of this checkout)"
 OUT = Path("out/fleet")
 
 
-def _fleet(root: str):
+def _fleet(root: str, env: str = ""):
+    """The seeds under root (with environment env when given); exit 2 listing every problem."""
     from fleet.config import DEFAULT_ROOT, FleetError, load_fleet
     try:
-        return load_fleet(Path(root) if root else DEFAULT_ROOT)
+        fleet = load_fleet(Path(root) if root else DEFAULT_ROOT)
+        if env:
+            fleet.check_env(env)
+        return fleet
     except FleetError as err:
         raise Exit(str(err), code=2) from None
 
@@ -155,9 +159,7 @@ def _history(root: str, env: str) -> dict:
     from fleet.artifact import Pusher
     from fleet.promote import RegistryTags
     from fleet.release import credentials, registry_url
-    fleet = _fleet(root)
-    if env not in fleet.environments:
-        raise Exit(f"fleet.yaml: environments: no '{env}' ({', '.join(fleet.environments)})", code=2)
+    fleet = _fleet(root, env)
     tags = RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials()))
     try:
         past = tags.read_doc(f"fleet-state/{env}", "history") or {"promotions": []}
@@ -188,9 +190,7 @@ def _control(env: str, root: str, change) -> None:
     from fleet.artifact import Pusher
     from fleet.promote import RegistryTags
     from fleet.release import credentials, registry_url
-    fleet = _fleet(root)
-    if env not in fleet.environments:
-        raise Exit(f"fleet.yaml: environments: no '{env}' ({', '.join(fleet.environments)})", code=2)
+    fleet = _fleet(root, env)
     try:
         change(RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials())))
     except RegistryError as err:

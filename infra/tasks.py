@@ -24,7 +24,7 @@ def plan(c, env="", out="out", diff="", project_dir=""):
     from infra.offline.render import print_changes, print_plan
 
     try:
-        old = read_plan(Path(diff)) if diff else None  # read before the new plan may overwrite that very file
+        old = read_plan(Path(diff), env) if diff else None  # read before the new plan may overwrite that very file
         recording, drawn = make_plan(env, Path(out), root)
     except PlanFileError as err:
         raise Exit(f"plan: {err}", code=2) from None

@@ -38,7 +38,7 @@ def load_inventory(site: str) -> Inventory:
         known = ", ".join(sorted(p.stem for p in SITES_DIR.glob("*.yaml")))
         raise InventoryError(f"{path}: no such inventory file (sites: {known})")
     try:
-        raw = yamlio.load(path.read_text())
+        raw = yamlio.load(path.read_text(), str(path))
     except yaml.YAMLError as err:
         raise InventoryError(f"{path}: not valid YAML: {err}") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -64,7 +64,7 @@ def kubeconfig_expiry(path: Path, site: str) -> datetime.datetime | None:
     path = path.expanduser()
     if not path.is_file():
         return None
-    doc = yamlio.load(path.read_text()) or {}
+    doc = yamlio.load(path.read_text(), str(path)) or {}
     user = next((u.get("user") or {} for u in doc.get("users") or [] if u.get("name") == site), {})
     data = user.get("client-certificate-data")
     return leaf_expiry(base64.b64decode(data)) if data else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from common import k3s
+from common import k3s, yamlio
 from edge_hosts.inventory.credentials import CredentialError, site_registry_credential
 from edge_hosts.inventory.model import Inventory
 from edge_hosts.engine.context import HostContext
@@ -38,7 +38,7 @@ class OnSite:
 def _flux_objects(inventory: Inventory, problems: list[str]) -> list[dict]:
     path = inventory.source.parent / inventory.fleet.rendered / "flux.yaml"
     try:
-        objects = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        objects = [d for d in yamlio.load_all(path.read_text(), str(path)) if isinstance(d, dict)]
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         problems.append(f"fleet.rendered: {path}: cannot be read ({err}); run ./kit fleet.render --env "
                         f"{inventory.fleet.env}")

@@ -24,8 +24,8 @@ class Change:
 MISSING = object()
 
 
-def read_plan(path: Path) -> dict[str, Any]:
-    """A plan.json written by ./kit plan, or PlanFileError naming the file and the problem."""
+def read_plan(path: Path, env: str) -> dict[str, Any]:
+    """A plan.json ./kit plan wrote for stack `env`, or PlanFileError naming the file and the problem."""
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
@@ -39,7 +39,20 @@ def read_plan(path: Path) -> dict[str, Any]:
     resources = document.get("resources") if isinstance(document, dict) else None
     if not isinstance(resources, list) or not all(isinstance(r, dict) and "urn" in r for r in resources):
         raise PlanFileError(f"--diff {path}: not a plan.json of ./kit plan (no 'resources' list with urns)")
+    stack = _stack(document)
+    if stack != env:
+        raise PlanFileError(f"--diff {path}: a plan of stack '{stack}', not of '{env}': their resources' URNs all "
+                            f"differ, so every resource would show as removed and added; give an earlier plan of "
+                            f"{env} (./kit plan --env {env} writes out/{env}/plan.json)")
     return document
+
+
+def _stack(document: dict[str, Any]) -> str:
+    """The plan's stack: its `stack` field, else the stack in its URNs (urn:pulumi:<stack>::<project>::...)."""
+    if isinstance(document.get("stack"), str):
+        return document["stack"]
+    urns = {str(r["urn"]).split("::")[0].removeprefix("urn:pulumi:") for r in document["resources"]}
+    return ", ".join(sorted(urns)) or "(none)"
 
 
 def plan_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:

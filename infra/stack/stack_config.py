@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Any
 
-from common.suggest import did_you_mean
+from common.suggest import did_you_mean, unknown_key
 
 if TYPE_CHECKING:
     from infra.stack.naming import StackNames
@@ -53,8 +53,10 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     """The `config:` mapping of a stack file, exactly as written."""
     import yaml
 
+    from common import yamlio
+
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = yamlio.load(path.read_text(), path.name) or {}
     except FileNotFoundError:
         raise SettingsError([f"{path.name}: no such stack file"]) from None
     except IsADirectoryError:
@@ -62,7 +64,7 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise SettingsError([f"{path.name}: cannot read it: {err}"]) from None
     except yaml.YAMLError as err:  # keeps PyYAML's "line N, column M" and the caret under the offending spot
-        text = str(err).replace('"<unicode string>"', path.name).replace("\n", "\n    ")
+        text = str(err).replace("\n", "\n    ")
         raise SettingsError([f"{path.name}: invalid YAML: {text}"]) from None
     config = document.get("config", {}) if isinstance(document, dict) else None
     if not isinstance(config, dict):
@@ -136,41 +138,12 @@ def _message(error: dict, model) -> str:
     """Pydantic's message without its 'Value error, ' prefix, with the offending scalar value; an unknown key
     with the closest known one."""
     if error["type"] == "extra_forbidden":
-        known = _known_keys(model, error["loc"][:-1])
-        return f"unknown key{did_you_mean(str(error['loc'][-1]), known)}" + \
-            (f"; this mapping takes: {', '.join(known)}" if known else "")
+        return f"unknown key{unknown_key(model, tuple(error['loc']))}"
     message = error["msg"].removeprefix("Value error, ")
     value = error.get("input")
     if isinstance(value, (str, int, float)) and error["type"] != "value_error":
         message += f" (got {value!r})"
     return message
-
-
-def _known_keys(model, loc: tuple) -> list[str]:
-    """The keys (camelCase aliases) the settings mapping at `loc` accepts; [] when it cannot be told."""
-    through_dict = False
-    for part in loc:
-        if isinstance(part, int) or through_dict:  # a list index or a dict's own key: the same model continues
-            through_dict = False
-            continue
-        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
-        model, through_dict = _inner_model(field.annotation) if field else (None, False)
-        if model is None:
-            return []
-    return sorted(f.alias or name for name, f in model.model_fields.items())
-
-
-def _inner_model(annotation) -> tuple[Any, bool]:
-    """(the pydantic model inside an annotation such as `X | None`, `list[X]`, `dict[str, X]`; whether via a dict)."""
-    from pydantic import BaseModel
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    for argument in get_args(annotation):
-        model, via_dict = _inner_model(argument)
-        if model is not None:
-            return model, via_dict or get_origin(annotation) is dict
-    return None, False
 
 
 def _dotted(loc: tuple) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from common import yamlio
 from fleet import onsite
 from fleet.flux import FLUX_OPERATOR_VERSION
 from lab.releases import upstream
@@ -62,7 +63,7 @@ def flux_operator_manifest() -> bytes:
     """A STAND-IN for the Flux Operator release's install.yaml (the real one is not in ../shared/upstream): the real
     v0.58.1 CRDs from there, the flux-system namespace and the operator's Deployment running its image by tag."""
     crds = [doc for path in sorted((upstream.root() / "flux-operator-0.58.1").glob("*.yaml"))
-            for doc in yaml.safe_load_all(path.read_text()) if doc]
+            for doc in yamlio.load_all(path.read_text(), str(path)) if doc]
     meta = {"name": "flux-operator", "namespace": "flux-system"}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {
         "selector": {"matchLabels": {"app": "flux-operator"}}, "template": {

@@ -39,7 +39,7 @@ def test_yaml_syntax_errors_keep_line_and_caret(tmp_path):
     lines, _ = plan_of(tmp_path, "config:\n  mlops-edge-kit:location: [westeurope\n  mlops-edge-kit:namePrefix: mlk\n")
     text = "\n".join(lines)
     assert "Pulumi.dev.yaml: invalid YAML: while parsing a flow sequence" in text
-    assert 'in Pulumi.dev.yaml, line 2, column 28' in text
+    assert 'in "Pulumi.dev.yaml", line 2, column 28' in text
     caret_line = next(i for i, line in enumerate(lines) if line.strip() == "^")
     assert lines[caret_line - 1].strip() == "mlops-edge-kit:location: [westeurope"
     assert lines[caret_line].index("^") == lines[caret_line - 1].index("[")

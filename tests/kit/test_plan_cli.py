@@ -141,3 +141,22 @@ def test_diff_lists_removed_resources(tmp_path):
     assert any(line.startswith("- azure-native:machinelearningservices:Compute ") for line in removed), removed
     header = " ".join(done.stdout.split())
     assert f", 0 added, {len(removed)} removed" in header
+
+
+def test_diff_against_another_stacks_plan_says_so_and_writes_nothing(first_plans, tmp_path):
+    qa_out, _, _ = first_plans("qa")
+    old = qa_out / "qa" / "plan.json"
+    done = kit("plan", "--env", "dev", "--out", str(tmp_path / "out"), "--diff", str(old))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert " ".join(done.stderr.split()) == (
+        f"plan: --diff {old}: a plan of stack 'qa', not of 'dev': their resources' URNs all differ, so every resource "
+        "would show as removed and added; give an earlier plan of dev (./kit plan --env dev writes "
+        "out/dev/plan.json)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_diff_tells_the_stack_of_a_plan_without_its_stack_field(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"resources": [{"urn": "urn:pulumi:prod::mlops-edge-kit::pulumi:pulumi:Stack::x"}]}))
+    done = kit("plan", "--env", "dev", "--out", str(tmp_path / "out"), "--diff", str(old))
+    assert done.returncode == 2 and "a plan of stack 'prod', not of 'dev'" in " ".join(done.stderr.split())
