@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("agents", "common", "edge_hosts", "fleet", "infra", "lab")
+PRODUCT = ("agents", "common", "devtools", "edge_hosts", "fleet", "infra", "lab")
 MAX_MODULES, MAX_LINES = 15, 400
 
 

@@ -1,0 +1,1 @@
+"""Tools for the kit's own developers (not the product): mutation testing."""
