@@ -11,6 +11,7 @@ from infra.components.ml_attachment import MlAttachment
 from infra.components.ml_workspace import MlWorkspace
 from infra.components.network import Network
 from infra.components.observability import Observability
+from infra.components.peering import VnetPeerings
 from infra.components.placement import Placement
 from infra.components.private_endpoint import PrivateNetwork
 from infra.components.registry import Registry
@@ -28,7 +29,7 @@ def stack_tags(stack: Stack) -> dict[str, str]:
 
 
 def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_id: pulumi.Input[str],
-                   deployer_object_id: pulumi.Input[str]) -> dict[str, pulumi.Input]:
+                   deployer_object_id: pulumi.Input[str], deployer_type: pulumi.Input[str]) -> dict[str, pulumi.Input]:
     """Declare the environment; returns the stack outputs other stacks, agents and pipelines need."""
     settings, names = stack.settings, stack.names
     protect = settings.lifecycle.protected
@@ -37,6 +38,10 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
                                     location=settings.location, tags=tags)
     placement = Placement(resource_group=group.name, location=settings.location, tags=tags)
     net = Network("network", placement=placement, vnet_name=names.vnet, settings=settings.network)
+    if settings.network.peerings:
+        VnetPeerings("peerings", resource_group=group.name, vnet=net.vnet, vnet_name=names.vnet,
+                     subscription_id=subscription_id, peers=settings.network.peerings,
+                     opts=pulumi.ResourceOptions(depends_on=[net]))
     private = (PrivateNetwork(subnet_id=net.subnet_ids["privateEndpoints"], vnet_id=net.vnet.id)
                if settings.network.private_networking else None)
     logs = Observability("observability", placement=placement, log_name=names.log_analytics,
@@ -61,7 +66,7 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
                          "blob": pulumi.Output.concat(ml.storage.id, "/blobServices/default")})
     admins = ClusterAdmins("cluster-admins", subscription_id=subscription_id, cluster_id=aks.id,
                            deployer_object_id=deployer_object_id,
-                           deployer_type=settings.cluster.deployer_principal_type,
+                           deployer_type=deployer_type,
                            admin_group_ids=[str(g) for g in settings.cluster.admin_group_object_ids],
                            kubeconfig=aks.kubeconfig)
     if settings.ml.attach_aks:

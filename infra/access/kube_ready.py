@@ -5,7 +5,9 @@ for changes to take effect": learn.microsoft.com/azure/role-based-access-control
 "Role assignment changes are not being detected"). Until then every Kubernetes call answers 403. This
 dynamic resource asks the API server itself, with a SelfSubjectAccessReview (authorization.k8s.io/v1, which
 every authenticated user may create), whether the caller may do everything, and polls until it may or the
-deadline passes (then `pulumi up` fails with what to check, not with a 403 half-way through).
+deadline passes (then `pulumi up` fails with what to check, not with a 403 half-way through). An API server
+that cannot be reached yet (its name not resolving, the connection refused or reset, a TLS handshake timing out:
+a new private cluster's endpoint and peering settle after ARM reports the cluster) is polled the same way.
 """
 import base64
 import json
@@ -22,6 +24,7 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider,
 
 DEADLINE_SECONDS = 15 * 60  # Azure documents up to 10 minutes; the rest covers token refresh and API latency
 POLL_SECONDS = 15
+UNREACHABLE = "unreachable"
 REVIEW = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
           "spec": {"resourceAttributes": {"verb": "*", "group": "*", "resource": "*"}}}
 
@@ -30,7 +33,7 @@ class AccessNotGranted(Exception):
     """The API server still refuses the caller at the deadline."""
 
 
-def wait_until(check: Callable[[], tuple[bool, str]], *, deadline_s: float = DEADLINE_SECONDS,
+def wait_until(check: Callable[[], tuple[bool, str]], *, endpoint: str, deadline_s: float = DEADLINE_SECONDS,
                poll_s: float = POLL_SECONDS, clock: Callable[[], float] = time.monotonic,
                sleep: Callable[[float], None] = time.sleep) -> int:
     """Call `check` until it answers (True, _); returns the number of attempts; raises at the deadline."""
@@ -41,10 +44,26 @@ def wait_until(check: Callable[[], tuple[bool, str]], *, deadline_s: float = DEA
         if allowed:
             return attempts
         if clock() + poll_s > end:
-            raise AccessNotGranted(
-                f"the Kubernetes API still denies the deploying principal after {deadline_s:.0f}s ({reason}); "
-                "check its 'Azure Kubernetes Service RBAC Cluster Admin' assignment on the cluster")
+            raise AccessNotGranted(timeout_message(endpoint, reason, deadline_s))
         sleep(poll_s)
+
+
+def timeout_message(endpoint: str, reason: str, deadline_s: float) -> str:
+    """What the last answer says to check: the network path to the endpoint, or the deployer's grant."""
+    if reason.startswith(UNREACHABLE):
+        return (f"the Kubernetes API at {endpoint} was still unreachable after {deadline_s:.0f}s ({reason}); check "
+                "that this machine resolves and reaches it (VNET peering, the API server's DNS name, its authorized "
+                "IP ranges)")
+    return (f"the Kubernetes API at {endpoint} still denies the deploying principal after {deadline_s:.0f}s "
+            f"({reason}); check its 'Azure Kubernetes Service RBAC Cluster Admin' assignment on the cluster")
+
+
+def unreachable(err: requests.RequestException) -> str:
+    """The reason for a connection that failed before HTTP: the exception's kind only (never its text)."""
+    kind = ("timed out" if isinstance(err, requests.Timeout) else
+            "TLS handshake failed" if isinstance(err, requests.exceptions.SSLError) else
+            "no connection (name not resolved, refused or reset)")
+    return f"{UNREACHABLE}: {kind}"
 
 
 def exec_token(user: dict[str, Any]) -> str:
@@ -58,20 +77,33 @@ def exec_token(user: dict[str, Any]) -> str:
     return json.loads(result.stdout)["status"]["token"]
 
 
-def access_check(kubeconfig: str) -> Callable[[], tuple[bool, str]]:
-    """A check that asks the kubeconfig's current cluster whether its user may do everything."""
+def current_cluster(kubeconfig: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The kubeconfig's current cluster and user entries."""
     document = yaml.safe_load(kubeconfig)
     context = next(c["context"] for c in document["contexts"] if c["name"] == document["current-context"])
     cluster = next(c["cluster"] for c in document["clusters"] if c["name"] == context["cluster"])
-    user = next(u["user"] for u in document["users"] if u["name"] == context["user"])
+    return cluster, next(u["user"] for u in document["users"] if u["name"] == context["user"])
+
+
+def wait_for_access(kubeconfig: str) -> int:
+    """Wait until the kubeconfig's current cluster lets its user do everything; returns the attempts."""
+    return wait_until(access_check(kubeconfig), endpoint=current_cluster(kubeconfig)[0]["server"])
+
+
+def access_check(kubeconfig: str) -> Callable[[], tuple[bool, str]]:
+    """A check that asks the kubeconfig's current cluster whether its user may do everything."""
+    cluster, user = current_cluster(kubeconfig)
 
     def check() -> tuple[bool, str]:
         with tempfile.NamedTemporaryFile("wb", suffix=".crt") as ca:
             ca.write(base64.b64decode(cluster["certificate-authority-data"]))
             ca.flush()
-            response = requests.post(
-                f"{cluster['server']}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=REVIEW,
-                headers={"Authorization": f"Bearer {exec_token(user)}"}, verify=ca.name, timeout=30)
+            try:
+                response = requests.post(
+                    f"{cluster['server']}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=REVIEW,
+                    headers={"Authorization": f"Bearer {exec_token(user)}"}, verify=ca.name, timeout=30)
+            except (requests.ConnectionError, requests.Timeout) as err:
+                return False, unreachable(err)
         if response.status_code in (401, 403):
             return False, f"HTTP {response.status_code}"
         response.raise_for_status()
@@ -85,11 +117,11 @@ class AccessReadyProvider(ResourceProvider):
     """Runs the wait on create, and again whenever the grant it waits for changes."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        attempts = wait_until(access_check(props["kubeconfig"]))
+        attempts = wait_for_access(props["kubeconfig"])
         return CreateResult(id_=props["cluster_id"], outs={**props, "attempts": attempts})
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs={**news, "attempts": wait_until(access_check(news["kubeconfig"]))})
+        return UpdateResult(outs={**news, "attempts": wait_for_access(news["kubeconfig"])})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("cluster_id", "grants") if olds.get(k) != news.get(k)]

@@ -15,7 +15,7 @@ AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"  # "Lets you man
 
 def role_assignment(name: str, *, subscription_id: pulumi.Input[str], role: str, scope: pulumi.Input[str],
                     principal_id: pulumi.Input[str], parent: pulumi.Resource,
-                    principal_type: str = "ServicePrincipal") -> authorization.RoleAssignment:
+                    principal_type: pulumi.Input[str] = "ServicePrincipal") -> authorization.RoleAssignment:
     """Grant `role` on `scope` to a principal of `principal_type` (a managed identity by default); the
     assignment id is derived, so re-runs change nothing."""
     assignment_id = pulumi.Output.all(scope, principal_id).apply(
@@ -51,16 +51,17 @@ class PlatformAccess(pulumi.ComponentResource):
 class ClusterAdmins(pulumi.ComponentResource):
     """Kubernetes access on an Entra ID + Azure RBAC cluster without local accounts: "Azure Kubernetes Service
     RBAC Cluster Admin" on the cluster for the principal running `pulumi up` and for the configured admin groups
-    (Owner and Contributor carry no Kubernetes data actions). pulumi-azure-native sends principalType "User"
-    when it is left unset (authorization/role_assignment.py), so the deployer's type comes from settings. `kubeconfig` resolves only once the API server
-    lets the deployer in, so every Kubernetes provider made from it waits for the grant and its propagation."""
+    (Owner and Contributor carry no Kubernetes data actions); the deployer's principalType is derived from its login
+    (infra.access.principal). `kubeconfig` resolves only once the API server lets the deployer in, so every
+    Kubernetes provider made from it waits for the grant and its propagation."""
 
     def __init__(self, name: str, *, subscription_id: pulumi.Input[str], cluster_id: pulumi.Input[str],
-                 deployer_object_id: pulumi.Input[str], deployer_type: str, admin_group_ids: list[str],
+                 deployer_object_id: pulumi.Input[str], deployer_type: pulumi.Input[str], admin_group_ids: list[str],
                  kubeconfig: pulumi.Output[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:infra:ClusterAdmins", name, None, opts)
         grants = [role_assignment(f"{name}-deployer", subscription_id=subscription_id, role=AKS_RBAC_CLUSTER_ADMIN,
-                                  scope=cluster_id, principal_id=deployer_object_id, parent=self, principal_type=deployer_type)]
+                                  scope=cluster_id, principal_id=deployer_object_id, parent=self,
+                                  principal_type=deployer_type)]
         grants += [role_assignment(f"{name}-group-{group}", subscription_id=subscription_id,
                                    role=AKS_RBAC_CLUSTER_ADMIN, scope=cluster_id, principal_id=group, parent=self,
                                    principal_type="Group") for group in admin_group_ids]

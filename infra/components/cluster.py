@@ -35,7 +35,7 @@ class AksCluster(pulumi.ComponentResource):
                              "network_dataplane": "cilium", "network_policy": "cilium",
                              "pod_cidr": str(network.pod_cidr), "service_cidr": str(network.service_cidr),
                              "dns_service_ip": str(network.dns_service_ip), "load_balancer_sku": "standard"},
-            api_server_access_profile=_api_server_access(settings, network.private_networking),
+            api_server_access_profile=_api_server_access(settings, network),
             addon_profiles={"omsagent": {"enabled": True, "config": {
                 "logAnalyticsWorkspaceResourceID": log_analytics_id, "useAADAuth": "true"}}},
             agent_pool_profiles=[{
@@ -57,7 +57,9 @@ class AksCluster(pulumi.ComponentResource):
         self.id = self.cluster.id
         self.principal_id = self.cluster.identity.apply(lambda i: i.principal_id)
         self.kubelet_object_id = self.cluster.identity_profile.apply(lambda p: p["kubeletidentity"].object_id)
-        self.kubeconfig = pulumi.Output.secret(_user_kubeconfig(placement.resource_group, self.cluster.name).apply(
+        server = "public" if network.private_networking and network.peerings else None
+        kubeconfig = _user_kubeconfig(placement.resource_group, self.cluster.name, server)
+        self.kubeconfig = pulumi.Output.secret(kubeconfig.apply(
             lambda config: convert_kubeconfig(config, settings.kubelogin.method, settings.kubelogin.client_id_text)))
         self.register_outputs({"clusterName": self.name, "kubeconfig": self.kubeconfig})
 
@@ -81,14 +83,21 @@ def upgrade_settings(job_timeout_minutes: int | None) -> dict:
     return {"max_surge": MAX_SURGE, **({"drain_timeout_in_minutes": drain} if drain else {})}
 
 
-def _api_server_access(settings: ClusterSettings, private: bool) -> dict:
-    if private:
-        return {"enable_private_cluster": True, "enable_private_cluster_public_fqdn": False}
+def _api_server_access(settings: ClusterSettings, network: NetworkSettings) -> dict:
+    """Private: reached from the VNET, and from peered VNETs through the public FQDN, an A record in Azure public DNS
+    that resolves to the API server's private endpoint (learn.microsoft.com/azure/aks/private-clusters: "AKS by
+    default creates a private FQDN with a private DNS zone and an additional public FQDN with a corresponding A
+    record in Azure public DNS"), so a peered VNET needs no link to the cluster's private DNS zone."""
+    if network.private_networking:
+        return {"enable_private_cluster": True, "enable_private_cluster_public_fqdn": bool(network.peerings)}
     return {"enable_private_cluster": False, "authorized_ip_ranges": [str(r) for r in settings.authorized_ip_ranges]}
 
 
-def _user_kubeconfig(resource_group: pulumi.Input[str], cluster_name: pulumi.Output[str]) -> pulumi.Output[str]:
-    """The Entra ID (kubelogin) kubeconfig; ARM never returns it on the cluster resource itself."""
+def _user_kubeconfig(resource_group: pulumi.Input[str], cluster_name: pulumi.Output[str],
+                     server_fqdn: str | None) -> pulumi.Output[str]:
+    """The Entra ID (kubelogin) kubeconfig; ARM never returns it on the cluster resource itself. `server_fqdn`
+    "public" asks for the public FQDN as the server, as `az aks get-credentials --public-fqdn` does
+    (azure-cli acs/custom.py aks_get_credentials: serverType 'public')."""
     credentials = containerservice.list_managed_cluster_user_credentials_output(
-        resource_group_name=resource_group, resource_name=cluster_name, format="exec")
+        resource_group_name=resource_group, resource_name=cluster_name, format="exec", server_fqdn=server_fqdn)
     return credentials.kubeconfigs.apply(lambda configs: base64.b64decode(configs[0].value).decode())

@@ -9,6 +9,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
+from infra.lifecycle.ephemeral_network import ephemeral_network
 from infra.lifecycle.operations import PrintLine, run_operation
 from infra.lifecycle.stack_files import LIFECYCLE_KEY, write_atomically
 from infra.stack.stack_config import (ORGANIZATION, PROJECT, SettingsError, load_stack, project_values, read_stack_file,
@@ -65,6 +66,8 @@ def plan_ephemeral(name: str, ttl: str, base: str, root: Path, now: datetime) ->
         problems.append(f"--ttl: {err}")
     try:
         base_config = read_stack_file(stack_file(base, root))
+        base_stack = load_stack(project_values(base_config), source=f"Pulumi.{base}.yaml", env=base,
+                                organization=ORGANIZATION)
     except SettingsError as err:
         problems += [f"--from: {p}" for p in err.problems]
     if problems:
@@ -72,6 +75,7 @@ def plan_ephemeral(name: str, ttl: str, base: str, root: Path, now: datetime) ->
     stack = _unique_name(name, root)
     expires_at = now + duration
     config = derive_config(base_config, expires_at)
+    config[f"{PROJECT}:network"] = ephemeral_network(base_stack, base_config[f"{PROJECT}:network"], stack)
     load_stack(project_values(config), source=f"Pulumi.{stack}.yaml (from Pulumi.{base}.yaml)", env=stack,
                organization=ORGANIZATION)
     return EphemeralStack(name=stack, base=base, expires_at=expires_at, config=config)

@@ -1,5 +1,6 @@
-"""Pulumi mocks that answer like Azure: realistic ids, names, login servers and a kubeconfig."""
+"""Pulumi mocks that answer like Azure: realistic ids, names, login servers, a kubeconfig and an access token."""
 import base64
+import json
 
 import pulumi
 
@@ -12,6 +13,7 @@ ARM_TYPES = {
     "azure-native:network:VirtualNetwork": ("Microsoft.Network/virtualNetworks", "virtualNetworkName"),
     "azure-native:network:Subnet": ("Microsoft.Network/virtualNetworks/subnets", "subnetName"),
     "azure-native:network:NetworkSecurityGroup": ("Microsoft.Network/networkSecurityGroups", "networkSecurityGroupName"),
+    "azure-native:network:VirtualNetworkPeering": ("Microsoft.Network/virtualNetworks/virtualNetworkPeerings", "virtualNetworkPeeringName"),
     "azure-native:network:PrivateEndpoint": ("Microsoft.Network/privateEndpoints", "privateEndpointName"),
     "azure-native:network:PrivateDnsZoneGroup": ("Microsoft.Network/privateEndpoints/privateDnsZoneGroups", "privateDnsZoneGroupName"),
     "azure-native:privatedns:PrivateZone": ("Microsoft.Network/privateDnsZones", "privateZoneName"),
@@ -44,6 +46,8 @@ def arm_id(typ: str, name: str, inputs: dict) -> str:
         return f"{base}/providers/Microsoft.MachineLearningServices/workspaces/{inputs.get('workspaceName')}/computes/{name}"
     if typ.endswith(":Subnet"):
         return f"{base}/providers/Microsoft.Network/virtualNetworks/{inputs.get('virtualNetworkName')}/subnets/{name}"
+    if typ.endswith(":VirtualNetworkPeering"):
+        return f"{base}/providers/Microsoft.Network/virtualNetworks/{inputs.get('virtualNetworkName')}/virtualNetworkPeerings/{name}"
     if typ.endswith(":AgentPool"):
         return f"{base}/providers/Microsoft.ContainerService/managedClusters/{inputs.get('resourceName')}/agentPools/{name}"
     if typ.endswith((":ScopeMap", ":Token")):
@@ -77,8 +81,18 @@ users:
 """
 
 
+def access_token(claims: dict) -> str:
+    """An unsigned JWT carrying `claims`, shaped like an Entra ID access token."""
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    return f"{part({'typ': 'JWT', 'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
 class AzureMocks(pulumi.runtime.Mocks):
-    """Answers resource registrations and invokes the way Azure would."""
+    """Answers resource registrations and invokes the way Azure would; the provider's login is a person's
+    (`token_claims`, as an az login's ARM token carries them)."""
+
+    token_claims = {"oid": stable_uuid("object"), "tid": TENANT_ID, "idtyp": "user", "scp": "user_impersonation"}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
@@ -97,6 +111,8 @@ class AzureMocks(pulumi.runtime.Mocks):
         if args.token == "azure-native:authorization:getClientConfig":
             return {"clientId": stable_uuid("client"), "objectId": stable_uuid("object"),
                     "subscriptionId": SUBSCRIPTION_ID, "tenantId": TENANT_ID}
+        if args.token == "azure-native:authorization:getClientToken":
+            return {"token": access_token(self.token_claims)}
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             cluster = args.args["resourceName"]
             config = kubeconfig(cluster, f"{cluster}-dns.hcp.westeurope.azmk8s.io")

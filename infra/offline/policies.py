@@ -48,7 +48,7 @@ SECURE_DEFAULTS: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
 def violations(recording: Recording, *, protected: bool) -> list[str]:
     """Every policy the plan breaks, as 'resource: problem'."""
     problems: list[str] = [*_local_accounts(recording), *_kubernetes_access(recording), *_inference_tls(recording),
-                           *_registry_consumers(recording)]
+                           *_registry_consumers(recording), *_api_server_path(recording)]
     for resource in recording.resources:
         problems += [f"{resource.type} {resource.name}: {p}" for p in _resource_problems(resource, protected)]
     return problems
@@ -178,6 +178,29 @@ def _kubernetes_access(recording: Recording) -> list[str]:
             if cluster.urn in deps[provider.urn] and not deps[provider.urn] & ready:
                 problems.append(f"{provider.type} {provider.name}: does not wait until the Kubernetes API allows the "
                                 f"deploying principal on {cluster.name} (its first call would get 403)")
+    return problems
+
+
+def _api_server_path(recording: Recording) -> list[str]:
+    """An ephemeral stack's private API server is reached from its base env's VNET, where the agent running `up`
+    is: a peering each way between the two VNETs, and the public FQDN (resolving to the private endpoint)."""
+    vnets = {v.inputs.get("virtualNetworkName") for v in recording.of_type("azure-native:network:VirtualNetwork")}
+    links = {(p.inputs.get("virtualNetworkName"), (dig(p.inputs, "remoteVirtualNetwork.id") or "").rsplit("/", 1)[-1])
+             for p in recording.of_type("azure-native:network:VirtualNetworkPeering")
+             if p.inputs.get("allowVirtualNetworkAccess") is True}
+    peered = {remote for local, remote in links if local in vnets and (remote, local) in links}
+    problems = []
+    for cluster in recording.of_type("azure-native:containerservice:ManagedCluster"):
+        access = cluster.inputs.get("apiServerAccessProfile") or {}
+        if (cluster.inputs.get("tags") or {}).get("ephemeral") != "true" or not access.get("enablePrivateCluster"):
+            continue
+        if not peered:
+            problems.append(f"{cluster.type} {cluster.name}: the private API server of an ephemeral stack is out of "
+                            "reach of the agent running `up`: peer the VNET with its base env's both ways "
+                            "(network.peerings)")
+        if access.get("enablePrivateClusterPublicFQDN") is not True:
+            problems.append(f"{cluster.type} {cluster.name}: a peered VNET resolves a private API server only through "
+                            "its public FQDN: enablePrivateClusterPublicFQDN must be true")
     return problems
 
 

@@ -32,6 +32,15 @@ class Subnets(Model):
     private_endpoints: IPv4Network
 
 
+class PeeredNetwork(Model):
+    """A VNET in the stack's subscription peered with this one both ways: an ephemeral stack's base env, where the
+    agent running `up` is (it reaches the private API server through the peering)."""
+
+    resource_group: str = Field(pattern=r"^[-\w._()]{1,90}$")
+    vnet: str = Field(pattern=r"^[A-Za-z0-9][-\w.]{0,62}[\w]$")
+    address_space: IPv4Network
+
+
 class NetworkSettings(Model):
     address_space: IPv4Network
     subnets: Subnets
@@ -39,6 +48,15 @@ class NetworkSettings(Model):
     dns_service_ip: IPv4Address
     pod_cidr: IPv4Network
     private_networking: bool = True
+    peerings: list[PeeredNetwork] = []
+
+    @model_validator(mode="after")
+    def _peers_do_not_overlap(self):
+        for peer in self.peerings:
+            if peer.address_space.overlaps(self.address_space):
+                raise ValueError(f"peering {peer.vnet}: its address space {peer.address_space} overlaps addressSpace "
+                                 f"{self.address_space} (Azure peers only VNETs whose spaces do not overlap)")
+        return self
 
 
 class NodePool(Model):
@@ -108,9 +126,6 @@ class ClusterSettings(Model):
     tier: Literal["Free", "Standard", "Premium"] = "Standard"
     authorized_ip_ranges: list[IPv4Network] = []
     admin_group_object_ids: list[UUID] = []
-    # who runs `pulumi up`: a person (az login) or a service principal/managed identity (pipelines); Azure refuses
-    # a role assignment whose principalType does not match the principal, and the SDK cannot leave it unset
-    deployer_principal_type: Literal["User", "ServicePrincipal"] = "User"
     kubelogin: Kubelogin = Kubelogin()
     # unset: off, unless AzureML attaches the cluster (Microsoft documents that the extension needs them on)
     disable_local_accounts: bool | None = None

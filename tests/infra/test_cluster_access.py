@@ -2,14 +2,17 @@
 import base64
 import copy
 import json
+import socket
 
 import pytest
+import requests
 
 from infra.access import kube_ready
 from infra.access.roles import AKS_RBAC_CLUSTER_ADMIN
 from infra.offline import policies
-from infra.offline.mocks import kubeconfig
-from infra.offline.plan import record_env
+from infra.access.principal import principal_type
+from infra.offline.mocks import AzureMocks, access_token, kubeconfig
+from infra.offline.plan import PlanError, record_env
 from infra.offline.runtime import Recording
 from infra.offline.ids import stable_uuid
 from tests.infra.conftest import ENVS
@@ -45,9 +48,12 @@ def test_every_kubernetes_provider_for_aks_waits_for_the_grant(recordings, env):
     assert rec.outputs["kubeconfig"] == "[secret]"
 
 
-def test_admin_groups_and_a_service_principal_deployer(stack_root, tmp_path):
+def test_admin_groups_and_a_service_principal_deployer(stack_root, tmp_path, monkeypatch):
+    """Issue 20.1: a pipeline's service principal runs `up` (its token says idtyp app): no setting names it."""
+    monkeypatch.setattr(AzureMocks, "token_claims", {"oid": stable_uuid("object"), "idtyp": "app", "roles": []})
+
     def edit(config):
-        config["mlops-edge-kit:cluster"] |= {"adminGroupObjectIds": [GROUP], "deployerPrincipalType": "ServicePrincipal"}
+        config["mlops-edge-kit:cluster"] |= {"adminGroupObjectIds": [GROUP]}
     rec = record_env(stack_root(edit), root=tmp_path)
     found = grants(rec)
     assert found[f"cluster-admins-group-{GROUP}"]["principalType"] == "Group"
@@ -86,16 +92,19 @@ class FakeClock:
 def test_the_wait_polls_until_allowed():
     answers = iter([(False, "HTTP 403"), (False, "no RBAC policy matched"), (True, "")])
     clock = FakeClock()
-    assert kube_ready.wait_until(lambda: next(answers), deadline_s=60, poll_s=10, clock=clock, sleep=clock.sleep) == 3
+    assert kube_ready.wait_until(lambda: next(answers), endpoint="https://aks.example:443", deadline_s=60, poll_s=10,
+                                 clock=clock, sleep=clock.sleep) == 3
     assert clock.now == 20
 
 
 def test_the_wait_is_bounded_and_says_what_to_check():
     clock = FakeClock()
     with pytest.raises(kube_ready.AccessNotGranted) as err:
-        kube_ready.wait_until(lambda: (False, "HTTP 403"), deadline_s=60, poll_s=10, clock=clock, sleep=clock.sleep)
+        kube_ready.wait_until(lambda: (False, "HTTP 403"), endpoint="https://aks.example:443", deadline_s=60,
+                              poll_s=10, clock=clock, sleep=clock.sleep)
     assert clock.now <= 60
     assert "HTTP 403" in str(err.value) and "Azure Kubernetes Service RBAC Cluster Admin" in str(err.value)
+    assert "https://aks.example:443" in str(err.value)
 
 
 def test_the_check_asks_the_api_server_with_the_exec_plugin_token(monkeypatch):
@@ -141,7 +150,7 @@ def test_a_failing_exec_plugin_is_reported_without_its_output(monkeypatch):
 
 
 def test_the_wait_runs_again_when_the_kubeconfig_changes(monkeypatch):
-    monkeypatch.setattr(kube_ready, "access_check", lambda kubeconfig: lambda: (True, "allowed"))
+    monkeypatch.setattr(kube_ready, "wait_for_access", lambda kubeconfig: 1)
     provider = kube_ready.AccessReadyProvider()
     olds = {"cluster_id": "/c", "grants": ["/g"], "kubeconfig": "a"}
     news = {**olds, "kubeconfig": "b"}
@@ -149,3 +158,87 @@ def test_the_wait_runs_again_when_the_kubeconfig_changes(monkeypatch):
     assert diff.changes and not diff.replaces
     assert provider.update("/c", olds, news).outs == {**news, "attempts": 1}
     assert provider.diff("/c", olds, {**olds, "grants": ["/g", "/h"]}).replaces == ["grants"]
+
+
+class Token:
+    returncode, stdout = 0, json.dumps({"kind": "ExecCredential", "status": {"token": "t0ken"}})
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("server", ["https://127.0.0.1:{port}", "https://aks-mlk-eph.invalid:443"])
+def test_a_refused_or_unresolvable_api_server_is_retried_not_raised(monkeypatch, server):
+    """Issue 20.1: connection errors (refused, name not resolved) are a 'not yet', polled like a 403."""
+    monkeypatch.setattr(kube_ready.subprocess, "run", lambda argv, **kw: Token())
+    server = server.format(port=_free_port())
+    config = kubeconfig("aks-mlk-eph", "x").replace("https://x:443", server)
+    allowed, reason = kube_ready.access_check(config)()
+    assert not allowed and reason.startswith(kube_ready.UNREACHABLE), reason
+    assert "t0ken" not in reason
+
+
+def test_tls_handshake_timeouts_are_retried_until_the_api_server_answers(monkeypatch):
+    answers = iter([requests.exceptions.SSLError("handshake"), requests.exceptions.ConnectTimeout("slow"),
+                    requests.exceptions.ConnectionError("reset")])
+
+    class Allowed:
+        status_code = 201
+
+        def raise_for_status(self):
+            pass
+
+        def json(self):
+            return {"status": {"allowed": True}}
+
+    def post(url, **kwargs):
+        answer = next(answers, None)
+        if answer is None:
+            return Allowed()
+        raise answer
+    monkeypatch.setattr(kube_ready.subprocess, "run", lambda argv, **kw: Token())
+    monkeypatch.setattr(kube_ready.requests, "post", post)
+    check = kube_ready.access_check(kubeconfig("aks-mlk-eph", "aks.example"))
+    reasons = [check()[1] for _ in range(3)]
+    assert reasons == ["unreachable: TLS handshake failed", "unreachable: timed out",
+                       "unreachable: no connection (name not resolved, refused or reset)"]
+    clock = FakeClock()
+    assert kube_ready.wait_until(check, endpoint="https://aks.example:443", deadline_s=60, poll_s=10, clock=clock,
+                                 sleep=clock.sleep) == 1
+
+
+def test_an_api_server_unreachable_to_the_deadline_names_the_endpoint_and_the_network_path():
+    clock = FakeClock()
+    with pytest.raises(kube_ready.AccessNotGranted) as err:
+        kube_ready.wait_until(lambda: (False, kube_ready.unreachable(requests.exceptions.ConnectTimeout())),
+                              endpoint="https://aks-mlk-eph.hcp.westeurope.azmk8s.io:443", deadline_s=60, poll_s=10,
+                              clock=clock, sleep=clock.sleep)
+    message = str(err.value)
+    assert "https://aks-mlk-eph.hcp.westeurope.azmk8s.io:443 was still unreachable after 60s" in message
+    assert "VNET peering" in message and "RBAC Cluster Admin" not in message
+
+
+SP_OIDC = {"ARM_CLIENT_ID": "c", "ARM_TENANT_ID": "t", "ARM_SUBSCRIPTION_ID": "s", "ARM_USE_OIDC": "true"}
+
+
+@pytest.mark.parametrize("claims, environ, expected", [
+    ({"idtyp": "app"}, {}, "ServicePrincipal"),             # a service principal or managed identity's token
+    ({"idtyp": "user", "scp": "user_impersonation"}, SP_OIDC, "User"),  # the token wins over the environment
+    ({"scp": "user_impersonation"}, {}, "User"),            # no idtyp: a delegated token is a person's
+    ({"roles": []}, {}, "ServicePrincipal"),                # no idtyp, no scp: an application's
+    ({"scp": "x"}, SP_OIDC, "ServicePrincipal"),            # no idtyp: the provider's OIDC login is an app's
+    ({"scp": "x"}, {**SP_OIDC, "ARM_USE_OIDC": "false", "ARM_CLIENT_SECRET": "s3cret"}, "ServicePrincipal"),
+])
+def test_the_deployer_principal_type_comes_from_its_login(claims, environ, expected):
+    assert principal_type(access_token(claims), environ) == expected
+
+
+def test_a_stack_file_can_no_longer_set_the_deployer_type(stack_root, tmp_path):
+    def edit(config):
+        config["mlops-edge-kit:cluster"]["deployerPrincipalType"] = "User"
+    with pytest.raises(PlanError) as err:
+        record_env(stack_root(edit), root=tmp_path)
+    assert any("deployerPrincipalType" in p and "unknown key" in p for p in err.value.problems)

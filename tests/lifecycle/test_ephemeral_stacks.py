@@ -38,7 +38,9 @@ def test_the_copy_keeps_the_base_settings_but_not_its_agents(project, capsys):
     name = _created(capsys)["stack"]
     copied = read_stack_file(project.root / f"Pulumi.{name}.yaml")
     base = read_stack_file(project.root / "Pulumi.qa.yaml")
-    assert copied["mlops-edge-kit:network"] == base["mlops-edge-kit:network"]
+    same = ("serviceCidr", "dnsServiceIp", "podCidr", "privateNetworking")
+    assert {k: copied["mlops-edge-kit:network"][k] for k in same} == {k: base["mlops-edge-kit:network"][k] for k in same}
+    assert copied["mlops-edge-kit:network"]["peerings"][0]["vnet"] == "vnet-mlk-qa"  # its own block, peered with qa
     assert copied["mlops-edge-kit:cluster"] == base["mlops-edge-kit:cluster"]
     assert base["mlops-edge-kit:agents"].get("enabled", True) is True
     assert copied["mlops-edge-kit:agents"] == {"enabled": False}
@@ -85,7 +87,7 @@ def test_a_base_env_with_invalid_settings_is_refused(project):
     document["config"]["mlops-edge-kit:cluster"]["x86Pool"]["vmSize"] = "Standard_D8pds_v5"
     path.write_text(yaml.safe_dump(document))
     error = project.exit_of(tasks.ephemeral, name="pr-7", ttl="1h")
-    assert error.code == 2 and "(from Pulumi.qa.yaml): config.mlops-edge-kit:cluster.x86Pool.vmSize" in error.message
+    assert error.code == 2 and "--from: Pulumi.qa.yaml: config.mlops-edge-kit:cluster.x86Pool.vmSize" in error.message
     assert project.calls() == [] and not list(project.root.glob("Pulumi.pr-7-*.yaml"))
 
 
