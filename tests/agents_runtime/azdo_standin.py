@@ -55,6 +55,14 @@ class StandinState:
             self.agents.setdefault(pool_id, {})[agent["id"]] = agent
             return agent
 
+    def describe(self) -> str:
+        """A one-screen summary for a test that timed out: agents, queued jobs, the last requests."""
+        with self.lock:
+            agents = [{k: a.get(k) for k in ("id", "name", "status", "enabled")}
+                      for pool in self.agents.values() for a in pool.values()]
+            last = [f"{method} {path}" for _, method, path in self.timeline[-8:]]
+            return f"agents={agents} queued_jobs={len(self.jobs)} unavailable={self.unavailable} last_requests={last}"
+
     def agent_named(self, name: str) -> dict | None:
         with self.lock:
             for pool in self.agents.values():

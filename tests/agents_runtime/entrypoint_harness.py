@@ -31,7 +31,9 @@ class AgentContainer:
     """One simulated agent container; `start()` runs the entrypoint, `stop()` cleans up."""
 
     def __init__(self, org_url: str, token: str, name: str = "agent-pod-1",
-                 with_package: bool = True, machine: str | None = None, secret_mount: bool = False, **env: str):
+                 with_package: bool = True, machine: str | None = None, secret_mount: bool = False,
+                 shims: dict[str, str] | None = None, ignored_signals: tuple[int, ...] = (),
+                 describe=None, **env: str):
         self.root = Path(tempfile.mkdtemp(prefix="azp-container-"))
         self.root.chmod(0o755)
         self.agent_dir, self.work, self.state = (self.root / d for d in ("agent", "work", "state"))
@@ -52,9 +54,11 @@ class AgentContainer:
         else:
             _own(secrets, 0o700)
             _own(self.token_file, 0o400)
-        path = SYSTEM_PATH
+        shims = dict(shims or {})
         if machine:
-            path = f"{self._fake_uname(machine)}:{path}"
+            shims["uname"] = f'[ "$1" = "-m" ] && echo {machine} && exit 0\nexec /bin/uname "$@"'
+        path = f"{self._shims(shims)}:{SYSTEM_PATH}" if shims else SYSTEM_PATH
+        self.ignored_signals, self.describe = ignored_signals, describe
         self.env = {"PATH": path, "HOME": str(self.work), "LANG": "C.UTF-8",
                     "AZP_URL": org_url, "AZP_POOL": "edge-arm64", "AZP_AGENT_NAME": name,
                     "AZP_TOKEN_FILE": str(self.token_file), "AZP_WORK": str(self.work),
@@ -63,12 +67,13 @@ class AgentContainer:
         self.output: list[str] = []
         self.started_at = 0.0
 
-    def _fake_uname(self, machine: str) -> Path:
+    def _shims(self, shims: dict[str, str]) -> Path:
+        """Commands put first on the entrypoint's PATH: name -> sh script body."""
         bindir = self.root / "fakebin"
         bindir.mkdir()
-        fake = bindir / "uname"
-        fake.write_text(f'#!/bin/sh\n[ "$1" = "-m" ] && echo {machine} && exit 0\nexec /bin/uname "$@"\n')
-        fake.chmod(0o755)
+        for name, body in shims.items():
+            (bindir / name).write_text(f"#!/bin/sh\n{body}\n")
+            (bindir / name).chmod(0o755)
         return bindir
 
     @property
@@ -81,10 +86,15 @@ class AgentContainer:
     def start(self) -> "AgentContainer":
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self._as_agent(str(IMAGE_DIR / "azp-entrypoint")), env=self.env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=self._ignore_signals if self.ignored_signals else None)
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()
         return self
+
+    def _ignore_signals(self) -> None:  # in the child: as a parent that ignores them would hand them down
+        for signum in self.ignored_signals:
+            signal.signal(signum, signal.SIG_IGN)
 
     def _collect(self) -> None:
         for line in self.proc.stdout:
@@ -101,7 +111,7 @@ class AgentContainer:
             if predicate():
                 return time.monotonic() - self.started_at
             time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}; entrypoint output:\n{self.log}")
+        raise AssertionError(f"timed out waiting for {what}; entrypoint output:\n{self.log}{self.diagnostics()}")
 
     def wait_for_log(self, text: str, timeout: float = 15.0) -> float:
         return self.wait_for(lambda: text in self.log, timeout, repr(text))
@@ -118,9 +128,17 @@ class AgentContainer:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"entrypoint did not exit; output:\n{self.log}") from None
+            raise AssertionError(f"entrypoint did not exit; output:\n{self.log}{self.diagnostics()}") from None
         self._collector.join(5)  # the whole output, up to the exit
         return code
+
+    def diagnostics(self) -> str:
+        """What a timeout shows: the agent user's process tree (with each process's ignored-signal mask),
+        the entrypoint's phase and the stand-in's state."""
+        tree = subprocess.run(["ps", "-ww", "-u", str(AGENT_UID), "--forest", "-o", "pid,ppid,pgid,stat,ignored,cmd"],
+                              capture_output=True, text=True).stdout
+        standin = self.describe() if self.describe else "(not given)"
+        return f"\nprocess tree (ps -o pid,ppid,pgid,stat,ignored,cmd):\n{tree}phase: {self.phase()}\nstand-in: {standin}"
 
     def phase(self) -> str:
         try:

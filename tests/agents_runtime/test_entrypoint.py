@@ -19,7 +19,7 @@ def container(standin):
 
     def make(**kwargs) -> AgentContainer:
         kwargs.setdefault("token", GOOD_TOKEN)
-        made.append(AgentContainer(standin.org_url, **kwargs))
+        made.append(AgentContainer(standin.org_url, describe=standin.state.describe, **kwargs))
         return made[-1]
 
     yield make
@@ -93,6 +93,39 @@ def test_sigterm_when_idle_stops_the_listener_and_deregisters(container, standin
     assert standin.state.agent_named("agent-pod-1") is None
     leftovers = [read_proc(pid, "cmdline") for pid in box.agent_processes()]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_an_idle_stop_works_when_the_parent_ignores_sigint_and_sigterm(container, standin, stop):
+    """A background job of a non-interactive shell (as CI ran the suite) starts with SIGINT ignored, and bash
+    can neither trap nor reset it: the listener ignored the idle stop's SIGINT until the 30 s SIGKILL."""
+    box = container(ignored_signals=(signal.SIGINT, signal.SIGTERM))
+    _listening(box, standin)
+    box.signal(stop)
+    assert box.wait_exit() == 0
+    assert "stopping the idle listener" in box.log and "deregistered" in box.log
+    assert standin.state.agent_named("agent-pod-1") is None and box.agent_processes() == []
+
+
+def test_a_stop_sent_as_the_listener_starts_still_reaches_it(container, standin):
+    """A stop before setsid has run: the listener's group does not exist yet; the stop must still reach it."""
+    box = container(shims={"setsid": "sleep 1\nexec /usr/bin/setsid \"$@\""})
+    box.start()
+    box.wait_for(lambda: box.phase() == "starting", what="the listener starting")
+    box.signal(signal.SIGTERM)
+    assert box.wait_exit() == 0
+    assert standin.state.agent_named("agent-pod-1") is None and box.agent_processes() == []
+
+
+def test_a_timeout_shows_the_process_tree_and_the_standins_state(container, standin):
+    box = container()
+    _listening(box, standin)
+    with pytest.raises(AssertionError) as timeout:
+        box.wait_exit(timeout=0.5)
+    report = str(timeout.value)
+    for shown in ("PID  PPID  PGID STAT", "IGNORED", "Agent.Listener run --once", "phase: listening",
+                  "'name': 'agent-pod-1', 'status': 'online'"):
+        assert shown in report, report
 
 
 def test_a_refused_removal_is_retried(container, standin):
