@@ -11,6 +11,13 @@ ResourceSetInputProvider (type OCIArtifactTag) resolves that tag's digest on its
 (docs/api/v1/resourcesetinputprovider.md, "Schedule"), and a ResourceSet renders the OCIRepository pinned to
 that digest. The Kustomization keeps applying the pinned artifact at its own interval, so drift is corrected
 outside the windows too.
+
+A scheduled provider created outside its window exports nothing until the window opens (v0.58.1
+internal/controller/resourcesetinputprovider_controller.go: "Reconciliation skipped, next scheduled at", Ready
+with no inputs), and a ResourceSet whose providers export nothing applies nothing. So a second provider,
+NOW_PROVIDER, resolves the same tag at any time, and the ResourceSet combines both with the Permute strategy
+(each provider's input under its normalized name, a provider with no inputs skipped: docs/api/v1/resourceset.md
+"Input strategy"): the digest is the scheduled one once the site had a window, the current one before.
 """
 from __future__ import annotations
 
@@ -35,7 +42,8 @@ NAMESPACE = "flux-system"
 LIVE_TAG = "live"
 PULL_SECRET = "fleet-registry"      # kubernetes.io/dockerconfigjson, the site's own token (made at bootstrap)
 NOTIFY_SECRET = "fleet-notify"      # `token` (azuredevops) or `address` (generic) key
-SITE_OBJECT = "site"                # name of the OCIRepository, Kustomization, input provider and ResourceSet
+SITE_OBJECT = "site"                # name of the OCIRepository, Kustomization, ResourceSet, scheduled provider
+NOW_PROVIDER = "site-now"           # the unscheduled provider of LIVE_TAG (template key site_now)
 HEALTH_TIMEOUT_S = 300              # the Kustomization's timeout without a model pull to wait for
 OPERATOR_TIMEOUT = "2m"             # fluxcd.controlplane.io/reconcileTimeout; a window must be >= twice it
 WINDOW_POLL = "5m"                  # fluxcd.controlplane.io/reconcileEvery inside a window
@@ -57,18 +65,31 @@ def _meta(name: str, labels: dict[str, str], annotations: dict[str, str] | None 
     return meta
 
 
-def input_provider(site, env, labels: dict[str, str]) -> dict:
-    """Resolves the digest of the site's LIVE_TAG, only inside the site's windows (none: at any time)."""
+def input_provider(site, env, labels: dict[str, str], name: str = SITE_OBJECT, scheduled: bool = True) -> dict:
+    """Resolves the digest of the site's LIVE_TAG: inside the site's windows only when scheduled (no windows:
+    at any time), else at any time."""
     spec = {"type": "OCIArtifactTag", "url": f"oci://{repository(env.registry, env.name, site.name)}",
             "secretRef": {"name": PULL_SECRET}, "filter": {"includeTag": f"^{LIVE_TAG}$", "limit": 1}}
     if env.insecure:
         spec["insecure"] = True
-    if site.windows:
+    if scheduled and site.windows:
         spec["schedule"] = [{"cron": w.cron, "timeZone": w.time_zone, "window": w.duration} for w in site.windows]
     annotations = {"fluxcd.controlplane.io/reconcileEvery": WINDOW_POLL,
                    "fluxcd.controlplane.io/reconcileTimeout": OPERATOR_TIMEOUT}
     return {"apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSetInputProvider",
-            "metadata": _meta(SITE_OBJECT, labels, annotations), "spec": spec}
+            "metadata": _meta(name, labels, annotations), "spec": spec}
+
+
+def _key(provider: str) -> str:
+    """The provider's key in a Permute input set (internal/inputs/keys.go NormalizeKeyForTemplate, for the
+    kit's names: lowercase letters, digits and '-')."""
+    return provider.replace("-", "_")
+
+
+# The digest the ResourceSet pins (Go template, sprig's dig and coalesce): the scheduled provider's once it
+# resolved in a window, the current live digest before (a site that never applied a release).
+DIGEST_TEMPLATE = (f'<< coalesce (dig "{_key(SITE_OBJECT)}" "digest" "" inputs) '
+                   f'(dig "{_key(NOW_PROVIDER)}" "digest" "" inputs) >>')
 
 
 def oci_repository(site, env, labels: dict[str, str], digest: str) -> dict:
@@ -83,11 +104,13 @@ def oci_repository(site, env, labels: dict[str, str], digest: str) -> dict:
 
 
 def resource_set(site, env, labels: dict[str, str]) -> dict:
-    """Renders the OCIRepository with the digest the input provider resolved (`<< inputs.digest >>`)."""
+    """Renders the OCIRepository with the digest DIGEST_TEMPLATE picks from the providers' inputs."""
     return {"apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSet",
             "metadata": _meta(SITE_OBJECT, labels),
-            "spec": {"inputsFrom": [{"kind": "ResourceSetInputProvider", "name": SITE_OBJECT}],
-                     "resources": [oci_repository(site, env, labels, "<< inputs.digest >>")]}}
+            "spec": {"inputStrategy": {"name": "Permute"},
+                     "inputsFrom": [{"kind": "ResourceSetInputProvider", "name": name}
+                                    for name in (SITE_OBJECT, NOW_PROVIDER)],
+                     "resources": [oci_repository(site, env, labels, DIGEST_TEMPLATE)]}}
 
 
 def health_timeout(site, model_bytes: int) -> str:
@@ -127,5 +150,6 @@ def alert(site, env, labels: dict[str, str]) -> dict:
 def site_objects(site, env, health_checks: list[dict], model_bytes: int = 0) -> list[dict]:
     """Every Flux object of one site, in apply order."""
     labels = {"app.kubernetes.io/managed-by": "mlops-edge-kit", "fleet.mlops-edge-kit/site": site.name}
-    return [input_provider(site, env, labels), resource_set(site, env, labels),
+    return [input_provider(site, env, labels), input_provider(site, env, labels, NOW_PROVIDER, scheduled=False),
+            resource_set(site, env, labels),
             kustomization(labels, health_checks, health_timeout(site, model_bytes)), provider(env, labels), alert(site, env, labels)]

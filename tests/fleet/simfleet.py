@@ -1,7 +1,9 @@
 """A simulated fleet in virtual time, for the promotion's logic: each site behaves as its Flux would.
 
-A site polls its `live` tag every POLL_S (the input provider's reconcileEvery) with jitter, only inside its
-maintenance windows (judged by tests/fleet/cronoracle.py, not the kit's parser); when the digest changed it
+A site polls its `live` tag every POLL_S (the input providers' reconcileEvery) with jitter: the scheduled
+provider only inside its maintenance windows (judged by tests/fleet/cronoracle.py, not the kit's parser), the
+unscheduled one at any time; it runs the digest fleet.flux's ResourceSet picks from the two (`target`: the
+scheduled one once it resolved, the current one before). When that changed it
 applies it (progressing), then reports healthy or failed (the Kustomization's health checks) through events
 shaped like the notification-controller's generic webhook payload, parsed by the kit's own fleet.status.from_event. Between changes it reports every
 REPORT_S (the Kustomization interval). Offline sites neither poll nor report until they reconnect.
@@ -121,6 +123,7 @@ class SimSite:
     broken: set = field(default_factory=set)            # digests this site fails on
     offline: list = field(default_factory=list)         # [(from_s, to_s)] virtual seconds
     applied: str = ""
+    scheduled: str = ""             # what its scheduled provider resolved in its last window (default: applied)
     state: str = "healthy"
     history: list = field(default_factory=list)         # every digest it applied
     next_open: float = 0.0
@@ -132,6 +135,11 @@ class SimSite:
     def online(self, t: float) -> bool:
         return not any(start <= t < end for start, end in self.offline)
 
+    def target(self, live: str) -> str:
+        """The digest the site's ResourceSet pins (fleet.flux.DIGEST_TEMPLATE; tests/fleet/test_resourceset.py
+        holds the template to this through the operator's own code)."""
+        return self.scheduled or live
+
 
 class SimFleet:
     """Sites, their registry (Tags) and their reports, driven by a virtual clock the promotion sleeps on."""
@@ -142,6 +150,8 @@ class SimFleet:
         self.t = self.epoch
         self.rng = random.Random(seed)
         self.sites = {s.site.name: s for s in sites}
+        for sim in sites:
+            sim.scheduled = sim.scheduled or sim.applied  # a site on a release had a window for it
         self.queue: list[tuple[float, int, str, str]] = []
         self._n = 0
         for name in self.sites:
@@ -184,19 +194,23 @@ class SimFleet:
     def _poll(self, sim: SimSite) -> None:
         jitter = self.rng.uniform(-0.1, 0.1) * POLL_S
         self._at(self.t + POLL_S + jitter, "poll", sim.site.name)
-        if not sim.online(self.t) or not self._in_window(sim):
+        if not sim.online(self.t):
             return
+        repo = flux.repository_path(self.env, sim.site.name)
         try:
-            live = self.tags.get(flux.repository_path(self.env, sim.site.name), flux.LIVE_TAG)
+            live = self.tags.get(repo, flux.LIVE_TAG)  # the unscheduled provider
+            if live and self._in_window(sim):
+                sim.scheduled = self.tags.get(repo, flux.LIVE_TAG)[0]  # the scheduled provider
         except RegistryError:
             return  # registry unreachable: Flux retries at its next poll
-        if live and live[0] in sim.stuck:
+        digest = sim.target(live[0] if live else "")
+        if not digest or digest in sim.stuck:
             return
-        if live and live[0] in sim.unfetchable:
-            return self._fetch_failed(sim, live[0])  # it keeps running (and reporting) what it applied before
-        if live and live[0] != sim.applied:
-            sim.applied, sim.state = live[0], "progressing"
-            sim.history.append(live[0])
+        if digest in sim.unfetchable:
+            return self._fetch_failed(sim, digest)  # it keeps running (and reporting) what it applied before
+        if digest != sim.applied:
+            sim.applied, sim.state = digest, "progressing"
+            sim.history.append(digest)
             self._report(sim, reschedule=False)
             self._at(self.t + APPLY_S, "applied", sim.site.name)
 

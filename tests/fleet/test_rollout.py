@@ -122,3 +122,15 @@ def test_a_site_whose_window_opens_after_the_deadline_is_named_and_does_not_hold
     world.fleet.keep({"site-0003"})
     world.fleet.advance(datetime(2026, 12, 13, 5, 0, tzinfo=timezone.utc).timestamp() + 1800)  # 06:30 Paris
     assert sim.applied == world.digests[("site-0003", "r2")]
+
+
+def test_a_site_bootstrapped_outside_its_window_applies_the_current_release_at_once(registry, tmp_path):
+    sunday = Window(cron="0 6 * * 0", timeZone="Europe/Paris", duration="2h")  # opens six days later
+    world = World(registry, tmp_path, count=3, windows={"site-0002": [sunday]})
+    fresh = world.sims[2]
+    fresh.applied = fresh.scheduled = ""  # its Flux objects were just created: it never applied a release
+    world.fleet.advance(world.fleet.now() + 600)
+    assert fresh.applied == world.digests[("site-0002", "r1")]
+    report = world.fleet.statuses.read(world.env)["site-0002"]
+    assert (report.state, report.digest) == ("healthy", world.digests[("site-0002", "r1")])
+    assert report.reported_at > world.fleet.now() - 600  # not silent (offline) until its window

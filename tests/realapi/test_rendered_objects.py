@@ -14,7 +14,7 @@ import yaml
 from agents.settings import AgentsSettings
 from edge_hosts.inventory.load import load_inventory
 from edge_hosts.steps.metallb import pool_documents
-from fleet import onsite
+from fleet import flux, onsite
 from tests.agents_k8s.conftest import SETTINGS, record_agents
 from tests.fleet.crds import UPSTREAM
 from tests.fleet.test_render import _render
@@ -111,11 +111,11 @@ def test_each_site_s_rendered_content_is_accepted(api, fleet_objects):
 
 def test_each_site_s_flux_objects_and_its_resolved_template_are_accepted(api, fleet_objects):
     for site, objects in fleet_objects.items():
-        assert [o["kind"] for o in objects["flux"]] == [
-            "ResourceSetInputProvider", "ResourceSet", "Kustomization", "Provider", "Alert"], site
+        assert [o["kind"] for o in objects["flux"]] == ["ResourceSetInputProvider", "ResourceSetInputProvider",
+                                                        "ResourceSet", "Kustomization", "Provider", "Alert"], site
         accepted(api, objects["flux"])
-        template = objects["flux"][1]["spec"]["resources"][0]
-        resolved = yaml.safe_load(yaml.safe_dump(template).replace("<< inputs.digest >>", "sha256:" + "e" * 64))
+        template = objects["flux"][2]["spec"]["resources"][0]
+        resolved = yaml.safe_load(yaml.safe_dump(template).replace(flux.DIGEST_TEMPLATE, "sha256:" + "e" * 64))
         resolved["metadata"]["namespace"] = resolved["metadata"].get("namespace", "flux-system")
         accepted(api, [resolved])
 
