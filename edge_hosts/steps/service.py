@@ -4,6 +4,7 @@ an agent with a wrong token or no reachable server retries forever: the kit neve
 from __future__ import annotations
 
 import re
+import shlex
 
 from common import k3s
 
@@ -27,11 +28,15 @@ def unit_path(role: str) -> str:
 
 
 def start(ctx: HostContext, restart: bool) -> None:
-    """(Re)start the unit and return at once (the start job runs on; readiness is waited for separately)."""
+    """(Re)start the unit and return at once (the start job runs on; readiness is waited for separately). A restart
+    notes the running instance's InvocationID first: systemd runs the queued job later, at idle priority
+    (src/core/manager.c), so right after `restart --no-block` is-active still answers for the old instance, and each
+    start gets a new InvocationID (src/core/service.c service_start)."""
     unit = k3s.unit(ctx.host.role)
     verb = "restart" if restart else "start"
-    ctx.session.check(f"systemctl {verb} --no-block {unit}\n", f"{'restarting' if restart else 'starting'} {unit}")
-    ctx.facts.values["active"] = "yes"
+    out = ctx.session.check(f"systemctl show -p InvocationID --value {unit}\nsystemctl {verb} --no-block {unit}\n",
+                            f"{'restarting' if restart else 'starting'} {unit}")
+    ctx.facts.values.update(active="yes", old_invocation=out.strip() if restart else "")
     ctx.started = True
 
 
@@ -44,12 +49,16 @@ def enable(ctx: HostContext) -> None:
 
 
 def wait_active(ctx: HostContext, wait_s: float) -> bool:
-    """Poll until the unit is active: for Type=notify that is when k3s reported ready (an agent only after it got
-    its configuration from a server and started its kubelet). The node object of a restarted agent stays Ready for
+    """Poll until the unit is active, after a restart as a new instance (another InvocationID than the one `start`
+    noted): for Type=notify that is when k3s reported ready (an agent only after it got its configuration from a
+    server and started its kubelet). The node object of a restarted agent stays Ready for
     a while in the cluster, so this, not the node's condition, says whether the (re)start worked."""
     unit = k3s.unit(ctx.host.role)
+    old = shlex.quote(f"InvocationID={ctx.facts['old_invocation']}") if ctx.facts else "''"
     result = ctx.session.run(f"""end=$(($(date +%s) + {max(1, round(wait_s))}))
-until systemctl is-active --quiet {unit}; do [ "$(date +%s)" -ge "$end" ] && exit 1; sleep 0.5; done
+ready() {{ s=$(systemctl show -p ActiveState -p InvocationID {unit}) || return 1
+  printf '%s\\n' "$s" | grep -qx ActiveState=active && ! printf '%s\\n' "$s" | grep -qxF {old}; }}
+until ready; do [ "$(date +%s)" -ge "$end" ] && exit 1; sleep 0.5; done
 """)
     return result.code == 0
 

@@ -3,8 +3,14 @@
 
 Verbs: daemon-reload, enable/disable (unit name or unit file path), start/restart [--no-block], stop,
 reset-failed, is-active [--quiet], is-enabled [--quiet], status, show [-p A,B] [--value]; exit codes as systemctl's.
+
+`restart --no-block` returns once its job is queued, as systemctl does; systemd runs queued jobs from its run queue
+at idle priority (src/core/manager.c manager_setup_run_queue: SD_EVENT_PRIORITY_IDLE), so a query answered before the
+job runs still sees the old instance active. The lab widens that window to JOB_DISPATCH_S so a check that races it
+fails every time; a stop cancels a queued restart (systemd replaces the job), a second restart replaces it.
 """
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +20,7 @@ from pathlib import Path
 from units import UNIT_DIR, WANTS_DIR, LOG_DIR, alive, lab_file, parse_unit, read_state, unit_name
 
 UNITS = Path(__file__).resolve().parent / "units.py"
+JOB_DISPATCH_S = 1.0
 
 
 # --- verbs -----------------------------------------------------------------------------------
@@ -55,7 +62,30 @@ def wait_started(unit: str) -> int:
         time.sleep(0.05)
 
 
+def queue_restart(unit: str) -> int:
+    """Queue a restart job and return; the job runs JOB_DISPATCH_S later (a newer one replaces it: one restart)."""
+    job = lab_file(unit, "job")
+    parse_unit(unit)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(8)
+    job.write_text(token)
+    subprocess.Popen([sys.executable, __file__, "--lab-run-job", token, "restart", unit], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    return 0
+
+
+def run_job(token: str, unit: str) -> int:
+    """The queued restart, unless a stop cancelled it meanwhile."""
+    time.sleep(JOB_DISPATCH_S)
+    job = lab_file(unit, "job")
+    if not job.exists() or job.read_text() != token:
+        return 0
+    job.unlink()
+    return stop(unit) or start(unit, block=False)
+
+
 def stop(unit: str) -> int:
+    lab_file(unit, "job").unlink(missing_ok=True)
     state = read_state(unit)
     if alive(state["supervisor"], state["started"]):
         os.kill(state["supervisor"], signal.SIGTERM)
@@ -112,6 +142,7 @@ def properties(unit: str) -> dict:
     exists = (UNIT_DIR / unit).exists()
     return {"Id": unit, "ActiveState": state["active"], "SubState": state["sub"],
             "MainPID": str(state["main"]), "NRestarts": str(state["restarts"]), "Result": state["result"],
+            "InvocationID": state["invocation"],
             "LoadState": "loaded" if exists else "not-found",
             "UnitFileState": ("enabled" if (WANTS_DIR / unit).is_symlink() else "disabled") if exists else ""}
 
@@ -139,6 +170,9 @@ def parse_args(args: list[str]) -> tuple[list[str], dict]:
             i += 1
         elif arg.startswith("--property="):
             opts["props"] += arg.split("=", 1)[1].split(",")
+        elif arg == "--lab-run-job" and i + 1 < len(args):   # the queued job of `restart --no-block` (above)
+            opts["job"] = args[i + 1]
+            i += 1
         elif arg.startswith("-"):
             opts[arg] = True
         else:
@@ -157,8 +191,10 @@ def main(args: list[str]) -> int:
     verb, units = words[0], [unit_name(u) for u in words[1:]]
     if verb == "daemon-reload":
         return 0
+    if "job" in opts:
+        return max(run_job(opts["job"], u) for u in units)
     actions = {"start": lambda u: start(u, block), "stop": stop, "enable": enable, "disable": disable,
-               "restart": lambda u: stop(u) or start(u, block), "status": status,
+               "restart": lambda u: (stop(u) or start(u, block)) if block else queue_restart(u), "status": status,
                "reset-failed": reset_failed, "is-active": lambda u: is_active(u, quiet),
                "is-enabled": lambda u: is_enabled(u, quiet),
                "show": lambda u: show(u, opts["props"], "--value" in opts)}

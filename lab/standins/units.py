@@ -5,11 +5,14 @@ writes the unit's journal and its state. `python3 units.py UNIT` runs the superv
 
 Files in /var/log/lab-units/ (<unit> without .service): <unit>.log the journal (journal "short" lines, read by the
 journalctl stand-in), <unit>.starts one "<epoch> <pid>" line per process start, <unit>.state
-"ActiveState SubState supervisor-pid main-pid NRestarts Result supervisor-start-time", <unit>.notify the notify
-socket.
+"ActiveState SubState supervisor-pid main-pid NRestarts Result supervisor-start-time InvocationID", <unit>.notify the
+notify socket, <unit>.job a restart job queued by `systemctl restart --no-block` (systemctl.py).
+Like systemd (src/core/service.c service_start: unit_acquire_invocation_id), every start of the unit, an automatic
+restart included, gets a new InvocationID.
 """
 import os
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -100,19 +103,19 @@ def environment(files: list[str]) -> dict:
 
 
 # --- state -----------------------------------------------------------------------------------
-FIELDS = ("active", "sub", "supervisor", "main", "restarts", "result", "started")
+FIELDS = ("active", "sub", "supervisor", "main", "restarts", "result", "started", "invocation")
 
 
 def read_state(unit: str) -> dict:
     """The unit's state; a unit whose supervisor is gone is inactive (or failed, if it failed)."""
     try:
         values = lab_file(unit, "state").read_text().split()
-        state = dict(zip(FIELDS, values))
+        state = {"invocation": "", **dict(zip(FIELDS, values))}
         state.update(supervisor=int(state["supervisor"]), main=int(state["main"]),
                      restarts=int(state["restarts"]))
     except (OSError, ValueError, KeyError):
         return {"active": "inactive", "sub": "dead", "supervisor": 0, "main": 0, "restarts": 0,
-                "result": "success", "started": ""}
+                "result": "success", "started": "", "invocation": ""}
     if not alive(state["supervisor"], state["started"]) and state["active"] != "failed":
         state.update(active="inactive", sub="dead", main=0)
     return state
@@ -131,7 +134,7 @@ class Supervisor:
         self.unit, self.settings = unit, parse_unit(unit)
         self.stopping, self.wake = threading.Event(), threading.Event()
         self.lock = threading.Lock()
-        self.restarts, self.child = 0, None
+        self.restarts, self.child, self.invocation = 0, None, ""
         self.description = self.settings["Description"]
         self.since = start_time(os.getpid())  # with its pid, names this supervisor (pids get reused)
 
@@ -146,7 +149,7 @@ class Supervisor:
     def state(self, active: str, sub: str, result: str = "success") -> None:
         write_state(self.unit, active=active, sub=sub, supervisor=os.getpid(),
                     main=self.child.pid if self.child and self.child.poll() is None else 0,
-                    restarts=self.restarts, result=result, started=self.since)
+                    restarts=self.restarts, result=result, started=self.since, invocation=self.invocation)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
@@ -179,7 +182,7 @@ class Supervisor:
 
     def run_once(self, notify: socket.socket, notify_path: str) -> str:
         """One start of the main process until it exits; returns the unit's Result."""
-        self.child = None
+        self.child, self.invocation = None, secrets.token_hex(16)
         self.state("activating", "start")
         self.systemd(f"Starting {self.unit} - {self.description}...")
         env = environment(self.settings["EnvironmentFile"])

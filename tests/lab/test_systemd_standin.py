@@ -2,6 +2,7 @@
 Type=notify (a start blocks until READY=1, --no-block returns at once), activating/active/failed states,
 Restart=always, TimeoutStartSec, the unit's journal."""
 import subprocess
+import time
 
 import pytest
 
@@ -220,3 +221,36 @@ def test_a_supervisor_pid_taken_by_another_process_is_not_the_unit(lab):
     finally:
         bystander.kill()
         run(lab, "systemctl stop svc-stale")
+
+
+def invocation(lab, name):
+    return run(lab, f"systemctl show {name} -p InvocationID --value").stdout.strip()
+
+
+def test_right_after_restart_no_block_the_old_instance_is_still_active_and_each_start_has_a_new_invocation(lab):
+    """systemd queues the restart job and runs it at idle priority (src/core/manager.c), so is-active right after
+    `restart --no-block` answers for the old instance; every start gets a new InvocationID (src/core/service.c)."""
+    unit(lab, "svc-restart")
+    run(lab, "touch /tmp/svc-restart.go; systemctl start svc-restart")
+    old = invocation(lab, "svc-restart")
+    assert len(old) == 32 and state(lab, "svc-restart") == "active"
+    run(lab, "rm /tmp/svc-restart.go")                 # the next instance waits for READY=1
+    after = run(lab, "systemctl restart --no-block svc-restart; systemctl is-active svc-restart; "
+                     "systemctl show svc-restart -p InvocationID --value").stdout.split()
+    assert after == ["active", old]                    # still the old instance
+    assert wait_for(lambda: invocation(lab, "svc-restart") not in ("", old))
+    assert state(lab, "svc-restart") == "activating"   # the new one is not ready
+    new = invocation(lab, "svc-restart")
+    run(lab, "touch /tmp/svc-restart.go")
+    assert wait_for(lambda: state(lab, "svc-restart") == "active") and invocation(lab, "svc-restart") == new
+    run(lab, "systemctl stop svc-restart")
+    assert invocation(lab, "svc-restart") == new       # kept after the stop, as systemd shows the last one
+
+
+def test_a_stop_cancels_a_queued_restart(lab):
+    unit(lab, "svc-cancel")
+    run(lab, "touch /tmp/svc-cancel.go; systemctl start svc-cancel")
+    run(lab, "systemctl restart --no-block svc-cancel; systemctl stop svc-cancel")
+    assert state(lab, "svc-cancel") == "inactive"
+    time.sleep(2)   # past the job's dispatch: nothing starts it again
+    assert state(lab, "svc-cancel") == "inactive"
