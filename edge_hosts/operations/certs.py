@@ -1,10 +1,13 @@
-"""Certificate expiry (each server's /var/lib/rancher/k3s/server/tls/*.crt, the kubeconfig's client certificate)
-and edge.rotate-certs.
+"""Certificate expiry (each server's /var/lib/rancher/k3s/server/tls/*.crt, every node's agent certificates, the
+kubeconfig's client certificate) and edge.rotate-certs.
 
 docs.k3s.io/cli/certificate (github.com/k3s-io/docs docs/cli/certificate.md): leaf certificates are valid 365 days
 and renewed at start-up within 120 days of expiry; a file may hold the leaf and its CAs (the leaf comes first);
 `k3s certificate rotate` with k3s stopped, then a start, makes new certificates and keys. The CA is not rotated, so
-a client certificate issued before stays valid until it expires (Kubernetes has no revocation)."""
+a client certificate issued before stays valid until it expires (Kubernetes has no revocation). Agents (servers run
+one too) fetch their kubelet, kube-proxy and k3s-controller certificates from a server at every start (k3s
+pkg/agent/config); on an agent `k3s certificate rotate` rotates just those (pkg/cli/cert: "Agent detected",
+services.Agent), so agents are rotated after the servers, whose rotation renews the keys they are signed for."""
 from __future__ import annotations
 
 import base64
@@ -27,6 +30,9 @@ from edge_hosts.engine.context import HostContext
 from edge_hosts.engine.context import StepError
 
 TLS_DIR = "/var/lib/rancher/k3s/server/tls"
+AGENT_DIR = "/var/lib/rancher/k3s/agent"
+# what every node's agent holds (k3s pkg/util/services FilesForServices: kubelet, kube-proxy, k3s-controller)
+AGENT_FILES = ("client-kubelet.crt", "serving-kubelet.crt", "client-kube-proxy.crt", "client-k3s-controller.crt")
 WARN_DAYS = 30
 MARK = "--- mlops-edge-kit cert "
 
@@ -36,10 +42,13 @@ def leaf_expiry(pem: bytes) -> datetime.datetime:
     return x509.load_pem_x509_certificates(pem)[0].not_valid_after_utc
 
 
-def server_expiries(session: HostSession) -> dict[str, datetime.datetime]:
-    """Expiry of every certificate file in the server's tls directory (public files, read as root)."""
-    out = session.check(f"""for f in {TLS_DIR}/*.crt; do
-  [ -f "$f" ] && {{ echo "{MARK}${{f##*/}}"; cat "$f"; }}
+def host_expiries(session: HostSession, role: str) -> dict[str, datetime.datetime]:
+    """Expiry of a node's agent certificates (named agent/<file>) and, on a server, of every certificate file in its
+    tls directory (public files, read as root)."""
+    agent = " ".join(f"{AGENT_DIR}/{name}" for name in AGENT_FILES)
+    out = session.check(f"""for f in {TLS_DIR + "/*.crt " if role == "server" else ""}{agent}; do
+  [ -f "$f" ] && {{ case "$f" in {AGENT_DIR}/*) n=agent/${{f##*/}} ;; *) n=${{f##*/}} ;; esac
+    echo "{MARK}$n"; cat "$f"; }}
 done
 """, "reading the k3s certificates")
     found = {}
@@ -71,7 +80,7 @@ def kubeconfig_expiry(path: Path, site: str) -> datetime.datetime | None:
 
 
 def warnings(report: dict) -> list[str]:
-    """One line per server, and for the kubeconfig, whose certificates expire within WARN_DAYS."""
+    """One line per host, and for the kubeconfig, whose certificates expire within WARN_DAYS."""
     lines = [f"{h['name']}: {h['certificates']['file']} expires in {h['certificates']['daysLeft']} days "
              f"({h['certificates']['expires'][:10]}): run edge.rotate-certs"
              for h in report["hosts"] if (h.get("certificates") or {}).get("warning")]
@@ -105,7 +114,8 @@ def devops_note(inventory: Inventory, old: dict | None) -> str:
 
 class RotateCerts:
     """edge.rotate-certs: server by server, k3s stopped, `k3s certificate rotate`, started and Ready again before
-    the next; then the kubeconfig refreshed from the first server."""
+    the next; then the kubeconfig refreshed from the first server; then the agents, which fetch
+    their new certificates from the servers as they start."""
 
     def __init__(self, engine: Engine, inventory: Inventory, kubeconfig: Path):
         self.engine, self.inventory, self.kubeconfig = engine, inventory, kubeconfig
@@ -117,20 +127,25 @@ class RotateCerts:
 
     def run(self) -> list[HostResult]:
         servers = [self.engine.contexts[h.name] for h in self.inventory.servers]
-        self.engine.each(servers, self.engine.connect_and_probe)
+        agents = [self.engine.contexts[h.name] for h in self.inventory.agents if h.name in self.engine.contexts]
+        self.engine.each(servers + agents, self.engine.connect_and_probe)
         for ctx in servers:
             if self.first.failed and ctx is not self.first:
                 self.engine.fail(ctx, f"rotate: waiting for the first server {self.first.host.name}, which failed")
-            self.engine.step(ctx, "rotate", self._rotate)
-            self.engine.step(ctx, "ready", self._ready)
+            self._rotate_one(ctx)
             if ctx.failed:   # the next servers keep their certificates: one broken server at a time
-                for later in servers[servers.index(ctx) + 1:]:
+                for later in servers[servers.index(ctx) + 1:] + agents:
                     self.engine.fail(later, f"rotate: not started, {ctx.host.name} failed")
         self.engine.step(self.first, "kubeconfig", lambda c: write_kubeconfig(c, self.inventory, self.kubeconfig))
-        return self.engine.results([c.host.name for c in servers])
+        self.engine.each(agents, self._rotate_one)
+        return self.engine.results([c.host.name for c in servers + agents])
+
+    def _rotate_one(self, ctx: HostContext) -> None:
+        self.engine.step(ctx, "rotate", self._rotate)
+        self.engine.step(ctx, "ready", self._ready)
 
     def _rotate(self, ctx: HostContext) -> bool:
-        unit = k3s.unit("server")
+        unit = k3s.unit(ctx.host.role)
         ctx.session.check(f"""systemctl stop {unit} || exit 1
 {k3s.BIN} certificate rotate 2>&1; rc=$?
 systemctl start --no-block {unit}
@@ -140,7 +155,7 @@ exit $rc
         return True
 
     def _ready(self, ctx: HostContext) -> bool:
-        what = f"{k3s.unit('server')} is not ready after the rotation"
+        what = f"{k3s.unit(ctx.host.role)} is not ready after the rotation"
         if not service.wait_active(ctx, self.wait_s) or not cluster.wait_readyz(self.first.session, self.wait_s):
             raise StepError(service.not_ready_message(ctx, self.wait_s, what))
         seen = cluster.wait_nodes_ready(self.first.session, [ctx.host.name], self.wait_s)

@@ -1,4 +1,4 @@
-"""edge.status: per host reachability, k3s service, node readiness and version, the servers' certificate expiry;
+"""edge.status: per host reachability, k3s service, node readiness and version, its certificates' expiry;
 the site's MetalLB pool and the kubeconfig's client certificate expiry."""
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ def status(engine: Engine, kubeconfig: Path | None = None) -> dict:
 
 
 def _certificates(ctx, now: datetime.datetime) -> dict | None:
-    """A reachable server's soonest certificate expiry (None for agents and unreadable servers)."""
-    if ctx.host.role != "server" or ctx.facts is None:
+    """A reachable host's soonest certificate expiry, its agent's certificates included (None when unreadable)."""
+    if ctx.facts is None:
         return None
     try:
-        return certs.summary(certs.server_expiries(ctx.session), now)
+        return certs.summary(certs.host_expiries(ctx.session, ctx.host.role), now)
     except (RemoteError, TransportError, ValueError) as err:
         ctx.error = ctx.error or f"certificates: {err}"
         return None

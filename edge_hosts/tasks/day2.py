@@ -97,7 +97,7 @@ def rotate_certs(c, site, json=False, kubeconfig=str(DEFAULT_PATH)):
 
     inventory = site_inventory(site)
     path = Path(kubeconfig).expanduser()
-    names = [h.name for h in inventory.servers]
+    names = [h.name for h in inventory.hosts]  # servers, then the agents
     old = certs.kubeconfig_report(path, inventory.site, datetime.datetime.now(datetime.timezone.utc))
     with Progress(names, enabled=not json) as progress, Engine(inventory, names, 1, progress) as engine:
         results = certs.RotateCerts(engine, inventory, path).run()

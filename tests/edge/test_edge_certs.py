@@ -1,5 +1,6 @@
-"""Certificate expiry in edge.status (servers' tls/*.crt and the kubeconfig's client certificate, a warning under 30
-days) on a lab whose stand-in issues 20-day certificates, and edge.rotate-certs renewing them and the kubeconfig."""
+"""Certificate expiry in edge.status (servers' tls/*.crt, every node's agent certificates and the kubeconfig's client
+certificate, a warning under 30 days) on a lab whose stand-in issues 20-day certificates, and edge.rotate-certs
+renewing them on servers and agents, and the kubeconfig."""
 import base64
 import datetime
 import json
@@ -7,6 +8,7 @@ import json
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge_hosts.operations.certs import WARN_DAYS, summary
 from edge_hosts.tasks.tables import status_notes, status_table
@@ -34,6 +36,17 @@ def client_serial(kubeconfig) -> int:
 def server_serial(lab, name) -> int:
     pem = host_file(lab, "edge-1", f"/var/lib/rancher/k3s/server/tls/{name}.crt").read_bytes()
     return x509.load_pem_x509_certificate(pem).serial_number
+
+
+AGENT_FILES = {"agent/client-kubelet.crt", "agent/serving-kubelet.crt", "agent/client-kube-proxy.crt",
+               "agent/client-k3s-controller.crt"}
+
+
+def agent_pair(lab, name) -> tuple[int, bytes]:
+    """Serial of edge-2's agent certificate `name` (its first, leaf certificate) and the public key it is for."""
+    pem = host_file(lab, "edge-2", f"/var/lib/rancher/k3s/agent/{name}.crt").read_bytes()
+    leaf = x509.load_pem_x509_certificates(pem)[0]
+    return leaf.serial_number, leaf.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
 @pytest.fixture
@@ -69,12 +82,15 @@ def test_status_shows_when_certificates_expire_and_warns(short_lived):
     assert server["certificates"]["daysLeft"] == 19 and server["certificates"]["warning"] is True
     assert {"server-ca.crt", "serving-kube-apiserver.crt", "client-admin.crt"} <= set(server["certificates"]["files"])
     assert server["certificates"]["files"]["server-ca.crt"] > server["certificates"]["expires"]
-    assert agent["certificates"] is None
+    assert AGENT_FILES <= set(server["certificates"]["files"])          # a server runs an agent too
+    assert set(agent["certificates"]["files"]) == AGENT_FILES
+    assert agent["certificates"]["daysLeft"] == 19 and agent["certificates"]["warning"] is True
     assert report["kubeconfig"]["daysLeft"] == 19 and report["kubeconfig"]["warning"] is True
     table = kit("edge.status", "--site", str(lab.site_file), "--kubeconfig", str(kubeconfig))
     assert table.returncode == 0 and "certs 19d" in table.stdout
     text = " ".join(table.stdout.split())
     assert "warning: edge-1: " in text and "expires in 19 days" in text
+    assert "edge-2: agent/" in text
     assert "client certificate of context lab expires" in text and "run edge.rotate-certs" in text
     assert not too_wide(rendered(status_table(report)) + "\n".join(status_notes(report)))
 
@@ -82,11 +98,17 @@ def test_status_shows_when_certificates_expire_and_warns(short_lived):
 def test_rotate_certs_renews_them_and_refreshes_the_kubeconfig(short_lived, tmp_path):
     lab, kubeconfig = short_lived
     before = {name: server_serial(lab, name) for name in ("client-admin", "serving-kube-apiserver", "server-ca")}
+    agent_before = {name: agent_pair(lab, name) for name in ("client-kubelet", "serving-kubelet")}
     client_before = client_serial(kubeconfig)
     done = kit("edge.rotate-certs", "--site", str(lab.site_file), "--json", "--kubeconfig", str(kubeconfig))
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert [h["changed"] for h in result["hosts"]] == [["rotate", "kubeconfig"]]
+    assert [(h["name"], h["changed"]) for h in result["hosts"]] == [("edge-1", ["rotate", "kubeconfig"]),
+                                                                      ("edge-2", ["rotate"])]
+    for name, (serial, key) in agent_before.items():   # new certificates for new keys (the servers' rotation)
+        assert agent_pair(lab, name)[0] != serial and agent_pair(lab, name)[1] != key
+    backups = [p.name for p in host_file(lab, "edge-2", "/var/lib/rancher/k3s/agent").iterdir()]
+    assert any(b.startswith("tls-") for b in backups)   # k3s certificate rotate ran on the agent
     assert "k3s-lab" in result["azureDevOps"] and "kubectl config view --minify --flatten --context lab" in \
         result["azureDevOps"]
     assert server_serial(lab, "client-admin") != before["client-admin"]

@@ -1,7 +1,8 @@
 """The stand-in k3s's day-2 behaviour, as docs.k3s.io describes it (github.com/k3s-io/docs: docs/cli/etcd-snapshot.md,
 docs/datastore/backup-restore.md, docs/cli/certificate.md): on-demand snapshots named <name>-<node>-<unix time>,
 none on sqlite, scheduled snapshots with retention, the cluster-reset restore (token needed, exits after its message,
-reset-flag, peers must drop their db), leaf certificates of a set lifetime kept across restarts and rotated."""
+reset-flag, peers must drop their db), leaf certificates of a set lifetime kept across restarts and rotated, agents'
+certificates fetched from the server at every start and rotated on the agent (k3s pkg/agent/config, pkg/cli/cert)."""
 import datetime
 import json
 import re
@@ -11,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.lab.test_k3s_standin import journal, start
+from tests.lab.test_k3s_standin import journal, server_url, start
 from tests.lab.test_standins import kubectl, wait_for
 
 TIMINGS = {"node_ready": 0.3, "heartbeat": 1.0, "retry": 0.3, "cert_days": 200}
@@ -223,7 +224,8 @@ def test_certificate_rotate_backs_up_tls_and_the_next_start_makes_new_certificat
     assert backup and lab.host("edge-1").path_on_host(f"{backup[1]}/client-admin.crt").exists()
     assert "Rotating certificates for admin" in done.stderr
     unknown = run(lab, "edge-1", "k3s certificate rotate --service admin,not-a-service")
-    assert unknown.returncode == 1 and "not-a-service is not a recognized service" in unknown.stderr
+    # k3s pkg/cli/cert validateCertConfig
+    assert unknown.returncode == 1 and "service not-a-service is not recognized" in unknown.stderr
     run(lab, "edge-1", "systemctl start k3s", check=True)
     new_cert = certificate(lab, "edge-1", "client-admin")
     assert new_cert.serial_number != old_cert.serial_number
@@ -262,3 +264,44 @@ def test_a_server_refuses_ca_files_newer_than_its_datastore_and_takes_the_datast
                 (content, mtime)
     finally:
         run(lab, "edge-3", "systemctl stop k3s; /usr/local/bin/k3s-uninstall.sh; rm -rf /root/db-a")
+
+
+AGENT = "/var/lib/rancher/k3s/agent"
+AGENT_FILES = ("client-kubelet", "serving-kubelet", "client-kube-proxy", "client-k3s-controller")
+
+
+def agent_certs(lab, host="edge-3"):
+    """{file: (leaf, the certificates after it, the key's bytes)} of a node's agent files."""
+    found = {}
+    for name in AGENT_FILES:
+        chain = x509.load_pem_x509_certificates(lab.host(host).path_on_host(f"{AGENT}/{name}.crt").read_bytes())
+        found[name] = (chain[0], chain[1:], lab.host(host).path_on_host(f"{AGENT}/{name}.key").read_bytes())
+    return found
+
+
+def test_an_agent_fetches_its_certificates_at_every_start_and_rotates_them_itself(lab):
+    start(lab, "edge-3", "agent", {"server": server_url(lab), "token": PASSWORD,
+                                   "node-ip": lab.host("edge-3").address})
+    first = agent_certs(lab)
+    ca = certificate(lab, "edge-1", "server-ca")
+    for name, (leaf, rest, _) in first.items():   # the leaf, then the CA; 0600; the set lifetime
+        assert [c.serial_number for c in rest] == [ca.serial_number]
+        assert lab.host("edge-3").path_on_host(f"{AGENT}/{name}.key").stat().st_mode & 0o777 == 0o600
+        left = leaf.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+        assert datetime.timedelta(days=199) < left <= datetime.timedelta(days=200)
+    assert first["client-kubelet"][0].subject.rfc4514_string() == "CN=system:node:edge-3,O=system:nodes"
+    run(lab, "edge-3", "systemctl restart k3s-agent", check=True)
+    again = agent_certs(lab)
+    assert all(again[n][0].serial_number != first[n][0].serial_number and again[n][2] == first[n][2]
+               for n in AGENT_FILES)   # signed anew at start, for the server's same keys
+    run(lab, "edge-3", "systemctl stop k3s-agent", check=True)
+    done = run(lab, "edge-3", "k3s certificate rotate")
+    assert done.returncode == 0 and "Agent detected, rotating agent certificates" in done.stderr
+    assert "Rotating certificates for kubelet" in done.stderr and "Rotating certificates for admin" not in done.stderr
+    backup = re.search(r"Successfully backed up certificates to (\S+),", done.stderr)[1]
+    assert backup.startswith(f"{AGENT}/tls-")
+    assert {p.name for p in lab.host("edge-3").path_on_host(backup).iterdir()} >= {f"{n}.crt" for n in AGENT_FILES}
+    assert not any(lab.host("edge-3").path_on_host(f"{AGENT}/{n}.crt").exists() for n in AGENT_FILES)
+    run(lab, "edge-3", "systemctl start k3s-agent", check=True)
+    assert all(agent_certs(lab)[n][0].serial_number != again[n][0].serial_number for n in AGENT_FILES)
+    run(lab, "edge-3", "systemctl stop k3s-agent; /usr/local/bin/k3s-agent-uninstall.sh")

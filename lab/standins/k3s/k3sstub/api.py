@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from k3sstub import bootstrap, kubectl, tokens
+from k3sstub import bootstrap, kubectl, pki, tokens
 from k3sstub.settings import API_PORT, ETCD_DIR, TLS_DIR, VERSION
 
 PUBLIC = {"/cacerts", "/readyz", "/livez", "/healthz", "/version", "/v1-lab/join"}
@@ -109,7 +109,7 @@ def _join(backend: Backend, body: dict) -> tuple[int, object]:
         return 401, {"message": "401 Unauthorized"}
     if not backend.cluster.register(node, body.get("password", "")):
         return 403, {"message": "403 Forbidden"}
-    reply = {"ca_cert": backend.ca_pem}
+    reply = {"ca_cert": backend.ca_pem, "certs": pki.agent_certs(TLS_DIR, node["name"], node["address"])}
     if node["role"] == "server":
         reply.update(bootstrap=bootstrap.read_disk(), token=backend.token, agent_token=backend.agent_token,
                      generation=backend.cluster.generation)

@@ -222,6 +222,7 @@ def run_server(args: list[str] = ()) -> int:
     token, agent_token = _first_server_tokens(config, cluster)
     _serving_cert(config, info["address"])
     _kubeconfig(config)
+    pki.write_agent_certs(pki.agent_certs(TLS_DIR, info["name"], info["address"]))   # its own agent's
     if not cluster.register(info, node_password()):
         log(f"Waiting to retrieve agent configuration; server is not ready: {NODE_PASSWORD_REJECTED}")
 
@@ -246,6 +247,7 @@ def _run_joined_server(config: dict, info: dict) -> int:
         raise Fatal("starting kubernetes: preparing server: token is required to join a cluster")
     ca_pem = validate_connection(server, token, fatal=True)
     reply = join(server, token, info, ca_pem)
+    pki.write_agent_certs(reply["certs"])
     bootstrap.reconcile_files(reply["bootstrap"])   # httpBootstrap: the first server's files
     _check_membership(reply.get("generation"))
     _write_private(TOKEN_FILE, reply["token"] + "\n")
@@ -289,6 +291,7 @@ def run_agent() -> int:
     info = node_info(config, "agent")
     ca_pem = validate_connection(server, token, fatal=False)
     reply = join(server, token, info, ca_pem)
+    pki.write_agent_certs(reply["certs"])
     images.start()
     log(f"k3s agent joined {server} (lab stand-in {VERSION}); node {info['name']}")
     notify_ready()
