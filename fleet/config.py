@@ -47,6 +47,8 @@ def _zone(text: str) -> str:
         ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone '{text}' (an IANA name such as Europe/Berlin)") from None
+    if problem := cron.zone_problem(text):
+        raise ValueError(problem)
     return text
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 MONTHS = {n: i + 1 for i, n in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
 DAYS = {n: i for i, n in enumerate("sun mon tue wed thu fri sat".split())}
@@ -27,6 +28,7 @@ DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 
                "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
 LONGEST = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 HORIZON_DAYS = 5 * 366  # robfig's SpecSchedule.Next gives up 5 years ahead (spec.go yearLimit)
+RECONCILE_TIMEOUT = timedelta(minutes=2)  # the providers' fluxcd.controlplane.io/reconcileTimeout (fleet/flux.py)
 _INT = re.compile(r"^[+-]?[0-9]+$")  # what Go's strconv.Atoi accepts
 
 
@@ -128,3 +130,23 @@ def parse(text: str) -> Schedule:
     if not dom_star and dow_star and not any(d <= LONGEST[m] for d in doms for m in months):
         raise CronError("no month has these days of the month: the schedule never fires")
     return Schedule(minutes, hours, doms, months, dows, either_day=not (dom_star or dow_star))
+
+
+@lru_cache(maxsize=64)
+def zone_problem(name: str) -> str | None:
+    """Why the operator cannot keep a window in this zone, or None. robfig's Next steps an hour at a time, so across
+    a clock change of less than an hour (Australia/Lord_Howe's 30 minutes) it misplaces triggers: `0 22 * * *` skips
+    the Sunday of the change (found by tests/fleet/test_windows_vs_operator.py, with the operator's own scheduler)."""
+    zone, day = ZoneInfo(name), datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    offsets = [(day + timedelta(days=n)).astimezone(zone).utcoffset() for n in range(0, HORIZON_DAYS, 7)]
+    changes = {abs(b - a) for a, b in zip(offsets, offsets[1:]) if a != b}
+    if any(change % timedelta(hours=1) for change in changes):
+        return (f"'{name}' changes its clocks by less than an hour, which the Flux Operator's scheduler (robfig/cron "
+                "v3.0.1) misplaces: windows would be skipped or open late; use a zone with whole-hour changes, e.g. UTC")
+    return None
+
+
+def admits(opened: datetime, length: timedelta, at: datetime) -> bool:
+    """Whether a window opened at `opened` still lets the operator reconcile at `at`: at least the reconcile
+    timeout must be left (internal/schedule ShouldReconcile: now + timeout before the window's end)."""
+    return opened <= at and at + RECONCILE_TIMEOUT < opened + length

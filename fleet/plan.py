@@ -119,7 +119,8 @@ def _waves(spec: EnvPlan, sites: list[Site]) -> tuple[Wave, ...]:
 
 
 def next_opening(window: Window, after: datetime) -> datetime:
-    """When the window next opens at or after `after`, or is open at `after` (then: `after`)."""
+    """When the window next admits a reconcile at or after `after` (`after` itself when it is open then, with the
+    operator's reconcile timeout still to run)."""
     zone, schedule = ZoneInfo(window.time_zone), cron.parse(window.cron)
     length = timedelta(seconds=duration_s(window.duration))
     local = (after.astimezone(zone) - length).replace(second=0, microsecond=0)
@@ -130,7 +131,7 @@ def next_opening(window: Window, after: datetime) -> datetime:
         for h in sorted(schedule.hours):
             for m in sorted(schedule.minutes):
                 opens = datetime(date.year, date.month, date.day, h, m, tzinfo=zone)
-                if opens + length > after:
+                if opens > after or cron.admits(opens, length, after):
                     return max(opens, after)
     raise FleetError(f"window {window.cron} ({window.time_zone}) never opens within {cron.HORIZON_DAYS} days")
 

@@ -1,44 +1,66 @@
-"""An oracle for window openings that does not share the kit's cron parser: croniter (PyPI, pinned in
-pyproject.toml), limited to the expressions where croniter's semantics are robfig/cron v3.0.1's.
+"""An oracle for window openings that does not share the kit's cron parser: the Flux Operator's own scheduler.
 
-Known differences (checked with croniter 7.0.0 against robfig parser.go/spec.go v3.0.1), refused here so the
-oracle never judges them: croniter takes 7 as Sunday (robfig: out of range); it treats `*/1` and `?/1` in a day
-field as a restriction (robfig keeps them `*`: `0 0 1 * */1` is the 1st of the month there, every day in
-croniter); it refuses `*-3` and `+5` (robfig reads them as `*` and 5); it also accepts L, W, #, H and six or
-seven fields, which robfig refuses (tests/fleet/test_cron.py holds the kit to robfig on those).
-"""
+tests/fleet/windowjudge/ is a Go program that runs the operator's internal/schedule (NewScheduler, ShouldReconcile,
+Next: the code a ResourceSetInputProvider runs) at the version its go.mod pins; its module path sits under the
+operator's because Go lets only code below a module's path import its internal packages. It is built once per
+machine from the Go module proxy into ${XDG_CACHE_HOME:-~/.cache}/mlops-edge-kit/windowjudge-<hash>/ and answers one
+JSON request per line, so one process serves a whole simulation (tests/fleet/simfleet.py)."""
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
 
-from croniter import croniter
-
-from fleet.config import duration_s
-
-NAMES = (set("jan feb mar apr may jun jul aug sep oct nov dec".split()), set("sun mon tue wed thu fri sat".split()))
-DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+SOURCE = Path(__file__).with_name("windowjudge")
+TIMEOUT = "2m"  # the reconcile timeout the kit's providers carry (fleet/flux.py OPERATOR_TIMEOUT)
 
 
-def comparable(expression: str) -> bool:
-    """Whether croniter reads this expression as the Flux Operator does (see the differences above)."""
-    if expression.strip().startswith("@"):
-        return expression.strip() in DESCRIPTORS
-    fields = expression.split()
-    if len(fields) != 5 or re.search(r"\*-|\+|#", expression):
-        return False
-    for i, field in enumerate(fields):
-        words = {t.lower() for t in re.split(r"[,/-]", field) if t.isalpha()}
-        if words - (NAMES[i - 3] if i >= 3 else set()):
-            return False  # L, W, H (croniter) or any other word (robfig refuses)
-    day_of_week = [t for t in re.split(r"[,/-]", fields[4]) if t.isdigit()]
-    return not (any(int(t) > 6 for t in day_of_week) or re.search(r"[*?]/0*1(?![0-9])", fields[2] + " " + fields[4]))
+def binary() -> Path:
+    """The judge, built when its source (main.go, go.mod, go.sum) changed since the last build on this machine."""
+    digest = hashlib.sha256(b"".join((SOURCE / n).read_bytes() for n in ("main.go", "go.mod", "go.sum"))).hexdigest()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-edge-kit"
+    target = cache / f"windowjudge-{digest[:16]}" / "windowjudge"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            subprocess.run(["nice", "go", "build", "-mod=readonly", "-trimpath", "-o", f"{target}.new", "."],
+                           cwd=SOURCE, check=True, capture_output=True)
+            Path(f"{target}.new").rename(target)
+    return target
+
+
+class Judge:
+    """One judge process answering requests in turn."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([str(binary())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        bufsize=1)
+
+    def ask(self, cron: str, zone: str, window: str, at: datetime) -> dict:
+        """{error} or {open: the operator reconciles at `at`, next: its next trigger after `at`}."""
+        request = {"cron": cron, "timeZone": zone, "window": window, "timeout": TIMEOUT,
+                   "at": at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        answer = json.loads(self.process.stdout.readline())
+        if answer.get("next"):
+            answer["next"] = datetime.fromisoformat(answer["next"])
+        return answer
+
+
+@lru_cache(maxsize=1)
+def judge() -> Judge:
+    return Judge()
 
 
 def opening(cron: str, zone: str, duration: str, after: datetime) -> datetime:
-    """When a window (cron, zone, duration) next opens at or after `after`, or `after` if it is open then:
-    the first trigger later than after - duration."""
-    assert comparable(cron), f"croniter differs from robfig on {cron!r}: not an oracle for it"
-    start = after.astimezone(ZoneInfo(zone)) - timedelta(seconds=duration_s(duration))
-    return max(croniter(cron, start).get_next(datetime), after)
+    """When the operator next reconciles a provider with this window at or after `after` (`after` itself when it
+    would then): whole seconds, as the operator's clock reads them in a request."""
+    answer = judge().ask(cron, zone, duration, after)
+    assert "error" not in answer, f"the operator refuses {cron!r} in {zone}: {answer['error']}"
+    return after if answer["open"] else answer["next"]
