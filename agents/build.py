@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import urllib.request
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, field_validator
@@ -19,6 +20,7 @@ IMAGE_DIR = Path(__file__).resolve().parent / "image"
 LOCK_FILE = IMAGE_DIR / "agent.lock"
 REPOSITORY = "mlops-edge-kit/azp-agent"
 RELEASES_API = "https://api.github.com/repos/microsoft/azure-pipelines-agent/releases/tags"
+RELEASES_PAGE = "https://github.com/microsoft/azure-pipelines-agent/releases/tag"
 # docker platform -> (agent package name, lock key)
 PLATFORMS = {
     "linux/amd64": ("linux-x64", "AGENT_SHA256_LINUX_AMD64"),
@@ -105,6 +107,34 @@ def read_lock(path: Path = LOCK_FILE) -> dict[str, str]:
             key, _, value = line.partition("=")
             pairs[key.strip()] = value.strip()
     return pairs
+
+
+# Each <PIN>_VERSION's evidence: the release page it was read from and the day (never a build argument).
+EVIDENCE_SUFFIXES = ("_SOURCE", "_CHECKED")
+_CHECKED = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def pins(lock: dict[str, str]) -> dict[str, str]:
+    """The lock without its evidence keys: what the build receives."""
+    return {key: value for key, value in lock.items() if not key.endswith(EVIDENCE_SUFFIXES)}
+
+
+def missing_evidence(lock: dict[str, str]) -> list[str]:
+    """Each <PIN>_SOURCE (an https:// page) or <PIN>_CHECKED (YYYY-MM-DD) a pinned version lacks."""
+    missing = []
+    for pin in (key.removesuffix("_VERSION") for key in lock if key.endswith("_VERSION")):
+        if not lock.get(f"{pin}_SOURCE", "").startswith("https://"):
+            missing.append(f"{pin}_SOURCE")
+        if not _CHECKED.match(lock.get(f"{pin}_CHECKED", "")):
+            missing.append(f"{pin}_CHECKED")
+    return missing
+
+
+def require_evidence(lock: dict[str, str]) -> None:
+    """BuildError naming each evidence key the lock lacks."""
+    if missing_evidence(lock):
+        raise BuildError(f"{LOCK_FILE} lacks {', '.join(missing_evidence(lock))}: each pinned version records "
+                         "its release page and the day it was checked")
 
 
 def build_args_from_lock(lock: dict[str, str], platforms: list[str]) -> dict[str, str]:
@@ -215,9 +245,11 @@ def published_checksums(version: str, releases_api: str = RELEASES_API) -> dict[
     return sums
 
 
-def write_lock(version: str, sums: dict[str, str], path: Path = LOCK_FILE) -> None:
-    """Set the agent version and these checksums in the lock, keeping its comments and other keys."""
-    update_lock({"AGENT_VERSION": version, **sums}, path)
+def write_lock(version: str, sums: dict[str, str], path: Path = LOCK_FILE, checked: date | None = None) -> None:
+    """Set the agent version, its release page, the day it was read and these checksums in the lock,
+    keeping its comments and other keys."""
+    update_lock({"AGENT_VERSION": version, "AGENT_SOURCE": f"{RELEASES_PAGE}/v{version}",
+                 "AGENT_CHECKED": (checked or date.today()).isoformat(), **sums}, path)
 
 
 def update_lock(values: dict[str, str], path: Path = LOCK_FILE) -> None:

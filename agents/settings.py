@@ -6,6 +6,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+# KEDA minor -> the Kubernetes minors it is tested on (keda.sh/docs/<minor>/operate/cluster/, "Kubernetes
+# Compatibility"; kedacore/keda-docs content/docs/2.20/operate/cluster.md; checked 2026-12-07: 2.21 says TBD).
+KEDA_TESTED_KUBERNETES = {"2.20": ("1.33", "1.35")}
 Arch = Literal["amd64", "arm64", "arm"]
 AKS_ARCHES = ("amd64", "arm64")
 EDGE_ARCHES = ("arm64", "arm")
@@ -132,14 +135,16 @@ class AgentsSettings(Model):
     # BuildKit needs Unconfined seccomp, so it runs in its own namespace and the agents' enforces "restricted".
     buildkit_namespace: str = Field("azp-buildkit", pattern=DNS_LABEL)
     image: ImageSettings | None = None
-    # By tag and digest (the digest is what runs). Source: https://github.com/moby/buildkit/releases/tag/v0.33.0;
-    # digest: Docker Hub's moby/buildkit:v0.33.0-rootless index; checked: 2026-12-07. Same pin: agents/image/Dockerfile.
+    # By tag and digest (the digest is what runs; the index digest the tag named when checked, as pinned across
+    # public repositories: Docker Hub is out of reach here). Same pin: agents/image/Dockerfile.
     buildkit_image: str = Field(
         "moby/buildkit:v0.33.0-rootless@sha256:80b15f0735e87bab7bf59ec4d695dfb4a7cfb25521cf56dc75d6f256285b63ef",
-        pattern=r"^[a-z0-9./-]+:v[0-9.]+-rootless@sha256:[0-9a-f]{64}$")
-    # https://github.com/kedacore/charts/releases/tag/v2.20.2 (KEDA 2.20: tested on Kubernetes 1.33-1.35,
-    # https://keda.sh/docs/2.20/operate/cluster/); its CRDs are in ../shared/upstream/keda-2.20.2
-    keda_version: str = Field("2.20.2", pattern=SEMVER)
+        pattern=r"^[a-z0-9./-]+:v[0-9.]+-rootless@sha256:[0-9a-f]{64}$",
+        json_schema_extra={"source": "https://github.com/moby/buildkit/releases/tag/v0.33.0", "checked": "2026-12-07"})
+    # The newest KEDA release (its CRDs are in ../shared/upstream/keda-2.20.2); KEDA_TESTED_KUBERNETES says where
+    # it is tested, and the plan warns for a cluster outside that range.
+    keda_version: str = Field("2.20.2", pattern=SEMVER, json_schema_extra={
+        "source": "https://github.com/kedacore/charts/releases/tag/v2.20.2", "checked": "2026-12-07"})
     install_keda: bool = True
     job_timeout_minutes: int = Field(60, ge=1, le=2880)
     polling_interval_seconds: int = Field(30, ge=5, le=600)
@@ -195,3 +200,22 @@ class AgentsSettings(Model):
             raise ValueError(f"edgeSites need auth mode pat: KEDA on k3s cannot use Azure workload identity "
                              f"(auth.mode is {self.auth.mode})")
         return self
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.removeprefix("v").split(".")[:2]
+    return int(major), int(minor)
+
+
+def keda_untested(keda_version: str, clusters: dict[str, str]) -> list[str]:
+    """A warning per cluster (name -> Kubernetes version) outside the range KEDA `keda_version` is tested on."""
+    minor = ".".join(keda_version.removeprefix("v").split(".")[:2])
+    tested = KEDA_TESTED_KUBERNETES.get(minor)
+    if tested is None:
+        return [f"KEDA {keda_version}: its tested Kubernetes range is not recorded (agents/settings.py "
+                f"KEDA_TESTED_KUBERNETES; keda.sh/docs/{minor}/operate/cluster/)"]
+    low, high = tested
+    return [f"KEDA {keda_version} on {name} (Kubernetes {version}): KEDA {minor} is tested on Kubernetes "
+            f"{low}-{high} only (keda.sh/docs/{minor}/operate/cluster/); move to a KEDA release tested there, or "
+            f"set installKeda: false where the cluster has one" for name, version in clusters.items()
+            if not _minor(low) <= _minor(version) <= _minor(high)]

@@ -144,6 +144,7 @@ def build(c, registry="", platforms="", tag="", push=False):
                       tag=tag or lock.get("AGENT_VERSION", ""))
     try:
         image_build.check_docker()
+        image_build.require_evidence(lock)
         build_args = {**image_build.build_args_from_lock(lock, args.platforms),
                       **image_build.tool_build_args(lock, args.platforms)}
     except image_build.BuildError as err:

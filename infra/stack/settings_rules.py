@@ -7,6 +7,7 @@ from typing import Iterator
 from common import pins
 from agents.build import read_lock
 from agents.edge_placement import unschedulable_pools
+from agents.settings import keda_untested
 from infra.devops.settings import agents_disagreements
 from infra.stack.naming import NODE_POOL_RULE, StackNames
 from infra.stack.settings import StackSettings
@@ -37,7 +38,7 @@ def pins_in_use(settings: StackSettings) -> dict[str, str]:
 
 def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
     """Valid but risky combinations, and pins past their end of support, shown with the plan."""
-    notes = pins.warnings(pins_in_use(settings), today or date.today())
+    notes = pins.warnings(pins_in_use(settings), today or date.today()) + keda_notes(settings)
     if settings.ml.attach_aks:
         notes.append("AKS keeps local accounts on because ml.attachAks is on: Microsoft documents that the AzureML "
                      "extension does not support AKS with local accounts disabled "
@@ -55,6 +56,17 @@ def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
         notes.append("the AzureML control plane must reach the API server: add its IP ranges (both paired regions) "
                      "to cluster.authorizedIpRanges")
     return notes
+
+
+def keda_notes(settings: StackSettings) -> list[str]:
+    """KEDA on a cluster outside its tested Kubernetes range: AKS, and edge sites at the kit's k3s pin."""
+    agents = settings.agents
+    if not agents.enabled:
+        return []
+    clusters = {"AKS": settings.cluster.kubernetes_version} if agents.pools and agents.install_keda else {}
+    edge = pins.newest("k3s")
+    clusters |= {f"edge site {site.name}": edge for site in agents.edge_sites if site.install_keda and edge}
+    return keda_untested(agents.keda_version, clusters)
 
 
 def _ml_attachment(settings: StackSettings) -> Iterator[Violation]:

@@ -36,7 +36,7 @@ def test_a_pin_without_a_row_warns():
 def test_a_malformed_row_names_the_file_and_row(tmp_path):
     path = tmp_path / "pins.yaml"
     path.write_text(yaml.safe_dump({"pins": [{"component": "x", "version": "1", "endOfSupport": "soon",
-                                              "source": "https://x"}]}))
+                                              "source": "https://x", "checked": date(2026, 12, 7)}]}))
     try:
         pins.load_table(path)
     except ValueError as err:
