@@ -1,12 +1,15 @@
 """The stack's kubeconfig converted to an unattended kubelogin mode, each mode with its own arguments.
 
-Mirrors `kubelogin convert-kubeconfig --login <mode>` (Azure/kubelogin pkg/internal/converter/convert.go): every
-mode keeps `--server-id`; `spn` carries the service principal's `--client-id` and the cluster's `--tenant-id`
-(and `--environment`), its secret coming from AAD_SERVICE_PRINCIPAL_CLIENT_SECRET at run time, never the file;
-`msi` and `workloadidentity` carry `--client-id` only when one is given (else the identity's defaults or the
-AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE environment the workload identity webhook sets);
-`azurecli` and `azurepipelines` take everything else from the CLI login or the pipeline's environment. The AKS
-kubeconfig's own `--client-id` is the AKS Entra ID client application, which only devicecode/interactive use.
+Mirrors `kubelogin convert-kubeconfig --login <mode>` (Azure/kubelogin v0.2.14, the agent image's pin,
+pkg/internal/converter/convert.go, Convert): every mode keeps `--server-id`; `spn` carries the service principal's
+`--client-id` and the cluster's `--tenant-id` (and `--environment`), its secret coming from
+AAD_SERVICE_PRINCIPAL_CLIENT_SECRET at run time, never the file; `azurepipelines` carries the cluster's
+`--tenant-id` (required there too) and takes the client and service connection from AZURESUBSCRIPTION_CLIENT_ID /
+AZURESUBSCRIPTION_SERVICE_CONNECTION_ID and the job's SYSTEM_ACCESSTOKEN at run time (pkg/internal/token/
+options.go, azurepipelinescredential.go); `msi` and `workloadidentity` carry `--client-id` only when one is given
+(else the identity's defaults or the AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE environment);
+`azurecli` takes everything else from the CLI login (the kubeconfig's tenant is dropped, as kubelogin drops it).
+The AKS kubeconfig's own `--client-id` is the AKS Entra ID client application, which only devicecode/interactive use.
 """
 from typing import Any
 
@@ -14,6 +17,7 @@ import yaml
 
 EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
 CLIENT_ID_MODES = ("spn", "msi", "workloadidentity")
+TENANT_MODES = ("spn", "azurepipelines")  # modes whose converter requires and writes the kubeconfig's --tenant-id
 
 
 def _arg(args: list[str], name: str) -> str | None:
@@ -26,13 +30,17 @@ def converted_args(args: list[str], method: str, client_id: str | None) -> list[
     if not server_id:
         raise ValueError("the kubeconfig's kubelogin user has no --server-id")
     converted = ["get-token", "--login", method, "--server-id", server_id]
+    tenant_id = _arg(args, "--tenant-id")
+    if method in TENANT_MODES and not tenant_id:
+        raise ValueError(f"{method} login needs the cluster's tenant id (--tenant-id in the kubeconfig)")
     if method == "spn":
-        tenant_id = _arg(args, "--tenant-id")
-        if not (client_id and tenant_id):
-            raise ValueError("spn login needs the service principal's client id and the cluster's tenant id")
+        if not client_id:
+            raise ValueError("spn login needs the service principal's client id")
         converted += ["--client-id", client_id, "--tenant-id", tenant_id]
         if environment := _arg(args, "--environment"):
             converted += ["--environment", environment]
+    elif method == "azurepipelines":
+        converted += ["--tenant-id", tenant_id]
     elif method in CLIENT_ID_MODES and client_id:
         converted += ["--client-id", client_id]
     return converted

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 from infra.lifecycle.backend import Backend
+from infra.lifecycle.federation import in_pipeline
 
 SERVICE_PRINCIPAL_VARS = ("ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID")
 SERVICE_PRINCIPAL_CREDENTIALS = ("ARM_CLIENT_SECRET", "ARM_CLIENT_CERTIFICATE_PATH")
@@ -49,6 +50,8 @@ def _passphrase_problem(backend: Backend) -> str | None:
 
 
 def _azure_problem(backend: Backend) -> str | None:
+    if in_pipeline(os.environ):
+        return _pipeline_problem()
     if _service_principal_in_env():
         return None
     if shutil.which("az"):
@@ -61,6 +64,16 @@ def _azure_problem(backend: Backend) -> str | None:
             return None
     return ("no Azure login: run 'az login' (and 'az account set --subscription <id>'), or set ARM_CLIENT_ID, "
             "ARM_TENANT_ID, ARM_SUBSCRIPTION_ID and ARM_USE_OIDC=true (workload identity) or ARM_CLIENT_SECRET")
+
+
+def _pipeline_problem() -> str | None:
+    """A pipeline step's workload identity federation (infra.lifecycle.federation) needs no `az`, but the job's
+    access token and the subscription (the provider's default credential takes it from ARM_SUBSCRIPTION_ID)."""
+    missing = [name for name in ("SYSTEM_ACCESSTOKEN", "ARM_SUBSCRIPTION_ID") if not os.environ.get(name)]
+    if not missing:
+        return None
+    return (f"the pipeline's workload identity federation needs {' and '.join(missing)} in this step's env "
+            "(SYSTEM_ACCESSTOKEN: $(System.AccessToken), ARM_SUBSCRIPTION_ID: the subscription to deploy to)")
 
 
 def _service_principal_in_env() -> bool:

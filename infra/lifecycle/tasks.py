@@ -5,7 +5,7 @@ import json as json_module
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from invoke import Collection, Exit, task
 
 from infra.lifecycle.backend import OptionsError, resolve_backend
+from infra.lifecycle.federation import FederationError, federated_login
 from infra.lifecycle.preflight import PreflightError, preflight
 from infra.stack.stack_config import ROOT, SettingsError
 
@@ -40,7 +41,7 @@ def reported(what: str) -> Iterator[None]:
 
     try:
         yield
-    except (SettingsError, OptionsError, PreflightError) as err:
+    except (SettingsError, OptionsError, PreflightError, FederationError) as err:
         raise Exit(f"{what}:\n" + "\n".join(f"  {problem}" for problem in err.problems), code=2) from None
     except DestroyRefused as err:
         raise Exit(f"{what}: {err}", code=2) from None
@@ -61,11 +62,15 @@ def _check_env(env: str) -> None:
         raise SettingsError([f"--env: {env!r} is not a stack name (lowercase letters, digits, '.', '_', '-')"])
 
 
-def _workspace(root: Path, backend: str, secrets_provider: str, *, deploys: bool = True) -> auto.LocalWorkspace:
+def _workspace(session: ExitStack, root: Path, backend: str, secrets_provider: str, *,
+               deploys: bool = True) -> auto.LocalWorkspace:
+    """The checked workspace; in a pipeline step that deploys, its federated login lives as long as `session`."""
     from infra.lifecycle.workspace import open_workspace
 
     resolved = resolve_backend(backend, secrets_provider)
     preflight(resolved, deploys=deploys)
+    if deploys:
+        session.enter_context(federated_login())
     return open_workspace(root, resolved)
 
 
@@ -78,10 +83,10 @@ def _operate(operation: str, env: str, backend: str, secrets_provider: str, proj
     from infra.lifecycle.workspace import create_or_select, select
 
     root, console = _project(project_dir), Console(highlight=False)
-    with reported(f"{operation} {env}"):
+    with ExitStack() as session, reported(f"{operation} {env}"):
         _check_env(env)
         validated_stack(root, env)
-        workspace = _workspace(root, backend, secrets_provider)
+        workspace = _workspace(session, root, backend, secrets_provider)
         stack = (create_or_select if operation in ("preview", "up") else select)(workspace, env)
         changes = run_operation(stack, operation, console.out, expect_no_changes=expect_no_changes)
     console.print(f"{operation} {env}: {changes}")
@@ -119,11 +124,11 @@ def destroy(c, env, force=False, confirm="", remove=False, backend="", secrets_p
     from infra.lifecycle.workspace import select
 
     root, console = _project(project_dir), Console(highlight=False)
-    with reported(f"destroy {env}"):
+    with ExitStack() as session, reported(f"destroy {env}"):
         _check_env(env)
         ask = (lambda question: Prompt.ask(question, console=console)) if sys.stdin.isatty() else None
         check_destroy(env, stack_lifecycle(root, env), force=force, confirm=confirm, ask=ask)
-        workspace = _workspace(root, backend, secrets_provider)
+        workspace = _workspace(session, root, backend, secrets_provider)
         stack = select(workspace, env)
         changes = run_operation(stack, "destroy", console.out)
         if remove:
@@ -142,13 +147,14 @@ def ephemeral(c, name, ttl, from_="qa", json=False, backend="", secrets_provider
     from infra.lifecycle.ephemeral import create_ephemeral, iso, plan_ephemeral
 
     root, console = _project(project_dir), Console(stderr=json, highlight=False)
-    with reported("stack.ephemeral"):
-        _check_env(from_)
-        planned = plan_ephemeral(name, ttl, from_, root, datetime.now(timezone.utc))
-        workspace = _workspace(root, backend, secrets_provider)
-    console.print(f"stack.ephemeral: creating {planned.name} from {from_}, expires at {iso(planned.expires_at)}")
-    with reported(f"stack.ephemeral {planned.name} (tagged; the reaper removes it after expiry)"):
-        changes = create_ephemeral(workspace, root, planned, console.out)
+    with ExitStack() as session:
+        with reported("stack.ephemeral"):
+            _check_env(from_)
+            planned = plan_ephemeral(name, ttl, from_, root, datetime.now(timezone.utc))
+            workspace = _workspace(session, root, backend, secrets_provider)
+        console.print(f"stack.ephemeral: creating {planned.name} from {from_}, expires at {iso(planned.expires_at)}")
+        with reported(f"stack.ephemeral {planned.name} (tagged; the reaper removes it after expiry)"):
+            changes = create_ephemeral(workspace, root, planned, console.out)
     result = {"stack": planned.name, "base": from_, "expiresAt": iso(planned.expires_at), "changes": changes}
     if json:
         print(json_module.dumps(result))
@@ -168,10 +174,10 @@ def reap(c, dry_run=False, json=False, parallel=4, backend="", secrets_provider=
 
     root, console = _project(project_dir), Console(highlight=False)
     try:
-        with reported("stack.reap"):
+        with ExitStack() as session, reported("stack.reap"):
             if not 1 <= int(parallel) <= 32:
                 raise SettingsError([f"--parallel: {parallel} is outside 1 .. 32"])
-            workspace = _workspace(root, backend, secrets_provider, deploys=not dry_run)
+            workspace = _workspace(session, root, backend, secrets_provider, deploys=not dry_run)
             outcomes = reap_stacks(workspace, root, datetime.now(timezone.utc), dry_run=dry_run,
                                    parallel=int(parallel))
     except Exit as err:

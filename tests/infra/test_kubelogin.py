@@ -18,9 +18,20 @@ def exec_of(method: str, client_id: str | None = None) -> dict:
     return converted["users"][0]["user"]["exec"]
 
 
-@pytest.mark.parametrize("method", ["azurecli", "azurepipelines"])
-def test_cli_and_pipeline_logins_keep_only_the_server_id(method):
-    assert exec_of(method)["args"] == ["get-token", "--login", method, "--server-id", AKS_SERVER_ID]
+def test_the_cli_login_keeps_only_the_server_id():
+    assert exec_of("azurecli")["args"] == ["get-token", "--login", "azurecli", "--server-id", AKS_SERVER_ID]
+
+
+def test_the_pipeline_login_writes_the_clusters_tenant_as_kubelogin_does():
+    """Issue 20.2: kubelogin's converter requires and writes --tenant-id for azurepipelines (v0.2.14)."""
+    assert exec_of("azurepipelines")["args"] == ["get-token", "--login", "azurepipelines", "--server-id",
+                                                 AKS_SERVER_ID, "--tenant-id", TENANT_ID]
+
+
+def test_a_kubeconfig_without_a_tenant_cannot_be_converted_to_the_pipeline_login():
+    config = kubeconfig("aks-mlk-dev", "aks.example").replace(f" --tenant-id, {TENANT_ID},", "")
+    with pytest.raises(ValueError, match="azurepipelines login needs the cluster's tenant id"):
+        convert_kubeconfig(config, "azurepipelines")
 
 
 def test_spn_signs_in_as_the_service_principal_of_the_clusters_tenant():

@@ -65,6 +65,18 @@ def test_pipelines_run_on_the_kits_x86_pool_with_the_state_settings_in_env(name)
             assert step["inputs"]["azureSubscription"] == "${{ parameters.azureServiceConnection }}"
 
 
+@pytest.mark.parametrize("name", ["pr-ephemeral.yml", "reaper.yml"])
+def test_every_kit_step_maps_what_the_refreshed_federated_login_needs(name):
+    """Issue 20.2: the kit's federated login (and kubelogin azurepipelines) need the job's access token, which a
+    step sees only when mapped, and the provider's default credential needs the subscription."""
+    for step in _steps(_load(name)):
+        if "./kit " in step.get("inputs", {}).get("inlineScript", ""):
+            assert step["task"] == "AzureCLI@2"  # it exports AZURESUBSCRIPTION_* for its service connection
+            assert step["env"]["SYSTEM_ACCESSTOKEN"] == "$(System.AccessToken)"
+            assert step["env"]["ARM_SUBSCRIPTION_ID"] == "$(azureSubscriptionId)"
+            assert "idToken" not in step["inputs"]["inlineScript"] and "addSpnToEnvironment" not in step["inputs"]
+
+
 def test_the_pr_pipeline_creates_smoke_tests_and_always_reaps_its_stack():
     pipeline = _load("pr-ephemeral.yml")
     calls = _kit_calls(pipeline)

@@ -230,10 +230,19 @@ def _save(name: str, state: dict) -> None:
     os.replace(temporary, path)
 
 
+def _login() -> dict:
+    """How the engine would sign in to Azure: the default-credential switch and the federated token it reads."""
+    token_file = os.environ.get("AZURE_FEDERATED_TOKEN_FILE")
+    return {"default_credential": os.environ.get("ARM_USE_DEFAULT_AZURE_CREDENTIAL"),
+            "client_id": os.environ.get("AZURE_CLIENT_ID"),
+            "federated_token": open(token_file, encoding="utf-8").read() if token_file else None}
+
+
 def _log(argv: list[str]) -> None:
     log = os.environ.get("STANDIN_LOG")
     if log:
-        record = {"argv": argv, "cwd": os.getcwd(), "secret_env": [k for k in SECRET_ENV if os.environ.get(k)]}
+        record = {"argv": argv, "cwd": os.getcwd(), "secret_env": [k for k in SECRET_ENV if os.environ.get(k)],
+                  "login": _login()}
         with open(log, "a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
 
