@@ -8,6 +8,11 @@ operator has not installed yet are applied on a later pass. The file holds the s
 
 The Flux Operator's own install manifest goes beside it (edge_hosts/steps/fleet.py); the images the operator
 deploys travel in the air-gap bundle (edge.bundle), the controllers by the digests of FLUX_IMAGES.
+
+Behind a site proxy the controllers get HTTPS_PROXY, HTTP_PROXY and NO_PROXY from Secret PROXY_SECRET through a
+FluxInstance patch of their Deployments (spec.kustomize.patches, the operator's documented way:
+docs/guides/instance/instance-customization.md "HTTP/S Proxy"); envFrom keeps a proxy password out of the
+FluxInstance and the Deployments.
 """
 from __future__ import annotations
 
@@ -33,6 +38,10 @@ FLUX_IMAGES = {
     "ghcr.io/fluxcd/notification-controller:v1.9.3":
         "sha256:071c351a0fb163eeb6a2bb82f1e894f51b6b0734216d2e97d3d99c9ab9d710b9",
 }
+PROXY_SECRET = "fleet-proxy"
+# in-cluster names the controllers reach directly (notification-controller's and source-controller's Services;
+# the operator's documented NO_PROXY for Flux)
+CLUSTER_NO_PROXY = (".cluster.local.", ".cluster.local", ".svc")
 # the image install.yaml's Deployment runs, by tag (config/manager/kustomization.yaml images: newTag v0.58.1)
 OPERATOR_IMAGE = "ghcr.io/controlplaneio-fluxcd/flux-operator:" + flux.FLUX_OPERATOR_VERSION
 
@@ -49,13 +58,28 @@ def image_names() -> list[str]:
     return [OPERATOR_IMAGE, *FLUX_IMAGES]
 
 
-def flux_instance() -> dict:
-    """Flux 2.9.4 with the three controllers fleet delivery uses, from the operator's embedded manifests."""
+def flux_instance(proxied: bool = False) -> dict:
+    """Flux 2.9.4 with the three controllers fleet delivery uses, from the operator's embedded manifests; proxied:
+    every controller's container (`manager`) takes its environment from Secret PROXY_SECRET too."""
+    spec = {"distribution": {"version": flux.FLUX_VERSION.removeprefix("v"), "registry": "ghcr.io/fluxcd"},
+            "components": ["source-controller", "kustomize-controller", "notification-controller"],
+            "cluster": {"type": "kubernetes", "networkPolicy": True}}
+    if proxied:
+        manager = {"name": "manager", "envFrom": [{"secretRef": {"name": PROXY_SECRET}}]}
+        patch = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "all"},
+                 "spec": {"template": {"spec": {"containers": [manager]}}}}
+        spec["kustomize"] = {"patches": [{"patch": yaml.safe_dump(patch, sort_keys=True),
+                                          "target": {"kind": "Deployment"}}]}
     return {"apiVersion": "fluxcd.controlplane.io/v1", "kind": "FluxInstance",
-            "metadata": {"name": "flux", "namespace": flux.NAMESPACE},
-            "spec": {"distribution": {"version": flux.FLUX_VERSION.removeprefix("v"), "registry": "ghcr.io/fluxcd"},
-                     "components": ["source-controller", "kustomize-controller", "notification-controller"],
-                     "cluster": {"type": "kubernetes", "networkPolicy": True}}}
+            "metadata": {"name": "flux", "namespace": flux.NAMESPACE}, "spec": spec}
+
+
+def proxy_secret(variables: dict[str, str]) -> dict:
+    """The controllers' proxy environment (the site's HTTP_PROXY/HTTPS_PROXY/NO_PROXY, NO_PROXY extended by
+    CLUSTER_NO_PROXY)."""
+    no_proxy = [*filter(None, variables.get("NO_PROXY", "").split(",")), *CLUSTER_NO_PROXY]
+    env = variables | {"NO_PROXY": ",".join(dict.fromkeys(no_proxy))}
+    return _secret(PROXY_SECRET, "Opaque", {k: v.encode() for k, v in sorted(env.items())})
 
 
 def _secret(name: str, secret_type: str, data: dict[str, bytes]) -> dict:
@@ -75,9 +99,11 @@ def site_secrets(registry: str, user: str, token: str, notify_token: str, notify
 
 
 def auto_deploy_manifest(flux_objects: list[dict], secrets: list[dict]) -> str:
-    """Namespace, FluxInstance, Secrets, then the site's Flux objects, as one multi-document YAML."""
+    """Namespace, FluxInstance (proxied when the secrets hold PROXY_SECRET), Secrets, then the site's Flux
+    objects, as one multi-document YAML."""
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": flux.NAMESPACE}}
-    return yaml.safe_dump_all([namespace, flux_instance(), *secrets, *flux_objects], sort_keys=True)
+    instance = flux_instance(any(s["metadata"]["name"] == PROXY_SECRET for s in secrets))
+    return yaml.safe_dump_all([namespace, instance, *secrets, *flux_objects], sort_keys=True)
 
 
 def write_auto_deploy(folder: Path, text: str) -> Path:

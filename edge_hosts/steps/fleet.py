@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from common import k3s, yamlio
+from edge_hosts.artifacts import proxy
 from edge_hosts.inventory.credentials import CredentialError, site_registry_credential
 from edge_hosts.inventory.model import Inventory
 from edge_hosts.engine.context import HostContext
@@ -99,9 +100,13 @@ def onsite_manifest(inventory: Inventory) -> OnSite:
     if problems:
         raise FleetInputError("\n".join(f"{inventory.source}: {p}" for p in problems))
     secrets = onsite.site_secrets(credential.server, credential.username, credential.password, token, address)
+    variables = proxy.variables(inventory)
+    if variables:
+        secrets.append(onsite.proxy_secret(variables))  # the site's proxy, for the Flux controllers
     text = onsite.auto_deploy_manifest(objects, secrets)
     encoded = {value for secret in secrets for value in secret["data"].values()}
-    return OnSite(text, frozenset({credential.password, *filter(None, (token, address)), *encoded}))
+    return OnSite(text, frozenset({credential.password, *filter(None, (token, address)), *encoded,
+                                   *proxy.passwords(inventory)}))
 
 
 def ensure_fleet(ctx: HostContext) -> bool:

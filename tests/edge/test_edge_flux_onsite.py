@@ -193,3 +193,31 @@ def test_an_online_fleet_site_downloads_install_yaml_verified_against_the_releas
         done, hosts = bootstrap(online, state, secrets_env("site-token-Rk29vQ"))
     assert done.returncode == 1 and "sha256 mismatch for" in hosts["edge-1"]["error"]
     assert not host_file(lab, "edge-1", f"{MANIFESTS}/flux-operator.yaml").exists()
+
+
+def test_behind_the_sites_proxy_the_flux_controllers_get_it_from_the_private_manifest(lab, site, state, tmp_path):
+    password = "fleet-proxy-Pw4"
+    url = f"http://kit:{password}@{lab.gateway}:3128"
+    document = yaml.safe_load(site.read_text())
+    document["proxy"] = {"http": url, "https": url, "noProxy": [".plant.example"]}
+    proxied = tmp_path / "proxied.yaml"
+    proxied.write_text(yaml.safe_dump(document))
+    with ArgvSampler(lab) as argvs:
+        done, hosts = bootstrap(proxied, state, secrets_env("site-token-Rk29vQ"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fleet" in hosts["edge-1"]["changed"]
+    assert mode(lab, "edge-1", f"{MANIFESTS}/mlops-fleet.yaml") == 0o600
+    docs = manifest_docs(lab)
+    instance = docs[1]
+    crds.validate(instance)  # strict, against the FluxInstance CRD
+    (patch,) = instance["spec"]["kustomize"]["patches"]
+    manager = yaml.safe_load(patch["patch"])["spec"]["template"]["spec"]["containers"][0]
+    assert patch["target"] == {"kind": "Deployment"}
+    assert manager == {"name": "manager", "envFrom": [{"secretRef": {"name": onsite.PROXY_SECRET}}]}
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == onsite.PROXY_SECRET)
+    kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
+    env = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert env["HTTPS_PROXY"] == env["HTTP_PROXY"] == url
+    assert env["NO_PROXY"].split(",")[-4:] == [".plant.example", ".cluster.local.", ".cluster.local", ".svc"]
+    assert password not in host_file(lab, "edge-1", f"{MANIFESTS}/mlops-fleet.yaml").read_text()  # base64 only
+    assert not [a for a in argvs.seen if password in a] and password not in done.stdout + done.stderr

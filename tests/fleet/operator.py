@@ -38,12 +38,17 @@ def binary() -> Path:
     return target
 
 
-def _build(target: Path) -> None:
+def module_dir() -> Path:
+    """The operator's module source at the pinned version (Go's module cache; go fetches it when missing)."""
     found = subprocess.run(["go", "mod", "download", "-json", f"{MODULE}@{flux.FLUX_OPERATOR_VERSION}"],
                            capture_output=True, text=True, check=True)
+    return Path(json.loads(found.stdout)["Dir"])
+
+
+def _build(target: Path) -> None:
     with tempfile.TemporaryDirectory() as work:
         module = Path(work) / "operator"
-        shutil.copytree(json.loads(found.stdout)["Dir"], module)
+        shutil.copytree(module_dir(), module)
         for path in [module, *module.rglob("*")]:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
         (module / "cmd" / "rsetcheck").mkdir(parents=True)

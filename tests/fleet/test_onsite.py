@@ -7,8 +7,9 @@ import kubernetes_validate
 import yaml
 
 from fleet import onsite
-from fleet.render import K8S_VERSION
-from tests.fleet import crds
+from fleet.flux import FLUX_VERSION
+from fleet.render import K8S_VERSION, merge
+from tests.fleet import crds, operator
 from tests.fleet.test_render import _render
 
 
@@ -46,3 +47,40 @@ def test_the_flux_images_are_named_by_tag_and_pulled_by_the_operators_own_digest
     assert references[0] == f"ghcr.io/controlplaneio-fluxcd/flux-operator:v0.58.1@sha256:{'a' * 64}"
     assert references[1:] == [f"{name}@{digest}" for name, digest in onsite.FLUX_IMAGES.items()]
     assert onsite.image_names() == [r.split("@")[0] for r in references]
+
+
+def test_behind_a_proxy_every_flux_controller_gets_it_from_a_secret_never_in_plain_text(tmp_path):
+    password = "pr0xy-Pw7"
+    url = f"http://kit:{password}@10.8.0.1:3128"
+    variables = {"HTTP_PROXY": url, "HTTPS_PROXY": url,
+                 "NO_PROXY": "localhost,127.0.0.1,10.42.0.0/16,10.43.0.0/16"}
+    secrets = [*onsite.site_secrets("crmlopsprod.azurecr.io", "plant-berlin", "tok", "notify"),
+               onsite.proxy_secret(variables)]
+    text = onsite.auto_deploy_manifest([], secrets)
+    docs = list(yaml.safe_load_all(text))
+    instance, proxy = docs[1], docs[4]
+    crds.validate(instance)  # strict, the FluxInstance CRD of v0.58.1
+    kubernetes_validate.validate(proxy, K8S_VERSION, strict=True)
+    env = {k: base64.b64decode(v).decode() for k, v in proxy["data"].items()}
+    assert env["HTTPS_PROXY"] == variables["HTTPS_PROXY"] and env["HTTP_PROXY"] == variables["HTTP_PROXY"]
+    assert env["NO_PROXY"] == variables["NO_PROXY"] + ",.cluster.local.,.cluster.local,.svc"
+    assert password not in text  # only base64 inside the Secret: the FluxInstance names the Secret
+    (patch,) = instance["spec"]["kustomize"]["patches"]
+    assert patch["target"] == {"kind": "Deployment"}
+    # the patch applied (strategic merge: containers by name) to each controller the operator deploys
+    data = operator.module_dir() / "config" / "data" / "flux" / FLUX_VERSION
+    for controller in instance["spec"]["components"]:
+        deployment = next(d for d in yaml.safe_load_all((data / f"{controller}.yaml").read_text())
+                          if d and d["kind"] == "Deployment")
+        patched = merge(deployment, {"spec": yaml.safe_load(patch["patch"])["spec"]})
+        container = next(c for c in patched["spec"]["template"]["spec"]["containers"] if c["name"] == "manager")
+        assert container["envFrom"] == [{"secretRef": {"name": onsite.PROXY_SECRET}}], controller
+        assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        kubernetes_validate.validate(patched, K8S_VERSION, strict=True)
+    path = onsite.write_auto_deploy(tmp_path, text)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_without_a_proxy_the_flux_instance_is_not_patched():
+    text = onsite.auto_deploy_manifest([], onsite.site_secrets("r.example", "s", "tok", "notify"))
+    assert "kustomize" not in list(yaml.safe_load_all(text))[1]["spec"]
