@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from common import yamlio
+from common.files import write_problem
 from edge_hosts.access.state import write_private
 
 DEFAULT_PATH = Path("~/.kube/config")
@@ -52,6 +53,26 @@ def merge(existing: dict | None, site_config: dict) -> dict:
     if not merged.get("current-context"):
         merged["current-context"] = site_config["current-context"]
     return merged
+
+
+def path_problem(path: Path) -> str | None:
+    """Why a site's context could not be merged into this kubeconfig file (None when it can): found before any
+    host is contacted, not after the install it would end."""
+    path = path.expanduser()
+    problem = write_problem(path)
+    if problem or not path.exists():
+        return problem
+    try:
+        existing = yamlio.load(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        return f"{path} cannot be read: {getattr(err, 'strerror', None) or err}"
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        return f"{path} is not valid YAML ({where}{getattr(err, 'problem', None) or err}); the kit will not touch it"
+    if existing is not None and not isinstance(existing, dict):
+        return f"{path} is not a kubeconfig (not a mapping); the kit will not touch it"
+    return None
 
 
 def merge_into(path: Path, site_config: dict) -> bool:

@@ -76,6 +76,7 @@ class HostSession:
         self._passwordless_sudo: bool | None = None  # probed once per session, only when a password is configured
         self.upload_slots: threading.Semaphore | nullcontext = nullcontext()  # shared by a site's sessions
         self.on_attempt: Callable[[int, int, float], None] | None = None  # each connection attempt (n, m, s left)
+        self.cancelled = False  # cut off (a second Ctrl-C): no command runs again
 
     def _sudo_password(self) -> str | None:
         env = self.settings.sudo_password_env
@@ -90,8 +91,10 @@ class HostSession:
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> None:
         """Connect (or reconnect), retrying unreachable hosts with exponential backoff; each attempt is reported to
-        `on_attempt` (attempt n, of m, at most this many seconds left)."""
+        `on_attempt` (attempt n, of m, at most this many seconds left). Refused once the session is cancelled."""
         self.close()
+        if self.cancelled:
+            raise TransportError(f"connection to {self.host.address} cut off (the run was interrupted)")
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             if self.on_attempt is not None:
@@ -157,6 +160,11 @@ class HostSession:
         if transport is None or not transport.is_active():
             self.connect()
 
+    def cancel(self) -> None:
+        """Cut the connection off for good (from any thread): commands in progress end, none starts again."""
+        self.cancelled = True
+        self.close()
+
     def close(self) -> None:
         """Close the connection; a link that already died is fine."""
         for resource in (self._sftp, self._client):
@@ -168,14 +176,14 @@ class HostSession:
         self._client = self._sftp = None
 
     # -- commands ---------------------------------------------------------------------------
-    def _command(self, sudo: bool) -> tuple[str, bytes]:
+    def _command(self, sudo: bool, shell: str = "sh -s") -> tuple[str, bytes]:
         if not sudo or self.settings.user == "root":
-            return "sh -s", b""
+            return shell, b""
         if self.sudo_password is None or self._sudo_is_passwordless():
-            return "sudo -n sh -s", b""
+            return f"sudo -n {shell}", b""
         # sudo asks (-k forgets cached credentials), so the first stdin line is consumed as the password,
         # never run as a command
-        return "sudo -k -S -p '' sh -s", self.sudo_password.encode() + b"\n"
+        return f"sudo -k -S -p '' {shell}", self.sudo_password.encode() + b"\n"
 
     def _sudo_is_passwordless(self) -> bool:
         """Whether sudo runs without a password here (NOPASSWD): then the password must never be sent."""
@@ -213,6 +221,19 @@ class HostSession:
         except (OSError, paramiko.SSHException, EOFError, AttributeError) as error:
             raise TransportError(f"connection to {self.host.address} lost: {error or type(error).__name__}") from None
         return Result(code, out.decode(errors="replace"), errors[0].decode(errors="replace"))
+
+    def start(self, script: str, sudo: bool = True) -> paramiko.Channel:
+        """Start a long-running script whose stdin stays open to the caller, who owns the returned channel. The
+        script goes in argv (stdin is the caller's): it must hold no secret."""
+        self._ensure_connected()
+        command, prefix = self._command(sudo, f"sh -c {shlex.quote(script)}")
+        try:
+            channel = self._client.get_transport().open_session(timeout=self.settings.connect_timeout)
+            channel.exec_command(command)
+            channel.sendall(prefix)
+        except (OSError, paramiko.SSHException, EOFError, AttributeError) as error:
+            raise TransportError(f"connection to {self.host.address} lost: {error or type(error).__name__}") from None
+        return channel
 
     def check(self, script: str, what: str, sudo: bool = True, timeout: float | None = None,
               reveal: bool = False) -> str:

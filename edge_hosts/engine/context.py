@@ -21,6 +21,8 @@ class HostContext:
     replaced: set[str] = field(default_factory=set)  # artifacts/config written this run: bin, install, config
     started: bool = False  # the unit was (re)started this run: readiness must be waited for
     error: str | None = None
+    stopped: bool = False  # the run was stopped (Ctrl-C) before this host finished: `error` says where
+    in_step: bool = False  # one of its steps is running
     reads_cluster: bool = False  # the first server's probe also reads the running cluster (tokens, snapshot)
     reading: Reading | None = None
     step: str = "waiting"

@@ -29,6 +29,8 @@ class Engine:
     def __init__(self, inventory: Inventory, names: list[str], parallel: int, progress: Progress,
                  source: ArtifactSource | None = None):
         self.inventory, self.parallel, self.progress = inventory, max(1, parallel), progress
+        self.stopping: str | None = None  # why no further step starts (Ctrl-C, the site lock lost)
+        self.cut_off = False  # the steps in progress were cut off too (their connections closed)
         self.contexts = {name: HostContext(inventory, inventory.host(name), HostSession(inventory, inventory.host(name)),
                                            source) for name in names}
         self.limit_uploads(UPLOAD_PARALLEL)
@@ -58,18 +60,54 @@ class Engine:
         for ctx in self.contexts.values():
             ctx.session.secrets.update(values)
 
+    def stop(self, reason: str) -> None:
+        """Start no further step on any host (from any thread); the steps in progress finish."""
+        self.stopping = self.stopping or reason
+
+    def cut(self, reason: str) -> None:
+        """Stop, and end the steps in progress too by closing every connection for good."""
+        self.stop(reason)
+        self.cut_off = True
+        for ctx in self.contexts.values():
+            ctx.session.cancel()
+
     def fail(self, ctx: HostContext, message: str) -> None:
+        """The host failed; while the run stops, a failure passed on from another host (no step of its own
+        running) or caused by the cut connections is a stop, saying where."""
+        if ctx.error is not None:
+            return
+        if self.stopping and not ctx.in_step:
+            self._halt(ctx, None)
+            return
+        if self.cut_off:  # whatever the step saw, it ended because its connection was cut
+            ctx.stopped, message = True, f"interrupted during {ctx.step}: {self.stopping}"
+        ctx.error = message
+        self.progress.update(ctx.host.name, ctx.step, "stopped" if ctx.stopped else "failed")
+
+    def _halt(self, ctx: HostContext, before: str | None) -> None:
+        """The host stops before step `before` (None: the one after its last) as the run stops."""
         if ctx.error is None:
-            ctx.error = message
-            self.progress.update(ctx.host.name, ctx.step, "failed")
+            where = f"before {before}" if before else "before its first step" if ctx.step == "waiting" \
+                else f"after {ctx.step}"
+            ctx.stopped, ctx.error = True, f"stopped {where}: {self.stopping}"
+            self.progress.update(ctx.host.name, before or ctx.step, "stopped")
 
     def step(self, ctx: HostContext, name: str, action: Callable[..., bool], *args) -> bool:
-        """Run one step on a host unless it already failed; True when it succeeded. A dropped link is
-        reconnected (with backoff) and the step, being check-then-change, is run once more."""
+        """Run one step on a host unless it already failed or the run is stopping; True when it succeeded. A
+        dropped link is reconnected (with backoff) and the step, being check-then-change, is run once more."""
         if ctx.failed:
             return False
-        ctx.step = name
+        if self.stopping:
+            self._halt(ctx, name)
+            return False
+        ctx.step, ctx.in_step = name, True
         self.progress.update(ctx.host.name, name)
+        try:
+            return self._attempts(ctx, name, action, args)
+        finally:
+            ctx.in_step = False
+
+    def _attempts(self, ctx: HostContext, name: str, action: Callable[..., bool], args: tuple) -> bool:
         for attempt in (1, 2):
             try:
                 if action(ctx, *args) and name not in ctx.changed:
@@ -112,7 +150,7 @@ class Engine:
         out = []
         for name in names:
             ctx = self.contexts[name]
-            status = "failed" if ctx.failed else ("changed" if ctx.changed else "ok")
+            status = "stopped" if ctx.stopped else "failed" if ctx.failed else "changed" if ctx.changed else "ok"
             self.progress.update(name, "done", status)
             out.append(HostResult(name, status, list(ctx.changed), ctx.error))
         return out

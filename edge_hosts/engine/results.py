@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red"}
+STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "stopped": "magenta"}
 
 
 @dataclass(frozen=True)
 class HostResult:
     name: str
-    status: str  # ok | changed | failed
+    status: str  # ok | changed | failed | stopped (the run was interrupted before the host finished)
     changed: list[str] = field(default_factory=list)
     error: str | None = None
 

@@ -3,7 +3,6 @@ fields, with every problem reported at once with its key path."""
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -52,20 +51,6 @@ def load_inventory(site: str) -> Inventory:
         raise InventoryError("\n".join(f"{path}: {where}: {what}" for where, what in problems))
     inventory = Inventory.model_validate(raw)
     return _resolved(inventory, path)
-
-
-def key_file_problems(inventory: Inventory) -> list[str]:
-    """Private key files that are missing or unreadable, each with its key path: found before any connection."""
-    problems = []
-    for where, key_file, host in [("ssh.keyFile", inventory.ssh.key_file, None),
-                                  *((f"hosts[{i}].ssh.keyFile", h.ssh.key_file, h)
-                                    for i, h in enumerate(inventory.hosts))]:
-        settings = inventory.ssh if host is None else inventory.ssh_for(host)
-        if key_file is None or settings.use_agent:
-            continue
-        if not key_file.is_file() or not os.access(key_file, os.R_OK):
-            problems.append(f"{inventory.source}: {where}: {key_file} is not a readable private key file")
-    return problems
 
 
 def _location(loc: tuple) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 import json as jsonlib
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import task
 
 from edge_hosts.access.kubeconfig import DEFAULT_PATH
-from edge_hosts.tasks.inputs import SITE_HELP, confirm, exit_if_failed, finish, site_inventory
+from edge_hosts.tasks.inputs import (SITE_HELP, confirm, exit_if_failed, finish, kubeconfig_problems, refuse,
+                                     site_inventory, state_problems)
 
 
 @task(help={"site": SITE_HELP, "yes": "do not ask for confirmation", "json": "print one JSON object",
@@ -19,13 +20,19 @@ def reset(c, site, yes=False, json=False, forget=False):
     from edge_hosts.engine.fanout import Engine
     from edge_hosts.engine.progress import Progress
 
-    inventory = site_inventory(site)
+    from edge_hosts.tasks.running import run_locked, site_lock
+
+    problems: list[str] = []
+    inventory = site_inventory(site, problems)
+    refuse(problems + state_problems(inventory))
     names = [h.name for h in inventory.hosts]
     if not yes:
         confirm(f"Remove k3s and all its data from {', '.join(names)} (site {inventory.site})?", "reset")
-    with Progress(names, enabled=not json) as progress, Engine(inventory, names, 10, progress) as engine:
-        results = resetting.reset(engine, inventory.site, forget=forget)
-    finish(inventory.site, results, json)
+    with site_lock(inventory, "edge.reset") as lock, Progress(names, enabled=not json) as progress, \
+            Engine(inventory, names, 10, progress) as engine:
+        results, interrupted = run_locked(lock, engine, lambda: resetting.reset(engine, inventory.site, forget=forget),
+                                          names)
+    finish(inventory.site, results, json, interrupted)
 
 
 @task(help={"site": SITE_HELP, "json": "print one JSON object"})
@@ -39,14 +46,23 @@ def backup(c, site, json=False):
     from edge_hosts.engine.results import summary
     from edge_hosts.access.state import TokenStore
 
-    inventory = site_inventory(site)
+    from common.files import write_problem
+    from edge_hosts.tasks.running import run_locked, site_lock
+
+    problems: list[str] = []
+    inventory = site_inventory(site, problems)
     if not TokenStore(inventory.site).exists():
-        raise Exit(f"{TokenStore(inventory.site).dir}: no server token for site {inventory.site} (bootstrapped from "
-                   "another machine?): a backup is restored with it; copy the site's state here first", code=2)
+        problems.append(f"{TokenStore(inventory.site).dir}: no server token for site {inventory.site} (bootstrapped "
+                        "from another machine?): a backup is restored with it; copy the site's state here first")
+    saved = write_problem(backups_dir(inventory) / "backup")
+    refuse(problems + state_problems(inventory) + ([f"{inventory.source}: backups.dir: {saved}"] if saved else []))
     first = inventory.first_server.name
-    with Progress([first], enabled=not json) as progress, Engine(inventory, [first], 1, progress) as engine:
+    with site_lock(inventory, "edge.backup") as lock, Progress([first], enabled=not json) as progress, \
+            Engine(inventory, [first], 1, progress) as engine:
         run = Backup(engine, inventory)
-        results = run.run()
+        results, interrupted = run_locked(lock, engine, run.run, [first])
+    if interrupted:
+        finish(inventory.site, results, json, interrupted)
     report = run.report()
     if json:
         print(jsonlib.dumps({**summary(inventory.site, results), "backup": report}))
@@ -69,17 +85,21 @@ def restore(c, site, snapshot, yes=False, json=False, kubeconfig=str(DEFAULT_PAT
     from edge_hosts.engine.fanout import Engine
     from edge_hosts.engine.progress import Progress
 
-    inventory = site_inventory(site)
+    from edge_hosts.tasks.running import run_locked, site_lock
+
+    config = Path(kubeconfig).expanduser()
+    problems = kubeconfig_problems(config)
+    inventory = site_inventory(site, problems)
     path = Path(snapshot).expanduser()
-    manifest, problems = restore_problems(inventory, path)
-    if problems:
-        raise Exit("\n".join(problems), code=2)
+    manifest, snapshot_problems = restore_problems(inventory, path)
+    refuse(problems + snapshot_problems + state_problems(inventory))
     names = [h.name for h in inventory.hosts]
     if not yes:
         confirm(f"Replace the cluster state of site {inventory.site} ({', '.join(names)}) with {path}?", "restore")
-    with Progress(names, enabled=not json) as progress, Engine(inventory, names, 10, progress) as engine:
-        results = Restore(engine, inventory, path, manifest, Path(kubeconfig).expanduser()).run()
-    finish(inventory.site, results, json)
+    with site_lock(inventory, "edge.restore") as lock, Progress(names, enabled=not json) as progress, \
+            Engine(inventory, names, 10, progress) as engine:
+        results, interrupted = run_locked(lock, engine, Restore(engine, inventory, path, manifest, config).run, names)
+    finish(inventory.site, results, json, interrupted)
 
 
 @task(name="rotate-certs", help={"site": SITE_HELP, "json": "print one JSON object",
@@ -95,12 +115,19 @@ def rotate_certs(c, site, json=False, kubeconfig=str(DEFAULT_PATH)):
     from edge_hosts.tasks.tables import print_results
     from edge_hosts.engine.results import summary
 
-    inventory = site_inventory(site)
+    from edge_hosts.tasks.running import run_locked, site_lock
+
     path = Path(kubeconfig).expanduser()
+    problems = kubeconfig_problems(path)
+    inventory = site_inventory(site, problems)
+    refuse(problems + state_problems(inventory))
     names = [h.name for h in inventory.hosts]  # servers, then the agents
     old = certs.kubeconfig_report(path, inventory.site, datetime.datetime.now(datetime.timezone.utc))
-    with Progress(names, enabled=not json) as progress, Engine(inventory, names, 1, progress) as engine:
-        results = certs.RotateCerts(engine, inventory, path).run()
+    with site_lock(inventory, "edge.rotate-certs") as lock, Progress(names, enabled=not json) as progress, \
+            Engine(inventory, names, 1, progress) as engine:
+        results, interrupted = run_locked(lock, engine, certs.RotateCerts(engine, inventory, path).run, names)
+    if interrupted:
+        finish(inventory.site, results, json, interrupted)
     note = certs.devops_note(inventory, old if old and "expires" in old else None)
     if json:
         print(jsonlib.dumps({**summary(inventory.site, results), "azureDevOps": note}))

@@ -8,8 +8,9 @@ from pathlib import Path
 from invoke import Exit, task
 
 from edge_hosts.access.kubeconfig import DEFAULT_PATH
-from edge_hosts.tasks.inputs import (DEFAULT_METALLB, SITE_HELP, artifact_source, check_fleet_input, check_registries,
-                                     confirmed, finish, selected_hosts, site_inventory, warn_site)
+from edge_hosts.tasks.inputs import (DEFAULT_METALLB, SITE_HELP, artifact_source, at_least_one, check_fleet_input,
+                                     check_registries, confirmed, finish, kubeconfig_problems, refuse, selected_hosts,
+                                     site_inventory, state_problems, warn_site)
 
 
 @task(help={"site": SITE_HELP, "json": "print one JSON object instead of a table",
@@ -21,14 +22,14 @@ def plan(c, site, json=False, batch=1):
     from edge_hosts.engine.progress import Progress
     from edge_hosts.operations.upgrade import UpgradeRefused
 
-    inventory = site_inventory(site)
-    if int(batch) < 1:
-        raise Exit(f"--batch: must be at least 1, got {batch}", code=2)
-    check_registries(inventory)
+    problems = at_least_one(batch=batch)
+    inventory = site_inventory(site, problems)
+    check_registries(inventory, problems)
+    source = artifact_source(inventory, problems)
+    refuse(problems)
     warn_site(inventory)
     names = [h.name for h in inventory.hosts]
-    with Progress(names, enabled=not json) as progress, \
-            Engine(inventory, names, 16, progress, artifact_source(inventory)) as engine:
+    with Progress(names, enabled=not json) as progress, Engine(inventory, names, 16, progress, source) as engine:
         try:
             results = planning.plan(engine, inventory.site, int(batch))
         except UpgradeRefused as err:
@@ -49,27 +50,26 @@ def bootstrap(c, site, hosts="", parallel=10, json=False, kubeconfig=str(DEFAULT
     from edge_hosts.engine.progress import Progress
     from edge_hosts.bootstrap.runner import Bootstrap
     from edge_hosts.operations.upgrade import UpgradeRefused
+    from edge_hosts.tasks.running import run_locked, site_lock
 
-    inventory = site_inventory(site)
-    low = [f"--{flag}: must be at least 1, got {value}" for flag, value in
-           (("parallel", parallel), ("upload-parallel", upload_parallel), ("batch", batch),
-            ("drain-timeout", drain_timeout)) if int(value) < 1]
-    if low:
-        raise Exit("\n".join(low), code=2)
-    selected = selected_hosts(inventory, hosts)
-    artifact_source(inventory)
-    check_registries(inventory)
-    check_fleet_input(inventory)
+    path = Path(kubeconfig).expanduser()
+    problems = at_least_one(parallel=parallel, upload_parallel=upload_parallel, batch=batch,
+                            drain_timeout=drain_timeout) + kubeconfig_problems(path)
+    inventory = site_inventory(site, problems)
+    selected = selected_hosts(inventory, hosts, problems)
+    artifact_source(inventory, problems)
+    check_registries(inventory, problems)
+    check_fleet_input(inventory, problems)
+    refuse(problems + state_problems(inventory))
     warn_site(inventory)
-    with Progress(selected, enabled=not json) as progress:
-        run = Bootstrap(inventory, selected, int(parallel), progress, Path(kubeconfig).expanduser(), int(batch),
-                        int(drain_timeout))
+    with site_lock(inventory, "edge.bootstrap") as lock, Progress(selected, enabled=not json) as progress:
+        run = Bootstrap(inventory, selected, int(parallel), progress, path, int(batch), int(drain_timeout))
         run.engine.limit_uploads(int(upload_parallel))
         try:
-            results = run.run()
+            results, interrupted = run_locked(lock, run.engine, run.run, selected)
         except UpgradeRefused as err:  # before any host changed
             raise Exit(str(err), code=2) from None
-    finish(inventory.site, results, json)
+    finish(inventory.site, results, json, interrupted)
 
 
 @task(help={"site": SITE_HELP, "json": "print one JSON object",
@@ -81,7 +81,9 @@ def status(c, site, json=False, kubeconfig=str(DEFAULT_PATH)):
     from edge_hosts.engine.fanout import Engine
     from edge_hosts.engine.progress import Progress
 
-    inventory = site_inventory(site)
+    problems: list[str] = []
+    inventory = site_inventory(site, problems)
+    refuse(problems)
     names = [h.name for h in inventory.hosts]
     with Progress(names, enabled=False) as progress, Engine(inventory, names, 16, progress) as engine:
         report = statuses.status(engine, Path(kubeconfig).expanduser())
@@ -114,9 +116,11 @@ def kubeconfig(c, site, kubeconfig=str(DEFAULT_PATH)):
     from edge_hosts.steps.kubeconfig import write_kubeconfig
     from edge_hosts.access.ssh import RemoteError, TransportError
 
-    inventory = site_inventory(site)
-    first = inventory.first_server.name
     path = Path(kubeconfig).expanduser()
+    problems = kubeconfig_problems(path)
+    inventory = site_inventory(site, problems)
+    refuse(problems)
+    first = inventory.first_server.name
     with Engine(inventory, [first], 1, Progress([first], enabled=False)) as engine:
         ctx = engine.contexts[first]
         try:
@@ -188,7 +192,7 @@ def trust(c, site, yes=False):
     from edge_hosts.access import hostkeys
     from edge_hosts.tasks.tables import trust_lines
 
-    inventory = site_inventory(site, signs_in=False)  # host keys are read without logging in
+    inventory = site_inventory(site, [], signs_in=False)  # host keys are read without logging in
     known_hosts = inventory.ssh.known_hosts
     targets = [(h.name, str(h.address), inventory.ssh_for(h).port) for h in inventory.hosts]
     found = hostkeys.survey(targets, known_hosts, inventory.ssh.connect_timeout)

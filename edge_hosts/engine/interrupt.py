@@ -1,0 +1,48 @@
+"""Ctrl-C during a run that changes a site: the first stops it cleanly (no further step starts, the steps in
+progress finish, each being check-then-change), a second cuts those off too (their connections closed); either
+way the run ends with every host's result, the stopped ones saying where."""
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Callable
+
+from edge_hosts.engine.fanout import Engine
+from edge_hosts.engine.results import HostResult
+
+STOPPING = ("stopping: no further step starts; the steps in progress finish first (Ctrl-C again to cut them "
+            "off)")
+
+
+def interruptible(engine: Engine, work: Callable[[], list[HostResult]], names: list[str]
+                  ) -> tuple[list[HostResult], bool]:
+    """Run `work` (which steps through `engine`) in a thread while this one takes Ctrl-C; return its results (or,
+    interrupted, every host's as it stands) and whether it was interrupted."""
+    outcome: dict = {}
+    ended = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["results"] = work()
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = error
+        finally:
+            ended.set()
+
+    threading.Thread(target=run, name="run", daemon=True).start()
+    interrupts = 0
+    # waited for on an Event, never Thread.join: a Ctrl-C inside join() makes CPython 3.11 take the thread for
+    # ended while it runs on (threading.py _wait_for_tstate_lock releases the lock the running thread holds)
+    while not ended.is_set():
+        try:
+            ended.wait(0.5)
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts == 1:
+                engine.stop("interrupted (Ctrl-C)")
+                print(STOPPING, file=sys.stderr, flush=True)
+            else:
+                engine.cut("interrupted (Ctrl-C)")
+    if "error" in outcome and not interrupts:
+        raise outcome["error"]
+    return (outcome.get("results") if "results" in outcome else engine.results(names)), interrupts > 0
