@@ -2,6 +2,8 @@
 Ctrl-C stopping it cleanly, and the lock's loss stopping it too."""
 from __future__ import annotations
 
+import functools
+import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -18,6 +20,7 @@ def site_lock(inventory: Inventory, task: str) -> Iterator:
     from edge_hosts.access.sitelock import LockError, SiteBusy, SiteLock
 
     lock = SiteLock(inventory, task)
+    lock.remote.session.on_attempt = functools.partial(_attempt, task, lock.remote.host.name)
     try:
         lock.__enter__()
     except SiteBusy as err:
@@ -29,6 +32,13 @@ def site_lock(inventory: Inventory, task: str) -> Iterator:
         yield lock
     finally:
         lock.__exit__(None, None, None)
+
+
+def _attempt(task: str, host: str, attempt: int, attempts: int, seconds_left: float) -> None:
+    """A retried connection for the lock, before the live view starts: shown on stderr from the second on."""
+    if attempt > 1:
+        print(f"{task}: taking the site's lock on {host}: attempt {attempt} of {attempts}, up to "
+              f"{seconds_left:.0f} s left", file=sys.stderr, flush=True)
 
 
 def run_locked(lock, engine: Engine, work: Callable[[], list], names: list[str]) -> tuple[list, bool]:

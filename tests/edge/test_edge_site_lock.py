@@ -11,7 +11,7 @@ import time
 import pytest
 
 from edge_hosts.access.sitelock import REMOTE_DIR
-from helpers import REPO, json_result, kit
+from helpers import REPO, json_result, kit, lab_site
 from lab_checks import host_file, ready_nodes_or_none
 
 SHARED_STATE = True
@@ -122,3 +122,19 @@ def test_a_frozen_holder_keeps_the_lock_until_its_lease_runs_out(lab, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_unreachable_first_server_shows_the_lock_attempts_and_changes_nothing(lab, state, tmp_path):
+    site = lab_site(lab, tmp_path, **{"ssh.connectTimeout": 1, "ssh.retries": 1})
+    listing = "ls -laR /etc/rancher /usr/local/bin 2>&1"
+    before = lab.exec("edge-2", listing, check=False).stdout
+    lab.cut_link("edge-1")
+    try:
+        done = kit("edge.reset", "--site", str(site), "--yes", env={"XDG_CONFIG_HOME": str(state)}, timeout=120)
+    finally:
+        lab.restore_link("edge-1")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "edge.reset: taking the site's lock on edge-1: attempt 2 of 2, up to 1 s left" in done.stderr
+    assert "cannot take the site's lock on edge-1: cannot reach " in done.stderr
+    assert "(attempt 2 of 2). Nothing was done" in done.stderr
+    assert lab.exec("edge-2", listing, check=False).stdout == before  # no host was changed
