@@ -6,6 +6,7 @@ from infra.access.kubelogin import convert_kubeconfig
 from infra.offline.ids import TENANT_ID
 from infra.offline.mocks import kubeconfig
 from infra.offline.plan import PlanError, record_env
+from tests.infra import kubelogin_oracle
 from tests.infra.conftest import expect_problems
 
 SP = "0b9f3c1e-4a2d-4e8f-9c7b-6a5d4e3f2a1b"
@@ -70,3 +71,18 @@ def test_the_program_converts_with_the_configured_mode(stack_root, tmp_path, mon
     record_env(stack_root(lambda c: c["mlops-edge-kit:cluster"].update(
         {"kubelogin": {"method": "workloadidentity", "clientId": SP}})), root=tmp_path)
     assert seen == [("workloadidentity", SP)]
+
+
+@pytest.mark.parametrize("method, client_id", [("azurecli", None), ("azurepipelines", None), ("spn", SP),
+                                               ("msi", None), ("msi", SP), ("workloadidentity", None),
+                                               ("workloadidentity", SP)])
+def test_each_mode_converts_as_kubelogins_own_converter_does(method, client_id, tmp_path):
+    """Issue 20.2: the kit's conversion against `kubelogin convert-kubeconfig` at the agent image's pin."""
+    original = kubeconfig("aks-mlk-dev", "aks.example")
+    theirs = kubelogin_oracle.convert(original, method, client_id, tmp_path)
+    ours = yaml.safe_load(convert_kubeconfig(original, method, client_id))
+    (their_user,), (our_user,) = theirs["users"], ours["users"]
+    assert their_user["name"] == our_user["name"]
+    for key in ("command", "args", "apiVersion"):  # kubelogin also adds its install hint where AKS gave none
+        assert our_user["user"]["exec"][key] == their_user["user"]["exec"][key], key
+    assert ours["clusters"] == theirs["clusters"] and ours["contexts"] == theirs["contexts"]
