@@ -146,6 +146,8 @@ def _hint(stderr: str) -> str:
     if any(sign in stderr for sign in ("GOPROXY=off", "reading http", "dial tcp", "lookup ")):
         return ("the Go module proxy could not serve a module: check GOPROXY (`go env GOPROXY`) and the network, "
                 "then re-run `./kit lab.programs`")
+    if "no space left on device" in stderr:
+        return "the disk is full: the Go build cache (`go env GOCACHE`) needs some 3 GB; free space and re-run"
     if "missing go.sum entry" in stderr:
         return "lab/programs/go.sum lacks an entry: run `go mod tidy` in lab/programs and commit go.mod and go.sum"
     return "fix the cause above, then re-run `./kit lab.programs`"

@@ -114,6 +114,16 @@ def test_a_binary_that_reports_another_version_is_refused_and_not_cached(fake_go
     assert not (etcd_dir / "etcd").exists() and not (etcd_dir / ".stamp.json").exists()
 
 
+def test_a_full_disk_says_so(fake_go, tmp_path):
+    module, _ = fake_go
+    go = tmp_path / "bin" / "go"
+    go.write_text("#!/bin/sh\necho 'go: writing stat cache: write /root/.cache/go-build/x: no space left on device' >&2\n"
+                  "exit 1\n")
+    with pytest.raises(build.BuildError) as err:
+        build.ensure_programs(module, lambda _: None)
+    assert "no space left on device" in str(err.value) and "the disk is full" in str(err.value)
+
+
 def _module_pinning(tmp_path: Path, etcd: str, in_go_sum: bool) -> Path:
     """A temp copy of the tools module whose etcd pin is `etcd` (also in go.sum if asked, hashes then wrong)."""
     module = tmp_path / "module"
