@@ -136,8 +136,8 @@ def finish(site: str, results, as_json: bool, interrupted: bool = False) -> None
 
 
 def exit_if_failed(results, as_json: bool) -> None:
-    """Exit 1 when a host failed (the results are already printed)."""
-    failed = [r.name for r in results if r.status == "failed"]
+    """Exit 1 when a host failed or was stopped (the site's lock lost); the results are already printed."""
+    failed = [r.name for r in results if r.status in ("failed", "stopped")]
     if failed:
         raise Exit(f"failed on {len(failed)} host(s): {', '.join(failed)}" if not as_json else None, code=1)
 

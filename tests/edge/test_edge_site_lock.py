@@ -138,3 +138,35 @@ def test_an_unreachable_first_server_shows_the_lock_attempts_and_changes_nothing
     assert "cannot take the site's lock on edge-1: cannot reach " in done.stderr
     assert "(attempt 2 of 2). Nothing was done" in done.stderr
     assert lab.exec("edge-2", listing, check=False).stdout == before  # no host was changed
+
+
+def test_a_run_whose_server_lock_lapses_is_stopped(lab, tmp_path):
+    """Heartbeats that never reach the server (a link that swallows them): the server lets go after the lease,
+    the run is told and starts no further step; its hosts end as stopped, which exits 1."""
+    import threading
+
+    from edge_hosts.access.sitelock import Holder, RemoteLock
+    from edge_hosts.engine.fanout import Engine
+    from edge_hosts.engine.progress import Progress
+    from edge_hosts.inventory.load import load_inventory
+    from edge_hosts.tasks.inputs import finish
+    from invoke import Exit
+
+    inventory = load_inventory(str(lab.site_file))
+    lock = RemoteLock(inventory, lease_s=1, heartbeat_s=0.3)
+    lock.acquire(Holder.me("edge.lapsing"))
+    lock._channel.sendall = lambda data: None  # noqa: SLF001 - the heartbeats are lost on the way
+    lost = threading.Event()
+    with Engine(inventory, ["edge-1", "edge-2"], 2, Progress(["edge-1", "edge-2"], enabled=False)) as engine:
+        lock.on_lost = lambda reason: (engine.stop(reason), lost.set())
+        assert lost.wait(60)
+        engine.each(list(engine.contexts.values()), engine.connect_and_probe)
+        results = engine.results(["edge-1", "edge-2"])
+    lock.release()
+    assert {r.status for r in results} == {"stopped"}
+    assert all(r.error == "stopped before connect: the site's lock on edge-1 lapsed (no heartbeat reached it for "
+               "1 s)" for r in results)
+    assert server_holder(lab) is None
+    with pytest.raises(Exit) as ended:
+        finish("lab", results, as_json=True)
+    assert ended.value.code == 1
