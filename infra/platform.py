@@ -8,7 +8,7 @@ from infra.access.roles import ClusterAdmins, PlatformAccess
 from infra.components.cluster import ARM64_TAINT, AksCluster
 from infra.components.diagnostics import Diagnostics
 from infra.components.ml_attachment import MlAttachment
-from infra.components.ml_workspace import MlWorkspace
+from infra.components.ml_workspace import IMAGE_BUILD_SUBNET, MlWorkspace
 from infra.components.network import Network
 from infra.components.observability import Observability
 from infra.components.peering import VnetPeerings
@@ -37,7 +37,8 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
     group = resources.ResourceGroup(names.resource_group, resource_group_name=names.resource_group,
                                     location=settings.location, tags=tags)
     placement = Placement(resource_group=group.name, location=settings.location, tags=tags)
-    net = Network("network", placement=placement, vnet_name=names.vnet, settings=settings.network)
+    net = Network("network", placement=placement, vnet_name=names.vnet, settings=settings.network,
+                  nat_subnets=(IMAGE_BUILD_SUBNET,) if settings.network.private_networking else ())
     if settings.network.peerings:
         VnetPeerings("peerings", resource_group=group.name, vnet=net.vnet, vnet_name=names.vnet,
                      subscription_id=subscription_id, peers=settings.network.peerings,
@@ -51,7 +52,8 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
     ml = MlWorkspace("ml-workspace", placement=placement, workspace_name=names.workspace,
                      storage_name=names.storage_account, vault_name=names.key_vault, tenant_id=tenant_id,
                      app_insights_id=logs.app_insights.id, registry_id=registry.id, private=private, protect=protect,
-                     compute_subnet_id=net.subnet_ids["aksNodes"], image_build_vm_size=settings.ml.image_build_vm_size)
+                     compute_subnet_id=net.subnet_ids[IMAGE_BUILD_SUBNET],
+                     image_build_vm_size=settings.ml.image_build_vm_size)
     aks = AksCluster("aks", placement=placement, cluster_name=names.cluster, dns_prefix=names.dns_prefix,
                      settings=settings.cluster, network=settings.network, node_subnet_id=net.subnet_ids["aksNodes"],
                      log_analytics_id=logs.log_analytics.id, local_accounts_disabled=settings.local_accounts_disabled,

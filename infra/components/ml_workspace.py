@@ -6,6 +6,9 @@ from infra.components.placement import Placement
 from infra.components.private_endpoint import KEY_VAULT, ML_WORKSPACE, STORAGE_BLOB, STORAGE_FILE, PrivateLink, PrivateNetwork
 
 IMAGE_BUILD_COMPUTE = "image-build"
+# The builder's subnet (the AKS nodes'): no default outbound access, so the network gives it a NAT gateway, its
+# way to Entra ID, ARM, the AzureML services and the base images' registries (how-to-secure-training-vnet).
+IMAGE_BUILD_SUBNET = "aksNodes"
 
 
 class MlWorkspace(pulumi.ComponentResource):

@@ -14,6 +14,8 @@ ARM_TYPES = {
     "azure-native:network:Subnet": ("Microsoft.Network/virtualNetworks/subnets", "subnetName"),
     "azure-native:network:NetworkSecurityGroup": ("Microsoft.Network/networkSecurityGroups", "networkSecurityGroupName"),
     "azure-native:network:VirtualNetworkPeering": ("Microsoft.Network/virtualNetworks/virtualNetworkPeerings", "virtualNetworkPeeringName"),
+    "azure-native:network:NatGateway": ("Microsoft.Network/natGateways", "natGatewayName"),
+    "azure-native:network:PublicIPAddress": ("Microsoft.Network/publicIPAddresses", "publicIpAddressName"),
     "azure-native:network:PrivateEndpoint": ("Microsoft.Network/privateEndpoints", "privateEndpointName"),
     "azure-native:network:PrivateDnsZoneGroup": ("Microsoft.Network/privateEndpoints/privateDnsZoneGroups", "privateDnsZoneGroupName"),
     "azure-native:privatedns:PrivateZone": ("Microsoft.Network/privateDnsZones", "privateZoneName"),

@@ -48,7 +48,8 @@ SECURE_DEFAULTS: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
 def violations(recording: Recording, *, protected: bool) -> list[str]:
     """Every policy the plan breaks, as 'resource: problem'."""
     problems: list[str] = [*_local_accounts(recording), *_kubernetes_access(recording), *_inference_tls(recording),
-                           *_registry_consumers(recording), *_api_server_path(recording)]
+                           *_registry_consumers(recording), *_api_server_path(recording),
+                           *_compute_outbound(recording)]
     for resource in recording.resources:
         problems += [f"{resource.type} {resource.name}: {p}" for p in _resource_problems(resource, protected)]
     return problems
@@ -201,6 +202,30 @@ def _api_server_path(recording: Recording) -> list[str]:
         if access.get("enablePrivateClusterPublicFQDN") is not True:
             problems.append(f"{cluster.type} {cluster.name}: a peered VNET resolves a private API server only through "
                             "its public FQDN: enablePrivateClusterPublicFQDN must be true")
+    return problems
+
+
+def _compute_outbound(recording: Recording) -> list[str]:
+    """An AzureML compute cluster reaches Entra ID, ARM and the AzureML services outbound: its subnet has default
+    outbound access, or a NAT gateway of this plan with a Standard public IP (how-to-secure-training-vnet)."""
+    subnets = {s.inputs.get("subnetName"): s for s in recording.of_type("azure-native:network:Subnet")}
+    addresses = {f"/publicIPAddresses/{a.inputs.get('publicIpAddressName')}"
+                 for a in recording.of_type("azure-native:network:PublicIPAddress")
+                 if dig(a.inputs, "sku.name") == "Standard"}
+    gateways = {f"/natGateways/{g.inputs.get('natGatewayName')}"
+                for g in recording.of_type("azure-native:network:NatGateway")
+                if any((ip.get("id") or "").endswith(tuple(addresses)) for ip in g.inputs.get("publicIpAddresses") or [])}
+    problems = []
+    for compute in recording.of_type("azure-native:machinelearningservices:Compute"):
+        subnet_id = dig(compute.inputs, "properties.properties.subnet.id")
+        subnet = subnets.get((subnet_id or "").rsplit("/", 1)[-1]) if subnet_id else None
+        if not subnet or subnet.inputs.get("defaultOutboundAccess") is not False:
+            continue
+        gateway = dig(subnet.inputs, "natGateway.id") or ""
+        if not gateway.endswith(tuple(gateways)) or not gateways:
+            problems.append(f"{compute.type} {compute.name}: its subnet {subnet.inputs.get('subnetName')} has no "
+                            "default outbound access and no NAT gateway with a Standard public IP: the cluster "
+                            "cannot reach Entra ID, ARM or the AzureML services (associate a NAT gateway)")
     return problems
 
 

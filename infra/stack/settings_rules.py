@@ -49,9 +49,10 @@ def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
                      "push from them need a registry service connection of their own")
     if settings.network.private_networking:
         notes.append("the image-build compute cluster has no public IPs and the subnets no default outbound access: "
-                     "give network.subnets.aksNodes an outbound path (NAT gateway or firewall) to Microsoft Entra ID, "
-                     "Azure Resource Manager and the AzureML services "
-                     "(learn.microsoft.com/azure/machine-learning/how-to-secure-training-vnet, \"No public IP\")")
+                     "its subnet (network.subnets.aksNodes) goes out through the stack's NAT gateway, and so does "
+                     "the AKS nodes' outbound traffic (a subnet's NAT gateway takes precedence over the load "
+                     "balancer's outbound rules, learn.microsoft.com/azure/nat-gateway/nat-overview); allow its "
+                     "public IP where those destinations filter by address")
     if settings.ml.attach_aks and settings.cluster.authorized_ip_ranges:
         notes.append("the AzureML control plane must reach the API server: add its IP ranges (both paired regions) "
                      "to cluster.authorizedIpRanges")

@@ -22,7 +22,7 @@ def test_private_workspaces_build_images_on_a_vnet_compute_cluster(recordings, e
     assert push.inputs["roleDefinitionId"].endswith("/8311e382-0749-4cb8-b61a-304f252e45ec")  # AcrPush
     assert push.inputs["scope"].endswith("/registries/" + rec.one("azure-native:containerregistry:Registry").inputs["registryName"])
     assert builder.urn in push.dependencies  # the builder's own identity
-    assert any("image-build compute cluster has no public IPs" in note for note in rec.notes)
+    assert any("image-build compute cluster has no public IPs" in note and "NAT gateway" in note for note in rec.notes)
 
 
 def test_a_public_workspace_needs_no_builder(recordings):
