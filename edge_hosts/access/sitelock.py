@@ -196,15 +196,14 @@ class SiteLock:
         self.holder = Holder.me(task)
         self.local, self.remote = LocalLock(inventory.site), RemoteLock(inventory)
 
-    def __enter__(self) -> "SiteLock":
+    def acquire(self) -> None:
         self.local.acquire(self.holder)
         try:
             self.remote.acquire(self.holder)
         except BaseException:
-            self.local.release()
+            self.release()
             raise
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def release(self) -> None:
         self.remote.release()
         self.local.release()

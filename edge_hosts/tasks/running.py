@@ -22,7 +22,7 @@ def site_lock(inventory: Inventory, task: str) -> Iterator:
     lock = SiteLock(inventory, task)
     lock.remote.session.on_attempt = functools.partial(_attempt, task, lock.remote.host.name)
     try:
-        lock.__enter__()
+        lock.acquire()
     except SiteBusy as err:
         raise Exit(f"{task}: site {inventory.site} is being changed by another run: {err}. Nothing was done; run "
                    "again when it has ended", code=2) from None
@@ -31,7 +31,7 @@ def site_lock(inventory: Inventory, task: str) -> Iterator:
     try:
         yield lock
     finally:
-        lock.__exit__(None, None, None)
+        lock.release()
 
 
 def _attempt(task: str, host: str, attempt: int, attempts: int, seconds_left: float) -> None:
