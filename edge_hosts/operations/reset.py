@@ -1,5 +1,5 @@
 """edge.reset: remove k3s from the site's hosts, agents first, then servers, deleting nodes from the cluster; etcd
-snapshots and the site's tokens are kept unless asked to forget them."""
+snapshots, the site's tokens and the k3s-selinux policy package are kept unless asked to forget them."""
 from __future__ import annotations
 
 import shlex
@@ -35,13 +35,30 @@ mkdir -p {SNAPSHOTS_KEPT} && chmod 700 {SNAPSHOTS_KEPT} && mv "$src" "$dst" && e
     return "kept=" in out
 
 
-def uninstall(ctx: HostContext) -> bool:
-    """Run k3s's own uninstall script, then remove what the kit added; True when anything was there."""
+# the uninstall script install.sh writes ends with the k3s-selinux package's removal ("if type yum >/dev/null 2>&1;
+# then yum remove -y k3s-selinux ... elif rpm-ostree ... elif zypper ... fi"): without it the next bootstrap stops
+# at preflight on an enforcing host, so the kit runs the script without that last block unless asked to forget
+KEEP_POLICY = """t=$(mktemp) && sed '/^if type yum >\\/dev\\/null 2>&1; then$/,$d' "$s" > "$t"
+  if grep -q k3s-selinux "$t"; then
+    rm -f "$t"; echo "$s removes the k3s-selinux policy in a way the kit cannot leave out; run edge.reset --forget" >&2
+    exit 1
+  fi
+  run="sh $t"
+"""
+
+
+def uninstall(ctx: HostContext, keep_policy: bool = True) -> bool:
+    """Run k3s's own uninstall script (without its removal of the k3s-selinux policy package when `keep_policy`),
+    then remove what the kit added; True when anything was there."""
     paths = " ".join(shlex.quote(p) for p in (k3s.BIN, k3s.INSTALL_SCRIPT, SYSCTL_FILE, "/etc/rancher/k3s",
                                                "/var/lib/rancher/k3s"))
     out = ctx.session.check(f"""found=no
 for s in /usr/local/bin/k3s-agent-uninstall.sh /usr/local/bin/k3s-uninstall.sh; do
-  [ -x "$s" ] && {{ "$s" >/dev/null 2>&1 || {{ echo "$s failed" >&2; exit 1; }}; found=yes; }}
+  [ -x "$s" ] || continue
+  run=$s
+  {KEEP_POLICY if keep_policy else ""}$run >/dev/null 2>&1 || {{ echo "$s failed" >&2; exit 1; }}
+  [ "$run" = "$s" ] || rm -f "$t"
+  found=yes
 done
 for f in {paths}; do [ -e "$f" ] && {{ rm -rf "$f"; found=yes; }}; done
 echo "found=$found"
@@ -50,7 +67,8 @@ echo "found=$found"
 
 
 def reset(engine: Engine, site: str, forget: bool = False) -> list[HostResult]:
-    """Remove k3s; servers' etcd snapshots are moved aside and the site's tokens kept, unless `forget`."""
+    """Remove k3s; servers' etcd snapshots are moved aside, the site's tokens and the k3s-selinux policy package
+    kept, unless `forget`."""
     inventory = engine.inventory
     first = engine.contexts[inventory.first_server.name]
     engine.each(list(engine.contexts.values()), lambda c: engine.step(c, "connect", connect))
@@ -61,7 +79,7 @@ def reset(engine: Engine, site: str, forget: bool = False) -> list[HostResult]:
             engine.step(ctx, "delete-node", lambda c: remove_node(first, c.host.name) or False)
         if ctx.host.role == "server" and not forget:
             engine.step(ctx, "keep-snapshots", keep_snapshots)
-        engine.step(ctx, "uninstall", uninstall)
+        engine.step(ctx, "uninstall", lambda c: uninstall(c, keep_policy=not forget))
 
     engine.each([engine.contexts[h.name] for h in inventory.agents], remove)
     for server in reversed(inventory.servers):

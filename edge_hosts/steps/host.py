@@ -133,10 +133,22 @@ def install(ctx: HostContext) -> bool:
     return ran or repaired or ctx.started or import_images(ctx)
 
 
+# install.sh labels the binary only when it downloads it (setup_selinux: chcon ... container_runtime_exec_t, skipped
+# with INSTALL_K3S_SKIP_DOWNLOAD=true): the kit's upload gets its directory's bin_t, so where SELinux is enabled the
+# binary is relabelled from the policy (k3s-selinux k3s.fc: /usr/local/s?bin/k3s container_runtime_exec_t)
+LABEL_BINARY = f"""if [ -e /sys/fs/selinux/enforce ]; then
+  command -v restorecon >/dev/null ||
+    {{ echo "SELinux is enabled but restorecon (policycoreutils) is missing" >&2; exit 1; }}
+  restorecon -v {k3s.BIN} >/dev/null
+fi
+"""
+
+
 def _run_install_script(ctx: HostContext) -> bool:
     """The install script with INSTALL_K3S_SKIP_START (its own `systemctl restart` would block until k3s is ready,
-    with Type=notify and TimeoutStartSec=0: forever for an agent that cannot join); True when it changed the unit
-    or env file (the script's own restart rule, which compares their sha256 before and after)."""
+    with Type=notify and TimeoutStartSec=0: forever for an agent that cannot join), then the binary's SELinux label;
+    True when it changed the unit or env file (the script's own restart rule, which compares their sha256 before
+    and after)."""
     unit = service.unit_path(ctx.host.role)
     files = f"{unit} {unit}.env"
     out = ctx.session.check(
@@ -146,7 +158,7 @@ def _run_install_script(ctx: HostContext) -> bool:
         f"INSTALL_K3S_VERSION={shlex.quote(ctx.inventory.k3s.version)} "
         f"INSTALL_K3S_EXEC={'server' if ctx.host.role == 'server' else 'agent'} sh {k3s.INSTALL_SCRIPT} >/dev/null\n"
         f"[ \"$before\" = \"$(sha256sum {files} 2>&1)\" ] || echo kit-unit-changed\n"
-        f"echo sha_unit_env=$(sha256sum < {unit}.env | cut -c1-64)\n", "k3s install script")
+        f"echo sha_unit_env=$(sha256sum < {unit}.env | cut -c1-64)\n" + LABEL_BINARY, "k3s install script")
     env_sha = [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("sha_unit_env=")]
     # the script enables the unit by its path and rewrites its env file
     ctx.facts.values.update(unit_file="yes", enabled="yes", sha_unit_env=env_sha[0] if env_sha else "")

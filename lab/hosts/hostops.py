@@ -31,7 +31,8 @@ def reimage(host: LabHost) -> None:
 
 def set_selinux_enforcing(host: LabHost) -> None:
     """/sys/fs/selinux/enforce reads 1 and `getenforce` says Enforcing (in this host's mount namespace only;
-    /sys/fs is replaced by a tmpfs that keeps the cgroup mount). No k3s-selinux policy is installed."""
+    /sys/fs is replaced by a tmpfs that keeps the cgroup mount); restorecon, chcon and selinux-label (lab/standins/
+    selinux.py: labels as a user xattr) are there, as policycoreutils is. No k3s-selinux policy is installed."""
     host.exec("\n".join([
         "set -e",
         "mkdir -p /tmp/.lab-cgroup",
@@ -44,6 +45,24 @@ def set_selinux_enforcing(host: LabHost) -> None:
         "echo 1 > /sys/fs/selinux/enforce",
     ]))
     _write(host, "/usr/local/sbin/getenforce", GETENFORCE)
+    for tool in ("restorecon", "chcon", "selinux-label"):
+        _write(host, f"/usr/local/sbin/{tool}", (STANDINS / "selinux.py").read_text())
+
+
+def install_selinux_policy(host: LabHost) -> None:
+    """The k3s-selinux package on an enforcing host: /usr/share/selinux/packages/k3s.pp (the machine's /usr/share
+    stays as it is: this host sees it through an overlay) and `yum`, which can remove the package again."""
+    upper = "/usr/local/sbin/.lab-usr-share"
+    host.exec("\n".join([
+        "set -e",
+        f"mkdir -p {upper}",
+        f"mount -t tmpfs -o mode=0755 lab-usr-share {upper}",
+        f"mkdir {upper}/upper {upper}/work",
+        f"mount -t overlay lab-usr-share -o lowerdir=/usr/share,upperdir={upper}/upper,workdir={upper}/work /usr/share",
+        "mkdir -p /usr/share/selinux/packages",
+        "echo 'lab stand-in for the k3s-selinux policy module' > /usr/share/selinux/packages/k3s.pp",
+    ]))
+    _write(host, "/usr/local/sbin/yum", (STANDINS / "selinux.py").read_text())
 
 
 def _write(host: LabHost, path: str, text: str) -> None:

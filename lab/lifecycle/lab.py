@@ -1,6 +1,7 @@
 """A lab: N simulated edge hosts on a private bridge, with the files the kit needs to reach them."""
 import json
 import os
+import shlex
 import shutil
 import socket
 import time
@@ -10,7 +11,7 @@ from lab.hosts import host as hostmod, network
 from lab.hosts.arch import set_machine
 from lab.hosts.clock import set_clock
 from lab.hosts.host import LabHost
-from lab.hosts.hostops import install_reboot, reimage, set_selinux_enforcing
+from lab.hosts.hostops import install_reboot, install_selinux_policy, reimage, set_selinux_enforcing
 from lab.hosts.kernel import unload_br_netfilter
 from lab.hosts.keys import new_keypair
 from lab.hosts.procs import is_alive
@@ -187,8 +188,15 @@ class Lab:
         """Wipe `host` as a fresh install under the same name (see lab.hosts.hostops.reimage)."""
         reimage(self.host(host))
 
-    def set_selinux_enforcing(self, host: str) -> None:
+    def set_selinux_enforcing(self, host: str, policy: bool = False) -> None:
+        """SELinux enforcing on `host`, with the k3s-selinux policy package installed when `policy`."""
         set_selinux_enforcing(self.host(host))
+        if policy:
+            install_selinux_policy(self.host(host))
+
+    def selinux_label(self, host: str, path: str) -> str:
+        """A file's SELinux context on an enforcing `host`, as `ls -Z` shows it (lab/standins/selinux.py)."""
+        return self.exec(host, f"selinux-label {shlex.quote(path)}").stdout.split()[0]
 
     def set_clock(self, host: str, offset_s: int = 0, synced: bool = True) -> None:
         """`host`'s clock `offset_s` seconds off the machine's, synchronized or not; see lab.hosts.clock."""

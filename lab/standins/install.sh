@@ -12,8 +12,13 @@
 #   the unit file and its env file (0600: the caller's K3S_*, CONTAINERD_* and NO/HTTP/HTTPS_PROXY variables)
 #   are removed and written again; `systemctl enable <unit file path>`, `systemctl daemon-reload`; a blocking
 #   `systemctl restart` only when the sha256 of binary, unit file or env file changed since the script started.
-# Not emulated: openrc, SELinux RPM installation (there is no /usr/share/selinux on lab hosts), iptables rule
-# cleanup, ExecStartPre modprobe (the lab's systemctl skips ExecStartPre).
+#   SELinux as upstream where the lab has it (lab hosts made enforcing, lab/standins/selinux.py): without
+#   INSTALL_K3S_SKIP_DOWNLOAD=true|selinux and with /usr/share/selinux, `chcon -u system_u -r object_r -t
+#   container_runtime_exec_t` of the binary; `restorecon -R -i` of the unit and env file after writing them (errors
+#   ignored); the uninstall script ends by removing the k3s-selinux package (`yum remove -y k3s-selinux` where yum
+#   exists, else rpm-ostree or zypper).
+# Not emulated: openrc, SELinux RPM installation (lab hosts have /usr/share/selinux only with the policy already
+# installed), iptables rule cleanup, ExecStartPre modprobe (the lab's systemctl skips ExecStartPre).
 set -e
 set -o noglob
 
@@ -109,7 +114,9 @@ setup_selinux() {
         info 'Skipping installation of SELinux RPM'
         return
     fi
-    fatal 'the lab stand-in does not emulate the k3s-selinux RPM installation'
+    [ -f /usr/share/selinux/packages/k3s.pp ] || fatal 'the lab stand-in does not emulate the k3s-selinux RPM installation'
+    chcon -u system_u -r object_r -t container_runtime_exec_t "${BIN_DIR}/k3s" >/dev/null 2>&1 || \
+        fatal "Failed to apply container_runtime_exec_t to ${BIN_DIR}/k3s"
 }
 
 create_symlinks() {
@@ -165,6 +172,17 @@ for cmd in kubectl crictl ctr; do
 done
 rm -rf /etc/rancher/k3s "\${K3S_DATA_DIR}" /var/lib/kubelet
 rm -f ${BIN_DIR}/k3s ${KILLALL_K3S_SH}
+
+if type yum >/dev/null 2>&1; then
+    yum remove -y k3s-selinux
+    rm -f /etc/yum.repos.d/rancher-k3s-common*.repo
+elif type rpm-ostree >/dev/null 2>&1; then
+    rpm-ostree uninstall k3s-selinux
+    rm -f /etc/yum.repos.d/rancher-k3s-common*.repo
+elif type zypper >/dev/null 2>&1; then
+    zypper remove -y k3s-selinux
+    rm -f /etc/zypp/repos.d/rancher-k3s-common*.repo
+fi
 UNINSTALL
     chmod 755 "${UNINSTALL_K3S_SH}"
 }
@@ -199,6 +217,8 @@ create_service_file() {
         for arg in "$@"; do printf '\t'\''%s'\'' \\\n' "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"; done
         printf '\n'
     } > "${FILE_K3S_SERVICE}"
+    restorecon -R -i "${FILE_K3S_SERVICE}" 2>/dev/null || true
+    restorecon -R -i "${FILE_K3S_ENV}" 2>/dev/null || true
 }
 
 service_enable_and_start() {
