@@ -14,12 +14,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from common import yamlio
 from common.suggest import did_you_mean, unknown_key
 from fleet import cron
+from infra.stack.stack_config import ROOT as PROJECT_DIR  # the checkout holding the Pulumi.<stack>.yaml files
 
 DEFAULT_ROOT = Path(__file__).parent
 NAME = r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$"  # a DNS label: also a registry path component
 DIGEST_REF = r"^[a-z0-9.:-]+(/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}$"
 GO_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")  # the ResourceSetInputProvider window pattern
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+AZURE_REGISTRY_DOMAIN = ".azurecr.io"
 
 
 class FleetError(Exception):
@@ -84,11 +86,24 @@ class Model(Strict):
 
 
 class Environment(Strict):
-    registry: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")]
+    stack: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] | None = None  # the stack creating its registry
+    registry: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")] | None = None  # one no stack creates
     insecure: bool = False  # plain HTTP to the registry: only for a loopback test registry
     notify_type: Literal["azuredevops", "generic", "generic-hmac"] = Field(alias="notifyType")
     notify_address: str = Field("", alias="notifyAddress", pattern=r"^$|^https://dev\.azure\.com/[^/]+/[^/]+/_git/[^/]+$")
     source: Annotated[str, Field(pattern=r"^https://")]  # the Git repository of these seeds (artifact source)
+
+    @model_validator(mode="after")
+    def _registry(self):
+        if (self.stack is None) == (self.registry is None):
+            raise ValueError("give stack (the Pulumi stack whose registry this environment uses) or registry (one "
+                             "no stack of this project creates), exactly one")
+        if self.registry and self.registry.split(":")[0].endswith(AZURE_REGISTRY_DOMAIN):
+            raise ValueError(f"registry: {self.registry} is an Azure registry: name the stack that creates it "
+                             "(stack: <env>), so the fleet uses that stack's registryLoginServer")
+        if self.insecure and self.stack:
+            raise ValueError("insecure (plain HTTP) is only for a registry given by address, never a stack's")
+        return self
 
     @model_validator(mode="after")
     def _address(self):
@@ -168,7 +183,7 @@ class Fleet:
     def check_env(self, env: str) -> None:
         """FleetError when fleet.yaml has no environment `env`, naming the closest one."""
         if env not in self.environments:
-            raise FleetError(f"fleet.yaml: environments: no environment '{env}'{did_you_mean(env, self.environments)} "
+            raise FleetError(f"fleet.yaml: environments: no '{env}'{did_you_mean(env, self.environments)} "
                              f"({', '.join(self.environments)})")
 
 
@@ -216,13 +231,36 @@ def _bases(root: Path, problems: list[str]) -> tuple[dict, ...]:
     return tuple(objects)
 
 
-def load_fleet(root: Path = DEFAULT_ROOT) -> Fleet:
-    """Every seed under root; FleetError lists all problems."""
+def _registry(name: str, env: Environment, project_dir: Path, problems: list[str]) -> str:
+    """The env's registry: the address it gives, or its stack's `registryLoginServer` as `./kit plan --env
+    <stack>` computes it from Pulumi.<stack>.yaml (the registry's name, `names.registry` or derived from
+    `namePrefix` and the stack as the program names it on a self-managed backend; Azure's login server for it,
+    `<name in lowercase>.azurecr.io`), never a second literal that could disagree
+    (tests/kit/test_fleet_registries.py holds it equal to the plan's output)."""
+    from infra.lifecycle.stack_files import validated_stack
+    from infra.stack.stack_config import SettingsError, available_envs, stack_file
+
+    if env.registry:
+        return env.registry
+    where, path = f"fleet.yaml: environments.{name}.stack: '{env.stack}'", stack_file(env.stack, project_dir)
+    if not path.is_file():
+        problems.append(f"{where}: no {path} (stacks: {', '.join(available_envs(project_dir)) or 'none'})")
+        return ""
+    try:
+        return f"{validated_stack(project_dir, env.stack).names.registry.lower()}{AZURE_REGISTRY_DOMAIN}"
+    except SettingsError as err:
+        problems.append(f"{where}: the stack file is not valid:\n  " + "\n  ".join(err.problems))
+        return ""
+
+
+def load_fleet(root: Path = DEFAULT_ROOT, project_dir: Path = PROJECT_DIR) -> Fleet:
+    """Every seed under root, registries from the stacks in project_dir; FleetError lists all problems."""
     problems: list[str] = []
     fleet_file = _parse(FleetFile, root / "fleet.yaml", root, problems)
     bases = _bases(root, problems)
     rings = {p.stem: _parse(Ring, p, root, problems) for p in sorted((root / "rings").glob("*.yaml"))}
-    envs = {name: EnvView(name, e.registry, e.insecure, e.notify_type, e.notify_address, e.source)
+    envs = {name: EnvView(name, _registry(name, e, project_dir, problems), e.insecure, e.notify_type,
+                          e.notify_address, e.source)
             for name, e in (fleet_file.environments.items() if fleet_file else ())}
     sites = []
     for path in sorted((root / "sites").glob("*/site.yaml")):

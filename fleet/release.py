@@ -1,10 +1,17 @@
 """A release unit of one environment: the models (by digest) and one Flux artifact per site, pushed to the
-env's registry under the release's tag. Sites do not move: a promotion moves their `live` tag."""
+env's registry under the release's tag. Sites do not move: a promotion moves their `live` tag.
+
+Without AzureML (offline, a lab), a small sample model stands in for the registered one: per version the env's
+sites pin, weights made from the name and version (versions differ by digest), labels and a note saying what it
+is; a version folder that holds files (real model files) is never touched."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +62,15 @@ def model_sizes(models: dict[str, Artifact]) -> dict[str, int]:
     return {v: sum(len(layer.data) for layer in a.layers) for v, a in models.items()}
 
 
+def pinned_versions(fleet: Fleet, env: str) -> list[str]:
+    """The model versions env's sites pin."""
+    return sorted({s.model.version for s in fleet.of(env)})
+
+
 def model_artifacts(fleet: Fleet, env: str, models_dir: Path) -> dict[str, Artifact]:
     """version -> artifact for each model version the env's sites pin, from models_dir/<name>/<version>/."""
-    wanted = sorted({s.model.version for s in fleet.of(env)})
     problems, found = [], {}
-    for version in wanted:
+    for version in pinned_versions(fleet, env):
         folder = models_dir / fleet.model.name / version
         files = artifact.model_files(folder) if folder.is_dir() else {}
         if not files:
@@ -69,6 +80,56 @@ def model_artifacts(fleet: Fleet, env: str, models_dir: Path) -> dict[str, Artif
     if problems:
         raise FleetError("\n".join(problems))
     return found
+
+
+SAMPLE_WEIGHTS_BYTES = 64 * 1024
+SAMPLE_NOTE = ("A sample model made by ./kit fleet.sample-model to try the fleet without AzureML; not a trained "
+               "model.\nReplace this folder with the registered model's files (az ml model download).\n")
+
+
+def sample_weights(name: str, version: str, size: int = SAMPLE_WEIGHTS_BYTES) -> bytes:
+    """`size` deterministic bytes of a SHA-256 chain seeded by the model's name and version."""
+    block, out = f"{name}:{version}".encode(), bytearray()
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:size])
+
+
+def write_samples(fleet: Fleet, env: str, models_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(folders written, folders kept because they already hold files) for every version env's sites pin."""
+    written, kept = [], []
+    for version in pinned_versions(fleet, env):
+        folder = models_dir / fleet.model.name / version
+        if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+            kept.append(folder)
+            continue
+        _write_folder(folder, {"model.bin": sample_weights(fleet.model.name, version),
+                               "labels.txt": b"ok\ndefect\n", "SAMPLE.txt": SAMPLE_NOTE.encode()})
+        written.append(folder)
+    return written, kept
+
+
+def _write_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """The folder with exactly these files, or as it was (staged beside it, then renamed)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        for name, data in files.items():
+            (stage / name).write_bytes(data)
+        stage.chmod(0o755)
+        if folder.is_dir():
+            shutil.rmtree(folder)  # it holds no file: checked by the caller
+        stage.rename(folder)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def hold_artifacts(fleet: Fleet, env: str, rendered: list[RenderedSite], revision: str) -> dict[str, Artifact]:
+    """Per site, the release with its workloads stopped (fleet.render.held), pushed as hold-<release>."""
+    source = fleet.environments[env].source
+    return {r.site.name: artifact.site_artifact(r.held, source, revision) for r in rendered}
 
 
 def build(fleet: Fleet, env: str, models_dir: Path, revision: str) -> tuple[dict[str, Artifact], list[RenderedSite],

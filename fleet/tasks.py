@@ -10,6 +10,7 @@ from invoke import Collection, Exit, task
 
 ROOT_HELP = "the fleet's seeds folder (default: fleet/ of this checkout)"
 OUT = Path("out/fleet")
+MODELS = "out/models"
 
 
 def _fleet(root: str, env: str = ""):
@@ -30,13 +31,28 @@ def _models(fleet, env: str, models: str) -> dict:
     try:
         return model_artifacts(fleet, env, Path(models))
     except FleetError as err:
-        raise Exit(str(err), code=2) from None
+        raise Exit(f"{err}\nput the registered model's files there (az ml model download), or make a small sample "
+                   f"model to try the fleet: ./kit fleet.sample-model --env {env}"
+                   + (f" --models {models}" if models != MODELS else ""), code=2) from None
+
+
+@task(help={"env": "environment (fleet.yaml environments)", "root": ROOT_HELP,
+            "models": f"folder of model files: <models>/<name>/<version>/ (default {MODELS})"})
+def sample_model(c, env, root="", models=MODELS):
+    """Write a small sample model for each version env's sites pin (never over real model files), to try
+    fleet.render and a lab's fleet.release without AzureML."""
+    from fleet.release import write_samples
+    written, kept = write_samples(_fleet(root, env), env, Path(models))
+    for folder in written:
+        print(f"sample model written: {folder}")
+    for folder in kept:
+        print(f"kept (already holds model files): {folder}")
 
 
 @task(help={"env": "environment (fleet.yaml environments)", "root": ROOT_HELP,
             "models": "folder of model files: <models>/<name>/<version>/ (default out/models)",
             "out": "where to write (default out/fleet/<env>)"})
-def render(c, env, root="", models="out/models", out=""):
+def render(c, env, root="", models=MODELS, out=""):
     """Validate every site's objects of env and write them (content/ is each site's artifact, flux.yaml its Flux)."""
     from fleet.config import FleetError
     from fleet.render import render_env, write_env
@@ -57,7 +73,7 @@ def render(c, env, root="", models="out/models", out=""):
             "models": "folder of model files (default out/models)",
             "revision": "origin revision '<branch>@sha1:<commit>' (default: this checkout's HEAD)",
             "json": "print the release as one JSON object"})
-def release(c, env, name="", root="", models="out/models", revision="", json=False):
+def release(c, env, name="", root="", models=MODELS, revision="", json=False):
     """Push the models and one Flux OCI artifact per site of env under the release tag (sites do not move).
     Registry credentials come from FLEET_REGISTRY_USER / FLEET_REGISTRY_PASSWORD, never from arguments."""
     from common.oci import RegistryError
@@ -230,5 +246,5 @@ def approve(c, env, release, wave, root=""):
 
 
 fleet = Collection("fleet")
-for _task in (render, release, promote, status, receive, abort, pause, resume, approve):
+for _task in (render, release, promote, status, receive, abort, pause, resume, approve, sample_model):
     fleet.add_task(_task)

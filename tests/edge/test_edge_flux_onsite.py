@@ -28,7 +28,8 @@ from lab_checks import ArgvSampler, host_file, mode
 
 SHARED_STATE = True  # one kit state for the module: re-runs keep the site's tokens, as on an operator's machine
 
-SITE, ENV, REGISTRY = "plant-berlin", "production", "crmlopsprod.azurecr.io"
+SITE, ENV = "plant-berlin", "production"
+REGISTRY = load_fleet().environments[ENV].registry  # its stack's registryLoginServer
 MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
 FLUX_IMAGES = "/var/lib/rancher/k3s/agent/images/flux-images-amd64.tar"
 HOSTS = ("edge-1", "edge-2")

@@ -25,6 +25,7 @@ def point_at(seeds, registry) -> None:
     path = seeds / "fleet.yaml"
     data = yaml.safe_load(path.read_text())
     for env in data["environments"].values():
+        env.pop("stack", None)  # an address instead of the stack's registry
         env.update(registry=registry.host, insecure=True)
     path.write_text(yaml.safe_dump(data))
 

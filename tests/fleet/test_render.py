@@ -16,6 +16,8 @@ from fleet.render import K8S_VERSION, render_env
 from tests.fleet import crds
 from tests.fleet.conftest import SEEDS, edit
 
+PRODUCTION_REGISTRY = load_fleet(SEEDS).environments["production"].registry  # Pulumi.prod.yaml's
+
 ROOT = SEEDS.parent
 
 
@@ -58,7 +60,7 @@ def test_site_objects_follow_their_own_repository_inside_their_windows(seeds):
     _, rendered = _render(seeds, "production")
     berlin = next(r for r in rendered if r.site.name == "plant-berlin")
     provider, _, resource_set, kustomization, notify, alert = berlin.flux_objects
-    url = "oci://crmlopsprod.azurecr.io/fleet/production/plant-berlin"
+    url = f"oci://{PRODUCTION_REGISTRY}/fleet/production/plant-berlin"
     assert provider["spec"]["url"] == url and provider["spec"]["secretRef"] == {"name": flux.PULL_SECRET}
     assert provider["spec"]["filter"]["includeTag"] == "^live$"
     assert provider["spec"]["schedule"] == [{"cron": "0 1 * * 1-5", "timeZone": "Europe/Berlin", "window": "3h"}]
@@ -81,7 +83,7 @@ def test_ring_site_and_kit_patches_apply_in_order(seeds):
     container = lyon["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].endswith("@sha256:" + "0" * 64)
     volume = lyon["spec"]["template"]["spec"]["volumes"][0]
-    assert volume["image"]["reference"].startswith("crmlopsprod.azurecr.io/models/defect-detector@sha256:")
+    assert volume["image"]["reference"].startswith(f"{PRODUCTION_REGISTRY}/models/defect-detector@sha256:")
     assert by_site["store-lyon"]["IPAddressPool"]["spec"]["addresses"] == ["10.42.8.240-10.42.8.250"]
     # the site pins model 6, berlin the default 7: different digests
     assert volume["image"]["reference"] != berlin["spec"]["template"]["spec"]["volumes"][0]["image"]["reference"]

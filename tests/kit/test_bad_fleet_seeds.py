@@ -12,18 +12,18 @@ def replace(path, old: str, new: str) -> None:
 
 def test_unknown_keys_env_and_ring_names_get_the_closest_known_one(tmp_path):
     root = seeds(tmp_path)
-    replace(root / "fleet.yaml", "    registry: crmlopsqa.azurecr.io", "    registri: crmlopsqa.azurecr.io")
+    replace(root / "fleet.yaml", "    stack: qa", "    stak: qa")
     replace(root / "sites" / "plant-berlin" / "site.yaml", "env: production", "env: prodution")
     replace(root / "sites" / "store-lyon" / "site.yaml", "metallb:", "modelVersoin: '7'\nmetallb:")
     replace(root / "sites" / "qa-line" / "site.yaml", "ring: canary", "ring: canray")
     stderr = refused("fleet.render", "--env", "production", "--root", str(root), "--out", str(tmp_path / "out"))
     for expected in (
-            "fleet/fleet.yaml: environments.qa.registri: Extra inputs are not permitted (did you mean 'registry'?); "
-            "this mapping takes: insecure, notifyAddress, notifyType, registry, source",
+            "fleet/fleet.yaml: environments.qa.stak: Extra inputs are not permitted (did you mean 'stack'?); "
+            "this mapping takes: insecure, notifyAddress, notifyType, registry, source, stack",
             "fleet/sites/store-lyon/site.yaml: modelVersoin: Extra inputs are not permitted (did you mean "
             "'modelVersion'?)"):
         assert expected in stderr, stderr
-    replace(root / "fleet.yaml", "registri:", "registry:")
+    replace(root / "fleet.yaml", "stak:", "stack:")
     replace(root / "sites" / "store-lyon" / "site.yaml", "modelVersoin: '7'\n", "")
     stderr = refused("fleet.render", "--env", "production", "--root", str(root), "--out", str(tmp_path / "out"))
     assert (f"{root}/sites/plant-berlin/site.yaml: env: 'prodution' is not in fleet.yaml environments "
@@ -35,9 +35,9 @@ def test_unknown_keys_env_and_ring_names_get_the_closest_known_one(tmp_path):
 
 def test_an_unknown_env_on_the_command_line(tmp_path):
     stderr = refused("fleet.render", "--env", "prodution", "--out", str(tmp_path / "out"))
-    assert "fleet.yaml: environments: no environment 'prodution' (did you mean 'production'?)" in stderr
+    assert "fleet.yaml: environments: no 'prodution' (did you mean 'production'?)" in stderr
     stderr = refused("fleet.abort", "--env", "prodution", "--release", "r1")
-    assert "no environment 'prodution' (did you mean 'production'?)" in stderr
+    assert "no 'prodution' (did you mean 'production'?)" in stderr
 
 
 def test_rollout_keys_envs_and_canaries_get_the_closest_known_one(tmp_path):
