@@ -28,6 +28,25 @@ def known_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
+def known_hosts_problem(path: Path) -> str | None:
+    """Why the site's known_hosts could not be read as paramiko reads it (None when it can, or is not there yet:
+    then every key is unknown, and edge.trust records them)."""
+    if path.is_dir():
+        return f"{path} is a directory, where a known_hosts file is needed"
+    if not path.exists():
+        return None
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        return f"{path} cannot be read: {getattr(err, 'strerror', None) or err}"
+    for number, line in enumerate(lines, 1):
+        try:
+            paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError):
+            return f"{path}: line {number} is not a valid host key entry (fix or remove it, then edge.trust)"
+    return None
+
+
 def load_known_hosts(path: Path) -> paramiko.HostKeys:
     keys = paramiko.HostKeys()
     if path.is_file():

@@ -24,6 +24,7 @@ def site_inventory(site: str, problems: list[str], signs_in: bool = True) -> Inv
     """The site's inventory, its problems added to the task's `problems` (refuse() ends the task listing them
     all); an inventory that does not load exits 2 at once, with them. `signs_in`: the task logs in to the hosts,
     so the private keys (or the agent) and the sudo password must be usable before anything connects."""
+    from edge_hosts.access.hostkeys import known_hosts_problem
     from edge_hosts.access.keys import key_problems
     from edge_hosts.inventory.load import InventoryError, load_inventory
 
@@ -31,6 +32,9 @@ def site_inventory(site: str, problems: list[str], signs_in: bool = True) -> Inv
         inventory = load_inventory(site)
     except InventoryError as err:
         raise Exit("\n".join([str(err), *problems]), code=2) from None
+    known_hosts = known_hosts_problem(inventory.ssh.known_hosts)
+    if known_hosts:
+        problems.append(f"{inventory.source}: ssh.knownHosts: {known_hosts}")
     if signs_in:
         problems += key_problems(inventory)
         env = inventory.ssh.sudo_password_env

@@ -189,11 +189,15 @@ def trust(c, site, yes=False):
     """Show the hosts' SSH key fingerprints and record new ones in the site's known_hosts."""
     from rich.console import Console
 
+    from common.files import write_problem
     from edge_hosts.access import hostkeys
     from edge_hosts.tasks.tables import trust_lines
 
-    inventory = site_inventory(site, [], signs_in=False)  # host keys are read without logging in
+    problems: list[str] = []
+    inventory = site_inventory(site, problems, signs_in=False)  # host keys are read without logging in
     known_hosts = inventory.ssh.known_hosts
+    unwritable = write_problem(known_hosts)
+    refuse(problems + ([f"{inventory.source}: ssh.knownHosts: {unwritable}"] if unwritable and not problems else []))
     targets = [(h.name, str(h.address), inventory.ssh_for(h).port) for h in inventory.hosts]
     found = hostkeys.survey(targets, known_hosts, inventory.ssh.connect_timeout)
     print(f"host keys of site {inventory.site} (known_hosts: {known_hosts})")

@@ -184,3 +184,15 @@ def test_a_good_key_passes_the_checks_and_the_host_is_contacted(tmp_path, watche
     private_key(tmp_path / "id_ed25519")
     done = kit("edge.plan", "--site", str(site(tmp_path, port)), "--json")
     assert done.returncode == 1 and len(accepted) == 1
+
+
+def test_a_known_hosts_that_is_a_directory_or_corrupt_is_refused(tmp_path, watched_host, private_state):
+    port, accepted = watched_host
+    private_key(tmp_path / "id_ed25519")
+    (tmp_path / "known_hosts").mkdir()
+    text = refused(kit("edge.plan", "--site", str(site(tmp_path, port))), accepted, private_state)
+    assert f"ssh.knownHosts: {tmp_path / 'known_hosts'} is a directory, where a known_hosts file is needed" in text
+    (tmp_path / "known_hosts").rmdir()
+    (tmp_path / "known_hosts").write_text("127.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI\n# fine\n[127.0.0.1]:2 ssh-ed25519 !\n")
+    text = refused(kit("edge.trust", "--site", str(site(tmp_path, port)), "--yes"), accepted, private_state)
+    assert f"ssh.knownHosts: {tmp_path / 'known_hosts'}: line 1 is not a valid host key entry" in text
