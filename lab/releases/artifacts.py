@@ -55,15 +55,15 @@ def install_script() -> bytes:
 
 
 def metallb_manifest(version: str) -> bytes:
-    """The real MetalLB release manifest of `version` (from the shared upstream copy)."""
-    return upstream.metallb_manifest(version).read_bytes()
+    """The real MetalLB release manifest of `version` (from its Go module, verified)."""
+    return upstream.metallb_manifest(version)
 
 
 def flux_operator_manifest() -> bytes:
-    """A STAND-IN for the Flux Operator release's install.yaml (the real one is not in ../shared/upstream): the real
-    v0.58.1 CRDs from there, the flux-system namespace and the operator's Deployment running its image by tag."""
-    crds = [doc for path in sorted((upstream.root() / "flux-operator-0.58.1").glob("*.yaml"))
-            for doc in yamlio.load_all(path.read_text(), str(path)) if doc]
+    """A STAND-IN for the Flux Operator release's install.yaml (the release's file is no module file): the real
+    CRDs of its Go module, the flux-system namespace and the operator's Deployment running its image by tag."""
+    crds = [doc for data in upstream.flux_operator_crds(FLUX_OPERATOR_VERSION)
+            for doc in yamlio.load_all(data.decode(), f"flux-operator {FLUX_OPERATOR_VERSION} CRD") if doc]
     meta = {"name": "flux-operator", "namespace": "flux-system"}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {
         "selector": {"matchLabels": {"app": "flux-operator"}}, "template": {

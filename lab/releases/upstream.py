@@ -1,33 +1,131 @@
-"""Upstream artifacts the lab reads from the shared copy (../shared/upstream, or $MLOPS_SHARED_UPSTREAM): the real
-MetalLB release manifest and the k3s config key lists. Read at lab build time, never copied into the repo."""
+"""Upstream files the lab needs, fetched by the kit itself, nothing read from beside the checkout: the real
+MetalLB release manifest (go.universe.tf/metallb config/manifests/), the Flux Operator's CRDs
+(github.com/controlplaneio-fluxcd/flux-operator config/crd/bases/) and k3s's flag names (github.com/k3s-io/k3s
+pkg/cli/cmds, extracted into the lab cache). Each comes in its Go module zip through the Go module proxy
+(`go mod download`, which checks the zip against the checksum database) and the kit checks the zip's h1 hash
+against its own pin below (Go's dirhash.Hash1: sha256 of the sorted "sha256  name" lines of the zip's files).
+What cannot be had: UpstreamError naming it and how to provide it (exit 2 at the task)."""
+from __future__ import annotations
+
+import base64
+import hashlib
 import json
 import os
-import re
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from functools import lru_cache
 from pathlib import Path
 
-ENV = "MLOPS_SHARED_UPSTREAM"
+from common.files import atomic_write
+from lab.releases import k3s_flags as flag_source
+
+METALLB_MODULE = "go.universe.tf/metallb"  # MetalLB's module path (github.com/metallb/metallb is not served)
+FLUX_OPERATOR_MODULE = "github.com/controlplaneio-fluxcd/flux-operator"
+K3S_MODULE = "github.com/k3s-io/k3s"
+# The proxy serves no k3s v1.36/v1.37 tag (v1.37.2+k3s1 and v1.37.2: 403 "not available"; build metadata such as
+# +k3s1 is no module version): the newest k3s it serves is this pseudo-version of master (2026-02-11). Its flags are
+# the v1.31.4 list plus the five server keys added since. Checked 2026-12-07.
+K3S_SOURCE_VERSION = "v1.35.1-0.20260211145931-c5b158798933"
+# module@version -> h1 of its zip, as `go mod download -json` printed it on 2026-12-07 (sum.golang.org agrees).
+PINNED = {
+    f"{METALLB_MODULE}@v0.16.1": "h1:iVtjCslcUFMOEvuNeAyW2ygZxyW+6YjnNcEuCTOZezc=",
+    f"{METALLB_MODULE}@v0.14.9": "h1:FYLII4Rpnju8pLY79H0BIoJVQI4mmEzeO9BJ0X44HX8=",
+    f"{FLUX_OPERATOR_MODULE}@v0.58.1": "h1:ME/p3jGf5h9bNmQ5dhQBSjvj0G+7NTI1k3At+pCscis=",
+    f"{K3S_MODULE}@{K3S_SOURCE_VERSION}": "h1:UN67bsRiANznNwJAbhU6K3WxePAj/Dn+ttG15Z5GUZg=",
+}
+HOW = ("the lab fetches it through the Go module proxy: install Go 1.26 (https://go.dev/dl; `go` on PATH) with "
+       "GOPROXY reaching proxy.golang.org (or a mirror of it), then run the task again")
 
 
-def root() -> Path:
-    return Path(os.environ.get(ENV) or Path(__file__).resolve().parents[2].parent / "shared" / "upstream")
+class UpstreamError(RuntimeError):
+    """An upstream file the lab needs is missing or does not match its pin: the message says how to provide it."""
 
 
-def metallb_manifest(version: str) -> Path:
-    """metallb-<version without v>/metallb-native.yaml (metallb/metallb config/manifests at that tag)."""
-    path = root() / f"metallb-{version.lstrip('v')}" / "metallb-native.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no upstream MetalLB manifest for {version} (set {ENV})")
-    return path
+def cache_root() -> Path:
+    """The lab cache beside the built programs: outside the checkout, shared by every checkout on this machine."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-edge-kit" / "upstream"
+
+
+def zip_h1(path: Path) -> str:
+    """Go's dirhash.HashZip of a module zip."""
+    with zipfile.ZipFile(path) as archive:
+        lines = "".join(f"{hashlib.sha256(archive.read(name)).hexdigest()}  {name}\n"
+                        for name in sorted(archive.namelist()) if not name.endswith("/"))
+    return "h1:" + base64.b64encode(hashlib.sha256(lines.encode()).digest()).decode()
+
+
+def module_zip(module: str, version: str, what: str) -> Path:
+    """The verified zip of module@version from the Go module cache, downloaded first when missing."""
+    key = f"{module}@{version}"
+    if key not in PINNED:
+        raise UpstreamError(f"{what}: the kit pins no {key} (lab/releases/upstream.py PINNED lists what it fetches)")
+    try:
+        return _verified_zip(key)
+    except UpstreamError as err:
+        raise UpstreamError(f"{what}: {err}") from None
+
+
+@lru_cache(maxsize=None)
+def _verified_zip(key: str) -> Path:
+    """Once per process: a lab build reads the same modules many times."""
+    go = shutil.which("go")
+    if not go:
+        raise UpstreamError(f"no `go` on PATH to fetch {key}; {HOW}")
+    with tempfile.TemporaryDirectory() as empty:  # outside any module: nothing to resolve but this one
+        done = subprocess.run([go, "mod", "download", "-json", key], capture_output=True, text=True, cwd=empty,
+                              env={**os.environ, "GOFLAGS": "-mod=mod", "GO111MODULE": "on"}, timeout=900)
+    try:
+        info = json.loads(done.stdout)
+    except ValueError:
+        info = {"Error": done.stderr.strip() or f"go exited {done.returncode}"}
+    if info.get("Error") or not info.get("Zip"):
+        raise UpstreamError(f"cannot fetch {key} ({info.get('Error', 'no zip')}); {HOW}")
+    if zip_h1(Path(info["Zip"])) != PINNED[key]:
+        raise UpstreamError(f"{info['Zip']} does not match the kit's pin {PINNED[key]} for {key}: remove it "
+                            "(go clean -modcache) and run the task again")
+    return Path(info["Zip"])
+
+
+def module_files(module: str, version: str, folder: str, what: str) -> dict[str, bytes]:
+    """name -> bytes of every file directly in `folder` of the verified module zip."""
+    prefix = f"{module}@{version}/{folder.strip('/')}/"
+    with zipfile.ZipFile(module_zip(module, version, what)) as archive:
+        return {name[len(prefix):]: archive.read(name) for name in sorted(archive.namelist())
+                if name.startswith(prefix) and "/" not in name[len(prefix):] and not name.endswith("/")}
+
+
+def metallb_manifest(version: str) -> bytes:
+    """config/manifests/metallb-native.yaml of MetalLB `version` (its release manifest)."""
+    what = f"the MetalLB {version} release manifest"
+    files = module_files(METALLB_MODULE, version, "config/manifests", what)
+    if "metallb-native.yaml" not in files:
+        raise UpstreamError(f"{what}: no config/manifests/metallb-native.yaml in {METALLB_MODULE}@{version}")
+    return files["metallb-native.yaml"]
+
+
+def flux_operator_crds(version: str) -> list[bytes]:
+    """The Flux Operator's CRDs at `version` (config/crd/bases/*.yaml), in name order."""
+    files = module_files(FLUX_OPERATOR_MODULE, version, "config/crd/bases", f"the Flux Operator {version} CRDs")
+    return [data for name, data in files.items() if name.endswith(".yaml")]
 
 
 def k3s_flags(version: str) -> dict:
-    """{"server": [...], "agent": [...], "source": folder}: config.yaml keys per command, from
-    k3s-<minor>/flags.json, or the newest minor there is when the pinned minor has no list (said in "source")."""
-    minor = re.match(r"v?(\d+\.\d+)", version).group(1)
-    folders = sorted(root().glob("k3s-*/flags.json"), key=lambda p: [int(n) for n in p.parent.name[4:].split(".")])
-    wanted = root() / f"k3s-{minor}" / "flags.json"
-    path = wanted if wanted.exists() else (folders[-1] if folders else wanted)
-    data = json.loads(path.read_text())
-    note = "" if path == wanted else f" (no list for k3s {minor}; keys of the newest list there is)"
-    return {"server": sorted(data["server"]), "agent": sorted(data["agent"]),
-            "source": f"{path.parent.name}/flags.json{note}"}
+    """{"server": [...], "agent": [...], "source": ...}: config.yaml keys per command as k3s's source defines them
+    (extracted once into the lab cache); for `version`, the newest k3s source the proxy serves (said in source)."""
+    cached = cache_root() / f"k3s-flags-{K3S_SOURCE_VERSION}.json"
+    try:
+        flags = json.loads(cached.read_text())
+    except (OSError, ValueError):
+        what = f"the k3s flag names for {version}"
+        sources = {name: data.decode() for name, data in
+                   module_files(K3S_MODULE, K3S_SOURCE_VERSION, "pkg/cli/cmds", what).items() if name.endswith(".go")}
+        try:
+            flags = flag_source.extract(sources)
+        except flag_source.FlagSourceError as err:
+            raise UpstreamError(f"{what}: {K3S_MODULE}@{K3S_SOURCE_VERSION} pkg/cli/cmds: {err}") from None
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cached, json.dumps(flags, indent=1) + "\n", 0o644)
+    note = "" if version.startswith("v1.35.") else f" (the proxy serves no k3s {version}: the newest k3s it serves)"
+    return {**flags, "source": f"{K3S_MODULE}@{K3S_SOURCE_VERSION} pkg/cli/cmds{note}"}
