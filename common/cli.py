@@ -1,5 +1,6 @@
 """The `./kit` command: invoke's program over tasks.py, with command-line mistakes reported as bad input (exit 2)
-in the kit's own words, `-p` meaning --project-dir on every task, and task help that shows the defaults."""
+in the kit's own words, one meaning per short option on every task (SHORT_FLAGS; -h is help), messages wrapped
+to the terminal, and task help that shows the defaults."""
 import io
 import os
 import re
@@ -13,9 +14,14 @@ from invoke.parser import Argument
 
 from common.file_errors import file_problem
 from common.suggest import did_you_mean
+from common.terminal import columns_set, terminal_columns, wrap
 
 BAD_INPUT = 2
-WIDTH = 80
+WIDTH = 80  # help's width when stdout is no terminal and COLUMNS is unset
+# The only short flags: each means one option on every task that has it. invoke would derive one from each
+# option's first free letter (-h was --hosts on lab.up, -p --pty or --parallel elsewhere); the others are long only.
+SHORT_FLAGS = {"env": "e", "out": "o", "site": "s", "json": "j", "project-dir": "p", "yes": "y"}
+CORE_SHORT_FLAGS = {"help": "h", "list": "l", "version": "V"}  # invoke's -p --pty, -e --echo, -d --debug... go
 KINDS = {int: "a whole number", float: "a number", str: "a value", list: "a value (repeatable)"}
 FLAG = re.compile(r"^Flag <\w*Argument: ([^ >]+)")
 # invoke's completion scripts run `kit --complete`; these run the kit the way it was typed (./kit, a path, kit)
@@ -39,8 +45,19 @@ class KitArgument(Argument):
 class KitProgram(Program):
     """Like `invoke`, but every command-line mistake exits 2 with a message that names the option."""
 
+    argv: list[str] = []
+
     def run(self, argv=None, exit: bool = True) -> None:
-        super().run(_help_first(sys.argv if argv is None else argv), exit)
+        self.argv = _help_first(sys.argv if argv is None else argv)
+        super().run(self.argv, exit)
+
+    def core_args(self) -> list[Argument]:
+        """invoke's core options, only -h, -l and -V keeping a short flag (the rest would shadow no task's)."""
+        arguments = super().core_args()
+        for argument in arguments:
+            short = CORE_SHORT_FLAGS.get(argument.names[0])
+            argument.names = (argument.names[0], *((short,) if short else ()))
+        return arguments
 
     def load_collection(self) -> None:
         super().load_collection()
@@ -56,7 +73,12 @@ class KitProgram(Program):
                                          for a in context.args.values() if a.got_value and isinstance(a.value, str)})
             if problem is None:
                 raise
-            raise Exit(f"{self.tasks[0].name}: {problem}", code=BAD_INPUT) from None
+            raise Exit(wrap(f"{self.tasks[0].name}: {problem}", terminal_columns(sys.stderr)), code=BAD_INPUT) \
+                from None
+        except Exit as err:
+            if not err.message:
+                raise
+            raise Exit(wrap(err.message, terminal_columns(sys.stderr)), code=err.code) from None
 
     def no_tasks_given(self) -> None:
         self.list_tasks()
@@ -69,15 +91,38 @@ class KitProgram(Program):
         print(f"{self.name} {version(self.name)}")
 
     def print_task_help(self, name: str) -> None:
-        """Usage, the docstring wrapped to 80 columns, and every option with its default."""
+        """Usage, the docstring wrapped to the terminal (80 columns off one), and every option with its default."""
         context = self.parser.contexts[name]
         print(f"Usage: {self.binary} {name}{' [--options]' if context.flags else ''}\n")
         for paragraph in (self.collection[name].__doc__ or "").strip().split("\n\n"):
-            print(textwrap.fill(" ".join(paragraph.split()), WIDTH, initial_indent="  ", subsequent_indent="  "))
+            print(textwrap.fill(" ".join(paragraph.split()), _help_width(), initial_indent="  ",
+                                subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
         print("\nOptions:\n")
         self.print_columns([(spec, _with_default(help, _argument_of(context, spec))) for spec, help
                             in context.help_tuples()] or [("none", "")])
         print()
+
+    def print_columns(self, tuples) -> None:
+        """invoke's two columns (flag, help), never splitting a word: a help whose longest word (a URL) does not fit
+        beside its flag goes below it."""
+        spec_width = max(len(spec) for spec, _ in tuples)
+        indent, padding = self.leading_indent, " " * self.col_padding
+        beside = _help_width() - len(indent) - spec_width - len(padding)
+        below = _help_width() - len(indent) * 3
+        for spec, help_text in tuples:
+            words = (help_text or "").split()
+            if not words:
+                print(f"{indent}{spec}")
+            elif max(map(len, words)) <= beside:
+                lines = textwrap.wrap(" ".join(words), beside, break_long_words=False, break_on_hyphens=False)
+                print(f"{indent}{spec.ljust(spec_width)}{padding}{lines[0]}")
+                print("".join(f"{' ' * (len(indent) + spec_width + len(padding))}{line}\n" for line in lines[1:]),
+                      end="")
+            else:
+                print(f"{indent}{spec}")
+                print(textwrap.fill(" ".join(words), below, initial_indent=indent * 3, subsequent_indent=indent * 3,
+                                    break_long_words=False, break_on_hyphens=False))
+        print("")
 
     def parse_core(self, argv) -> None:
         if not any(a.startswith("--print-completion-script") for a in argv):
@@ -96,13 +141,17 @@ class KitProgram(Program):
         try:
             parse(*args)
         except ParseError as err:
-            print(f"kit: {self._in_kit_words(err)}", file=sys.stderr)
+            print(wrap(f"kit: {self._in_kit_words(err)}", terminal_columns(sys.stderr)), file=sys.stderr)
             sys.exit(BAD_INPUT)
 
     def _in_kit_words(self, err: ParseError) -> str:
         """invoke's parse errors, said with the task and the option's name, what it takes and a hint."""
         message, context = str(err), err.context
         unknown = re.match(r"^No idea what '(.*)' is!$", message)
+        switch = unknown and context is not None and self._switch_given_a_value(context, unknown.group(1))
+        if switch:
+            return f"{context.name}: {_flag(switch)} is a switch and takes no value (got {unknown.group(1)!r}): " \
+                   f"give {_flag(switch)} alone to turn it on, or leave it out"
         if unknown and (context is None or not unknown.group(1).startswith("-")):
             return f"no task named {unknown.group(1)!r}{did_you_mean(unknown.group(1), self._task_names())}; " \
                    f"`{self.binary} --list` shows every task"
@@ -120,20 +169,31 @@ class KitProgram(Program):
             return f"{context.name}: {_flag(argument)} is a switch and takes no value"
         if "did not receive required positional arguments" in message:
             missing = context.missing_positional_args
-            return f"{context.name}: " + "; ".join(
-                f"{_flag(a)} is required ({a.help}): give it as `{self.binary} {context.name} "
-                f"{a.name.upper()}` or {_flag(a)} {a.name.upper()}" for a in missing)
+            return "\n".join(
+                f"{'' if i == 0 else 'kit: '}{context.name}: {_flag(a)} is required ({a.help}): give it as "
+                f"`{self.binary} {context.name} {a.name.upper()}` or {_flag(a)} {a.name.upper()}"
+                for i, a in enumerate(missing))
         return f"{context.name}: {message}"
+
+    def _switch_given_a_value(self, context, word: str):
+        """The switch (--json) that `word` was typed as the value of, as --json=yes or --json yes; else None."""
+        for before, typed in zip(self.argv, self.argv[1:]):
+            flag, equals, value = typed.partition("=")
+            given = (flag, value) if equals else (before, typed)
+            argument = context.flags[given[0]] if given[1] == word and given[0] in context.flags else None
+            if argument is not None and not argument.takes_value:  # flags[] sees short aliases, .get() does not
+                return argument
+        return None
 
     def _task_names(self) -> list[str]:
         return list(self.collection.task_names) if self.collection is not None else []
 
 
 def _help_first(argv: list[str]) -> list[str]:
-    """`./kit TASK ... --help` as `./kit --help TASK` (invoke would take --help for a positional argument)."""
+    """`./kit TASK ... --help` (or -h) as `./kit --help TASK` (invoke would take it for a positional argument)."""
     words = argv[1:]
     task = next((w for w in words if not w.startswith("-")), None)
-    if task is not None and "--help" in words[words.index(task):]:
+    if task is not None and {"--help", "-h"} & set(words[words.index(task):]):
         return [argv[0], "--help", task]
     return list(argv)
 
@@ -144,8 +204,12 @@ def _as_typed(script: str) -> str:
     return script
 
 
+def _help_width() -> int:
+    return terminal_columns(sys.stdout) or columns_set() or WIDTH
+
+
 def _kit_arguments(collection) -> None:
-    """Every task's options as KitArguments, -p meaning --project-dir (see _short_p_for_project_dir)."""
+    """Every task's options as KitArguments, with the kit's short flags only (SHORT_FLAGS)."""
     for name in collection.task_names:
         task = collection[name]
         if getattr(task, "_kit_arguments", False):
@@ -156,22 +220,17 @@ def _kit_arguments(collection) -> None:
             arguments = _original(*args, **kwargs)
             for argument in arguments:
                 argument.__class__, argument.task = KitArgument, _name
-            _short_p_for_project_dir(arguments)
+            for argument in arguments:
+                argument.names = _kit_names(argument.names)
             return arguments
 
         task.get_arguments, task._kit_arguments = get_arguments, True
 
 
-def _short_p_for_project_dir(arguments: list[Argument]) -> None:
-    """-p is --project-dir where a task has one, and no other option's short flag anywhere."""
-    taken = {n for a in arguments for n in a.names}
-    for argument in arguments:
-        if argument.names[0] == "project-dir":
-            argument.names = ("project-dir", "p")
-        elif "p" in argument.names:
-            free = next((c for c in argument.names[0] if c.isalpha() and c not in taken and c != "p"), None)
-            argument.names = tuple(n for n in argument.names if n != "p") + ((free,) if free else ())
-            taken.add(free)
+def _kit_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """An option's long name and its short flag from SHORT_FLAGS if any (one-letter options, like test's -k, stay)."""
+    long = names[0]
+    return (long, *((SHORT_FLAGS[long],) if long in SHORT_FLAGS else ()))
 
 
 def _argument_named(context, name: str):

@@ -1,9 +1,17 @@
-"""Printing rich renderables for an 80-column terminal or a pipe: no blanks left at the ends of lines."""
-import re
+"""Text for a terminal: rich renderables without blanks at the ends of lines, and messages wrapped to the
+terminal's width without ever splitting a word (a URL, a path, a key path stays whole)."""
+from __future__ import annotations
 
-from rich.console import Console, RenderableType
+import os
+import re
+import textwrap
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # ./kit itself wraps its messages without loading rich
+    from rich.console import Console, RenderableType
 
 TRAILING_BLANKS = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$")
+CONTINUATION = "  "  # a wrapped line's continuation is indented two columns past the line's own indent
 
 
 def emit(console: Console, renderable: RenderableType) -> None:
@@ -13,3 +21,34 @@ def emit(console: Console, renderable: RenderableType) -> None:
     for line in captured.get().splitlines():
         console.file.write(TRAILING_BLANKS.sub(r"\1", line) + "\n")
     console.file.flush()
+
+
+def columns_set() -> int | None:
+    """COLUMNS, when set to a width (the variable shutil and rich read too)."""
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def terminal_columns(stream) -> int | None:
+    """The width of the terminal `stream` shows on (COLUMNS when set); None for a pipe or a file."""
+    try:
+        if not stream.isatty():
+            return None
+        return columns_set() or os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # a stream without a file descriptor, or a closed one
+        return None
+
+
+def wrap(text: str, width: int | None) -> str:
+    """Each line of `text` wrapped to `width` at blanks only, continuing indented; unchanged when width is None."""
+    if width is None:
+        return text
+    return "\n".join(_wrap_line(line, width) for line in text.split("\n"))
+
+
+def _wrap_line(line: str, width: int) -> str:
+    if len(line) <= width:
+        return line
+    indent = line[:len(line) - len(line.lstrip())]
+    return textwrap.fill(line.strip(), width, initial_indent=indent, subsequent_indent=indent + CONTINUATION,
+                         break_long_words=False, break_on_hyphens=False)

@@ -1,0 +1,37 @@
+"""Messages on a terminal are wrapped to its width, never splitting a word (a URL stays whole); a pipe keeps one
+line per message."""
+from tests.kit.helpers import kit, kit_on_a_terminal
+
+LONG_URL = "https://dev.azure.com/a-very-long-organisation-name-with-hyphens"
+
+
+def test_missing_options_are_one_line_each_wrapped_to_the_terminal():
+    code, shown = kit_on_a_terminal("edge.bundle", columns=60)
+    assert code == 2
+    lines = shown.splitlines()
+    assert lines and max(map(len, lines)) <= 60, lines
+    starts = [line for line in lines if line.startswith("kit: ")]
+    assert [s.split()[2] for s in starts] == ["--version", "--arch", "--out", "--install-sha256", "--metallb-sha256"]
+    assert all(line.startswith("  ") for line in lines if not line.startswith("kit: "))
+
+
+def test_a_url_is_never_split_when_an_error_is_wrapped():
+    code, shown = kit_on_a_terminal("agents.cleanup", "--org", LONG_URL.replace("https", "http"), "--pool", "p",
+                                    columns=50)
+    assert code == 2
+    lines = shown.splitlines()
+    assert any(LONG_URL.replace("https", "http") in line for line in lines), lines
+    assert all(len(line) <= 50 for line in lines if "://" not in line), lines
+
+
+def test_help_keeps_urls_whole_and_fits_the_terminal():
+    code, shown = kit_on_a_terminal("--help", "up", columns=80)
+    assert code == 0
+    assert "azurekeyvault://<vault>.vault.azure.net/keys/<key>" in shown
+    assert max(map(len, shown.splitlines())) <= 80
+
+
+def test_a_pipe_keeps_each_message_on_one_line():
+    done = kit("edge.bundle")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 5
+
