@@ -5,14 +5,13 @@ for changes to take effect": learn.microsoft.com/azure/role-based-access-control
 "Role assignment changes are not being detected"). Until then every Kubernetes call answers 403. This
 dynamic resource asks the API server itself, with a SelfSubjectAccessReview (authorization.k8s.io/v1, which
 every authenticated user may create), whether the caller may do everything, and polls until it may or the
-deadline passes (then `pulumi up` fails with what to check, not with a 403 half-way through). An API server
+deadline passes (then `pulumi up` fails with what to check, not with a 403 half-way through). It signs in as the
+principal running `up` (the one granted): an Entra ID token for the cluster's server id (the kubeconfig's kubelogin
+`--server-id`) from azure-identity's credential chain, so it needs neither `az` nor kubelogin. An API server
 that cannot be reached yet (its name not resolving, the connection refused or reset, a TLS handshake timing out:
 a new private cluster's endpoint and peering settle after ARM reports the cluster) is polled the same way.
 """
 import base64
-import json
-import os
-import subprocess
 import tempfile
 import time
 from typing import Any, Callable
@@ -21,6 +20,9 @@ import pulumi
 import requests
 import yaml
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+from infra.access.azure_token import access_token
+from infra.access.kubelogin import arg_value
 
 DEADLINE_SECONDS = 15 * 60  # Azure documents up to 10 minutes; the rest covers token refresh and API latency
 POLL_SECONDS = 15
@@ -66,15 +68,12 @@ def unreachable(err: requests.RequestException) -> str:
     return f"{UNREACHABLE}: {kind}"
 
 
-def exec_token(user: dict[str, Any]) -> str:
-    """A bearer token from the kubeconfig user's exec plugin (kubelogin), as kubectl would run it."""
-    spec = user["exec"]
-    env = {e["name"]: e["value"] for e in spec.get("env") or []}
-    result = subprocess.run([spec["command"], *spec.get("args", [])], capture_output=True, text=True, check=False,
-                            env={**os.environ, **env}, timeout=120)
-    if result.returncode != 0:
-        raise AccessNotGranted(f"{spec['command']} failed (exit {result.returncode}); is it installed and signed in?")
-    return json.loads(result.stdout)["status"]["token"]
+def server_scope(user: dict[str, Any]) -> str:
+    """The token scope of the cluster's Entra ID server application, read from the kubelogin user's --server-id."""
+    server_id = arg_value(list((user.get("exec") or {}).get("args") or []), "--server-id")
+    if not server_id:
+        raise AccessNotGranted("the kubeconfig's user has no kubelogin --server-id (not an Entra ID cluster?)")
+    return f"{server_id}/.default"
 
 
 def current_cluster(kubeconfig: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -93,6 +92,7 @@ def wait_for_access(kubeconfig: str) -> int:
 def access_check(kubeconfig: str) -> Callable[[], tuple[bool, str]]:
     """A check that asks the kubeconfig's current cluster whether its user may do everything."""
     cluster, user = current_cluster(kubeconfig)
+    scope = server_scope(user)
 
     def check() -> tuple[bool, str]:
         with tempfile.NamedTemporaryFile("wb", suffix=".crt") as ca:
@@ -101,7 +101,7 @@ def access_check(kubeconfig: str) -> Callable[[], tuple[bool, str]]:
             try:
                 response = requests.post(
                     f"{cluster['server']}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=REVIEW,
-                    headers={"Authorization": f"Bearer {exec_token(user)}"}, verify=ca.name, timeout=30)
+                    headers={"Authorization": f"Bearer {access_token(scope)}"}, verify=ca.name, timeout=30)
             except (requests.ConnectionError, requests.Timeout) as err:
                 return False, unreachable(err)
         if response.status_code in (401, 403):

@@ -20,24 +20,25 @@ CLIENT_ID_MODES = ("spn", "msi", "workloadidentity")
 TENANT_MODES = ("spn", "azurepipelines")  # modes whose converter requires and writes the kubeconfig's --tenant-id
 
 
-def _arg(args: list[str], name: str) -> str | None:
+def arg_value(args: list[str], name: str) -> str | None:
+    """The value after `name` in exec args, or None."""
     return args[args.index(name) + 1] if name in args and args.index(name) + 1 < len(args) else None
 
 
 def converted_args(args: list[str], method: str, client_id: str | None) -> list[str]:
     """The get-token arguments kubelogin's converter writes for `method`."""
-    server_id = _arg(args, "--server-id")
+    server_id = arg_value(args, "--server-id")
     if not server_id:
         raise ValueError("the kubeconfig's kubelogin user has no --server-id")
     converted = ["get-token", "--login", method, "--server-id", server_id]
-    tenant_id = _arg(args, "--tenant-id")
+    tenant_id = arg_value(args, "--tenant-id")
     if method in TENANT_MODES and not tenant_id:
         raise ValueError(f"{method} login needs the cluster's tenant id (--tenant-id in the kubeconfig)")
     if method == "spn":
         if not client_id:
             raise ValueError("spn login needs the service principal's client id")
         converted += ["--client-id", client_id, "--tenant-id", tenant_id]
-        if environment := _arg(args, "--environment"):
+        if environment := arg_value(args, "--environment"):
             converted += ["--environment", environment]
     elif method == "azurepipelines":
         converted += ["--tenant-id", tenant_id]

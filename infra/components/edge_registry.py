@@ -7,9 +7,9 @@ map allows pull on the repositories it runs and push only on those it builds (ac
 `repositories/<repo>/content/read|write`, `metadata/read`: learn.microsoft.com/azure/container-registry/
 container-registry-token-based-repository-permissions). ACR generates a token's passwords only through the
 registry's `generateCredentials` action, which pulumi-azure-native does not expose: a small dynamic resource calls
-it once (ARM, the Azure CLI's login) and keeps the password as a secret for the stack output the edge bootstrap reads.
+it once (plain HTTPS to ARM, with a token from azure-identity's credential chain: no `az` needed) and keeps the
+password as a secret for the stack output the edge bootstrap reads.
 """
-import subprocess
 import time
 from typing import Any
 
@@ -18,9 +18,9 @@ import requests
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 from pulumi_azure_native import containerregistry
 
+from infra.access import azure_token
 from infra.stack.settings import EdgeSiteRegistry
 
-ARM = "https://management.azure.com"
 API_VERSION = "2025-04-01"
 PULL_ACTIONS = ("content/read", "metadata/read")
 PUSH_ACTIONS = ("content/write",)
@@ -33,20 +33,11 @@ def scope_actions(site: EdgeSiteRegistry) -> list[str]:
     return actions + [f"repositories/{repo}/{action}" for repo in site.push for action in PUSH_ACTIONS]
 
 
-def arm_token() -> str:
-    """An ARM access token from the Azure CLI login `pulumi up` runs with."""
-    result = subprocess.run(["az", "account", "get-access-token", "--resource", f"{ARM}/", "--query", "accessToken",
-                             "-o", "tsv"], capture_output=True, text=True, check=False, timeout=120)
-    if result.returncode != 0:
-        raise RuntimeError("az account get-access-token failed: sign in with az login (or the pipeline's AzureCLI task)")
-    return result.stdout.strip()
-
-
 def generate_password(registry_id: str, token_id: str, name: str, bearer: str, *, poll_s: float = 5,
                       attempts: int = 60) -> dict[str, str]:
     """POST generateCredentials (a long-running ARM operation); returns {"username", "password"}."""
     headers = {"Authorization": f"Bearer {bearer}"}
-    response = requests.post(f"{ARM}{registry_id}/generateCredentials", params={"api-version": API_VERSION},
+    response = requests.post(f"{azure_token.ARM}{registry_id}/generateCredentials", params={"api-version": API_VERSION},
                              json={"tokenId": token_id, "name": name}, headers=headers, timeout=60)
     for _ in range(attempts):
         if response.status_code != 202:
@@ -64,7 +55,8 @@ class TokenPasswordProvider(ResourceProvider):
     """Generates the password once; a new token (or password name) generates a new one."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        credentials = generate_password(props["registry_id"], props["token_id"], props["password_name"], arm_token())
+        credentials = generate_password(props["registry_id"], props["token_id"], props["password_name"],
+                                        azure_token.access_token(azure_token.ARM_SCOPE))
         return CreateResult(id_=f"{props['token_id']}/{props['password_name']}", outs={**props, **credentials})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

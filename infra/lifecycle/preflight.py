@@ -9,6 +9,8 @@ from infra.lifecycle.federation import in_pipeline
 
 SERVICE_PRINCIPAL_VARS = ("ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID")
 SERVICE_PRINCIPAL_CREDENTIALS = ("ARM_CLIENT_SECRET", "ARM_CLIENT_CERTIFICATE_PATH")
+OIDC_TOKEN_SOURCES = ("ARM_OIDC_TOKEN", "ARM_OIDC_TOKEN_FILE_PATH")
+GITHUB_OIDC = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 AZ_TIMEOUT_SECONDS = 60
 
 
@@ -53,7 +55,7 @@ def _azure_problem(backend: Backend) -> str | None:
     if in_pipeline(os.environ):
         return _pipeline_problem()
     if _service_principal_in_env():
-        return None
+        return _oidc_problem()
     if shutil.which("az"):
         try:
             shown = subprocess.run(["az", "account", "show", "--output", "none"], stdin=subprocess.DEVNULL,
@@ -64,6 +66,17 @@ def _azure_problem(backend: Backend) -> str | None:
             return None
     return ("no Azure login: run 'az login' (and 'az account set --subscription <id>'), or set ARM_CLIENT_ID, "
             "ARM_TENANT_ID, ARM_SUBSCRIPTION_ID and ARM_USE_OIDC=true (workload identity) or ARM_CLIENT_SECRET")
+
+
+def _oidc_problem() -> str | None:
+    """ARM_USE_OIDC needs an ID token source the provider and the kit's own calls both read."""
+    if (os.environ.get("ARM_USE_OIDC", "").lower() != "true"
+            or any(os.environ.get(n) for n in (*SERVICE_PRINCIPAL_CREDENTIALS, *OIDC_TOKEN_SOURCES))
+            or all(os.environ.get(name) for name in GITHUB_OIDC)):
+        return None
+    return ("ARM_USE_OIDC=true needs an ID token: ARM_OIDC_TOKEN, ARM_OIDC_TOKEN_FILE_PATH, or GitHub Actions' "
+            "ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN (in Azure Pipelines, run ./kit inside "
+            "AzureCLI@2 with SYSTEM_ACCESSTOKEN mapped instead)")
 
 
 def _pipeline_problem() -> str | None:

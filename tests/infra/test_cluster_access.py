@@ -1,13 +1,15 @@
 """Issue 8.1: the deployer and the admin groups may use the Kubernetes API, and Kubernetes waits for that grant."""
 import base64
 import copy
-import json
 import socket
+import time
 
 import pytest
 import requests
 
-from infra.access import kube_ready
+from azure.core.credentials import AccessToken
+
+from infra.access import azure_token, kube_ready
 from infra.access.roles import AKS_RBAC_CLUSTER_ADMIN
 from infra.offline import policies
 from infra.access.principal import principal_type
@@ -107,15 +109,9 @@ def test_the_wait_is_bounded_and_says_what_to_check():
     assert "https://aks.example:443" in str(err.value)
 
 
-def test_the_check_asks_the_api_server_with_the_exec_plugin_token(monkeypatch):
-    calls = {}
-
-    class Done:
-        returncode, stdout = 0, json.dumps({"kind": "ExecCredential", "status": {"token": "t0ken"}})
-
-    def run(argv, **kwargs):
-        calls["argv"] = argv
-        return Done()
+def test_the_check_asks_the_api_server_as_the_deployer_with_a_token_for_the_clusters_server_id(monkeypatch):
+    """Issue 20.3: the token comes from azure-identity's chain (a fake credential here), not kubelogin or az."""
+    calls, credential = {}, FakeCredential("t0ken")
 
     class Response:
         status_code = 201
@@ -130,23 +126,28 @@ def test_the_check_asks_the_api_server_with_the_exec_plugin_token(monkeypatch):
         calls.update(url=url, body=json, auth=headers["Authorization"], ca=open(verify, "rb").read())
         return Response()
 
-    monkeypatch.setattr(kube_ready.subprocess, "run", run)
+    monkeypatch.setattr(azure_token, "credential", lambda: credential)
     monkeypatch.setattr(kube_ready.requests, "post", post)
+    monkeypatch.setenv("PATH", "/nonexistent")  # neither kubelogin nor az could run
     check = kube_ready.access_check(kubeconfig("aks-mlk-dev", "aks.example"))
     assert check() == (True, "allowed")
-    assert calls["argv"][:2] == ["kubelogin", "get-token"]
+    assert credential.scopes == ["6dae42f8-4368-4678-94ff-3960e28e3630/.default"]  # AKS's Entra ID server app
     assert calls["url"] == "https://aks.example:443/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
     assert calls["body"]["kind"] == "SelfSubjectAccessReview" and calls["auth"] == "Bearer t0ken"
     assert calls["ca"] == base64.b64decode(base64.b64encode(b"mock-ca"))
 
 
-def test_a_failing_exec_plugin_is_reported_without_its_output(monkeypatch):
-    class Failed:
-        returncode, stdout, stderr = 1, "", "secret-looking output"
-    monkeypatch.setattr(kube_ready.subprocess, "run", lambda argv, **kw: Failed())
-    with pytest.raises(kube_ready.AccessNotGranted) as err:
+def test_no_credential_is_reported_without_any_token(monkeypatch):
+    from azure.core.exceptions import ClientAuthenticationError
+
+    class Failing:
+        def get_token(self, *scopes, **kwargs):
+            raise ClientAuthenticationError("DefaultAzureCredential failed: secret-looking detail")
+    monkeypatch.setattr(azure_token, "credential", lambda: Failing())
+    with pytest.raises(azure_token.AzureLoginError) as err:
         kube_ready.access_check(kubeconfig("aks-mlk-dev", "aks.example"))()
-    assert "kubelogin failed (exit 1)" in str(err.value) and "secret-looking" not in str(err.value)
+    assert "6dae42f8-4368-4678-94ff-3960e28e3630/.default" in str(err.value) and "az login" in str(err.value)
+    assert "secret-looking" not in str(err.value)
 
 
 def test_the_wait_runs_again_when_the_kubeconfig_changes(monkeypatch):
@@ -160,8 +161,15 @@ def test_the_wait_runs_again_when_the_kubeconfig_changes(monkeypatch):
     assert provider.diff("/c", olds, {**olds, "grants": ["/g", "/h"]}).replaces == ["grants"]
 
 
-class Token:
-    returncode, stdout = 0, json.dumps({"kind": "ExecCredential", "status": {"token": "t0ken"}})
+class FakeCredential:
+    """An azure-identity credential that hands out one token and records the scopes asked for."""
+
+    def __init__(self, token: str):
+        self.token, self.scopes = token, []
+
+    def get_token(self, *scopes, **kwargs):
+        self.scopes += scopes
+        return AccessToken(self.token, int(time.time()) + 3600)
 
 
 def _free_port() -> int:
@@ -173,7 +181,7 @@ def _free_port() -> int:
 @pytest.mark.parametrize("server", ["https://127.0.0.1:{port}", "https://aks-mlk-eph.invalid:443"])
 def test_a_refused_or_unresolvable_api_server_is_retried_not_raised(monkeypatch, server):
     """Issue 20.1: connection errors (refused, name not resolved) are a 'not yet', polled like a 403."""
-    monkeypatch.setattr(kube_ready.subprocess, "run", lambda argv, **kw: Token())
+    monkeypatch.setattr(azure_token, "credential", lambda: FakeCredential("t0ken"))
     server = server.format(port=_free_port())
     config = kubeconfig("aks-mlk-eph", "x").replace("https://x:443", server)
     allowed, reason = kube_ready.access_check(config)()
@@ -199,7 +207,7 @@ def test_tls_handshake_timeouts_are_retried_until_the_api_server_answers(monkeyp
         if answer is None:
             return Allowed()
         raise answer
-    monkeypatch.setattr(kube_ready.subprocess, "run", lambda argv, **kw: Token())
+    monkeypatch.setattr(azure_token, "credential", lambda: FakeCredential("t0ken"))
     monkeypatch.setattr(kube_ready.requests, "post", post)
     check = kube_ready.access_check(kubeconfig("aks-mlk-eph", "aks.example"))
     reasons = [check()[1] for _ in range(3)]

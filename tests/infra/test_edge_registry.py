@@ -1,8 +1,14 @@
 """Issue 8.5: every registry consumer has a network path and a least-privilege credential; the plan names any without."""
 import copy
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from azure.core.credentials import AccessToken
 
+from infra.access import azure_token
 from infra.components import edge_registry
 from infra.offline import policies
 from infra.offline.plan import PlanError, record_env
@@ -134,3 +140,64 @@ def test_a_failed_generation_says_so_without_secrets(monkeypatch):
     with pytest.raises(RuntimeError) as err:
         edge_registry.generate_password("/r", "/t", "password1", "arm-token")
     assert "HTTP 403" in str(err.value) and "arm-token" not in str(err.value)
+
+
+class ArmStandIn(BaseHTTPRequestHandler):
+    """ARM's generateCredentials: 202 with a Location to poll, then the token's credentials (HTTP on loopback)."""
+
+    seen: list[tuple[str, str, str | None, dict | None]] = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append(("POST", self.path, self.headers.get("Authorization"), body))
+        self.send_response(202)
+        self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/operations/op-1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):  # noqa: N802
+        type(self).seen.append(("GET", self.path, self.headers.get("Authorization"), None))
+        answer = json.dumps({"username": "edge-qa", "passwords": [{"name": "password1", "value": "s3cret"},
+                                                                  {"name": "password2", "value": "other"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+class FakeCredential:
+    def __init__(self):
+        self.scopes = []
+
+    def get_token(self, *scopes, **kwargs):
+        self.scopes += scopes
+        return AccessToken("arm-t0ken", int(time.time()) + 3600)
+
+
+def test_the_password_resource_signs_in_through_azure_identity_and_needs_no_az(monkeypatch):
+    """Issue 20.3: the token comes from azure-identity's chain (a fake credential), the call is plain HTTPS to ARM
+    (a loopback stand-in here), and no `az` is on PATH."""
+    ArmStandIn.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ArmStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    credential = FakeCredential()
+    monkeypatch.setattr(azure_token, "ARM", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setattr(azure_token, "credential", lambda: credential)
+    monkeypatch.setattr(edge_registry.time, "sleep", lambda s: None)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    registry = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ContainerRegistry/registries/cr"
+    try:
+        created = edge_registry.TokenPasswordProvider().create(
+            {"registry_id": registry, "token_id": f"{registry}/tokens/edge-qa", "password_name": "password1"})
+    finally:
+        server.shutdown()
+    assert (created.outs["username"], created.outs["password"]) == ("edge-qa", "s3cret")
+    assert credential.scopes == ["https://management.azure.com/.default"]
+    post, get = ArmStandIn.seen
+    assert post == ("POST", f"{registry}/generateCredentials?api-version={edge_registry.API_VERSION}",
+                    "Bearer arm-t0ken", {"tokenId": f"{registry}/tokens/edge-qa", "name": "password1"})
+    assert get == ("GET", "/operations/op-1", "Bearer arm-t0ken", None)

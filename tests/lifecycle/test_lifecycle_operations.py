@@ -89,14 +89,28 @@ def test_missing_azure_login_and_passphrase_are_reported_together(project, monke
     assert project.calls() == []
 
 
-def test_a_service_principal_with_workload_identity_needs_no_az_login(project, monkeypatch):
+OIDC_LOGIN = {"ARM_CLIENT_ID": "00000000-0000-0000-0000-000000000001", "ARM_USE_OIDC": "true",
+              "ARM_TENANT_ID": "00000000-0000-0000-0000-000000000002",
+              "ARM_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000003"}
+
+
+def test_a_service_principal_with_workload_identity_needs_no_az_login(project, monkeypatch, tmp_path):
     project.az_login.unlink()
-    for name, value in {"ARM_CLIENT_ID": "00000000-0000-0000-0000-000000000001", "ARM_USE_OIDC": "true",
-                        "ARM_TENANT_ID": "00000000-0000-0000-0000-000000000002",
-                        "ARM_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000003"}.items():
+    (tmp_path / "id-token").write_text("header.claims.signature")
+    for name, value in {**OIDC_LOGIN, "ARM_OIDC_TOKEN_FILE_PATH": str(tmp_path / "id-token")}.items():
         monkeypatch.setenv(name, value)
     project.run(tasks.up, env="qa")
     assert project.operations("up") == ["qa"] and project.az_calls() == []
+
+
+def test_an_oidc_login_without_an_id_token_is_refused_up_front(project, monkeypatch):
+    """Issue 20.3: neither the provider nor the kit's own calls could sign in; say so before any Pulumi call."""
+    project.az_login.unlink()
+    for name, value in OIDC_LOGIN.items():
+        monkeypatch.setenv(name, value)
+    error = project.exit_of(tasks.up, env="qa")
+    assert error.code == 2 and "ARM_USE_OIDC=true needs an ID token: ARM_OIDC_TOKEN" in error.message
+    assert project.calls() == [] and project.az_calls() == []
 
 
 def test_a_passphrase_file_must_be_private(project, monkeypatch, tmp_path):
