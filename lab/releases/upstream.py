@@ -72,7 +72,7 @@ def _verified_zip(key: str) -> Path:
     """Once per process: a lab build reads the same modules many times."""
     go = shutil.which("go")
     if not go:
-        raise UpstreamError(f"no `go` on PATH to fetch {key}; {HOW}")
+        raise UpstreamError(f"no `go` on PATH to fetch {key} (the lab fetches {', '.join(PINNED)}); {HOW}")
     with tempfile.TemporaryDirectory() as empty:  # outside any module: nothing to resolve but this one
         done = subprocess.run([go, "mod", "download", "-json", key], capture_output=True, text=True, cwd=empty,
                               env={**os.environ, "GOFLAGS": "-mod=mod", "GO111MODULE": "on"}, timeout=900)

@@ -107,19 +107,14 @@ def test_lab_up_from_a_fresh_clone_with_nothing_beside_it(tmp_path):
 
 def test_without_go_lab_up_exits_2_saying_how_to_provide_the_files(tmp_path):
     clone = fresh_clone(tmp_path)
-    bare = tmp_path / "bin"  # the system's tools, but no go
-    bare.mkdir()
-    for directory in os.environ["PATH"].split(":"):
-        if Path(directory).is_dir() and "go" not in Path(directory).parts[-2:]:
-            for tool in Path(directory).iterdir():
-                if tool.name != "go" and not (bare / tool.name).exists() and os.access(tool, os.X_OK):
-                    (bare / tool.name).symlink_to(tool)
-    assert shutil.which("go", path=str(bare)) is None
+    no_go = ":".join(d for d in os.environ["PATH"].split(":") if not (Path(d) / "go").exists())
+    assert shutil.which("go", path=no_go) is None
     out = tmp_path / "lab"
-    up = lab_task(clone, tmp_path, "lab.up", "--hosts", "1", "--out", str(out), path=str(bare))
+    up = lab_task(clone, tmp_path, "lab.up", "--hosts", "1", "--out", str(out), path=no_go)
     assert up.returncode == 2, up.stdout + up.stderr
     text = " ".join(up.stderr.split())
     assert "Traceback" not in up.stderr
-    assert "lab.up: the MetalLB v0.16.1 release manifest: no `go` on PATH to fetch go.universe.tf/metallb@v0.16.1; " \
-           "the lab fetches it through the Go module proxy: install Go 1.26" in text, text
+    assert f"lab.up: the k3s flag names for v1.37.2+k3s1: no `go` on PATH to fetch github.com/k3s-io/k3s@" \
+           f"{upstream.K3S_SOURCE_VERSION} (the lab fetches {', '.join(upstream.PINNED)}); the lab fetches it " \
+           "through the Go module proxy: install Go 1.26" in text, text
     assert not (out / "state.json").exists()
