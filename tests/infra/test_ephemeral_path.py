@@ -84,3 +84,22 @@ def test_peering_with_an_overlapping_space_is_refused(stack_root, tmp_path):
     with pytest.raises(PlanError) as err:
         record_env(stack_root(edit), root=tmp_path)
     assert any("Pulumi.dev.yaml" in p and "overlaps addressSpace" in p for p in err.value.problems), err.value.problems
+
+
+def test_the_kubeconfig_names_the_public_fqdn_only_where_a_peered_vnet_needs_it(tmp_path, monkeypatch):
+    """`az aks get-credentials --public-fqdn` asks listClusterUserCredential for serverFqdn 'public'."""
+    from pulumi_azure_native import containerservice
+
+    asked = []
+    real = containerservice.list_managed_cluster_user_credentials_output
+
+    def spy(**kwargs):
+        asked.append(kwargs.get("server_fqdn"))
+        return real(**kwargs)
+    monkeypatch.setattr(containerservice, "list_managed_cluster_user_credentials_output", spy)
+    shutil.copy(ROOT / "Pulumi.qa.yaml", tmp_path / "Pulumi.qa.yaml")
+    planned = plan_ephemeral("pr-8", "1h", "qa", tmp_path, datetime.now(timezone.utc))
+    write_atomically(stack_file(planned.name, tmp_path), planned.config)
+    record_env(planned.name, root=tmp_path)
+    record_env("qa", root=tmp_path)
+    assert asked == ["public", None]
