@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from common.files import atomic_write
+from lab.programs.build import cache_root as programs_cache
 from lab.releases import k3s_flags as flag_source
 
 METALLB_MODULE = "go.universe.tf/metallb"  # MetalLB's module path (github.com/metallb/metallb is not served)
@@ -45,7 +46,7 @@ class UpstreamError(RuntimeError):
 
 def cache_root() -> Path:
     """The lab cache beside the built programs: outside the checkout, shared by every checkout on this machine."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-edge-kit" / "upstream"
+    return programs_cache().parent / "upstream"
 
 
 def zip_h1(path: Path) -> str:
