@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import secrets
 import shlex
@@ -18,6 +19,11 @@ import paramiko
 
 from edge_hosts.access.hostkeys import HostKeyError, RefuseUnknownHost, changed_key_message, known_name
 from edge_hosts.inventory.model import Host, Inventory
+
+# paramiko 5.1's transport thread logs a failed handshake (a host that drops the connection before its banner)
+# at ERROR with a traceback (transport.py Transport.run); with no handler, logging's last resort printed it on
+# stderr. The error reaches the caller (saved_exception) and is reported as the host's result instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 UPLOAD_PREFIX = ".kit-upload-"
 PART_SUFFIX = ".part"  # a file's staged upload, kept across runs to resume

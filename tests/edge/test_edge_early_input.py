@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO, kit, valid_document, write_inventory
+from helpers import REPO, json_result, kit, valid_document, write_inventory
 
 PINS = {"installScriptSha256": "a" * 64}
 
@@ -179,11 +179,14 @@ def test_a_backups_dir_that_is_a_file_is_refused_before_the_snapshot(tmp_path, w
 
 
 def test_a_good_key_passes_the_checks_and_the_host_is_contacted(tmp_path, watched_host, private_state):
-    """The counter works: with every input right, the run does reach the host (which then hangs up)."""
+    """The counter works: with every input right, the run does reach the host, which hangs up before its banner:
+    the host's result says so, without paramiko's traceback on stderr."""
     port, accepted = watched_host
     private_key(tmp_path / "id_ed25519")
     done = kit("edge.plan", "--site", str(site(tmp_path, port)), "--json")
     assert done.returncode == 1 and len(accepted) == 1
+    assert "Error reading SSH protocol banner (attempt 1 of 1)" in json_result(done)["s1"]["error"]
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_a_known_hosts_that_is_a_directory_or_corrupt_is_refused(tmp_path, watched_host, private_state):
