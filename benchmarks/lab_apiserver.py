@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab.programs.build import ensure_programs  # noqa: E402
+from lab.programs.build import KUBERNETES, ensure_programs  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 START = """
@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cold", action="store_true", help="build with an empty Go build cache too (minutes)")
     args = parser.parse_args()
-    kubectl = str(ensure_programs()["kubectl"])
+    kubectl = str(ensure_programs(programs=KUBERNETES)["kubectl"])
     gocache = subprocess.run(["go", "env", "GOCACHE"], check=True, capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, XDG_CACHE_HOME=cache, GOCACHE=str(Path(cache) / "go-build") if args.cold else gocache)

@@ -38,7 +38,7 @@ def down(c, out=DEFAULT_OUT):
 
 @task
 def programs(c):
-    """Build the lab's real kube-apiserver, kube-controller-manager, kubectl and etcd once per machine (cached)."""
+    """Build the lab's real Kubernetes programs, etcd and Flux once per machine into a cache (reused later)."""
     from lab.programs.build import BuildError, ensure_programs
 
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from common.files import atomic_write
-from lab.programs.build import ensure_programs
+from lab.programs.build import KUBERNETES, ensure_programs
 from lab.programs.pki import Pki, make_pki
 
 SERVICE_CIDR = "10.43.0.0/16"
@@ -70,7 +70,7 @@ class ApiServer:
               ready_timeout: float = READY_TIMEOUT) -> "ApiServer":
         """Make the certificates, start etcd (unless `etcd_url` names one) and kube-apiserver, wait until ready."""
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
-        programs = ensure_programs()
+        programs = ensure_programs(programs=KUBERNETES)
         api = cls(work, make_pki(work / "tls", sans), free_port(), etcd_url)
         try:
             if not etcd_url:

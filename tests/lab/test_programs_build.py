@@ -61,8 +61,8 @@ def _built(calls: Path) -> list[str]:
 def test_first_run_builds_each_program_into_a_versioned_cache_and_a_second_run_builds_nothing(fake_go, tmp_path):
     module, calls = fake_go
     lines = []
-    first = build.ensure_programs(module, lines.append)
-    assert sorted(_built(calls)) == sorted(p.package for p in build.PROGRAMS)
+    first = build.ensure_programs(module, lines.append, build.KUBERNETES)
+    assert sorted(_built(calls)) == sorted(p.package for p in build.KUBERNETES)
     cache = tmp_path / "cache" / "mlops-edge-kit" / "programs"
     assert first == {"etcd": cache / "etcd-v3.7.0" / "etcd", "kubectl": cache / "kubectl-v1.37.2" / "kubectl",
                      "kube-apiserver": cache / "kube-apiserver-v1.37.2" / "kube-apiserver",
@@ -70,13 +70,13 @@ def test_first_run_builds_each_program_into_a_versioned_cache_and_a_second_run_b
     assert any("kube-apiserver v1.37.2" in line and "cold build takes about 5 min" in line for line in lines)
     calls.unlink()
     lines.clear()
-    assert build.ensure_programs(module, lines.append) == first
+    assert build.ensure_programs(module, lines.append, build.KUBERNETES) == first
     assert _built(calls) == [] and lines == []
 
 
 def test_the_build_runs_niced_with_the_version_ldflags(fake_go):
     module, calls = fake_go
-    build.ensure_programs(module, lambda _: None)
+    build.ensure_programs(module, lambda _: None, build.KUBERNETES)
     runs = {json.loads(line)["argv"][-1]: json.loads(line) for line in calls.read_text().splitlines()}
     apiserver = runs["k8s.io/kubernetes/cmd/kube-apiserver"]
     assert apiserver["nice"] == os.nice(0) + 10
@@ -89,17 +89,17 @@ def test_the_build_runs_niced_with_the_version_ldflags(fake_go):
 
 def test_a_changed_go_sum_rebuilds_and_a_new_pin_builds_beside_the_old(fake_go, tmp_path, monkeypatch):
     module, calls = fake_go
-    first = build.ensure_programs(module, lambda _: None)
+    first = build.ensure_programs(module, lambda _: None, build.KUBERNETES)
     calls.unlink()
     with open(module / "go.sum", "a") as gosum:
         gosum.write("example.com/extra v1.0.0 h1:AAAA=\n")
-    build.ensure_programs(module, lambda _: None)
-    assert len(_built(calls)) == len(build.PROGRAMS)
+    build.ensure_programs(module, lambda _: None, build.KUBERNETES)
+    assert len(_built(calls)) == len(build.KUBERNETES)
     calls.unlink()
     gomod = module / "go.mod"
     gomod.write_text(gomod.read_text().replace("go.etcd.io/etcd/server/v3 v3.7.0", "go.etcd.io/etcd/server/v3 v3.7.1"))
     monkeypatch.setenv("FAKE_ETCD", "3.7.1")
-    second = build.ensure_programs(module, lambda _: None)
+    second = build.ensure_programs(module, lambda _: None, build.KUBERNETES)
     assert _built(calls) == ["go.etcd.io/etcd/server/v3"]
     assert second["etcd"].parent.name == "etcd-v3.7.1" and first["etcd"].is_file()
 
@@ -108,7 +108,7 @@ def test_a_binary_that_reports_another_version_is_refused_and_not_cached(fake_go
     module, _ = fake_go
     monkeypatch.setenv("FAKE_ETCD", "3.6.0")
     with pytest.raises(build.BuildError) as err:
-        build.ensure_programs(module, lambda _: None)
+        build.ensure_programs(module, lambda _: None, build.KUBERNETES)
     assert "'etcd Version: 3.6.0'" in str(err.value) and "not 'Version: 3.7.0'" in str(err.value)
     etcd_dir = tmp_path / "cache" / "mlops-edge-kit" / "programs" / "etcd-v3.7.0"
     assert not (etcd_dir / "etcd").exists() and not (etcd_dir / ".stamp.json").exists()
@@ -120,7 +120,7 @@ def test_a_full_disk_says_so(fake_go, tmp_path):
     go.write_text("#!/bin/sh\necho 'go: writing stat cache: write /root/.cache/go-build/x: no space left on device' >&2\n"
                   "exit 1\n")
     with pytest.raises(build.BuildError) as err:
-        build.ensure_programs(module, lambda _: None)
+        build.ensure_programs(module, lambda _: None, build.KUBERNETES)
     assert "no space left on device" in str(err.value) and "the disk is full" in str(err.value)
 
 
@@ -164,7 +164,7 @@ def test_a_pin_go_sum_lacks_says_to_tidy(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(build.BuildError) as err:
         build.ensure_program(build.PROGRAMS[0], module, lambda _: None)
-    assert "missing go.sum entry" in str(err.value) and "run `go mod tidy` in lab/programs" in str(err.value)
+    assert "missing go.sum entry" in str(err.value) and "run `go mod tidy` in that module" in str(err.value)
 
 
 def test_kit_lab_programs_exits_2_with_go_s_error_when_no_module_can_be_fetched(tmp_path):
@@ -183,7 +183,7 @@ def test_the_built_programs_report_the_pinned_versions_and_are_reused():
     mod = json.loads(subprocess.run(["go", "mod", "edit", "-json"], cwd=build.MODULE_DIR, check=True,
                                     capture_output=True, text=True).stdout)
     pins = {r["Path"]: r["Version"] for r in mod["Require"]}
-    paths = build.ensure_programs()
+    paths = build.ensure_programs(programs=build.KUBERNETES)
     mtimes = {name: path.stat().st_mtime_ns for name, path in paths.items()}
     k8s, etcd = pins["k8s.io/kubernetes"], pins["go.etcd.io/etcd/server/v3"]
 
@@ -194,5 +194,5 @@ def test_the_built_programs_report_the_pinned_versions_and_are_reused():
     assert first_line(paths["kube-controller-manager"], "--version") == f"Kubernetes {k8s}"
     assert first_line(paths["kubectl"], "version", "--client") == f"Client Version: {k8s}"
     assert first_line(paths["etcd"], "--version") == f"etcd Version: {etcd.lstrip('v')}"
-    assert all(f"-{pins[p.module]}" in str(paths[p.name].parent) for p in build.PROGRAMS)
-    assert {n: p.stat().st_mtime_ns for n, p in build.ensure_programs().items()} == mtimes
+    assert all(f"-{pins[p.module]}" in str(paths[p.name].parent) for p in build.KUBERNETES)
+    assert {n: p.stat().st_mtime_ns for n, p in build.ensure_programs(programs=build.KUBERNETES).items()} == mtimes

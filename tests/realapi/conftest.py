@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.programs.apiserver import ApiServer
-from lab.programs.build import ensure_programs
+from lab.programs.build import KUBERNETES, ensure_programs
 
 
 @dataclass
@@ -38,4 +38,4 @@ def real_api(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kubectl(real_api):
-    return Kubectl(ensure_programs()["kubectl"], real_api.kubeconfig)
+    return Kubectl(ensure_programs(programs=KUBERNETES)["kubectl"], real_api.kubeconfig)
