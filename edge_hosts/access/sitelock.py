@@ -28,6 +28,7 @@ from edge_hosts.inventory.model import Inventory
 REMOTE_DIR = "/var/lib/rancher/mlops-edge-kit"
 LEASE_S = 60  # the server lets go of a run whose heartbeats stopped this long ago
 HEARTBEAT_S = 10
+RELEASE_WAIT_S = 10  # for the server's holder to clear its file as the run ends
 BUSY, NO_FLOCK = 75, 76  # the server-side script's exit codes
 
 
@@ -179,13 +180,17 @@ class RemoteLock:
                 return
 
     def release(self) -> None:
+        """End the heartbeats: the holder clears the file and exits (waited for a while: over a cut link closing
+        the connection does it, or the lease)."""
         self._done.set()
         if self._channel is not None:
             try:
-                self._channel.shutdown_write()  # end of heartbeats: the holder clears the file and exits
-                self._channel.recv_exit_status()
+                self._channel.shutdown_write()
             except (OSError, EOFError):
                 pass
+            deadline = time.monotonic() + RELEASE_WAIT_S
+            while not self._channel.exit_status_ready() and time.monotonic() < deadline:
+                time.sleep(0.02)
         self.session.close()
 
 
