@@ -13,6 +13,7 @@ from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
 
 from common.file_errors import file_problem
+from common.paths import caller_path, take_caller_cwd
 from common.suggest import did_you_mean
 from common.terminal import columns_set, terminal_columns, wrap
 
@@ -30,11 +31,15 @@ AS_TYPED = {"`kit --complete": '`"${COMP_WORDS[0]}" --complete',
 
 
 class KitArgument(Argument):
-    """An option whose badly typed value is a ParseError naming the option and what it takes."""
+    """An option whose badly typed value is a ParseError naming the option and what it takes, and whose path
+    (common.paths) resolves against the caller's directory."""
 
     task = ""
+    caller_cwd = ""
 
     def set_value(self, value, cast: bool = True) -> None:
+        if isinstance(value, str):
+            value = caller_path(self.names[0], value, self.caller_cwd)
         try:
             super().set_value(value, cast)
         except ValueError:
@@ -46,9 +51,11 @@ class KitProgram(Program):
     """Like `invoke`, but every command-line mistake exits 2 with a message that names the option."""
 
     argv: list[str] = []
+    caller_cwd = ""
 
     def run(self, argv=None, exit: bool = True) -> None:
         self.argv = _help_first(sys.argv if argv is None else argv)
+        self.caller_cwd = take_caller_cwd()
         super().run(self.argv, exit)
 
     def core_args(self) -> list[Argument]:
@@ -61,6 +68,7 @@ class KitProgram(Program):
 
     def load_collection(self) -> None:
         super().load_collection()
+        KitArgument.caller_cwd = self.caller_cwd  # one program per process: its arguments resolve against it
         _kit_arguments(self.collection)
 
     def execute(self) -> None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge_hosts.inventory import configkeys
 from common import yamlio
+from common.paths import is_site_path
 from edge_hosts.inventory.model import Host, Inventory, address_range
 
 
@@ -23,7 +24,7 @@ class InventoryError(Exception):
 
 def resolve_site(site: str) -> Path:
     """A site name (edge_hosts/sites/<name>.yaml) or a path to an inventory file."""
-    if "/" in site or site.endswith((".yaml", ".yml")):
+    if is_site_path(site):
         return Path(site).expanduser()
     return SITES_DIR / f"{site}.yaml"
 
