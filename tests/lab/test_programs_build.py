@@ -13,14 +13,28 @@ from lab.programs import build
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_GO = """#!{python}
-# a stand-in `go`: records its argv, writes a binary that prints the version the build flags ask for
-import json, os, re, sys
+# a stand-in `go`: records its argv; `build` writes a binary that prints the version the build flags ask for (or,
+# for programs without a version flag, carries the module version go.mod pins, which `version -m` then shows)
+import json, os, re, sys, tempfile
 with open(os.environ["GO_CALLS"], "a") as log:
     log.write(json.dumps(dict(argv=sys.argv[1:], nice=os.nice(0))) + "\\n")
 args = sys.argv[1:]
+if args[:2] == ["mod", "download"]:
+    source = tempfile.mkdtemp()
+    os.mkdir(os.path.join(source, "web"))
+    print(json.dumps(dict(Dir=source)))
+    sys.exit(0)
+if args[0] == "mod":
+    sys.exit(0)
+if args[0] == "version":
+    print(args[-1] + ": go1.26.8\\n" + open(args[-1]).read().splitlines()[1].lstrip("# "))
+    sys.exit(0)
 out, package = args[args.index("-o") + 1], args[-1]
 flags = next(a for a in args if a.startswith("-ldflags="))
 k8s = re.search(r"gitVersion=(\\S+)", flags)
+pins = re.findall(r"^\\s*(\\S+) (v\\S+)", open("go.mod").read(), re.M)
+module, version = max((p for p in pins if package == p[0] or package.startswith(p[0] + "/")), key=lambda p: len(p[0]))
+version = os.environ.get("FAKE_RECORDED", version)
 if package.endswith("kubectl"):
     text = "Client Version: " + k8s.group(1)
 elif k8s:
@@ -28,7 +42,7 @@ elif k8s:
 else:
     text = "etcd Version: " + os.environ.get("FAKE_ETCD", "3.7.0")
 with open(out, "w") as binary:
-    binary.write("#!/bin/sh\\necho '" + text + "'\\n")
+    binary.write("#!/bin/sh\\n#\\tmod\\t" + module + "\\t" + version + "\\necho '" + text + "'\\n")
 os.chmod(out, 0o755)
 """
 
@@ -44,8 +58,9 @@ def fake_go(tmp_path, monkeypatch):
     calls = tmp_path / "calls.jsonl"
     module = tmp_path / "module"
     module.mkdir()
-    for name in ("go.mod", "go.sum"):
-        shutil.copy(build.MODULE_DIR / name, module / name)
+    for gomod in build.MODULE_DIR.rglob("go.[ms][ou][dm]"):
+        (module / gomod.parent.relative_to(build.MODULE_DIR)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(gomod, module / gomod.relative_to(build.MODULE_DIR))
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     monkeypatch.setenv("GO_CALLS", str(calls))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -55,7 +70,8 @@ def fake_go(tmp_path, monkeypatch):
 def _built(calls: Path) -> list[str]:
     if not calls.exists():
         return []
-    return [json.loads(line)["argv"][-1] for line in calls.read_text().splitlines()]
+    runs = [json.loads(line)["argv"] for line in calls.read_text().splitlines()]
+    return [argv[-1] for argv in runs if argv[0] == "build"]
 
 
 def test_first_run_builds_each_program_into_a_versioned_cache_and_a_second_run_builds_nothing(fake_go, tmp_path):
@@ -77,7 +93,8 @@ def test_first_run_builds_each_program_into_a_versioned_cache_and_a_second_run_b
 def test_the_build_runs_niced_with_the_version_ldflags(fake_go):
     module, calls = fake_go
     build.ensure_programs(module, lambda _: None, build.KUBERNETES)
-    runs = {json.loads(line)["argv"][-1]: json.loads(line) for line in calls.read_text().splitlines()}
+    runs = {json.loads(line)["argv"][-1]: json.loads(line) for line in calls.read_text().splitlines()
+            if json.loads(line)["argv"][0] == "build"}
     apiserver = runs["k8s.io/kubernetes/cmd/kube-apiserver"]
     assert apiserver["nice"] == os.nice(0) + 10
     assert apiserver["argv"][:2] == ["build", "-mod=readonly"] and "-trimpath" in apiserver["argv"]
@@ -112,6 +129,35 @@ def test_a_binary_that_reports_another_version_is_refused_and_not_cached(fake_go
     assert "'etcd Version: 3.6.0'" in str(err.value) and "not 'Version: 3.7.0'" in str(err.value)
     etcd_dir = tmp_path / "cache" / "mlops-edge-kit" / "programs" / "etcd-v3.7.0"
     assert not (etcd_dir / "etcd").exists() and not (etcd_dir / ".stamp.json").exists()
+
+
+def test_the_flux_programs_are_checked_by_their_build_info_and_the_operator_built_from_a_stub_copy(fake_go):
+    module, calls = fake_go
+    paths = build.ensure_programs(module, lambda _: None, build.FLUX)
+    runs = [json.loads(line)["argv"] for line in calls.read_text().splitlines()]
+    assert ["mod", "download", "-json", "github.com/controlplaneio-fluxcd/flux-operator@v0.58.1"] in runs
+    stage = paths["flux-operator"].with_name("module")
+    assert (stage / "src" / "web" / "dist" / "index.html").is_file() and (stage / "go.sum").is_file()
+    assert ["mod", "edit", "-replace=github.com/controlplaneio-fluxcd/flux-operator=./src"] in runs
+    assert sum(argv[:2] == ["version", "-m"] for argv in runs) == 4
+
+
+def test_a_flux_binary_recording_another_version_is_refused(fake_go, monkeypatch):
+    module, _ = fake_go
+    monkeypatch.setenv("FAKE_RECORDED", "v1.9.0")
+    with pytest.raises(build.BuildError, match=r"not 'github.com/fluxcd/kustomize-controller\\tv1.9.4'"):
+        build.ensure_programs(module, lambda _: None, build.FLUX[2:3])
+    assert not build.binary_path(build.FLUX[2], module).exists()
+
+
+def test_kit_test_builds_the_programs_before_pytest_runs(fake_go, tmp_path):
+    """`./kit test` (what .ci/run calls) on a machine without the builds: they are made first, then pytest runs."""
+    _, calls = fake_go
+    done = subprocess.run(["./kit", "test", "-k", "zz_selects_no_test_zz"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert sorted(_built(calls)) == sorted(p.package for p in build.PROGRAMS), done.stderr
+    assert all(build.binary_path(p).is_file() for p in build.PROGRAMS)  # in this test's XDG_CACHE_HOME
+    assert "lab programs: building etcd" in done.stderr and "deselected" in done.stdout
 
 
 def test_a_full_disk_says_so(fake_go, tmp_path):
