@@ -29,6 +29,7 @@ K3S_MODULE = "github.com/k3s-io/k3s"
 # +k3s1 is no module version): the newest k3s it serves is this pseudo-version of master (2026-02-11). Its flags are
 # the v1.31.4 list plus the five server keys added since. Checked 2026-12-07.
 K3S_SOURCE_VERSION = "v1.35.1-0.20260211145931-c5b158798933"
+K3S_SOURCE_ENV = "MLOPS_K3S_SOURCE"  # a k3s checkout (of the pinned tag) to read the flags from instead
 # module@version -> h1 of its zip, as `go mod download -json` printed it on 2026-12-07 (sum.golang.org agrees).
 PINNED = {
     f"{METALLB_MODULE}@v0.16.1": "h1:iVtjCslcUFMOEvuNeAyW2ygZxyW+6YjnNcEuCTOZezc=",
@@ -113,8 +114,13 @@ def flux_operator_crds(version: str) -> list[bytes]:
 
 
 def k3s_flags(version: str) -> dict:
-    """{"server": [...], "agent": [...], "source": ...}: config.yaml keys per command as k3s's source defines them
-    (extracted once into the lab cache); for `version`, the newest k3s source the proxy serves (said in source)."""
+    """{"server": [...], "agent": [...], "source": ...}: config.yaml keys per command as k3s's source defines them:
+    a k3s checkout's when $MLOPS_K3S_SOURCE names one (say, of the pinned tag), else the newest k3s the proxy serves
+    (its extract kept in the lab cache); `source` says which."""
+    if os.environ.get(K3S_SOURCE_ENV):
+        folder = Path(os.environ[K3S_SOURCE_ENV]) / "pkg" / "cli" / "cmds"
+        sources = {p.name: p.read_text() for p in sorted(folder.glob("*.go"))}
+        return {**_extract(sources, f"{K3S_SOURCE_ENV}: {folder}"), "source": f"{folder} (${K3S_SOURCE_ENV})"}
     cached = cache_root() / f"k3s-flags-{K3S_SOURCE_VERSION}.json"
     try:
         flags = json.loads(cached.read_text())
@@ -122,11 +128,19 @@ def k3s_flags(version: str) -> dict:
         what = f"the k3s flag names for {version}"
         sources = {name: data.decode() for name, data in
                    module_files(K3S_MODULE, K3S_SOURCE_VERSION, "pkg/cli/cmds", what).items() if name.endswith(".go")}
-        try:
-            flags = flag_source.extract(sources)
-        except flag_source.FlagSourceError as err:
-            raise UpstreamError(f"{what}: {K3S_MODULE}@{K3S_SOURCE_VERSION} pkg/cli/cmds: {err}") from None
+        flags = _extract(sources, f"{what}: {K3S_MODULE}@{K3S_SOURCE_VERSION} pkg/cli/cmds")
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(cached, json.dumps(flags, indent=1) + "\n", 0o644)
-    note = "" if version.startswith("v1.35.") else f" (the proxy serves no k3s {version}: the newest k3s it serves)"
+    note = "" if version.startswith("v1.35.") else \
+        f" (the proxy serves no k3s {version}: the newest k3s it serves; ${K3S_SOURCE_ENV} names a checkout of it)"
     return {**flags, "source": f"{K3S_MODULE}@{K3S_SOURCE_VERSION} pkg/cli/cmds{note}"}
+
+
+def _extract(sources: dict[str, str], where: str) -> dict[str, list[str]]:
+    if not sources:
+        raise UpstreamError(f"{where}: no Go files (give a k3s checkout: git clone --branch <tag> "
+                            "https://github.com/k3s-io/k3s)")
+    try:
+        return flag_source.extract(sources)
+    except flag_source.FlagSourceError as err:
+        raise UpstreamError(f"{where}: {err}") from None

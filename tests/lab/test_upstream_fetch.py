@@ -118,3 +118,18 @@ def test_without_go_lab_up_exits_2_saying_how_to_provide_the_files(tmp_path):
            f"{upstream.K3S_SOURCE_VERSION} (the lab fetches {', '.join(upstream.PINNED)}); the lab fetches it " \
            "through the Go module proxy: install Go 1.26" in text, text
     assert not (out / "state.json").exists()
+
+
+def test_a_k3s_checkout_named_by_the_environment_gives_the_flags(tmp_path, monkeypatch):
+    cmds = tmp_path / "k3s" / "pkg" / "cli" / "cmds"
+    cmds.mkdir(parents=True)
+    files = upstream.module_files(upstream.K3S_MODULE, upstream.K3S_SOURCE_VERSION, "pkg/cli/cmds", "test")
+    for name, data in files.items():
+        (cmds / name).write_bytes(data.replace(b'Name:        "https-listen-port"', b'Name: "https-listen-port-v137"'))
+    monkeypatch.setenv(upstream.K3S_SOURCE_ENV, str(tmp_path / "k3s"))
+    flags = upstream.k3s_flags("v1.37.2+k3s1")
+    assert "https-listen-port-v137" in flags["server"] and "https-listen-port" not in flags["server"]
+    assert flags["source"] == f"{cmds} (${upstream.K3S_SOURCE_ENV})"
+    monkeypatch.setenv(upstream.K3S_SOURCE_ENV, str(tmp_path / "nothing"))
+    with pytest.raises(upstream.UpstreamError, match="no Go files .give a k3s checkout"):
+        upstream.k3s_flags("v1.37.2+k3s1")
