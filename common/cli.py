@@ -28,6 +28,7 @@ FLAG = re.compile(r"^Flag <\w*Argument: ([^ >]+)")
 # invoke's completion scripts run `kit --complete`; these run the kit the way it was typed (./kit, a path, kit)
 AS_TYPED = {"`kit --complete": '`"${COMP_WORDS[0]}" --complete',
             "$(kit ${=collection_arg}": '$("${words[1]}" ${=collection_arg}'}
+TYPED_KIT = re.compile(r"^\S*/kit(?= |$)")  # ./kit, /path/to/kit
 
 
 class KitArgument(Argument):
@@ -141,6 +142,11 @@ class KitProgram(Program):
                 self._bad_input_exits(super().parse_core, argv)
         finally:
             print(_as_typed(script.getvalue()), end="")
+
+    def parse_cleanup(self) -> None:
+        if self.args.complete.value:  # the shell passes the line as typed: `./kit edge.bootstrap --`
+            self.core.remainder = TYPED_KIT.sub("kit", self.core.remainder)  # invoke only strips a leading `kit `
+        super().parse_cleanup()
 
     def parse_tasks(self) -> None:
         self._bad_input_exits(super().parse_tasks)
