@@ -3,6 +3,7 @@ progress finish, each being check-then-change), a second cuts those off too (the
 way the run ends with every host's result, the stopped ones saying where."""
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from typing import Callable
@@ -29,13 +30,18 @@ def interruptible(engine: Engine, work: Callable[[], list[HostResult]], names: l
         finally:
             ended.set()
 
+    # SIGINT is blocked while the thread starts (it and the threads it starts keep it blocked): a Ctrl-C then is
+    # pending until the loop below takes it, never raised inside Thread.start
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     threading.Thread(target=run, name="run", daemon=True).start()
     interrupts = 0
     # waited for on an Event, never Thread.join: a Ctrl-C inside join() makes CPython 3.11 take the thread for
     # ended while it runs on (threading.py _wait_for_tstate_lock releases the lock the running thread holds)
-    while not ended.is_set():
+    while True:
         try:
-            ended.wait(0.5)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # here, so a pending Ctrl-C is taken below
+            if ended.wait(0.5):
+                break
         except KeyboardInterrupt:
             interrupts += 1
             if interrupts == 1:
