@@ -120,10 +120,11 @@ def warn_site(inventory: Inventory) -> None:
     """Site-wide warnings (offline: pins past end of support, no apiEndpoint for HA, speakerless nodes), on stderr."""
     from datetime import date
 
+    from common.terminal import terminal_columns, wrap
     from edge_hosts.inventory.advice import site_warnings
 
     for note in site_warnings(inventory, date.today()):
-        print(f"warning: {note}", file=sys.stderr)
+        print(wrap(f"warning: {note}", terminal_columns(sys.stderr)), file=sys.stderr)
 
 
 def finish(site: str, results, as_json: bool, interrupted: bool = False) -> None:

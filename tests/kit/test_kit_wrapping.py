@@ -1,6 +1,9 @@
 """Messages on a terminal are wrapped to its width, never splitting a word (a URL stays whole); a pipe keeps one
 line per message."""
+import yaml
+
 from tests.kit.helpers import kit, kit_on_a_terminal
+from tests.kit.test_no_traceback import site_file
 
 LONG_URL = "https://dev.azure.com/a-very-long-organisation-name-with-hyphens"
 
@@ -35,3 +38,19 @@ def test_a_pipe_keeps_each_message_on_one_line():
     done = kit("edge.bundle")
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 5
 
+
+
+def test_an_edge_sites_warnings_are_wrapped_to_the_terminal(tmp_path):
+    site = site_file(tmp_path)
+    document = yaml.safe_load(site.read_text())
+    document["hosts"] = [{"name": f"s{i}", "address": f"192.0.2.{10 + i}", "role": "server", "arch": "x86_64"}
+                         for i in (1, 2, 3)]  # three servers and no apiEndpoint: warned before any host is reached
+    document["ssh"]["connectTimeout"] = 1
+    del document["bundle"]  # online: nothing to read before the hosts
+    document["k3s"]["installScriptSha256"], document["metallb"]["manifestSha256"] = "a" * 64, "b" * 64
+    site.write_text(yaml.safe_dump(document))
+    _, shown = kit_on_a_terminal("edge.plan", "--site", str(site), columns=60)
+    lines = shown.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("warning: 3 servers but no apiEndpoint"))
+    assert len(lines[first]) <= 60 and lines[first + 1].startswith("  ") and len(lines[first + 1]) <= 60
+    assert "set apiEndpoint to a DNS name or VIP of all servers" in " ".join(shown.split())

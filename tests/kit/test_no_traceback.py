@@ -16,7 +16,7 @@ from tests.kit.helpers import kit
 
 
 def site_file(tmp_path):
-    """A valid two-host inventory whose private key file exists (nothing is contacted before the question)."""
+    """A valid two-host inventory (TEST-NET-1 addresses, RFC 5737: nothing answers) whose private key exists."""
     key = tmp_path / "id_ed25519"
     key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
@@ -25,10 +25,10 @@ def site_file(tmp_path):
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump({
         "site": "t1", "ssh": {"user": "root", "keyFile": str(key), "knownHosts": str(tmp_path / "known_hosts")},
-        "k3s": {"version": "v1.37.2+k3s1"}, "metallb": {"version": "v0.16.1", "addresses": ["10.9.0.200-10.9.0.210"]},
-        "nodeSubnet": "10.9.0.0/24", "bundle": str(tmp_path / "bundle"),
-        "hosts": [{"name": "s1", "address": "10.9.0.11", "role": "server", "arch": "x86_64"},
-                  {"name": "a1", "address": "10.9.0.12", "role": "agent", "arch": "arm64"}]}))
+        "k3s": {"version": "v1.37.2+k3s1"}, "metallb": {"version": "v0.16.1", "addresses": ["192.0.2.200-192.0.2.210"]},
+        "nodeSubnet": "192.0.2.0/24", "bundle": str(tmp_path / "bundle"),
+        "hosts": [{"name": "s1", "address": "192.0.2.11", "role": "server", "arch": "x86_64"},
+                  {"name": "a1", "address": "192.0.2.12", "role": "agent", "arch": "arm64"}]}))
     return site
 
 
