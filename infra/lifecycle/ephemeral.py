@@ -1,5 +1,6 @@
 """Ephemeral test stacks: a base env's config under a unique name, tagged with when it expires."""
 import copy
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from infra.lifecycle.ephemeral_network import ephemeral_network
+from infra.lifecycle.federation import in_pipeline
 from infra.lifecycle.operations import PrintLine, run_operation
 from infra.lifecycle.stack_files import LIFECYCLE_KEY, write_atomically
 from infra.stack.stack_config import (ORGANIZATION, PROJECT, SettingsError, load_stack, project_values, read_stack_file,
@@ -76,6 +78,8 @@ def plan_ephemeral(name: str, ttl: str, base: str, root: Path, now: datetime) ->
     expires_at = now + duration
     config = derive_config(base_config, expires_at)
     config[f"{PROJECT}:network"] = ephemeral_network(base_stack, base_config[f"{PROJECT}:network"], stack)
+    if in_pipeline(os.environ):
+        config[f"{PROJECT}:cluster"] = pipeline_kubelogin(config[f"{PROJECT}:cluster"])
     load_stack(project_values(config), source=f"Pulumi.{stack}.yaml (from Pulumi.{base}.yaml)", env=stack,
                organization=ORGANIZATION)
     return EphemeralStack(name=stack, base=base, expires_at=expires_at, config=config)
@@ -92,6 +96,13 @@ def derive_config(base_config: dict[str, Any], expires_at: datetime) -> dict[str
             config[f"{PROJECT}:{key}"] = dict(override)
     config[LIFECYCLE_KEY] = {"protected": False, "ephemeral": True, "expiresAt": iso(expires_at)}
     return config
+
+
+def pipeline_kubelogin(cluster: dict[str, Any]) -> dict[str, Any]:
+    """A copy made in a pipeline step signs its Kubernetes providers in as the pipeline does: kubelogin
+    azurepipelines asks the job's OIDC endpoint at every token, where an azurecli login made once from a 10-minute
+    ID token would fail later in the run (Azure/azure-cli#28708)."""
+    return {**cluster, "kubelogin": {"method": "azurepipelines"}}
 
 
 def create_ephemeral(workspace: auto.LocalWorkspace, root: Path, planned: EphemeralStack,

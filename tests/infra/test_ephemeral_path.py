@@ -103,3 +103,17 @@ def test_the_kubeconfig_names_the_public_fqdn_only_where_a_peered_vnet_needs_it(
     record_env(planned.name, root=tmp_path)
     record_env("qa", root=tmp_path)
     assert asked == ["public", None]
+
+
+def test_a_copy_made_in_a_pipeline_step_signs_kubernetes_in_as_the_pipeline(tmp_path, monkeypatch):
+    """Issue 20.2: qa's azurecli kubelogin would reuse AzureCLI@2's one-shot login; the copy uses azurepipelines."""
+    shutil.copy(ROOT / "Pulumi.qa.yaml", tmp_path / "Pulumi.qa.yaml")
+    outside = plan_ephemeral("pr-9", "1h", "qa", tmp_path, datetime.now(timezone.utc))
+    assert "kubelogin" not in outside.config["mlops-edge-kit:cluster"]
+    for name in ("SYSTEM_OIDCREQUESTURI", "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", "AZURESUBSCRIPTION_CLIENT_ID",
+                 "AZURESUBSCRIPTION_TENANT_ID"):
+        monkeypatch.setenv(name, "set-by-AzureCLI@2")
+    inside = plan_ephemeral("pr-9", "1h", "qa", tmp_path, datetime.now(timezone.utc))
+    cluster = inside.config["mlops-edge-kit:cluster"]
+    assert cluster["kubelogin"] == {"method": "azurepipelines"}
+    assert {k: v for k, v in cluster.items() if k != "kubelogin"} == outside.config["mlops-edge-kit:cluster"]
