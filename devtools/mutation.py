@@ -36,6 +36,10 @@ class Score:
         return sum(status in KILLED for status in self.statuses.values())
 
     @property
+    def timeouts(self) -> int:
+        return sum(status == "timeout" for status in self.statuses.values())
+
+    @property
     def survivors(self) -> list[str]:
         return sorted(f"{name}: {status}" for name, status in self.statuses.items() if status not in KILLED)
 
@@ -79,16 +83,18 @@ def prepare(module: str, target: dict, work: Path) -> None:
         for link in (work.parent / "shared", work / "shared"):
             link.symlink_to(shared)
     with open(work / "pyproject.toml", "a") as pyproject:
-        pyproject.write(mutmut_settings(module, target["tests"]))
+        pyproject.write(mutmut_settings(module, target))
 
 
-def mutmut_settings(module: str, tests: list[str]) -> str:
-    """The [tool.mutmut] table (TOML strings written as JSON strings, which TOML accepts)."""
+def mutmut_settings(module: str, target: dict) -> str:
+    """The [tool.mutmut] table (TOML strings written as JSON strings, which TOML accepts), with the target's own
+    `mutmut` settings (e.g. process_isolation: forkserver where the tests start gRPC, as Pulumi's mocks do)."""
     def array(items: list[str]) -> str:
         return "[" + ", ".join(_toml_string(item) for item in items) + "]"
+    extra = "".join(f"{key} = {_toml_string(value)}\n" for key, value in target.get("mutmut", {}).items())
     return (f"\n[tool.mutmut]\nsource_paths = {array(PACKAGES)}\nonly_mutate = {array([module])}\n"
             f"also_copy = {array(ALSO_COPY)}\npytest_add_cli_args = {array(['-p', 'no:cacheprovider', '-q'])}\n"
-            f"pytest_add_cli_args_test_selection = {array(tests)}\n")
+            f"pytest_add_cli_args_test_selection = {array(target['tests'])}\n{extra}")
 
 
 def _toml_string(text: str) -> str:
@@ -130,7 +136,8 @@ def score(module: str, target: dict, children: int) -> Score:
 
 def report(scores: list[Score]) -> str:
     """One line per module (killed of all, the score), then each module's survivors."""
-    lines = [f"{s.module:40} {s.killed:4d} of {len(s.statuses):4d} killed  {s.percent:5.1f}%" for s in scores]
+    lines = [f"{s.module:40} {s.killed:4d} of {len(s.statuses):4d} killed  {s.percent:5.1f}%  "
+             f"({s.timeouts} by timeout)" for s in scores]
     for s in scores:
         lines += [f"survivors in {s.module}:"] + [f"  {survivor}" for survivor in s.survivors] if s.survivors else []
     return "\n".join(lines)
