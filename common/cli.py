@@ -60,7 +60,8 @@ class KitProgram(Program):
         super().run(self.argv, exit)
 
     def core_args(self) -> list[Argument]:
-        """invoke's core options, only -h, -l and -V keeping a short flag (the rest would shadow no task's)."""
+        """invoke's core options, only -h, -l and -V keeping a short flag (after a task, invoke's -p --pty or -e
+        --echo would mean one thing there and another where the task has a -p)."""
         arguments = super().core_args()
         for argument in arguments:
             short = CORE_SHORT_FLAGS.get(argument.names[0])
@@ -100,7 +101,7 @@ class KitProgram(Program):
         print(f"{self.name} {version(self.name)}")
 
     def print_task_help(self, name: str) -> None:
-        """Usage, the docstring wrapped to the terminal (80 columns off one), and every option with its default."""
+        """Usage, the docstring wrapped to the terminal (80 columns without one), and every option's default."""
         context = self.parser.contexts[name]
         print(f"Usage: {self.binary} {name}{' [--options]' if context.flags else ''}\n")
         for paragraph in (self.collection[name].__doc__ or "").strip().split("\n\n"):
@@ -125,8 +126,8 @@ class KitProgram(Program):
             elif max(map(len, words)) <= beside:
                 lines = textwrap.wrap(" ".join(words), beside, break_long_words=False, break_on_hyphens=False)
                 print(f"{indent}{spec.ljust(spec_width)}{padding}{lines[0]}")
-                print("".join(f"{' ' * (len(indent) + spec_width + len(padding))}{line}\n" for line in lines[1:]),
-                      end="")
+                for line in lines[1:]:
+                    print(f"{' ' * (len(indent) + spec_width + len(padding))}{line}")
             else:
                 print(f"{indent}{spec}")
                 print(textwrap.fill(" ".join(words), below, initial_indent=indent * 3, subsequent_indent=indent * 3,
@@ -233,9 +234,7 @@ def _kit_arguments(collection) -> None:
         def get_arguments(*args, _original=original, _name=name, **kwargs):
             arguments = _original(*args, **kwargs)
             for argument in arguments:
-                argument.__class__, argument.task = KitArgument, _name
-            for argument in arguments:
-                argument.names = _kit_names(argument.names)
+                argument.__class__, argument.task, argument.names = KitArgument, _name, _kit_names(argument.names)
             return arguments
 
         task.get_arguments, task._kit_arguments = get_arguments, True
