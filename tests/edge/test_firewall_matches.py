@@ -1,0 +1,162 @@
+"""The firewall evaluation one match at a time (what `./kit mutate` found untested): every left-hand side the kit
+reads (ports per protocol, addresses, the protocol, the interface, conntrack state), every right-hand form (value,
+set, range, prefix, name, wildcard, named set), base-chain priorities by name, and the rule text shown to users."""
+import pytest
+
+from edge_hosts.preflight.firewall import Packet, Ruleset, describe
+from test_edge_preflight import PEER, SADDR, SELF, chain, dport, match, rule
+
+DADDR = {"payload": {"protocol": "ip", "field": "daddr"}}
+IIFNAME, L4PROTO = {"meta": {"key": "iifname"}}, {"meta": {"key": "l4proto"}}
+IP_PROTOCOL, CT_STATE = {"payload": {"protocol": "ip", "field": "protocol"}}, {"ct": {"key": "state"}}
+PACKET = Packet("tcp", 6443, PEER, SELF, "eth0")  # from 10.9.0.12 to 10.9.0.11:6443 over eth0
+
+
+def dropping(*matches, packet=PACKET):
+    """The verdict on `packet` of an accept-policy input chain whose one rule drops what `matches` match."""
+    items = [chain("input", "input"), rule("input", 7, *matches, {"drop": None})]
+    return Ruleset({"nftables": items}).verdict(packet)
+
+
+@pytest.mark.parametrize(("left", "right", "op", "blocked"), [
+    (dport("tcp"), 6443, "==", True), (dport("tcp"), 22, "==", False), (dport("tcp"), 22, "!=", True),
+    (dport("tcp"), 6443, "!=", False), (dport("udp"), 6443, "==", False), (dport("udp"), 22, "!=", False),
+    (dport("th"), 6443, "==", True), (dport("tcp"), {"set": [22, 6443]}, "==", True),
+    (dport("tcp"), {"set": [22, 80]}, "==", False), (dport("tcp"), [22, 6443], "in", True),
+    (dport("tcp"), {"range": [6443, 7000]}, "==", True), (dport("tcp"), {"range": [6000, 6443]}, "==", True),
+    (dport("tcp"), {"range": [6444, 7000]}, "==", False), (dport("tcp"), {"range": [6000, 6442]}, "==", False),
+    (SADDR, "10.9.0.12", "==", True), (SADDR, "10.9.0.13", "==", False), (DADDR, "10.9.0.11", "==", True),
+    (DADDR, "10.9.0.12", "==", False), (SADDR, {"prefix": {"addr": "10.9.0.0", "len": 28}}, "==", True),
+    (SADDR, {"prefix": {"addr": "10.9.0.16", "len": 28}}, "==", False),
+    (SADDR, {"range": ["10.9.0.12", "10.9.0.20"]}, "==", True), (SADDR, {"range": ["10.9.0.1", "10.9.0.12"]}, "==", True),
+    (SADDR, {"range": ["10.9.0.13", "10.9.0.20"]}, "==", False),
+    (IIFNAME, "eth0", "==", True), (IIFNAME, "eth*", "==", True), (IIFNAME, "et*", "==", True),
+    (IIFNAME, "eth1", "==", False), (IIFNAME, "wl*", "==", False), (IIFNAME, "lo", "==", False),
+    (IIFNAME, "lo", "!=", True), (L4PROTO, "tcp", "==", True), (L4PROTO, 6, "==", True), (L4PROTO, "udp", "==", False),
+    (L4PROTO, 17, "==", False), (IP_PROTOCOL, "tcp", "==", True), (IP_PROTOCOL, {"set": ["udp", "tcp"]}, "==", True),
+    (CT_STATE, "new", "==", True), (CT_STATE, ["established", "related"], "==", False),
+    (CT_STATE, "established", "!=", True),
+])
+def test_each_match_form_decides_as_nftables_would(left, right, op, blocked):
+    outcome = dropping(match(left, right, op))
+    assert (outcome.blocked_by is not None, outcome.unsure) == (blocked, [])
+
+
+def test_a_udp_packet_is_matched_by_udp_and_th_ports_and_its_protocol():
+    datagram = Packet("udp", 8472, PEER, SELF, "eth0")
+    assert dropping(match(dport("udp"), 8472), packet=datagram).blocked_by is not None
+    assert dropping(match(dport("th"), 8472), packet=datagram).blocked_by is not None
+    assert dropping(match(dport("tcp"), 8472), packet=datagram).blocked_by is None
+    assert dropping(match(L4PROTO, 17), packet=datagram).blocked_by is not None
+    assert dropping(match(L4PROTO, "tcp"), packet=datagram).blocked_by is None
+
+
+@pytest.mark.parametrize(("left", "right", "op"), [
+    ({"meta": {"key": "mark"}}, 1, "=="), ({"payload": {"protocol": "tcp", "field": "sport"}}, 1024, "=="),
+    ({"payload": {"protocol": "ip6", "field": "saddr"}}, "::1", "=="), (dport("tcp"), "@k3s-ports", "=="),
+    (SADDR, "not-an-address", "=="), (SADDR, {"concat": [1, 2]}, "=="), ("not-a-dict", 1, "=="),
+    (dport("tcp"), 6443, "<"), (dport("tcp"), {"range": ["a", "b"]}, "=="),
+    (dport("tcp"), {"prefix": {"addr": "10.0.0.0", "len": 8}}, "=="),
+    (dport("tcp"), {"set": [22, "@more"]}, "=="),
+])
+def test_a_match_the_kit_cannot_decide_is_reported_as_unsure_never_taken(left, right, op):
+    outcome = dropping(match(left, right, op))
+    assert outcome.blocked_by is None and outcome.unsure == [describe(rule("input", 7, match(left, right, op),
+                                                                          {"drop": None})["rule"])]
+
+
+def test_an_interface_match_is_unsure_until_the_probe_found_the_peers_interface():
+    unknown = Packet("tcp", 6443, PEER, SELF, None)
+    assert dropping(match(IIFNAME, "eth0"), packet=unknown).unsure != []
+    assert dropping(match(IIFNAME, "lo"), packet=unknown).unsure == []  # peers never come in on loopback
+    assert dropping(match(IIFNAME, 3), packet=PACKET).unsure != []      # an index, not a name
+
+
+def test_base_chains_run_in_the_order_of_their_priorities_by_number_or_by_name():
+    prios = ["srcnat", 75, "security", 25, "filter", -120, "mangle", -200, "raw", "dstnat", -101, -99, "unknown"]
+    items = [chain(f"c{i}", "input", prio=p) for i, p in enumerate(prios)]
+    order = [prios[int(key[2][1:])] for key in Ruleset({"nftables": items}).input_chains()]
+    assert order == ["raw", -200, "mangle", -120, -101, "dstnat", -99, "filter", "unknown", 25, "security", 75,
+                     "srcnat"]
+
+
+def test_only_input_chains_of_the_ip_and_inet_families_are_evaluated():
+    items = [chain("in6", "input", family="ip6", policy="drop"), chain("fwd", "forward", policy="drop"),
+             chain("out", "output", policy="drop"), chain("br", "input", family="bridge", policy="drop"),
+             chain("mine", "input", family="ip", policy="accept"), chain("plain")]
+    assert [key[2] for key in Ruleset({"nftables": items}).input_chains()] == ["mine"]
+    assert Ruleset({"nftables": items}).verdict(PACKET).blocked_by is None
+
+
+def test_a_drop_in_an_earlier_chain_wins_and_an_accept_ends_its_own_chain_only():
+    accept_all = [rule("first", 2, {"accept": None}, table="a")]
+    later_drop = [rule("second", 3, match(dport("tcp"), 6443), {"drop": None}, table="b")]
+    items = [chain("first", "input", prio="raw", table="a"), chain("second", "input", prio="filter", table="b"),
+             *accept_all, *later_drop]
+    assert Ruleset({"nftables": items}).verdict(PACKET).blocked_by == \
+        "`tcp dport 6443 drop` (inet b second, handle 3)"
+    policy_drop = [chain("first", "input", prio="filter", table="a"),
+                   chain("second", "input", prio="security", table="b", policy="drop"), *accept_all]
+    assert Ruleset({"nftables": policy_drop}).verdict(PACKET).blocked_by == "policy drop of chain inet b second"
+
+
+def test_jumps_to_a_missing_chain_or_past_the_depth_nft_allows_are_unsure():
+    missing = [chain("input", "input"), rule("input", 2, {"jump": {"target": "gone"}})]
+    assert Ruleset({"nftables": missing}).verdict(PACKET).unsure == ["chain inet filter gone (missing or too deep)"]
+    loop = [chain("input", "input"), chain("again"), rule("input", 2, {"jump": {"target": "again"}}),
+            rule("again", 3, {"jump": {"target": "again"}})]
+    assert Ruleset({"nftables": loop}).verdict(PACKET).unsure == ["chain inet filter again (missing or too deep)"]
+    goto = [chain("input", "input", policy="drop"), chain("side"), rule("input", 2, {"goto": {"target": "side"}}),
+            rule("input", 3, {"accept": None})]
+    assert Ruleset({"nftables": goto}).verdict(PACKET).blocked_by == "policy drop of chain inet filter input"
+
+
+def test_queues_xtables_targets_and_continue():
+    assert dropping({"queue": {"num": 1}}).unsure == ["`queue drop` (inet filter input, handle 7)"]
+    xt = [chain("input", "input"), rule("input", 2, {"xt": {"type": "target", "name": "LOG"}})]
+    assert Ruleset({"nftables": xt}).verdict(PACKET).unsure == ["`xt` (inet filter input, handle 2)"]
+    skipped = [chain("input", "input"), rule("input", 2, {"counter": None}, {"continue": None}, {"drop": None})]
+    assert Ruleset({"nftables": skipped}).verdict(PACKET).blocked_by is None
+
+
+@pytest.mark.parametrize(("exprs", "shown"), [
+    ([match(dport("tcp"), {"set": [22, 6443]}), {"counter": None}, {"drop": None}], "tcp dport { 22, 6443 } drop"),
+    ([match(dport("tcp"), 22, "!="), {"log": {"prefix": "x"}}, {"accept": None}], "tcp dport != 22 log accept"),
+    ([match(SADDR, {"prefix": {"addr": "10.9.0.0", "len": 24}}), {"jump": {"target": "peers"}}],
+     "ip saddr 10.9.0.0/24 jump peers"),
+    ([match(dport("udp"), {"range": [2379, 2380]}), {"goto": {"target": "etcd"}}], "udp dport 2379-2380 goto etcd"),
+    ([match(IIFNAME, "eth*"), match(CT_STATE, ["new", "untracked"]), {"reject": {"type": "tcp reset"}}],
+     "meta iifname eth* ct state new,untracked reject with tcp reset"),
+    ([match({"fib": {"result": "type"}}, "local"), {"reject": None}], "fib local reject"),
+    ([match({"meta": {}}, 1), {"comment": "x"}, {"drop": None}], "meta 1 drop"),
+    ([{"vmap": {"key": dport("tcp"), "data": {"set": [[22, {"accept": None}], [6443, {"drop": None}]]}}}],
+     "tcp dport vmap { 22 : accept, 6443 : drop }"),
+])
+def test_a_rule_is_shown_as_nft_lists_it_with_its_chain_and_handle(exprs, shown):
+    assert describe(rule("input", 9, *exprs)["rule"]) == f"`{shown}` (inet filter input, handle 9)"
+
+
+def test_an_iptables_rule_is_shown_as_iptables_save_wrote_it_and_a_rule_without_handle_says_so():
+    text = {"family": "ip", "table": "filter", "chain": "INPUT", "handle": 4, "expr": [], "text": "-A INPUT -j DROP"}
+    assert describe(text) == "`-A INPUT -j DROP` (ip filter INPUT, 4)"
+    plain = {"family": "inet", "table": "t", "chain": "c", "expr": [{"drop": None}]}
+    assert describe(plain) == "`drop` (inet t c, handle ?)"
+
+
+def test_a_verdict_map_without_the_packets_entry_or_on_another_protocol_decides_nothing():
+    items = [chain("input", "input"), rule("input", 2, {"vmap": {"key": dport("udp"), "data": {
+        "set": [[6443, {"drop": None}]]}}}), rule("input", 3, {"vmap": {"key": dport("tcp"), "data": {
+            "set": [[22, {"drop": None}], [{"range": [1, 2]}, {"queue": None}]]}}})]
+    assert Ruleset({"nftables": items}).verdict(PACKET) == Ruleset({"nftables": items[:1]}).verdict(PACKET)
+    odd = [chain("input", "input"), rule("input", 2, {"vmap": {"key": dport("tcp"), "data": {
+        "set": [[6443, {"queue": None}]]}}}), rule("input", 3, {"vmap": {"key": {"meta": {"key": "mark"}}, "data": {
+            "set": [[1, {"drop": None}]]}}}), rule("input", 4, {"vmap": {"key": dport("tcp"), "data": {
+                "set": [["@named", {"drop": None}]]}}})]
+    assert len(Ruleset({"nftables": odd}).verdict(PACKET).unsure) == 3
+
+
+def test_parse_reads_nfts_json_and_an_empty_ruleset():
+    assert Ruleset.parse("").input_chains() == [] and Ruleset.parse("  \n").verdict(PACKET).blocked_by is None
+    text = '{"nftables": [{"metainfo": {}}, ' + \
+        '{"chain": {"family": "inet", "table": "f", "name": "input", "hook": "input", "prio": 0, "policy": "drop"}}]}'
+    assert Ruleset.parse(text).verdict(PACKET).blocked_by == "policy drop of chain inet f input"
