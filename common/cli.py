@@ -12,7 +12,7 @@ from invoke import Program
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
 
-from common.file_errors import file_problem
+from common.file_errors import file_problem, output_directory_problem
 from common.paths import caller_path, take_caller_cwd
 from common.suggest import did_you_mean
 from common.terminal import columns_set, terminal_columns, wrap
@@ -76,6 +76,7 @@ class KitProgram(Program):
     def execute(self) -> None:
         """Run the tasks; a file operation the environment refused (read-only checkout, --out naming a file) is bad
         input naming the directory and the option, not a traceback."""
+        self._refuse_outputs_that_are_files()
         try:
             super().execute()
         except OSError as err:
@@ -89,6 +90,15 @@ class KitProgram(Program):
             if not err.message:
                 raise
             raise Exit(wrap(err.message, terminal_columns(sys.stderr)), code=err.code) from None
+
+    def _refuse_outputs_that_are_files(self) -> None:
+        """--out (a directory on every task) naming a file, or a path through one: exit 2 before the task runs, so
+        it neither fails half-way nor replaces the file."""
+        for context in self.tasks:
+            out = context.args.get("out")
+            problem = output_directory_problem("--out", out.value) if out is not None and out.got_value else None
+            if problem:
+                raise Exit(wrap(f"{context.name}: {problem}", terminal_columns(sys.stderr)), code=BAD_INPUT)
 
     def no_tasks_given(self) -> None:
         self.list_tasks()

@@ -1,5 +1,6 @@
 """A file operation the environment refused (a read-only checkout, a directory that is a file, no permission, a
-full disk), said as bad input: the path, the option that named it, and what is wrong; any other error is a bug."""
+full disk), said as bad input: the path, the option that named it, and what is wrong; any other error is a bug.
+An output directory option that is a file is refused before the task starts."""
 import errno
 import os
 from pathlib import Path
@@ -18,11 +19,22 @@ def file_problem(err: OSError, options: dict[str, str]) -> str | None:
     path = Path(os.path.abspath(err.filename))
     if err.errno in NOT_A_DIRECTORY:
         return f"{_subject(_file_on_the_way(path), _option_of(path, options))}: is a file, where a directory is needed"
-    if err.errno == errno.EISDIR:
+    if err.errno == errno.EISDIR:  # a rename's target (filename2) is the directory in the way
+        path = Path(os.path.abspath(err.filename2 or err.filename))
         return f"{_subject(path, _option_of(path, options))}: is a directory, where a file is needed"
     directory = path if path.is_dir() else path.parent
     option = _option_of(path, options)
     return f"{option + ': ' if option else ''}cannot write in {directory}: it {WRITE_PROBLEMS[err.errno]}"
+
+
+def output_directory_problem(flag: str, value: str) -> str | None:
+    """What is wrong with an output directory option before anything is written: it, or a parent, is a file (a
+    task would fail half-way, or replace the file)."""
+    path = Path(value)
+    blocking = _file_on_the_way(path)
+    if not blocking.exists() or blocking.is_dir():
+        return None
+    return f"{_subject(blocking, f'{flag} {path}')}: is a file, where a directory is needed"
 
 
 def _file_on_the_way(path: Path) -> Path:

@@ -82,3 +82,20 @@ def test_a_read_only_checkout_on_first_run_says_it_cannot_install(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"kit: {tmp_path} is not writable (a read-only checkout?)")
     assert not (tmp_path / ".venv").exists()
+
+
+def test_an_out_that_is_a_file_is_never_replaced(tmp_path):
+    taken = tmp_path / "rendered"
+    taken.write_text("mine\n")
+    assert kit("fleet.sample-model", "--env", "qa", "--models", str(tmp_path / "models")).returncode == 0
+    done = kit("fleet.render", "--env", "qa", "--models", str(tmp_path / "models"), "--out", str(taken))
+    assert (done.returncode, done.stderr) == (2, f"fleet.render: --out {taken}: is a file, where a directory is "
+                                                 "needed\n")
+    assert taken.read_text() == "mine\n"
+
+
+def test_a_file_option_naming_a_directory(tmp_path):
+    done = kit("fleet.status", "--env", "qa", "--html", str(tmp_path))
+    assert (done.returncode, done.stderr) == (2, f"fleet.status: --html {tmp_path}: is a directory, where a file "
+                                                 "is needed\n")
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*.tmp"))  # the temporary file beside it is gone too
