@@ -15,12 +15,37 @@ CONTINUATION = "  "  # a wrapped line's continuation is indented two columns pas
 
 
 def emit(console: Console, renderable: RenderableType) -> None:
-    """Print like console.print, without the blanks rich pads wrapped lines and table cells with."""
+    """Print like console.print, without the blanks rich pads wrapped lines and table cells with; a line of text
+    wraps at blanks only (rich would fold a path or URL longer than the line in two)."""
+    from rich.text import Text
+
+    if isinstance(renderable, str):
+        renderable = console.render_str(renderable)
     with console.capture() as captured:
-        console.print(renderable)
+        if isinstance(renderable, Text):
+            for line in _unfolded(renderable, console.width):
+                console.print(line, soft_wrap=True)
+        else:
+            console.print(renderable)
     for line in captured.get().splitlines():
         console.file.write(TRAILING_BLANKS.sub(r"\1", line) + "\n")
     console.file.flush()
+
+
+def _unfolded(text, width: int) -> list:
+    """`text`'s lines wrapped at blanks to `width`; a word longer than the line stays whole on a line of its own."""
+    lines = []
+    for line in text.split("\n"):
+        offsets, start = [], 0
+        for word in re.finditer(r"\S+", line.plain):
+            if word.start() > start and word.end() - start > width:
+                offsets.append(word.start())
+                start = word.start()
+        pieces = list(line.divide(offsets))
+        for piece in pieces:
+            piece.rstrip()  # in place: the blank a line was broken at
+        lines += pieces
+    return lines
 
 
 def columns_set() -> int | None:

@@ -14,8 +14,10 @@ def kit(*args: str, cwd=ROOT, **env: str) -> subprocess.CompletedProcess:
 
 
 def too_wide(text: str) -> list[str]:
-    """Lines longer than the terminal or ending in blanks."""
-    return [line for line in text.splitlines() if len(line) > WIDTH or line != line.rstrip()]
+    """Lines longer than the terminal (but for one word alone, a URL or path that is never split) or ending in
+    blanks."""
+    return [line for line in text.splitlines()
+            if (len(line) > WIDTH and len(line.split()) > 1) or line != line.rstrip()]
 
 
 def kit_on_a_terminal(*args: str, columns: int) -> tuple[int, str]:

@@ -1,7 +1,12 @@
 """Messages on a terminal are wrapped to its width, never splitting a word (a URL stays whole); a pipe keeps one
 line per message."""
-import yaml
+import io
 
+import yaml
+from rich.console import Console
+from rich.text import Text
+
+from common.terminal import emit
 from tests.kit.helpers import kit, kit_on_a_terminal
 from tests.kit.test_no_traceback import site_file
 
@@ -54,3 +59,12 @@ def test_an_edge_sites_warnings_are_wrapped_to_the_terminal(tmp_path):
     first = next(i for i, line in enumerate(lines) if line.startswith("warning: 3 servers but no apiEndpoint"))
     assert len(lines[first]) <= 60 and lines[first + 1].startswith("  ") and len(lines[first + 1]) <= 60
     assert "set apiEndpoint to a DNS name or VIP of all servers" in " ".join(shown.split())
+
+
+def test_rich_text_wraps_at_blanks_and_keeps_a_long_path_whole():
+    console = Console(file=io.StringIO(), width=30)
+    path = "/tmp/pytest-of-root/pytest-1615/test_diff/out/qa/plan.json"
+    emit(console, Text(f"changes against {path}: 0 changed, 0 added, 0 removed"))
+    emit(console, f"see {LONG_URL} for the [bold]organisation[/]")
+    assert console.file.getvalue().splitlines() == ["changes against", f"{path}:", "0 changed, 0 added, 0 removed",
+                                                     "see", LONG_URL, "for the organisation"]
