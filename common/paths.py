@@ -4,7 +4,8 @@ import os
 
 # the options whose values are paths, on every task (tests/kit/test_kit_paths.py checks none is missing)
 PATH_OPTIONS = frozenset({"out", "diff", "project-dir", "kubeconfig", "snapshot", "token-file", "root", "models",
-                          "statuses", "html"})
+                          "statuses", "html", "cert", "key"})
+WORDS = {"statuses": {"registry"}}  # values of a path option that are words, not paths (fleet.receive's registry)
 SITE_OPTION = "site"  # a site name (edge_hosts/sites/<name>.yaml) or, when is_site_path, an inventory file
 
 
@@ -16,7 +17,9 @@ def is_site_path(site: str) -> bool:
 def caller_path(option: str, value: str, caller_cwd: str) -> str:
     """`value` of the option named `option`, absolute against `caller_cwd` when it is a relative path (~ expanded
     first); anything else unchanged."""
-    if not value or (option not in PATH_OPTIONS and not (option == SITE_OPTION and is_site_path(value))):
+    if not value or value in WORDS.get(option, ()):
+        return value
+    if option not in PATH_OPTIONS and not (option == SITE_OPTION and is_site_path(value)):
         return value
     return os.path.join(caller_cwd, os.path.expanduser(value))
 

@@ -65,4 +65,8 @@ def test_a_value_typed_relative_is_made_absolute_once(tmp_path, monkeypatch):
     given = {a.names[0]: a.value for a in program.tasks[0].args.values()}
     assert given["out"] == str(tmp_path / "x") and given["diff"] == "/abs/plan.json"
     assert given["project-dir"] == os.path.expanduser("~/stacks") and given["env"] == "dev"
+    monkeypatch.setenv("KIT_CALLER_CWD", str(tmp_path))
+    program.run(["./kit", "fleet.status", "--env", "qa", "--statuses", "registry", "--root", "seeds"], exit=False)
+    given = {a.names[0]: a.value for a in program.tasks[0].args.values()}
+    assert given["statuses"] == "registry" and given["root"] == str(tmp_path / "seeds")  # a word stays a word
     assert "KIT_CALLER_CWD" not in os.environ  # taken: a process the task starts does not inherit it
