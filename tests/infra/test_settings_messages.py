@@ -1,0 +1,155 @@
+"""Each cross-field settings rule's whole message, as a user reads it (what `./kit mutate` found untested: the
+key paths were checked, the words were not), and the plan's warnings for valid but risky settings."""
+import copy
+from datetime import date
+
+import pytest
+
+from infra.stack import settings_rules
+from infra.stack.settings_rules import decidable_network_rules
+from infra.stack.stack_config import ORGANIZATION, SettingsError, load_stack, project_values, read_stack_file, stack_file
+
+DEV, QA = (project_values(read_stack_file(stack_file(env))) for env in ("dev", "qa"))
+
+
+def problems(base: dict, env: str, edit) -> list[str]:
+    values = copy.deepcopy(base)
+    edit(values)
+    with pytest.raises(SettingsError) as err:
+        load_stack(values, source=f"Pulumi.{env}.yaml", env=env, organization=ORGANIZATION)
+    return [p.removeprefix(f"Pulumi.{env}.yaml: config.mlops-edge-kit:") for p in err.value.problems]
+
+
+def settings(base: dict, env: str, edit=lambda values: None):
+    values = copy.deepcopy(base)
+    edit(values)
+    return load_stack(values, source=f"Pulumi.{env}.yaml", env=env, organization=ORGANIZATION).settings
+
+
+def test_the_network_rules_say_which_range_collides_with_which():
+    def edit(values):
+        values["network"].update(podCidr="10.10.0.0/16", serviceCidr="10.10.64.0/18", dnsServiceIp="10.10.64.0")
+        values["network"]["subnets"].update(privateEndpoints="10.11.0.0/24")
+    assert problems(DEV, "dev", edit) == [
+        "network.subnets.privateEndpoints: 10.11.0.0/24 is outside the VNET address space 10.10.0.0/16",
+        "network.serviceCidr: 10.10.64.0/18 overlaps network.addressSpace (10.10.0.0/16)",
+        "network.podCidr: 10.10.0.0/16 overlaps network.addressSpace (10.10.0.0/16)",
+        "network.podCidr: 10.10.0.0/16 overlaps network.serviceCidr (10.10.64.0/18)",
+        "network.dnsServiceIp: 10.10.64.0 must be a host address inside serviceCidr 10.10.64.0/18"]
+
+
+def test_the_decidable_rules_run_on_whatever_parses_among_invalid_fields():
+    raw = {"network": {"addressSpace": "10.10.0.0/16", "serviceCidr": "10.10.64.0/18", "podCidr": "not-a-cidr",
+                       "dnsServiceIp": "10.0.0.300", "subnets": {"aksNodes": "10.10.0.0/20", "privateEndpoints": 7}}}
+    assert decidable_network_rules(raw) == [
+        ("network.serviceCidr", "10.10.64.0/18 overlaps network.addressSpace (10.10.0.0/16)")]
+    assert decidable_network_rules({"network": "oops"}) == [] and decidable_network_rules({}) == []
+    assert decidable_network_rules({"network": {"subnets": ["x"], "addressSpace": "10.0.0.0/8"}}) == []
+    subnets_only = {"network": {"subnets": {"a": "10.0.0.0/24", "b": "10.0.0.128/25"}}}
+    assert decidable_network_rules(subnets_only) == [("network.subnets.a", "10.0.0.0/24 overlaps network.subnets.b "
+                                                                           "(10.0.0.128/25)")]
+    dns = {"network": {"serviceCidr": "10.96.0.0/16", "dnsServiceIp": "10.97.0.10"}}
+    assert decidable_network_rules(dns) == [("network.dnsServiceIp",
+                                             "10.97.0.10 must be a host address inside serviceCidr 10.96.0.0/16")]
+
+
+def test_the_exposure_rules_say_what_to_do():
+    def private_with_ranges(values):
+        values["network"]["privateNetworking"] = True
+    def public_without(values):
+        values["cluster"]["authorizedIpRanges"] = []
+    def whole_internet(values):
+        values["cluster"]["authorizedIpRanges"] = ["203.0.113.0/24", "0.0.0.0/0"]
+    assert "cluster.authorizedIpRanges: has no effect with privateNetworking: true; remove it" in \
+        problems(DEV, "dev", private_with_ranges)
+    assert problems(DEV, "dev", public_without) == [
+        "cluster.authorizedIpRanges: a public API server needs authorized IP ranges (or set "
+        "network.privateNetworking: true)"]
+    assert problems(DEV, "dev", whole_internet) == [
+        "cluster.authorizedIpRanges[1]: 0.0.0.0/0 opens the API server to the whole internet"]
+
+
+def test_the_pool_rules_name_the_pool():
+    def system(values):
+        values["cluster"]["x86Pool"]["name"] = "system"
+    def same(values):
+        values["cluster"]["arm64Pool"]["name"] = values["cluster"]["x86Pool"]["name"]
+    assert problems(DEV, "dev", system) == ["cluster.x86Pool.name: 'system' is the system pool's name"]
+    assert problems(DEV, "dev", same) == [f"cluster.arm64Pool.name: {DEV['cluster']['x86Pool']['name']!r} is also "
+                                          "the x86 pool's name"]
+
+
+def test_an_edge_site_without_registry_access_or_push_and_a_wide_egress_range_are_named():
+    def no_access(values):
+        values["registry"]["edgeSites"] = [s for s in values["registry"]["edgeSites"] if s["name"] != "qa"]
+    def no_push(values):
+        values["registry"]["edgeSites"][0].pop("push")
+    def wide(values):
+        values["registry"]["edgeSites"][1]["egressIps"] = ["198.51.100.30/32", "10.0.0.0/7"]
+    assert problems(QA, "qa", no_access) == [
+        "registry.edgeSites: edge site 'qa' has no way to the registry: add it with egressIps (its public egress "
+        "addresses) and pull (the repositories it runs)"]
+    assert problems(QA, "qa", no_push) == [
+        "registry.edgeSites[0].push: edge site 'qa' runs agent pools (agents.edgeSites), which push the images they "
+        "build: list those repositories"]
+    assert problems(QA, "qa", wide) == [
+        "registry.edgeSites[1].egressIps[1]: 10.0.0.0/7 opens the registry to far more than a site"]
+
+
+def test_sites_of_disabled_agents_or_devops_need_no_registry_access():
+    def off(values):
+        values["registry"]["edgeSites"] = []
+        values["agents"]["enabled"] = False
+        values["devops"]["enabled"] = False
+    assert settings(QA, "qa", off).registry.edge_sites == []
+
+
+def test_a_job_longer_than_aks_can_drain_is_refused_with_the_figures():
+    def long_jobs(values):
+        values["agents"]["jobTimeoutMinutes"] = 1436
+    assert problems(QA, "qa", long_jobs) == [
+        "agents.jobTimeoutMinutes: 1436 minutes is longer than AKS can wait to drain a node during upgrades (1440 "
+        "minutes, less 5 for the pod's shutdown)"]
+    def just_fits(values):
+        values["agents"]["jobTimeoutMinutes"] = 1435
+    assert settings(QA, "qa", just_fits).agents.job_timeout_minutes == 1435
+    assert settings_rules.drain_timeout_minutes(60) == 65 and settings_rules.drain_timeout_minutes(None) is None
+
+
+def test_local_accounts_off_with_the_azureml_attachment_is_refused_saying_why():
+    def edit(values):
+        values.setdefault("ml", {})["attachAks"] = True
+        values["cluster"]["disableLocalAccounts"] = True
+    assert problems(DEV, "dev", edit) == [
+        "cluster.disableLocalAccounts: Microsoft documents that the AzureML extension does not support AKS with "
+        "local accounts disabled, and ml.attachAks is on: remove disableLocalAccounts (or set ml.attachAks: false)"]
+
+
+def test_the_plans_warnings_for_valid_but_risky_settings():
+    def risky(values):
+        values.setdefault("ml", {})["attachAks"] = True
+        values["cluster"].pop("disableLocalAccounts", None)
+        values["devops"] = {"enabled": False}
+    notes = settings_rules.warnings(settings(QA, "qa", risky), date(2026, 12, 7))
+    assert [n for n in notes if n.startswith("AKS keeps local accounts on")] == [
+        "AKS keeps local accounts on because ml.attachAks is on: Microsoft documents that the AzureML extension does "
+        "not support AKS with local accounts disabled (learn.microsoft.com/azure/machine-learning/"
+        "how-to-deploy-kubernetes-extension#limitations); set ml.attachAks: false to turn them off"]
+    assert "the AKS agents get no registry push credential from this stack (devops is off): pipelines that push from " \
+           "them need a registry service connection of their own" in notes
+    assert any(n.startswith("the AzureML control plane must reach the API server") for n in notes) == bool(
+        settings(QA, "qa", risky).cluster.authorized_ip_ranges)
+    def careful(values):
+        values.setdefault("ml", {})["attachAks"] = False
+    quiet = settings_rules.warnings(settings(QA, "qa", careful), date(2026, 12, 7))
+    assert not [n for n in quiet if n.startswith(("AKS keeps", "the AKS agents get no"))]
+
+
+def test_keda_is_noted_only_where_it_runs_and_the_pins_in_use_are_the_stacks():
+    stack = settings(QA, "qa")
+    assert settings_rules.pins_in_use(stack)["aks-kubernetes"] == stack.cluster.kubernetes_version
+    notes = settings_rules.keda_notes(stack)
+    assert [n for n in notes if "edge site qa" in n] and all("KEDA" in n for n in notes)
+    def off(values):
+        values["agents"]["enabled"] = False
+    assert settings_rules.keda_notes(settings(QA, "qa", off)) == []
