@@ -21,8 +21,6 @@ from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
-
 PIPELINE_VARS = ("SYSTEM_OIDCREQUESTURI", "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", "AZURESUBSCRIPTION_CLIENT_ID",
                  "AZURESUBSCRIPTION_TENANT_ID")
 OIDC_API_VERSION = "7.1"
@@ -45,6 +43,8 @@ def in_pipeline(environ: MutableMapping[str, str]) -> bool:
 
 def request_id_token(environ: MutableMapping[str, str]) -> str:
     """A fresh ID token for the step's service connection (never in an error message, nor the access token)."""
+    import requests  # here, not at load: `./kit --list` imports this module (benchmarks/kit_start.py)
+
     connection = environ["AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"]
     try:
         response = requests.post(environ["SYSTEM_OIDCREQUESTURI"].rstrip("/"),
