@@ -41,7 +41,7 @@ class UpgradeRefused(Exception):
 
 def minor(version: str) -> int:
     """v1.37.2+k3s1 -> 37."""
-    return int(version.lstrip("v").split(".")[1])
+    return int(version.split(".")[1])
 
 
 @dataclass(frozen=True)
