@@ -18,6 +18,12 @@ with no inputs), and a ResourceSet whose providers export nothing applies nothin
 NOW_PROVIDER, resolves the same tag at any time, and the ResourceSet combines both with the Permute strategy
 (each provider's input under its normalized name, a provider with no inputs skipped: docs/api/v1/resourceset.md
 "Input strategy"): the digest is the scheduled one once the site had a window, the current one before.
+
+A revert or hold must reach a site outside its window, while its scheduled provider still holds the release it
+resolved in its last window. So a third provider, PIN_PROVIDER, resolves tag PIN_TAG at any time, and the
+promotion writes that tag (before `live`) when it moves a site back: a site whose scheduled digest is not the
+current `live` runs its pin when it has one (DIGEST_TEMPLATE). A pin needs no removal: once the site's window
+resolved `live` again, the scheduled digest is `live` and the pin is ignored.
 """
 from __future__ import annotations
 
@@ -42,8 +48,13 @@ NAMESPACE = "flux-system"
 LIVE_TAG = "live"
 PULL_SECRET = "fleet-registry"      # kubernetes.io/dockerconfigjson, the site's own token (made at bootstrap)
 NOTIFY_SECRET = "fleet-notify"      # `token` (azuredevops) or `address` (generic) key
+NOTIFY_CA_SECRET = "fleet-notify-ca"  # ca.crt: the CA of the kit's receiver (Provider certSecretRef)
+KEY_GENERATION = "fleet.mlops-edge-kit/key-generation"  # the Provider's annotation: its site key's generation
 SITE_OBJECT = "site"                # name of the OCIRepository, Kustomization, ResourceSet, scheduled provider
 NOW_PROVIDER = "site-now"           # the unscheduled provider of LIVE_TAG (template key site_now)
+PIN_PROVIDER = "site-pin"           # the unscheduled provider of PIN_TAG (template key site_pin)
+PIN_TAG = "pin"                     # what a site moved back runs until its window resolves `live` again
+HOLD_PREFIX = "hold-"               # hold-<release>: the release with its workloads scaled to zero
 HEALTH_TIMEOUT_S = 300              # the Kustomization's timeout without a model pull to wait for
 OPERATOR_TIMEOUT = "2m"             # fluxcd.controlplane.io/reconcileTimeout; a window must be >= twice it
 WINDOW_POLL = "5m"                  # fluxcd.controlplane.io/reconcileEvery inside a window
@@ -65,11 +76,12 @@ def _meta(name: str, labels: dict[str, str], annotations: dict[str, str] | None 
     return meta
 
 
-def input_provider(site, env, labels: dict[str, str], name: str = SITE_OBJECT, scheduled: bool = True) -> dict:
-    """Resolves the digest of the site's LIVE_TAG: inside the site's windows only when scheduled (no windows:
-    at any time), else at any time."""
+def input_provider(site, env, labels: dict[str, str], name: str = SITE_OBJECT, scheduled: bool = True,
+                   tag: str = LIVE_TAG) -> dict:
+    """Resolves the digest of the site's tag: inside the site's windows only when scheduled (no windows: at any
+    time), else at any time. No such tag: no input (internal/controller: the filtered tag list is empty)."""
     spec = {"type": "OCIArtifactTag", "url": f"oci://{repository(env.registry, env.name, site.name)}",
-            "secretRef": {"name": PULL_SECRET}, "filter": {"includeTag": f"^{LIVE_TAG}$", "limit": 1}}
+            "secretRef": {"name": PULL_SECRET}, "filter": {"includeTag": f"^{tag}$", "limit": 1}}
     if env.insecure:
         spec["insecure"] = True
     if scheduled and site.windows:
@@ -86,10 +98,17 @@ def _key(provider: str) -> str:
     return provider.replace("-", "_")
 
 
-# The digest the ResourceSet pins (Go template, sprig's dig and coalesce): the scheduled provider's once it
-# resolved in a window, the current live digest before (a site that never applied a release).
-DIGEST_TEMPLATE = (f'<< coalesce (dig "{_key(SITE_OBJECT)}" "digest" "" inputs) '
-                   f'(dig "{_key(NOW_PROVIDER)}" "digest" "" inputs) >>')
+def _digest(provider: str) -> str:
+    return f'(dig "{_key(provider)}" "digest" "" inputs)'
+
+
+# The digest the ResourceSet pins (Go template, sprig's dig and coalesce), with S the scheduled provider's, N the
+# current live one's and P the pin's: N when S is missing (a site that never applied a release) or S is N; else
+# P when there is one (moved back outside its window), else S (waiting for its window).
+DIGEST_TEMPLATE = (f"<< $s := {_digest(SITE_OBJECT)} >><< $n := {_digest(NOW_PROVIDER)} >>"
+                   f"<< if and $s (ne $s $n) >><< coalesce {_digest(PIN_PROVIDER)} $s >>"
+                   "<< else >><< coalesce $n $s >><< end >>")
+PROVIDERS = (SITE_OBJECT, NOW_PROVIDER, PIN_PROVIDER)
 
 
 def oci_repository(site, env, labels: dict[str, str], digest: str) -> dict:
@@ -108,8 +127,7 @@ def resource_set(site, env, labels: dict[str, str]) -> dict:
     return {"apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSet",
             "metadata": _meta(SITE_OBJECT, labels),
             "spec": {"inputStrategy": {"name": "Permute"},
-                     "inputsFrom": [{"kind": "ResourceSetInputProvider", "name": name}
-                                    for name in (SITE_OBJECT, NOW_PROVIDER)],
+                     "inputsFrom": [{"kind": "ResourceSetInputProvider", "name": name} for name in PROVIDERS],
                      "resources": [oci_repository(site, env, labels, DIGEST_TEMPLATE)]}}
 
 
@@ -129,13 +147,28 @@ def kustomization(labels: dict[str, str], health_checks: list[dict], timeout: st
             "metadata": _meta(SITE_OBJECT, labels), "spec": spec}
 
 
-def provider(env, labels: dict[str, str]) -> dict:
-    """azuredevops: a commit status on the artifact's origin revision; generic: the event JSON POSTed."""
-    spec = {"type": env.notify_type, "secretRef": {"name": NOTIFY_SECRET}}
+def provider(env, labels: dict[str, str], site: str = "") -> dict:
+    """azuredevops: a commit status on the artifact's origin revision; generic: the event JSON POSTed;
+    generic-hmac: to the kit's receiver at the site's own path, signed with the site's own key (the bootstrap
+    derives it for KEY_GENERATION: fleet/receiving/keys.py), the receiver's CA in NOTIFY_CA_SECRET."""
+    spec, annotations = {"type": env.notify_type, "secretRef": {"name": NOTIFY_SECRET}}, None
     if env.notify_type == "azuredevops":
         spec["address"] = env.notify_address
+    if env.receiver is not None:
+        spec["address"] = f"{env.receiver.address}/sites/{env.name}/{site}"
+        annotations = {KEY_GENERATION: str(env.receiver.key_generation)}
+        if env.receiver.ca:
+            spec["certSecretRef"] = {"name": NOTIFY_CA_SECRET}  # ca.crt only: server authentication
     return {"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
-            "metadata": _meta("fleet", labels), "spec": spec}
+            "metadata": _meta("fleet", labels, annotations), "spec": spec}
+
+
+def notify_ca(env, labels: dict[str, str]) -> list[dict]:
+    """The receiver's CA certificate (public) for the Provider's certSecretRef, when the seeds give one."""
+    if env.receiver is None or not env.receiver.ca:
+        return []
+    return [{"apiVersion": "v1", "kind": "Secret", "metadata": _meta(NOTIFY_CA_SECRET, labels), "type": "Opaque",
+             "stringData": {"ca.crt": env.receiver.ca}}]
 
 
 def alert(site, env, labels: dict[str, str]) -> dict:
@@ -151,5 +184,7 @@ def site_objects(site, env, health_checks: list[dict], model_bytes: int = 0) -> 
     """Every Flux object of one site, in apply order."""
     labels = {"app.kubernetes.io/managed-by": "mlops-edge-kit", "fleet.mlops-edge-kit/site": site.name}
     return [input_provider(site, env, labels), input_provider(site, env, labels, NOW_PROVIDER, scheduled=False),
+            input_provider(site, env, labels, PIN_PROVIDER, scheduled=False, tag=PIN_TAG),
             resource_set(site, env, labels),
-            kustomization(labels, health_checks, health_timeout(site, model_bytes)), provider(env, labels), alert(site, env, labels)]
+            kustomization(labels, health_checks, health_timeout(site, model_bytes)), *notify_ca(env, labels),
+            provider(env, labels, site.name), alert(site, env, labels)]

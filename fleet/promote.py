@@ -10,6 +10,11 @@ Each wave goes through its gate (fleet/gate.py): at most budget + 1 of its sites
 having reported it healthy, so a release that breaks a wave reaches at most budget + 1 of its sites before the
 halt; a wave passes only on enough healthy reports, and halts with the reason otherwise.
 
+A site moved back runs its previous digest at once, outside its window too: tag `pin` is written before
+`live` (fleet/flux.py DIGEST_TEMPLATE); a site with no previous release is held (tag hold-<release>: the release
+with its workloads stopped). Sites moved while late (offline, window closed) stay in the state until they report:
+a late failure, during the promotion or at a re-run after it (watch), moves every late site not yet healthy back.
+
 Registries have no compare-and-swap on tags (a PUT of a tag is last-writer-wins), so the lock is taken by
 writing it, waiting LOCK_SETTLE_S and reading it back: of two promotions started together the later write
 wins and the other stops. The pipeline template also serialises runs per environment (lockBehavior).
@@ -28,6 +33,7 @@ from fleet.artifact import Blob, Pusher, _manifest
 from fleet.config import Site
 from fleet.gate import Verdict, WaveCount, count, decide
 from fleet.plan import Plan, Wave, site_opening
+from fleet.recall import late as recall
 from fleet.status import SiteStatus, effective
 
 STATE_TYPE = "application/vnd.mlops-edge-kit.promotion.v1+json"
@@ -100,6 +106,7 @@ class Outcome:
     polls_to_halt: int = 0  # polls from the first failure report seen to the halt
     reason: str = ""        # why it halted
     late: list[str] = field(default_factory=list)  # moved while offline or outside their window: not yet reported
+    late_reverted: list[str] = field(default_factory=list)  # late sites moved back after a late failure
 
 
 class Promotion:
@@ -114,6 +121,7 @@ class Promotion:
         self.log = log
         self._manifests: dict[str, tuple[str, bytes]] = {}
         self._renewed = 0.0
+        self._reports: dict[str, SiteStatus] | None = None  # the last poll's, for carrying pins
 
     def repo(self, site: str) -> str:
         return flux.repository_path(self.plan.env, site)
@@ -197,19 +205,30 @@ class Promotion:
             return
         if live and self.tags.get(self.repo(site), f"pre-{self.release}") is None:
             self.tags.put(self.repo(site), f"pre-{self.release}", live[1])
+        if live:
+            self._carry_pin(site, live)
         self.tags.put(self.repo(site), flux.LIVE_TAG, manifest)
 
+    def _carry_pin(self, site: str, live: tuple[str, bytes]) -> None:
+        if self._reports is None:
+            self._reports = self.statuses.read(self.plan.env)
+        if recall.pin_to_carry(self, site, live, self._reports):
+            self.tags.put(self.repo(site), flux.PIN_TAG, live[1])
+
     def revert(self, site: str) -> None:
-        """live -> pre-<release>, when live is on the release; the lease renewed."""
+        """live -> pre-<release> (or hold-<release>, its first release), when live is on the release: the pin
+        first, so the site runs it at once, whatever its window; the lease renewed."""
         self._renew()
         live = self.tags.get(self.repo(site), flux.LIVE_TAG)
         if not live or live[0] != self._release_manifest(site)[0]:
             return
-        previous = self.tags.get(self.repo(site), f"pre-{self.release}")
-        if previous is None:
-            self.log(f"{site}: no previous release to move back to (its first release); left on {self.release}")
+        back = self.tags.get(self.repo(site), f"pre-{self.release}") \
+            or self.tags.get(self.repo(site), flux.HOLD_PREFIX + self.release)
+        if back is None:
+            self.log(f"{site}: no previous release and no {flux.HOLD_PREFIX}{self.release}; left on {self.release}")
             return
-        self.tags.put(self.repo(site), flux.LIVE_TAG, previous[1])
+        self.tags.put(self.repo(site), flux.PIN_TAG, back[1])
+        self.tags.put(self.repo(site), flux.LIVE_TAG, back[1])
 
     # the waves
     def _digests(self, wave: Wave) -> dict[str, str]:
@@ -231,6 +250,9 @@ class Promotion:
         digests, first_failure, poll = self._digests(wave), None, 0
         while True:
             now, reports = self.clock.now(), self.statuses.read(self.plan.env)
+            self._reports = reports
+            if recall.failed(self, state["late"], reports):
+                return WaveCount(wave.name, len(wave.sites)), self._revert_late(state, reports), 0
             moved = set(state["moved"])
             counted = count(wave.name, wave.sites, moved, reports, digests, now, self.plan.offline_after_s)
             first_failure = poll if counted.failed and first_failure is None else first_failure
@@ -278,12 +300,57 @@ class Promotion:
         finally:
             self.release_lock()
 
+    # late sites
+    def _revert_late(self, state: dict, reports: dict[str, SiteStatus]) -> str:
+        """Every late site not healthy on the release moved back; the reason."""
+        failed = recall.failed(self, state["late"], reports)
+        back = [s for s in state["late"] if not recall.healthy(self, s, reports)]
+        state.update(late=[], late_reverted=sorted(set(state.get("late_reverted", [])) | set(back)))
+        self._save(state)
+        for site in back:
+            self.revert(site)
+        return f"late sites failed on the release: {', '.join(failed)}; {len(back)} late sites moved back"
+
+    def release_digest(self, site: str) -> str:
+        """The release's digest for the site ("" when it has no artifact of the release)."""
+        try:
+            return self._release_manifest(site)[0]
+        except PromotionError:
+            return ""
+
+    def watch(self, state: dict, counts: list[WaveCount]) -> Outcome:
+        """A finished promotion re-run: late sites that reported healthy leave the list; a late failure moves
+        every late site not yet healthy back."""
+        reports = self.statuses.read(self.plan.env)
+        reason = self._revert_late(state, reports) if recall.failed(self, state["late"], reports) else ""
+        state["late"] = [s for s in state["late"] if not recall.healthy(self, s, reports)]
+        self._save(state)
+        if reason:
+            self._record(state | {"reason": reason}, "late")
+        return Outcome(self.plan.env, self.release, "done", counts, reason=reason, late=state["late"],
+                       late_reverted=state.get("late_reverted", []))
+
+    def busy(self) -> bool:
+        """Whether another run holds the lock now."""
+        return self._held_by_other(self.tags.read_doc(self.state_repo, "lock"))
+
+    def mark_held(self, by: str) -> None:
+        """This release's promotion ends halted, held by an operator (fleet/recall/hold.py)."""
+        state = self.tags.read_doc(self.state_repo, "state") or {}
+        if state.get("release") == self.release:
+            state.update(phase="halted", reason=f"held by {by}", late=[],
+                         wave=min(state.get("wave", 0), len(self.plan.waves) - 1))  # done: past the last wave
+            self._save(state)
+            self._record(state, "hold")
+
     def _run(self) -> Outcome:
         state = self._start_state()
         waves = self.plan.waves
         counts = [WaveCount(w.name, len(w.sites)) for w in waves]
         if state["phase"] in ("reverting", "halted"):
             return self._halt(state, waves[state["wave"]], counts, 0, state.get("reason", ""))
+        if state["phase"] == "done":
+            return self.watch(state, counts)
         while state["wave"] < len(waves) and state["phase"] != "done":
             wave = waves[state["wave"]]
             if wave.approval and state["wave_started"] is None \
@@ -305,7 +372,8 @@ class Promotion:
         state["phase"] = "done"
         self._save(state)
         self._record(state, "")
-        return Outcome(self.plan.env, self.release, "done", counts, late=state["late"])
+        return Outcome(self.plan.env, self.release, "done", counts, late=state["late"],
+                       late_reverted=state.get("late_reverted", []))
 
     def _record(self, state: dict, halted_wave: str) -> None:
         """One line per promotion in tag `history` (the newest HISTORY_KEPT), for fleet.status --history."""
@@ -326,4 +394,5 @@ class Promotion:
         self._save(state)
         self._record(state, wave.name)
         self.log(f"wave {wave.name}: halted, moved back: {reason}")
-        return Outcome(self.plan.env, self.release, "halted", counts, wave.name, polls, reason, state.get("late", []))
+        return Outcome(self.plan.env, self.release, "halted", counts, wave.name, polls, reason, state.get("late", []),
+                       state.get("late_reverted", []))

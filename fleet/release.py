@@ -145,16 +145,18 @@ def build(fleet: Fleet, env: str, models_dir: Path, revision: str) -> tuple[dict
 
 
 def push_release(fleet: Fleet, env: str, name: str, models: dict[str, Artifact], sites: dict[str, Artifact],
-                 revision: str, pusher: Pusher | None = None) -> Release:
-    """Push every model and site artifact under the release tag (idempotent: blobs present are skipped)."""
-    if not TAG.match(name):
-        raise FleetError(f"--name: '{name}' is not a valid OCI tag")
+                 revision: str, pusher: Pusher | None = None, holds: dict[str, Artifact] | None = None) -> Release:
+    """Push every model and site artifact under the release tag, each site's hold artifact under
+    hold-<release> (idempotent: blobs present are skipped)."""
+    if not (TAG.match(name) and TAG.match(flux.HOLD_PREFIX + name)):  # hold-<release> and pre-<release> too
+        raise FleetError(f"--name: '{name}' is not a valid OCI tag of at most {128 - len(flux.HOLD_PREFIX)} characters")
     view = fleet.environments[env]
     pusher = pusher or Pusher(registry_url(view), credentials())
     for version, model in models.items():
         pusher.push(f"models/{fleet.model.name}", model, (version,))
-    jobs = [(flux.repository_path(env, site), art) for site, art in sites.items()]
+    jobs = [(flux.repository_path(env, site), art, name) for site, art in sites.items()]
+    jobs += [(flux.repository_path(env, site), art, flux.HOLD_PREFIX + name) for site, art in (holds or {}).items()]
     with ThreadPoolExecutor(PARALLEL) as pool:
-        list(pool.map(lambda job: pusher.push(job[0], job[1], (name,)), jobs))
+        list(pool.map(lambda job: pusher.push(job[0], job[1], (job[2],)), jobs))
     return Release(env, name, revision, {v: a.digest for v, a in models.items()},
                    {site: art.digest for site, art in sites.items()})

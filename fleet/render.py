@@ -6,7 +6,7 @@ import copy
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import kubernetes_validate
@@ -22,11 +22,15 @@ Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when PyYAML ha
 CONTENT_FILE = "site.yaml"
 
 
+HELD_NODE_LABEL = "fleet.mlops-edge-kit/held"  # no node has it: a held DaemonSet runs nowhere
+
+
 @dataclass(frozen=True)
 class RenderedSite:
     site: Site
     content: dict[str, bytes]  # artifact files (path -> bytes): what Flux's Kustomization applies
     flux_objects: list[dict]   # applied on the site once, by its bootstrap
+    held: dict[str, bytes] = field(default_factory=dict)  # the same files with every workload stopped
 
 
 def merge(base, patch):
@@ -116,13 +120,27 @@ def _health_checks(objects: list[dict]) -> list[dict]:
              "namespace": o["metadata"].get("namespace", "default")} for o in objects if o["kind"] in WORKLOADS]
 
 
+def held(objects: list[dict]) -> list[dict]:
+    """What a site with no previous release runs when its first release is moved back: the namespaces and the
+    workloads only (the Kustomization prunes the rest), stopped (Deployments and StatefulSets at 0 replicas,
+    DaemonSets on no node), so the health checks pass and nothing of the release runs."""
+    kept = [copy.deepcopy(o) for o in objects if o["kind"] in ("Namespace", *WORKLOADS)]
+    for obj in kept:
+        if obj["kind"] == "DaemonSet":
+            obj["spec"]["template"]["spec"]["nodeSelector"] = {HELD_NODE_LABEL: "true"}
+        elif obj["kind"] in WORKLOADS:
+            obj["spec"]["replicas"] = 0
+    return kept
+
+
 def render_site(fleet: Fleet, site: Site, model_digest: str, problems: list[str],
                 seen: dict[str, str] | None = None, model_bytes: int = 0) -> RenderedSite:
     objects = core_objects(fleet, site, model_digest, problems) + _metallb(site)
     _validate(site, objects, problems, {} if seen is None else seen)
     content = yaml.dump_all(objects, Dumper=Dumper, sort_keys=True).encode()
+    stopped = yaml.dump_all(held(objects), Dumper=Dumper, sort_keys=True).encode()
     return RenderedSite(site, {CONTENT_FILE: content}, flux.site_objects(site, site.env, _health_checks(objects),
-                                                                        model_bytes))
+                                                                        model_bytes), {CONTENT_FILE: stopped})
 
 
 def render_env(fleet: Fleet, env: str, model_digests: dict[str, str],

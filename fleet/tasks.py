@@ -78,13 +78,14 @@ def release(c, env, name="", root="", models=MODELS, revision="", json=False):
     Registry credentials come from FLEET_REGISTRY_USER / FLEET_REGISTRY_PASSWORD, never from arguments."""
     from common.oci import RegistryError
     from fleet.config import FleetError
-    from fleet.release import build, git_revision, push_release
+    from fleet.release import build, git_revision, hold_artifacts, push_release
     fleet = _fleet(root)
     try:
         revision = revision or git_revision(fleet.root)
-        models_built, _, sites = build(fleet, env, Path(models), revision)
+        models_built, rendered, sites = build(fleet, env, Path(models), revision)
         name = name or f"git-{revision.rsplit(':', 1)[1][:12]}"
-        result = push_release(fleet, env, name, models_built, sites, revision)
+        result = push_release(fleet, env, name, models_built, sites, revision,
+                              holds=hold_artifacts(fleet, env, rendered, revision))
     except FleetError as err:
         raise Exit(str(err), code=2) from None
     except RegistryError as err:
@@ -111,6 +112,7 @@ def _plan(fleet, env: str):
             "run_id": "this run's id (default $BUILD_BUILDID): a re-run with the same id resumes", "statuses": STATUS_HELP})
 def promote(c, env, release, root="", run_id="", statuses="out/fleet-status"):
     """Move env's sites to the release wave by wave (fleet/rollout.yaml); halt and move a failed wave back.
+    Re-run after done, it watches the late sites (a late failure moves them back).
     Exit 0 when every wave is done, 1 when halted or stopped (another run holds env, registry unreachable)."""
     import os
     from common.oci import RegistryError
@@ -128,7 +130,7 @@ def promote(c, env, release, root="", run_id="", statuses="out/fleet-status"):
     except (PromotionError, RegistryError) as err:
         raise Exit(f"fleet.promote {env} {release}: {err}", code=1) from None
     print(jsonlib.dumps({"env": env, "release": release, "result": outcome.result, "haltedWave": outcome.halted_wave,
-                         "reason": outcome.reason, "late": outcome.late,
+                         "reason": outcome.reason, "late": outcome.late, "lateReverted": outcome.late_reverted,
                          "waves": [w.__dict__ for w in outcome.waves]}, sort_keys=True))
     if outcome.result != "done":
         raise Exit(code=1)
@@ -238,6 +240,28 @@ def resume(c, env, release, root=""):
     _control(env, root, lambda tags: control.pause(tags, env, release, False))
 
 
+@task(help=CONTROL_HELP | {"by": "who holds (shown in the state's reason; default $USER)"})
+def hold(c, env, release, root="", by=""):
+    """Emergency: every site of env on release moved back at once, whatever its window (a running promotion of it
+    is aborted first; its lock is then taken). Exit 1 when another run keeps the lock."""
+    import os
+    from common.oci import RegistryError
+    from fleet.artifact import Pusher
+    from fleet.promote import Promotion, PromotionError, RegistryTags
+    from fleet.recall.hold import hold as hold_release
+    from fleet.release import credentials, registry_url
+    from fleet.status import StatusStore
+    fleet = _fleet(root)
+    plan = _plan(fleet, env)
+    tags = RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials()))
+    promotion = Promotion(plan, release, tags, StatusStore(Path("out/fleet-status")), run_id=f"hold-{release}")
+    try:
+        moved = hold_release(promotion, by or os.environ.get("USER", "") or "an operator")
+    except (PromotionError, RegistryError) as err:
+        raise Exit(f"fleet.hold {env} {release}: {err}", code=1) from None
+    print(jsonlib.dumps({"env": env, "release": release, "movedBack": moved}, sort_keys=True))
+
+
 @task(help=CONTROL_HELP | {"wave": "the wave marked approval: true in rollout.yaml"})
 def approve(c, env, release, wave, root=""):
     """Let env's promotion of release enter the wave (then re-run fleet.promote with the same run id)."""
@@ -246,5 +270,5 @@ def approve(c, env, release, wave, root=""):
 
 
 fleet = Collection("fleet")
-for _task in (render, release, promote, status, receive, abort, pause, resume, approve, sample_model):
+for _task in (render, release, promote, status, receive, abort, pause, resume, hold, approve, sample_model):
     fleet.add_task(_task)

@@ -2,8 +2,8 @@
 
 A site polls its `live` tag every POLL_S (the input providers' reconcileEvery) with jitter: the scheduled
 provider only inside its maintenance windows (judged by tests/fleet/cronoracle.py, not the kit's parser), the
-unscheduled one at any time; it runs the digest fleet.flux's ResourceSet picks from the two (`target`: the
-scheduled one once it resolved, the current one before). When that changed it
+unscheduled ones (live and pin) at any time; it runs the digest fleet.flux's ResourceSet picks from the three
+(`target`). When that changed it
 applies it (progressing), then reports healthy or failed (the Kustomization's health checks) through events
 shaped like the notification-controller's generic webhook payload, parsed by the kit's own fleet.status.from_event. Between changes it reports every
 REPORT_S (the Kustomization interval). Offline sites neither poll nor report until they reconnect.
@@ -135,10 +135,12 @@ class SimSite:
     def online(self, t: float) -> bool:
         return not any(start <= t < end for start, end in self.offline)
 
-    def target(self, live: str) -> str:
+    def target(self, live: str, pin: str) -> str:
         """The digest the site's ResourceSet pins (fleet.flux.DIGEST_TEMPLATE; tests/fleet/test_resourceset.py
         holds the template to this through the operator's own code)."""
-        return self.scheduled or live
+        if self.scheduled and self.scheduled != live:
+            return pin or self.scheduled
+        return live or self.scheduled
 
 
 class SimFleet:
@@ -198,12 +200,13 @@ class SimFleet:
             return
         repo = flux.repository_path(self.env, sim.site.name)
         try:
-            live = self.tags.get(repo, flux.LIVE_TAG)  # the unscheduled provider
+            live = self.tags.get(repo, flux.LIVE_TAG)  # the unscheduled providers
+            pin = self.tags.get(repo, flux.PIN_TAG)
             if live and self._in_window(sim):
                 sim.scheduled = self.tags.get(repo, flux.LIVE_TAG)[0]  # the scheduled provider
         except RegistryError:
             return  # registry unreachable: Flux retries at its next poll
-        digest = sim.target(live[0] if live else "")
+        digest = sim.target(live[0] if live else "", pin[0] if pin else "")
         if not digest or digest in sim.stuck:
             return
         if digest in sim.unfetchable:

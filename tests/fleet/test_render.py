@@ -42,15 +42,14 @@ def test_every_seed_site_renders_valid_objects(seeds, env):
             else:
                 kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         kinds = [o["kind"] for o in item.flux_objects]
-        assert kinds == ["ResourceSetInputProvider", "ResourceSetInputProvider", "ResourceSet", "Kustomization",
-                         "Provider", "Alert"]
+        assert kinds == ["ResourceSetInputProvider"] * 3 + ["ResourceSet", "Kustomization", "Provider", "Alert"]
         for obj in item.flux_objects:
             crds.validate(obj)  # the template resolved by the operator: tests/fleet/test_resourceset.py
 
 
 def test_the_strict_validator_rejects_an_unknown_field(seeds):
     _, rendered = _render(seeds, "qa")
-    kustomization = rendered[0].flux_objects[3]
+    kustomization = rendered[0].flux_objects[4]
     kustomization["spec"]["healthCheck"] = []  # a typo of healthChecks
     with pytest.raises(jsonschema.ValidationError, match="healthCheck"):
         crds.validate(kustomization)
@@ -59,7 +58,7 @@ def test_the_strict_validator_rejects_an_unknown_field(seeds):
 def test_site_objects_follow_their_own_repository_inside_their_windows(seeds):
     _, rendered = _render(seeds, "production")
     berlin = next(r for r in rendered if r.site.name == "plant-berlin")
-    provider, _, resource_set, kustomization, notify, alert = berlin.flux_objects
+    provider, _, _, resource_set, kustomization, notify, alert = berlin.flux_objects
     url = f"oci://{PRODUCTION_REGISTRY}/fleet/production/plant-berlin"
     assert provider["spec"]["url"] == url and provider["spec"]["secretRef"] == {"name": flux.PULL_SECRET}
     assert provider["spec"]["filter"]["includeTag"] == "^live$"
@@ -149,10 +148,10 @@ def test_the_health_check_timeout_covers_the_model_pull_over_the_sites_link(seed
     assert size > 3_000_000
     rendered = {r.site.name: r for r in render_env(fleet, "production", {v: a.digest for v, a in models.items()},
                                                    {v: sum(len(x.data) for x in a.layers) for v, a in models.items()})}
-    lyon = rendered["store-lyon"].flux_objects[3]
+    lyon = rendered["store-lyon"].flux_objects[4]
     assert lyon["spec"]["timeout"] == f"{300 + -(-2 * size * 8 // 2_000_000)}s"  # 5m + twice 12 s at 2 Mbit/s
     crds.validate(lyon)
-    assert rendered["plant-berlin"].flux_objects[3]["spec"]["timeout"] == "5m"  # no link given
+    assert rendered["plant-berlin"].flux_objects[4]["spec"]["timeout"] == "5m"  # no link given
     edit(seeds / "sites" / "store-lyon" / "site.yaml", linkMbps=0)
     with pytest.raises(FleetError, match="store-lyon/site.yaml: linkMbps: Input should be greater than 0"):
         load_fleet(seeds)

@@ -111,10 +111,10 @@ def test_each_site_s_rendered_content_is_accepted(api, fleet_objects):
 
 def test_each_site_s_flux_objects_and_its_resolved_template_are_accepted(api, fleet_objects):
     for site, objects in fleet_objects.items():
-        assert [o["kind"] for o in objects["flux"]] == ["ResourceSetInputProvider", "ResourceSetInputProvider",
-                                                        "ResourceSet", "Kustomization", "Provider", "Alert"], site
+        assert [o["kind"] for o in objects["flux"]] == ["ResourceSetInputProvider"] * 3 + [
+            "ResourceSet", "Kustomization", "Provider", "Alert"], site
         accepted(api, objects["flux"])
-        template = objects["flux"][2]["spec"]["resources"][0]
+        template = objects["flux"][3]["spec"]["resources"][0]
         resolved = yaml.safe_load(yaml.safe_dump(template).replace(flux.DIGEST_TEMPLATE, "sha256:" + "e" * 64))
         resolved["metadata"]["namespace"] = resolved["metadata"].get("namespace", "flux-system")
         accepted(api, [resolved])
