@@ -130,12 +130,13 @@ class RemoteLock:
         self.session = HostSession(inventory, self.host, command_timeout=max(30.0, 3 * heartbeat_s))
         self.lease_s, self.heartbeat_s = lease_s, heartbeat_s
         self.on_lost: Callable[[str], None] | None = None  # told when the server let go while the run went on
+        self.on_wait: Callable[[Holder], None] | None = None  # told once when a dead run's lock is waited for
         self._channel = None
         self._done = threading.Event()
 
     def acquire(self, holder: Holder) -> None:
         """Take the server's lock; a holder that died on this machine is waited for (its session is ending)."""
-        deadline = time.monotonic() + self.lease_s + self.heartbeat_s
+        deadline, waited = time.monotonic() + self.lease_s + self.heartbeat_s, False
         while True:
             other = self._try(holder)
             if other is None:
@@ -145,6 +146,9 @@ class RemoteLock:
                 raise SiteBusy(f"{parsed.describe() if parsed else 'another run'} (lock {REMOTE_DIR}/site.lock on "
                                f"{self.host.name}; a run that died lets go of it within {self.lease_s:g} s of its "
                                f"last heartbeat)")
+            if not waited and self.on_wait:
+                self.on_wait(parsed)
+            waited = True
             time.sleep(1)
         threading.Thread(target=self._heartbeat, name="site-lock", daemon=True).start()
 

@@ -21,6 +21,9 @@ def site_lock(inventory: Inventory, task: str) -> Iterator:
 
     lock = SiteLock(inventory, task)
     lock.remote.session.on_attempt = functools.partial(_attempt, task, lock.remote.host.name)
+    lock.remote.on_wait = lambda dead: print(f"{task}: the site's lock on {lock.remote.host.name} is held for a run "
+                                             f"that has ended ({dead.describe()}); waiting for it to be let go",
+                                             file=sys.stderr, flush=True)
     try:
         lock.acquire()
     except SiteBusy as err:

@@ -44,7 +44,7 @@ def test_the_lock_of_a_killed_holder_is_taken_over(private_state):
             LocalLock("t1").acquire(Holder.me("edge.taker"))
     finally:
         held.send_signal(signal.SIGKILL)
-        held.wait()
+        held.communicate()
     lock = LocalLock("t1")
     assert json.loads(lock.path.read_text())["pid"] == held.pid  # the dead run's file is still there
     lock.acquire(Holder.me("edge.taker"))

@@ -1,9 +1,11 @@
 """One run per site, with real concurrent ./kit runs against a lab site: a second run exits 2 at once naming the
 holder, from this machine (the lock in the site's state directory) and from another (the lock on the first
 server); a run that died is taken over at once, and a server lock whose holder froze lapses after its lease."""
+import getpass
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,7 +78,7 @@ def test_the_lock_of_a_killed_run_is_taken_over_and_the_rerun_converges(lab, sta
     first = start(lab, state)
     wait_holding(lab, first)
     os.kill(first.pid, signal.SIGKILL)
-    first.wait()
+    first.communicate()
     done = kit("edge.bootstrap", "--site", str(lab.site_file), "--json", "--kubeconfig", str(state / "kubeconfig"),
                env={"XDG_CONFIG_HOME": str(state)}, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -121,7 +123,7 @@ def test_a_frozen_holder_keeps_the_lock_until_its_lease_runs_out(lab, tmp_path):
         assert server_holder(lab) is None
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()
 
 
 def test_an_unreachable_first_server_shows_the_lock_attempts_and_changes_nothing(lab, state, tmp_path):
@@ -170,3 +172,23 @@ def test_a_run_whose_server_lock_lapses_is_stopped(lab, tmp_path):
     with pytest.raises(Exit) as ended:
         finish("lab", results, as_json=True)
     assert ended.value.code == 1
+
+
+def test_a_lock_still_held_for_a_run_that_ended_here_is_waited_for_then_taken(lab, state, tmp_path):
+    """The server still holds the lock for a run of this machine whose pid is gone (its session not yet closed):
+    the next run says so, waits, and takes it once the server lets go (here a flock held 3 s on the server)."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    me = {"host": socket.gethostname(), "user": getpass.getuser(), "pid": ended.pid,
+          "started": "2026-12-07T09:00:00+00:00", "task": "edge.bootstrap", "pid_start": 1}
+    lock = f"{REMOTE_DIR}/site.lock"
+    lab.exec("edge-1", f"mkdir -p {REMOTE_DIR} && printf '%s\\n' '{json.dumps(me)}' > {lock} && "
+                       f"(flock {lock} sleep 3 >/dev/null 2>&1 &)")
+    while lab.exec("edge-1", f"flock -n {lock} true", check=False).returncode == 0:
+        time.sleep(0.05)  # until the stand-in holder has the lock
+    done = kit("edge.bootstrap", "--site", str(lab.site_file), "--json", "--kubeconfig", str(state / "kubeconfig"),
+               env={"XDG_CONFIG_HOME": str(state)}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (f"edge.bootstrap: the site's lock on edge-1 is held for a run that has ended (edge.bootstrap by "
+            f"{me['user']}@{me['host']}, pid {ended.pid}, since 2026-12-07T09:00:00+00:00); waiting for it to be let go"
+            ) in done.stderr
