@@ -85,6 +85,14 @@ class Model(Strict):
     version: Annotated[str, Field(pattern=r"^[0-9A-Za-z._-]{1,64}$")]
 
 
+class Receiver(Strict):
+    """Where the sites' reports go (fleet.receive) and how they are checked (docs/fleet.md "Status back")."""
+    address: Annotated[str, Field(pattern=r"^https://[a-z0-9.-]+(:[0-9]{1,5})?$|^http://127\.0\.0\.1:[0-9]{1,5}$",
+                                  description="https://host[:port]; http only on 127.0.0.1 (a test)")]
+    key_generation: Annotated[int, Field(ge=1, alias="keyGeneration")] = 1  # bump to rotate every site's key
+    ca: Annotated[str, Field(pattern=r"^-----BEGIN CERTIFICATE-----\n[\s\S]+-----END CERTIFICATE-----\s*$")] | None = None
+
+
 class Environment(Strict):
     stack: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] | None = None  # the stack creating its registry
     registry: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")] | None = None  # one no stack creates
@@ -92,6 +100,7 @@ class Environment(Strict):
     notify_type: Literal["azuredevops", "generic", "generic-hmac"] = Field(alias="notifyType")
     notify_address: str = Field("", alias="notifyAddress", pattern=r"^$|^https://dev\.azure\.com/[^/]+/[^/]+/_git/[^/]+$")
     source: Annotated[str, Field(pattern=r"^https://")]  # the Git repository of these seeds (artifact source)
+    receiver: Receiver | None = None  # generic-hmac: the kit's receiver
 
     @model_validator(mode="after")
     def _registry(self):
@@ -109,6 +118,9 @@ class Environment(Strict):
     def _address(self):
         if self.notify_type == "azuredevops" and not self.notify_address:
             raise ValueError("notifyType azuredevops needs notifyAddress (https://dev.azure.com/<org>/<project>/_git/<repo>)")
+        if (self.notify_type == "generic-hmac") != (self.receiver is not None):
+            raise ValueError("receiver: give it exactly when notifyType is generic-hmac (each site reports to the "
+                             "kit's receiver with its own key)")
         return self
 
 
@@ -152,6 +164,7 @@ class EnvView:
     notify_type: str
     notify_address: str
     source: str
+    receiver: Receiver | None = None
 
 
 @dataclass(frozen=True)
@@ -260,7 +273,7 @@ def load_fleet(root: Path = DEFAULT_ROOT, project_dir: Path = PROJECT_DIR) -> Fl
     bases = _bases(root, problems)
     rings = {p.stem: _parse(Ring, p, root, problems) for p in sorted((root / "rings").glob("*.yaml"))}
     envs = {name: EnvView(name, _registry(name, e, project_dir, problems), e.insecure, e.notify_type,
-                          e.notify_address, e.source)
+                          e.notify_address, e.source, e.receiver)
             for name, e in (fleet_file.environments.items() if fleet_file else ())}
     sites = []
     for path in sorted((root / "sites").glob("*/site.yaml")):

@@ -48,6 +48,8 @@ NAMESPACE = "flux-system"
 LIVE_TAG = "live"
 PULL_SECRET = "fleet-registry"      # kubernetes.io/dockerconfigjson, the site's own token (made at bootstrap)
 NOTIFY_SECRET = "fleet-notify"      # `token` (azuredevops) or `address` (generic) key
+NOTIFY_CA_SECRET = "fleet-notify-ca"  # ca.crt: the CA of the kit's receiver (Provider certSecretRef)
+KEY_GENERATION = "fleet.mlops-edge-kit/key-generation"  # the Provider's annotation: its site key's generation
 SITE_OBJECT = "site"                # name of the OCIRepository, Kustomization, ResourceSet, scheduled provider
 NOW_PROVIDER = "site-now"           # the unscheduled provider of LIVE_TAG (template key site_now)
 PIN_PROVIDER = "site-pin"           # the unscheduled provider of PIN_TAG (template key site_pin)
@@ -145,13 +147,28 @@ def kustomization(labels: dict[str, str], health_checks: list[dict], timeout: st
             "metadata": _meta(SITE_OBJECT, labels), "spec": spec}
 
 
-def provider(env, labels: dict[str, str]) -> dict:
-    """azuredevops: a commit status on the artifact's origin revision; generic: the event JSON POSTed."""
-    spec = {"type": env.notify_type, "secretRef": {"name": NOTIFY_SECRET}}
+def provider(env, labels: dict[str, str], site: str = "") -> dict:
+    """azuredevops: a commit status on the artifact's origin revision; generic: the event JSON POSTed;
+    generic-hmac: to the kit's receiver at the site's own path, signed with the site's own key (the bootstrap
+    derives it for KEY_GENERATION: fleet/receiving/keys.py), the receiver's CA in NOTIFY_CA_SECRET."""
+    spec, annotations = {"type": env.notify_type, "secretRef": {"name": NOTIFY_SECRET}}, None
     if env.notify_type == "azuredevops":
         spec["address"] = env.notify_address
+    if env.receiver is not None:
+        spec["address"] = f"{env.receiver.address}/sites/{env.name}/{site}"
+        annotations = {KEY_GENERATION: str(env.receiver.key_generation)}
+        if env.receiver.ca:
+            spec["certSecretRef"] = {"name": NOTIFY_CA_SECRET}  # ca.crt only: server authentication
     return {"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
-            "metadata": _meta("fleet", labels), "spec": spec}
+            "metadata": _meta("fleet", labels, annotations), "spec": spec}
+
+
+def notify_ca(env, labels: dict[str, str]) -> list[dict]:
+    """The receiver's CA certificate (public) for the Provider's certSecretRef, when the seeds give one."""
+    if env.receiver is None or not env.receiver.ca:
+        return []
+    return [{"apiVersion": "v1", "kind": "Secret", "metadata": _meta(NOTIFY_CA_SECRET, labels), "type": "Opaque",
+             "stringData": {"ca.crt": env.receiver.ca}}]
 
 
 def alert(site, env, labels: dict[str, str]) -> dict:
@@ -169,4 +186,5 @@ def site_objects(site, env, health_checks: list[dict], model_bytes: int = 0) -> 
     return [input_provider(site, env, labels), input_provider(site, env, labels, NOW_PROVIDER, scheduled=False),
             input_provider(site, env, labels, PIN_PROVIDER, scheduled=False, tag=PIN_TAG),
             resource_set(site, env, labels),
-            kustomization(labels, health_checks, health_timeout(site, model_bytes)), provider(env, labels), alert(site, env, labels)]
+            kustomization(labels, health_checks, health_timeout(site, model_bytes)), *notify_ca(env, labels),
+            provider(env, labels, site.name), alert(site, env, labels)]

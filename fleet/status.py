@@ -43,14 +43,18 @@ def digest_of(revision: str) -> str:
     return found.group(0) if found else ""
 
 
-def from_event(event: dict) -> SiteStatus | None:
+def from_event(event: dict, received_at: float | None = None) -> SiteStatus | None:
     """A site's status from a Kustomization event, or a fetch failure from an OCIRepository error event;
-    None for other events."""
+    None for other events. received_at (the receiver's clock) is the report's time when given: a site's own
+    clock is not trusted (a Raspberry Pi has no RTC); the event's timestamp only without it (the simulator)."""
     meta, kind = event.get("metadata") or {}, (event.get("involvedObject") or {}).get("kind")
     if kind not in ("Kustomization", "OCIRepository") or not NAME.match(str(meta.get("site"))):
         return None
-    stamp = datetime.fromisoformat(str(event.get("timestamp", "")).replace("Z", "+00:00")) \
-        if event.get("timestamp") else datetime.now(timezone.utc)
+    if received_at is not None:
+        stamp = datetime.fromtimestamp(received_at, timezone.utc)
+    else:
+        stamp = datetime.fromisoformat(str(event.get("timestamp", "")).replace("Z", "+00:00")) \
+            if event.get("timestamp") else datetime.now(timezone.utc)
     message = str(event.get("message", ""))[:500]
     if kind == "OCIRepository":
         digest = digest_of(str(meta.get("revision", ""))) or digest_of(message)

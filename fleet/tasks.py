@@ -96,7 +96,8 @@ def release(c, env, name="", root="", models=MODELS, revision="", json=False):
         print(f"released {name} of {env}: {len(result.sites)} site artifact(s), revision {revision}")
 
 
-STATUS_HELP = "folder of the sites' latest reports (written by fleet.receive; default out/fleet-status)"
+STATUS_HELP = ("the sites' latest reports: a folder (default out/fleet-status), or `registry`: the env's registry "
+               "(fleet-status/<env>, where the deployed fleet.receive writes)")
 
 
 def _plan(fleet, env: str):
@@ -106,6 +107,18 @@ def _plan(fleet, env: str):
         return load_rollout(env, fleet.of(env), fleet.root / "rollout.yaml")
     except FleetError as err:
         raise Exit(str(err), code=2) from None
+
+
+def _statuses(fleet, env: str, statuses: str):
+    """The status store: a folder, or `registry` (fleet/receiving/store.py; FLEET_REGISTRY_* credentials)."""
+    from fleet.status import StatusStore
+    if statuses != "registry":
+        return StatusStore(Path(statuses))
+    from fleet.artifact import Pusher
+    from fleet.promote import RegistryTags
+    from fleet.receiving.store import RegistryStatusStore
+    from fleet.release import credentials, registry_url
+    return RegistryStatusStore(RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials())))
 
 
 @task(help={"env": "environment", "release": "the release tag fleet.release pushed", "root": ROOT_HELP,
@@ -119,11 +132,10 @@ def promote(c, env, release, root="", run_id="", statuses="out/fleet-status"):
     from fleet.artifact import Pusher
     from fleet.promote import Promotion, PromotionError, RegistryTags
     from fleet.release import credentials, registry_url
-    from fleet.status import StatusStore
     fleet = _fleet(root)
     plan = _plan(fleet, env)
     tags = RegistryTags(Pusher(registry_url(fleet.environments[env]), credentials()))
-    promotion = Promotion(plan, release, tags, StatusStore(Path(statuses)), run_id=run_id or os.environ.get("BUILD_BUILDID", ""),
+    promotion = Promotion(plan, release, tags, _statuses(fleet, env, statuses), run_id=run_id or os.environ.get("BUILD_BUILDID", ""),
                           sites={s.name: s for s in fleet.of(env)})
     try:
         outcome = promotion.run()
@@ -144,11 +156,16 @@ def status(c, env, root="", statuses="out/fleet-status", json=False, html="", hi
     import time
     from rich.console import Console
     from rich.table import Table
+    from common.oci import RegistryError
     from fleet import rollup
-    from fleet.status import StatusStore
-    plan = _plan(_fleet(root), env)
+    fleet = _fleet(root)
+    plan = _plan(fleet, env)
     now = time.time()
-    table = rollup.rows(plan, StatusStore(Path(statuses)).read(env), now)
+    try:
+        reports = _statuses(fleet, env, statuses).read(env)
+    except RegistryError as err:
+        raise Exit(f"fleet.status {env}: {err}", code=1) from None
+    table = rollup.rows(plan, reports, now)
     data = rollup.summary(plan, table, now)
     if history:
         data |= _history(root, env)
@@ -187,18 +204,38 @@ def _history(root: str, env: str) -> dict:
     return {"history": past["promotions"], "late": state.get("late", [])}
 
 
-@task(help={"listen": "address:port to listen on (default 127.0.0.1:9292)", "statuses": STATUS_HELP})
-def receive(c, listen="127.0.0.1:9292", statuses="out/fleet-status"):
-    """Receive the sites' Flux events (Provider generic-hmac; key in FLEET_WEBHOOK_KEY) into the status folder."""
+@task(help={"env": "the environment whose sites report here", "root": ROOT_HELP,
+            "listen": "address:port (default 0.0.0.0:8443; plain HTTP only on 127.0.0.1)", "statuses": STATUS_HELP,
+            "cert": "the TLS certificate chain file (PEM)", "key": "its private key file (PEM)"})
+def receive(c, env, root="", listen="0.0.0.0:8443", statuses="out/fleet-status", cert="", key=""):
+    """Receive env's sites' Flux events (Provider generic-hmac) over HTTPS into the status store: each site posts
+    to /sites/<env>/<site> signed with its own key, derived from the master key in FLEET_WEBHOOK_KEY."""
     import os
-    from fleet.receiver import server
-    from fleet.status import StatusStore
-    key = os.environ.get("FLEET_WEBHOOK_KEY", "").encode()
+    from fleet.receiver import InsecureListen, server, tls_context
+    from fleet.receiving.keys import MIN_MASTER_BYTES
+    fleet = _fleet(root, env)
+    master, receiver = os.environ.get("FLEET_WEBHOOK_KEY", "").encode(), fleet.environments[env].receiver
     host, _, port = listen.rpartition(":")
-    if not key or not port.isdigit():
-        raise Exit("fleet.receive: set FLEET_WEBHOOK_KEY, and --listen as address:port", code=2)
-    httpd = server((host or "127.0.0.1", int(port)), StatusStore(Path(statuses)), key)
-    print(f"fleet.receive: listening on {listen}")
+    problems = [p for p, bad in (
+        (f"FLEET_WEBHOOK_KEY: set it to the master report key (at least {MIN_MASTER_BYTES} bytes)",
+         len(master) < MIN_MASTER_BYTES),
+        ("--listen: give address:port", not port.isdigit()),
+        ("--cert and --key: give both or neither", bool(cert) != bool(key)),
+        (f"fleet.yaml: environments.{env}.receiver: missing (notifyType generic-hmac with a receiver)",
+         receiver is None)) if bad]
+    tls = None
+    try:
+        tls = tls_context(Path(cert), Path(key)) if cert and key else None
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        problems.append(f"--cert/--key: cannot load the certificate and key: {type(err).__name__}")
+    if problems:
+        raise Exit("fleet.receive: " + "\nfleet.receive: ".join(problems), code=2)
+    try:
+        httpd = server((host or "0.0.0.0", int(port)), _statuses(fleet, env, statuses), master,
+                       {env: receiver.key_generation}, tls)
+    except InsecureListen as err:
+        raise Exit(f"fleet.receive: --listen: {err}", code=2) from None
+    print(f"fleet.receive: {'https' if tls else 'http'} on {listen} for {env}")
     httpd.serve_forever()
 
 

@@ -202,7 +202,8 @@ class FleetDelivery(_Model):
     rendered: Path = Field(description="fleet.render's folder of this site, out/fleet/<env>/<fleet site> (flux.yaml)")
     notify_token_env: str | None = Field(None, alias="notifyTokenEnv", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                          description="variable holding the notification token (azuredevops: a PAT "
-                                                     "with Code status write; generic-hmac: the HMAC key)")
+                                                     "with Code status write; generic-hmac: the env's master "
+                                                     "report key, the site's own key is derived from it)")
     notify_address: str | None = Field(None, alias="notifyAddress", pattern=r"^https?://\S+$",
                                        description="generic types: the URL the site's events go to (fleet.receive)")
 

@@ -17,7 +17,8 @@ from edge_hosts.inventory.credentials import CredentialError, site_registry_cred
 from edge_hosts.inventory.model import Inventory
 from edge_hosts.engine.context import HostContext
 from edge_hosts.engine.context import StepError
-from fleet import onsite
+from fleet import flux, onsite
+from fleet.receiving import keys
 
 NEEDS_TOKEN = ("azuredevops", "generic-hmac")  # the Provider types whose secret holds a `token`
 
@@ -65,6 +66,18 @@ def _registry(objects: list[dict]) -> str:
     return _one(objects, "ResourceSetInputProvider")["spec"]["url"].removeprefix("oci://").split("/", 1)[0]
 
 
+def _site_key(master: str, objects: list[dict], problems: list[str]) -> str:
+    """generic-hmac: the site's own report key, derived from the env's master key for the Provider's key
+    generation (fleet/receiving/keys.py), never the master key itself."""
+    generation = _one(objects, "Provider")["metadata"].get("annotations", {}).get(flux.KEY_GENERATION, "")
+    meta = _one(objects, "Alert")["spec"]["eventMetadata"]
+    try:
+        return keys.site_key(master.encode(), int(generation), meta["env"], meta["site"])
+    except (ValueError, KeyError) as err:
+        problems.append(f"fleet.notifyTokenEnv: cannot derive the site's report key: {err}")
+        return ""
+
+
 def _notification(inventory: Inventory, notify_type: str, environ, problems: list[str]) -> tuple[str, str]:
     """(token, address) for the fleet-notify Secret."""
     fleet, token = inventory.fleet, ""
@@ -76,7 +89,7 @@ def _notification(inventory: Inventory, notify_type: str, environ, problems: lis
             problems.append(f"fleet.notifyTokenEnv: environment variable {fleet.notify_token_env} is not set")
         else:
             token = environ[fleet.notify_token_env]
-    if notify_type.startswith("generic") and not fleet.notify_address:
+    if notify_type == "generic" and not fleet.notify_address:
         problems.append(f"fleet.notifyAddress: required: the site's Provider is {notify_type}, which posts to it")
     return token, fleet.notify_address or ""
 
@@ -95,8 +108,9 @@ def onsite_manifest(inventory: Inventory) -> OnSite:
     if credential and objects and credential.server != _registry(objects):
         problems.append(f"registries.credentials: the credential is for {credential.server}, the site's Flux pulls "
                         f"from {_registry(objects)}")
-    token, address = _notification(inventory, _one(objects, "Provider")["spec"]["type"] if objects else "",
-                                   os.environ, problems)
+    notify_type = _one(objects, "Provider")["spec"]["type"] if objects else ""
+    master, address = _notification(inventory, notify_type, os.environ, problems)
+    token = _site_key(master, objects, problems) if notify_type == "generic-hmac" and master else master
     if problems:
         raise FleetInputError("\n".join(f"{inventory.source}: {p}" for p in problems))
     secrets = onsite.site_secrets(credential.server, credential.username, credential.password, token, address)
@@ -105,7 +119,7 @@ def onsite_manifest(inventory: Inventory) -> OnSite:
         secrets.append(onsite.proxy_secret(variables))  # the site's proxy, for the Flux controllers
     text = onsite.auto_deploy_manifest(objects, secrets)
     encoded = {value for secret in secrets for value in secret["data"].values()}
-    return OnSite(text, frozenset({credential.password, *filter(None, (token, address)), *encoded,
+    return OnSite(text, frozenset({credential.password, *filter(None, (master, token, address)), *encoded,
                                    *proxy.passwords(inventory)}))
 
 

@@ -1,0 +1,1 @@
+"""The status receiver's parts: per-site report keys, request authentication, the durable status store."""
