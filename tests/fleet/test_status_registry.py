@@ -42,3 +42,14 @@ def test_signed_reports_reach_the_registry_and_fleet_status_reads_them(seeds, re
                 env=env)
     assert done.returncode == 0, done.stderr
     assert sum(w["healthy"] for w in json.loads(done.stdout)["waves"]) == len(sites)
+
+
+def test_the_promote_pipeline_reads_the_registry_store_not_an_agent_folder():
+    import yaml
+    from tests.fleet.test_status import ROOT
+    template = yaml.safe_load((ROOT / "pipelines/templates/fleet-promote.yml").read_text())
+    default = {p["name"]: p.get("default") for p in template["parameters"]}["statusesPath"]
+    assert default == "registry"
+    steps = template["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
+    readers = [s for s in steps if "--statuses" in s.get("script", "")]
+    assert len(readers) == 2 and all("FLEET_REGISTRY_PASSWORD" in s["env"] for s in readers)
