@@ -33,8 +33,11 @@ def interruptible(engine: Engine, work: Callable[[], list[HostResult]], names: l
     # SIGINT is blocked while the thread starts (it and the threads it starts keep it blocked): a Ctrl-C then is
     # pending until the loop below takes it, never raised inside Thread.start
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    threading.Thread(target=run, name="run", daemon=True).start()
     interrupts = 0
+    try:
+        threading.Thread(target=run, name="run", daemon=True).start()
+    except KeyboardInterrupt:  # taken by a thread started earlier (its SIGINT unblocked) while start() waited
+        interrupts = _interrupted(engine, 1)
     # waited for on an Event, never Thread.join: a Ctrl-C inside join() makes CPython 3.11 take the thread for
     # ended while it runs on (threading.py _wait_for_tstate_lock releases the lock the running thread holds)
     while True:
@@ -43,12 +46,17 @@ def interruptible(engine: Engine, work: Callable[[], list[HostResult]], names: l
             if ended.wait(0.5):
                 break
         except KeyboardInterrupt:
-            interrupts += 1
-            if interrupts == 1:
-                engine.stop("interrupted (Ctrl-C)")
-                print(STOPPING, file=sys.stderr, flush=True)
-            else:
-                engine.cut("interrupted (Ctrl-C)")
+            interrupts = _interrupted(engine, interrupts + 1)
     if "error" in outcome and not interrupts:
         raise outcome["error"]
     return (outcome.get("results") if "results" in outcome else engine.results(names)), interrupts > 0
+
+
+def _interrupted(engine: Engine, count: int) -> int:
+    """The run's `count`-th Ctrl-C: the first stops it, a later one cuts the steps in progress off."""
+    if count == 1:
+        engine.stop("interrupted (Ctrl-C)")
+        print(STOPPING, file=sys.stderr, flush=True)
+    else:
+        engine.cut("interrupted (Ctrl-C)")
+    return count

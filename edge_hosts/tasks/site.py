@@ -26,8 +26,8 @@ def plan(c, site, json=False, batch=1):
     inventory = site_inventory(site, problems)
     check_registries(inventory, problems)
     source = artifact_source(inventory, problems)
+    warn_site(inventory)  # offline advice, also beside input problems: a plan is where a user looks for it
     refuse(problems)
-    warn_site(inventory)
     names = [h.name for h in inventory.hosts]
     with Progress(names, enabled=not json) as progress, Engine(inventory, names, 16, progress, source) as engine:
         try:

@@ -4,6 +4,7 @@ exit 130."""
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -18,7 +19,22 @@ from test_edge_attempts import inventory
 HOSTS = ["h0"]
 
 
-def test_a_sigint_lets_the_running_step_finish_and_starts_no_other(tmp_path, capsys):
+@pytest.fixture
+def ctrl_c():
+    """Python's own SIGINT handler, as in a terminal (a background job, as CI may run the suite, starts with
+    SIGINT ignored), and a thread started before the run with SIGINT unblocked, as the site lock's heartbeat is:
+    the signal may land on it at any moment, even while the run's thread starts."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop = threading.Event()
+    bystander = threading.Thread(target=stop.wait, daemon=True)
+    bystander.start()
+    yield
+    stop.set()
+    bystander.join()
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_sigint_lets_the_running_step_finish_and_starts_no_other(tmp_path, capsys, ctrl_c):
     ran = []
 
     def interrupted_step(ctx):
