@@ -162,20 +162,24 @@ class ApiServer:
         """End kube-apiserver, then etcd (SIGTERM, SIGKILL after `grace` seconds), with their process groups."""
         for name in ("kube-apiserver", "etcd"):
             proc = self.procs.pop(name, None)
-            if proc is None:
-                continue
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
+            if proc is not None:
+                end_group(proc, grace)
 
     def __enter__(self) -> "ApiServer":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def end_group(proc: subprocess.Popen, grace: float) -> None:
+    """End a program and its process group: SIGTERM, then SIGKILL after `grace` seconds."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import ssl
 import subprocess
 import time
@@ -29,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.programs.apiserver import ApiServer, _signal_group, free_port
+from lab.programs.apiserver import ApiServer, end_group, free_port
 from lab.programs.build import FLUX, KUBERNETES, MODULE_DIR, BuildError, _go, ensure_programs, pinned_version
 
 NAMESPACE = "flux-system"
@@ -184,13 +183,7 @@ class FluxSite:
     def stop(self, grace: float = STOP_TIMEOUT) -> None:
         """End every program (SIGTERM to its process group, SIGKILL after `grace` seconds)."""
         for name in list(self.procs):
-            proc = self.procs.pop(name)
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
+            end_group(self.procs.pop(name), grace)
 
     def __enter__(self) -> "FluxSite":
         return self
