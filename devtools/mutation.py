@@ -67,8 +67,8 @@ def work_dir(module: str) -> Path:
 
 
 def prepare(module: str, target: dict, work: Path) -> None:
-    """Copy the checkout's files (tracked and new, not ignored) to `work`, link the test fixtures beside it as
-    beside the checkout, and write mutmut's settings for this module into the copy's pyproject.toml."""
+    """Copy the checkout's files (tracked and new, not ignored) to `work`, link what lies beside the checkout
+    beside it too, and write mutmut's settings for this module into the copy's pyproject.toml."""
     shutil.rmtree(work.parent, ignore_errors=True)
     work.mkdir(parents=True)
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
@@ -78,10 +78,11 @@ def prepare(module: str, target: dict, work: Path) -> None:
         if source.is_file():
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, work / name)
-    shared = ROOT.parent / "shared"
-    if shared.is_dir():  # tests read upstream fixtures from ../shared: from the copy and from its mutants/ tree
-        for link in (work.parent / "shared", work / "shared"):
-            link.symlink_to(shared)
+    # tests may read what lies beside the checkout (REPO.parent): seen the same from the copy and its mutants/ tree
+    for sibling in (p for p in ROOT.parent.iterdir() if p != ROOT):
+        for place in (work.parent, work):
+            if not (place / sibling.name).exists():
+                (place / sibling.name).symlink_to(sibling)
     with open(work / "pyproject.toml", "a") as pyproject:
         pyproject.write(mutmut_settings(module, target))
 
