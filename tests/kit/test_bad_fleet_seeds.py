@@ -19,7 +19,7 @@ def test_unknown_keys_env_and_ring_names_get_the_closest_known_one(tmp_path):
     stderr = refused("fleet.render", "--env", "production", "--root", str(root), "--out", str(tmp_path / "out"))
     for expected in (
             "fleet/fleet.yaml: environments.qa.stak: Extra inputs are not permitted (did you mean 'stack'?); "
-            "this mapping takes: insecure, notifyAddress, notifyType, registry, source, stack",
+            "this mapping takes: insecure, notifyAddress, notifyType, receiver, registry, source, stack",
             "fleet/sites/store-lyon/site.yaml: modelVersoin: Extra inputs are not permitted (did you mean "
             "'modelVersion'?)"):
         assert expected in stderr, stderr

@@ -1,7 +1,7 @@
 """`./kit mutate`: real mutmut over a module in a copy of the checkout, scored by the tests it is given."""
 import re
 
-from helpers import kit
+from tests.kit.helpers import kit
 
 MODULE = "edge_hosts/operations/upgrade.py"  # its listed mutants (the upgrade path) are few and tested in-process
 
