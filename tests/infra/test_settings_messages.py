@@ -153,3 +153,92 @@ def test_keda_is_noted_only_where_it_runs_and_the_pins_in_use_are_the_stacks():
     def off(values):
         values["agents"]["enabled"] = False
     assert settings_rules.keda_notes(settings(QA, "qa", off)) == []
+
+
+def test_the_private_networking_and_azureml_ip_range_notes_in_full():
+    nat = ("the image-build compute cluster has no public IPs and the subnets no default outbound access: its subnet "
+           "(network.subnets.aksNodes) goes out through the stack's NAT gateway, and so does the AKS nodes' outbound "
+           "traffic (a subnet's NAT gateway takes precedence over the load balancer's outbound rules, "
+           "learn.microsoft.com/azure/nat-gateway/nat-overview); allow its public IP where those destinations "
+           "filter by address")
+    assert nat in settings_rules.warnings(settings(QA, "qa"), date(2026, 12, 7))  # qa: privateNetworking: true
+    def attach(values):
+        values.setdefault("ml", {})["attachAks"] = True
+        values["cluster"].pop("disableLocalAccounts", None)
+    notes = settings_rules.warnings(settings(DEV, "dev", attach), date(2026, 12, 7))  # public, with IP ranges
+    assert nat not in notes and "the AzureML control plane must reach the API server: add its IP ranges (both paired " \
+        "regions) to cluster.authorizedIpRanges" in notes
+
+
+def test_keda_is_noted_for_aks_only_with_agent_pools_that_install_it_and_per_edge_site_that_does():
+    def newer_aks(values):
+        values["cluster"]["kubernetesVersion"] = "1.36"  # past KEDA 2.20's tested 1.33-1.35
+    def clusters(edit):
+        notes = settings_rules.keda_notes(settings(QA, "qa", edit))
+        return [n.split(" (Kubernetes")[0] for n in notes]
+    assert clusters(newer_aks) == ["KEDA 2.20.2 on AKS", "KEDA 2.20.2 on edge site qa"]
+    assert settings_rules.keda_notes(settings(QA, "qa", newer_aks))[0].startswith(
+        "KEDA 2.20.2 on AKS (Kubernetes 1.36): KEDA 2.20 is tested on Kubernetes 1.33-1.35 only")
+    def no_keda_anywhere(values):
+        newer_aks(values)
+        values["agents"]["installKeda"] = False
+        values["agents"]["edgeSites"][0]["installKeda"] = False
+    assert clusters(no_keda_anywhere) == []
+    def edge_agents_only(values):
+        newer_aks(values)
+        values["agents"]["pools"] = []
+    assert clusters(edge_agents_only) == ["KEDA 2.20.2 on edge site qa"]
+
+
+def test_an_edge_site_devops_deploys_to_needs_registry_access_with_the_agents_off():
+    def devops_only(values):
+        values["agents"]["enabled"] = False
+        values["registry"]["edgeSites"] = [s for s in values["registry"]["edgeSites"] if s["name"] != "qa"]
+    assert problems(QA, "qa", devops_only) == [
+        "registry.edgeSites: edge site 'qa' has no way to the registry: add it with egressIps (its public egress "
+        "addresses) and pull (the repositories it runs)"]
+
+
+def test_an_egress_range_of_a_slash_8_is_the_widest_a_site_may_open():
+    def slash(bits):
+        def edit(values):
+            values["registry"]["edgeSites"][1]["egressIps"] = [f"10.0.0.0/{bits}"]
+        return edit
+    assert settings(QA, "qa", slash(8)).registry.edge_sites[1].egress_ips[0].prefixlen == 8
+    assert problems(QA, "qa", slash(7)) == [
+        "registry.edgeSites[1].egressIps[0]: 10.0.0.0/7 opens the registry to far more than a site"]
+
+
+def test_the_drain_limit_concerns_aks_agent_pools_only():
+    def long_jobs(edit):
+        def apply(values):
+            values["agents"]["jobTimeoutMinutes"] = 1436
+            edit(values)
+        return apply
+    def agents_off(values):
+        values["agents"]["enabled"] = False
+    def edge_pools_only(values):
+        values["agents"]["pools"] = []
+    assert settings(QA, "qa", long_jobs(agents_off)).agents.job_timeout_minutes == 1436
+    assert settings(QA, "qa", long_jobs(edge_pools_only)).agents.job_timeout_minutes == 1436
+
+
+def test_the_decidable_rules_read_the_pod_cidr_among_invalid_fields():
+    raw = {"network": {"addressSpace": "10.10.0.0/16", "serviceCidr": "nonsense", "podCidr": "10.10.128.0/17"}}
+    assert decidable_network_rules(raw) == [
+        ("network.podCidr", "10.10.128.0/17 overlaps network.addressSpace (10.10.0.0/16)")]
+
+
+def test_a_bad_name_is_keyed_where_it_came_from_an_override_or_the_derived_names():
+    def override(values):
+        values["names"] = {"storageAccount": "Has_Caps"}
+    assert problems(DEV, "dev", override) == [
+        "names.storageAccount: storage account 'Has_Caps' is invalid: storage account names are 3-24 lowercase "
+        "letters and digits"]
+    # a derived name: the stack's name (a valid Pulumi stack name) goes into the AKS dnsPrefix as it is
+    with pytest.raises(SettingsError) as err:
+        load_stack(copy.deepcopy(DEV), source="Pulumi.edge_lab.yaml", env="edge_lab", organization=ORGANIZATION)
+    prefix = DEV["namePrefix"]
+    assert err.value.problems == [
+        f"Pulumi.edge_lab.yaml: config.mlops-edge-kit:namePrefix: dns prefix '{prefix}-edge_lab' is invalid: AKS "
+        "dnsPrefix is 1-54 letters, digits and hyphens, starting and ending alphanumeric"]
