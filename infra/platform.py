@@ -7,6 +7,7 @@ from infra.devops.deploy import deploy_devops
 from infra.access.roles import ClusterAdmins, PlatformAccess
 from infra.components.cluster import ARM64_TAINT, AksCluster
 from infra.components.diagnostics import Diagnostics
+from infra.components.fleet_receiver import FleetReceiverDeployment
 from infra.components.ml_attachment import MlAttachment
 from infra.components.ml_workspace import IMAGE_BUILD_SUBNET, MlWorkspace
 from infra.components.network import Network
@@ -15,6 +16,7 @@ from infra.components.peering import VnetPeerings
 from infra.components.placement import Placement
 from infra.components.private_endpoint import PrivateNetwork
 from infra.components.registry import Registry
+from infra.stack.settings_rules import receiver_sources
 from infra.stack.stack_config import Stack
 
 
@@ -87,6 +89,11 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
     }
     if registry.edge_credentials is not None:
         outputs["edgeRegistryCredentials"] = registry.edge_credentials  # secret: {site: {server, username, password}}
+    if settings.fleet_receiver:
+        receiver = FleetReceiverDeployment(
+            "fleet-receiver", settings=settings.fleet_receiver, resource_group=group.name, registry=registry.registry,
+            kubeconfig=admins.kubeconfig, sources=[str(cidr) for cidr in receiver_sources(settings)])
+        outputs["fleetReceiverAddress"] = receiver.address
     outputs |= deploy_devops(settings.devops, settings.agents, env=stack.env, platform=outputs, tags=tags)
     deploy_agents(settings.agents, cluster_kubeconfig=admins.kubeconfig, registry_login_server=registry.login_server,
                   parent=None, pool_taints={"amd64": [], "arm64": [ARM64_TAINT]},

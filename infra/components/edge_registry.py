@@ -26,11 +26,11 @@ PULL_ACTIONS = ("content/read", "metadata/read")
 PUSH_ACTIONS = ("content/write",)
 
 
-def scope_actions(site: EdgeSiteRegistry) -> list[str]:
-    """The scope map's actions: pull on every repository the site runs or builds, push on those it builds."""
-    repositories = dict.fromkeys([*site.pull, *site.push])
+def scope_actions(pull: list[str], push: list[str]) -> list[str]:
+    """A scope map's actions: pull on every repository read or written, push on those written."""
+    repositories = dict.fromkeys([*pull, *push])
     actions = [f"repositories/{repo}/{action}" for repo in repositories for action in PULL_ACTIONS]
-    return actions + [f"repositories/{repo}/{action}" for repo in site.push for action in PUSH_ACTIONS]
+    return actions + [f"repositories/{repo}/{action}" for repo in push for action in PUSH_ACTIONS]
 
 
 def generate_password(registry_id: str, token_id: str, name: str, bearer: str, *, poll_s: float = 5,
@@ -84,22 +84,29 @@ class EdgeRegistryAccess(pulumi.ComponentResource):
     def __init__(self, name: str, *, resource_group: pulumi.Input[str], registry: containerregistry.Registry,
                  sites: list[EdgeSiteRegistry], opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:infra:EdgeRegistryAccess", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        credentials = {}
-        for site in sites:
-            scope = containerregistry.ScopeMap(
-                f"{name}-{site.name}-scope", resource_group_name=resource_group, registry_name=registry.name,
-                scope_map_name=f"edge-{site.name}", actions=scope_actions(site),
-                description=f"Edge site {site.name}: pull what it runs, push what it builds", opts=child)
-            token = containerregistry.Token(
-                f"{name}-{site.name}-token", resource_group_name=resource_group, registry_name=registry.name,
-                token_name=f"edge-{site.name}", scope_map_id=scope.id, status="enabled", opts=child)
-            password = TokenPassword(f"{name}-{site.name}-password", registry_id=registry.id, token_id=token.id,
-                                     opts=child)
-            credentials[site.name] = {"server": registry.login_server, "username": password.username,
-                                      "password": password.password}
+        credentials = {site.name: scoped_token(
+            f"{name}-{site.name}", f"edge-{site.name}", resource_group=resource_group, registry=registry,
+            actions=scope_actions(site.pull, site.push),
+            description=f"Edge site {site.name}: pull what it runs, push what it builds", parent=self)
+            for site in sites}
         self.credentials = pulumi.Output.secret(credentials)
         self.register_outputs({})
+
+
+def scoped_token(name: str, token_name: str, *, resource_group: pulumi.Input[str],
+                 registry: containerregistry.Registry, actions: list[str], description: str,
+                 parent: pulumi.Resource) -> dict[str, pulumi.Output[str]]:
+    """A scope map allowing exactly `actions`, a token on it and its generated password: {server, username,
+    password} (the password a secret)."""
+    child = pulumi.ResourceOptions(parent=parent)
+    scope = containerregistry.ScopeMap(
+        f"{name}-scope", resource_group_name=resource_group, registry_name=registry.name, scope_map_name=token_name,
+        actions=actions, description=description, opts=child)
+    token = containerregistry.Token(
+        f"{name}-token", resource_group_name=resource_group, registry_name=registry.name, token_name=token_name,
+        scope_map_id=scope.id, status="enabled", opts=child)
+    password = TokenPassword(f"{name}-password", registry_id=registry.id, token_id=token.id, opts=child)
+    return {"server": registry.login_server, "username": password.username, "password": password.password}
 
 
 def network_rules(sites: list[EdgeSiteRegistry]) -> dict | None:

@@ -22,9 +22,10 @@ TTL = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")
 TTL_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 MIN_TTL, MAX_TTL = timedelta(minutes=15), timedelta(days=7)
 # Parts of a base env that belong to that env alone: an ephemeral copy must not register build agents into the
-# base env's pools, recreate its Azure DevOps objects, or adopt its explicitly named Azure resources.
+# base env's pools, recreate its Azure DevOps objects, adopt its explicitly named Azure resources, or run a second
+# receiver of its sites' reports (its fixed IP is in the base's address block, its status store the base's).
 SHARED_SETTINGS_OFF = {"agents": {"enabled": False}, "devops": {"enabled": False}}
-BASE_ONLY_SETTINGS = ("names",)
+BASE_ONLY_SETTINGS = ("names", "fleetReceiver")
 EPHEMERAL_TAG, EXPIRES_TAG, BASE_TAG = "ephemeral", "expires-at", "base-env"
 
 

@@ -193,6 +193,36 @@ class RegistrySettings(Model):
     edge_sites: list[EdgeSiteRegistry] = []
 
 
+class KitImage(Model):
+    """The kit's own image (docs/fleet.md "The receiver on AKS"), in the stack's registry, pinned by digest."""
+
+    repository: str = Field("mlops-edge-kit/kit", pattern=REPOSITORY.pattern)
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+
+
+class FleetReceiver(Model):
+    """`fleet.receive` on AKS for one fleet environment: behind an internal load balancer at a fixed private IP,
+    TLS with a certificate from secret config, the sites' reports kept in the stack's registry."""
+
+    environment: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$")  # its name in fleet/fleet.yaml
+    image: KitImage
+    load_balancer_ip: IPv4Address  # in network.subnets.aksNodes, where AKS puts internal load balancers
+    port: int = Field(8443, ge=1024, le=65535)
+    ca: str = Field(pattern=r"^-----BEGIN CERTIFICATE-----\n[\s\S]+-----END CERTIFICATE-----\s*$")  # public: the sites trust it
+    allow_from: list[IPv4Network] = []  # where the sites' reports come from; default: registry.edgeSites egressIps
+    cert_secret_key: str = Field("fleetReceiverCert", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
+    key_secret_key: str = Field("fleetReceiverKey", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
+    master_key_secret_key: str = Field("fleetWebhookKey", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
+
+    @property
+    def address(self) -> str:
+        return f"https://{self.load_balancer_ip}:{self.port}"
+
+    def secret_config_keys(self) -> list[str]:
+        """The secret config keys it reads: the TLS certificate and key (PEM) and the master report key."""
+        return [self.cert_secret_key, self.key_secret_key, self.master_key_secret_key]
+
+
 class NameOverrides(Model):
     """Explicit Azure names, e.g. to adopt existing resources; derived names are used otherwise."""
 
@@ -215,6 +245,7 @@ class StackSettings(Model):
     names: NameOverrides = NameOverrides()
     agents: AgentsSettings = AgentsSettings(enabled=False)
     devops: DevOpsSettings = DevOpsSettings()
+    fleet_receiver: FleetReceiver | None = None
 
     @property
     def local_accounts_disabled(self) -> bool:

@@ -27,7 +27,7 @@ def violations(settings: StackSettings, names: StackNames) -> list[Violation]:
     """Every rule the settings break, each with the key path it concerns."""
     return [*_subnet_layout(settings), *_exposure(settings),
             *_node_pools(settings), *_names(settings, names), *_ml_attachment(settings), *_node_drain(settings),
-            *_edge_registry(settings),
+            *_edge_registry(settings), *_fleet_receiver(settings),
             *agents_disagreements(settings.devops, settings.agents), *unschedulable_pools(settings.agents)]
 
 
@@ -94,6 +94,35 @@ def _edge_registry(settings: StackSettings) -> Iterator[Violation]:
         for j, ip in enumerate(site.egress_ips):
             if ip.prefixlen < 8:
                 yield f"registry.edgeSites[{i}].egressIps[{j}]", f"{ip} opens the registry to far more than a site"
+
+
+def receiver_sources(settings: StackSettings) -> list[IPv4Network]:
+    """Where the sites' reports may come from: fleetReceiver.allowFrom, else every edge site's egress addresses."""
+    receiver = settings.fleet_receiver
+    if receiver and receiver.allow_from:
+        return list(receiver.allow_from)
+    return list(dict.fromkeys(ip for site in settings.registry.edge_sites for ip in site.egress_ips))
+
+
+def _fleet_receiver(settings: StackSettings) -> Iterator[Violation]:
+    """The receiver's fixed IP is one AKS can give its internal load balancer, and some site may reach it."""
+    receiver = settings.fleet_receiver
+    if receiver is None:
+        return
+    subnet, ip = settings.network.subnets.aks_nodes, receiver.load_balancer_ip
+    # AKS takes an internal load balancer's IP from the cluster's subnet (learn.microsoft.com/azure/aks/internal-lb,
+    # "Specify an IP address"); Azure reserves each subnet's first four addresses and its last
+    # (learn.microsoft.com/azure/virtual-network/virtual-networks-faq, "restrictions on using IP addresses").
+    if ip not in subnet:
+        yield "fleetReceiver.loadBalancerIp", f"{ip} is outside network.subnets.aksNodes ({subnet})"
+    elif int(ip) - int(subnet.network_address) < 4 or ip == subnet.broadcast_address:
+        yield "fleetReceiver.loadBalancerIp", f"{ip} is one of the addresses Azure reserves in {subnet}"
+    if not receiver_sources(settings):
+        yield "fleetReceiver.allowFrom", ("no site could report: give the addresses the sites' reports come from "
+                                          "(or list the sites with their egressIps in registry.edgeSites)")
+    for i, cidr in enumerate(receiver.allow_from):
+        if cidr.prefixlen < 8:
+            yield f"fleetReceiver.allowFrom[{i}]", f"{cidr} opens the receiver to far more than the sites"
 
 
 def drain_timeout_minutes(job_timeout_minutes: int | None) -> int | None:

@@ -98,7 +98,8 @@ def engine_config(config: dict[str, Any], settings: StackSettings) -> tuple[dict
     Returns (values, secret keys, required secrets the file does not set yet; placeholders stand in for them).
     """
     required = dict.fromkeys([*settings.agents.secret_config_keys(), *settings.devops.secret_config_keys(settings.agents),
-                              *settings.ml.secret_config_keys()])
+                              *settings.ml.secret_config_keys(),
+                              *(settings.fleet_receiver.secret_config_keys() if settings.fleet_receiver else [])])
     missing = [k for k in required if f"{PROJECT}:{k}" not in config]
     config = {**config, **{f"{PROJECT}:{k}": {"secure": ""} for k in missing}}
     values, secret_keys = {}, []

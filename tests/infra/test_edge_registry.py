@@ -81,9 +81,10 @@ def yaml_of(env: str) -> dict:
 
 @pytest.mark.parametrize("break_it,expected", [
     (lambda rec: rec.one(REGISTRY).inputs.update(publicNetworkAccess="Disabled"), "edge site qa has no network path"),
-    (lambda rec: rec.resources.remove(next(r for r in rec.resources if r.type.endswith(":Token"))),
+    (lambda rec: rec.resources.remove(next(r for r in rec.resources if r.inputs.get("tokenName") == "edge-qa")),
      "edge site qa has no credential"),
-    (lambda rec: rec.of_type("azure-native:containerregistry:ScopeMap")[0].inputs.update(
+    (lambda rec: next(s for s in rec.of_type("azure-native:containerregistry:ScopeMap")
+                      if s.inputs["scopeMapName"] == "edge-qa").inputs.update(
         actions=["repositories/ai-app/content/read"]), "edge site qa's agent pools \\(push\\) has no credential"),
     (lambda rec: rec.resources.remove(next(r for r in rec.resources if r.name == "access-kubelet-acrpull")),
      "the AKS kubelet has no credential"),

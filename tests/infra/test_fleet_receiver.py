@@ -1,0 +1,216 @@
+"""Issue 18 item 6: fleet.receive deployed on AKS by the real program with each stack's real config (mock runtime):
+only where the stack enables it; an internal load balancer at the fixed IP; a locked-down single-writer pod; a
+registry token for fleet-status/<env> only; secrets never plain; objects schema-valid (strict); bad settings exit 2."""
+import json
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from fleet.receiving.store import status_repository
+from infra.offline import plan
+from infra.components import fleet_receiver
+from infra.stack.stack_config import ROOT
+from tests.infra.conftest import ENVS, expect_problems, settings_of
+from tests.infra.test_bad_settings import problems_for
+from tests.kit.helpers import kit
+
+ENABLED = {"qa": ("qa", "10.20.15.250"), "prod": ("production", "10.40.15.250")}  # stack -> (fleet env, IP)
+K8S_TYPES = ("kubernetes:core/v1:", "kubernetes:apps/v1:", "kubernetes:networking.k8s.io/v1:")
+MASTER, CERT, KEY = "master-report-key-Q7v2-do-not-leak-0123456789", "cert-pem-Zt4x", "key-pem-Wm8c"
+
+
+def receiver_objects(rec) -> dict[str, dict]:
+    """kind -> the receiver's Kubernetes object (inputs as the provider would send them)."""
+    return {r.inputs["kind"]: r.inputs for r in rec.resources
+            if r.type.startswith(K8S_TYPES) and r.name.startswith("fleet-receiver-")}
+
+
+def egress(env: str) -> list[str]:
+    config = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]
+    return [ip for site in config["mlops-edge-kit:registry"]["edgeSites"] for ip in site["egressIps"]]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_receiver_exists_only_where_the_stack_enables_it(recordings, env):
+    rec = recordings[env]
+    components = [r for r in rec.resources if r.type == "mlops:infra:FleetReceiver"]
+    if env in ENABLED:
+        assert len(components) == 1
+        assert set(receiver_objects(rec)) == {"Namespace", "ServiceAccount", "Secret", "Deployment", "Service",
+                                              "NetworkPolicy"}
+        assert rec.outputs["fleetReceiverAddress"] == f"https://{ENABLED[env][1]}:8443"
+    else:
+        assert components == [] and receiver_objects(rec) == {} and "fleetReceiverAddress" not in rec.outputs
+
+
+@pytest.mark.parametrize("env", sorted(ENABLED))
+def test_the_service_is_an_internal_load_balancer_at_the_fixed_ip_keeping_the_sites_addresses(recordings, env):
+    service = receiver_objects(recordings[env])["Service"]
+    assert service["metadata"]["annotations"] == {
+        "service.beta.kubernetes.io/azure-load-balancer-internal": "true",
+        "service.beta.kubernetes.io/azure-load-balancer-ipv4": ENABLED[env][1]}
+    spec = service["spec"]
+    assert spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local"
+    assert spec["ports"] == [{"name": "https", "port": 8443, "protocol": "TCP", "targetPort": "https"}]
+    assert spec["selector"] == {"app.kubernetes.io/name": "fleet-receiver"}
+
+
+@pytest.mark.parametrize("env", sorted(ENABLED))
+def test_only_the_sites_egress_addresses_reach_the_receiver_port(recordings, env):
+    policy = receiver_objects(recordings[env])["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "fleet-receiver"}}
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [{"from": [{"ipBlock": {"cidr": ip}} for ip in egress(env)],
+                                  "ports": [{"port": 8443, "protocol": "TCP"}]}]
+
+
+@pytest.mark.parametrize("env", sorted(ENABLED))
+def test_the_pod_is_one_locked_down_writer_running_fleet_receive_into_the_registry(recordings, env):
+    fleet_env = ENABLED[env][0]
+    objects = receiver_objects(recordings[env])
+    deployment = objects["Deployment"]["spec"]
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+    pod = deployment["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "fleet-receiver"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["seccompProfile"] == {
+        "type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    context = container["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] != 0
+    assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
+    assert context["privileged"] is False and context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert container["readinessProbe"]["tcpSocket"] == container["livenessProbe"]["tcpSocket"] == {"port": "https"}
+    assert container["ports"] == [{"containerPort": 8443, "name": "https", "protocol": "TCP"}]
+    image, digest = container["image"].split("@")
+    assert image.endswith(".azurecr.io/mlops-edge-kit/kit") and digest.startswith("sha256:")
+    assert container["command"] == ["python", "-m", "common.cli", "fleet.receive", "--env", fleet_env, "--statuses",
+                                    "registry", "--listen", "0.0.0.0:8443", "--cert",
+                                    "/etc/fleet-receiver/tls/tls.crt", "--key", "/etc/fleet-receiver/tls/tls.key"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs == {name: {"name": "fleet-receiver-env", "key": name}
+                    for name in ("FLEET_WEBHOOK_KEY", "FLEET_REGISTRY_USER", "FLEET_REGISTRY_PASSWORD")}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["tls"]["readOnly"] is True and mounts["tls"]["mountPath"] == "/etc/fleet-receiver/tls"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "fleet-receiver-tls"
+    assert objects["Namespace"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize("env", sorted(ENABLED))
+def test_the_receiver_token_may_read_and_write_its_status_store_and_nothing_else(recordings, env):
+    rec, fleet_env = recordings[env], ENABLED[env][0]
+    repository = status_repository(fleet_env)  # where fleet.receive --statuses registry writes
+    (scope,) = [s for s in rec.of_type("azure-native:containerregistry:ScopeMap")
+                if s.inputs["scopeMapName"] == f"fleet-receiver-{fleet_env}"]
+    assert sorted(scope.inputs["actions"]) == sorted(f"repositories/{repository}/{action}"
+                                                     for action in ("content/read", "metadata/read", "content/write"))
+    (token,) = [t for t in rec.of_type("azure-native:containerregistry:Token")
+                if t.inputs["tokenName"] == f"fleet-receiver-{fleet_env}"]
+    assert token.inputs["scopeMapId"].endswith(f"/scopeMaps/fleet-receiver-{fleet_env}")
+    assert token.inputs["status"] == "enabled"
+    password = next(r for r in rec.resources if r.name == "fleet-receiver-registry-password")
+    assert token.urn in password.dependencies
+    env_secret = next(r for r in rec.resources if r.name == "fleet-receiver-env")
+    assert password.urn in env_secret.dependencies
+
+
+def test_the_store_name_is_the_one_fleet_receive_writes():
+    for env in ("qa", "production", "lab-1"):
+        assert fleet_receiver.status_repository(env) == status_repository(env)
+
+
+@pytest.mark.parametrize("env", sorted(ENABLED))
+def test_the_tls_certificate_and_key_and_the_master_key_are_pulumi_secrets(recordings, env):
+    secrets = {r.inputs["metadata"]["name"]: r.inputs for r in recordings[env].resources
+               if r.type == "kubernetes:core/v1:Secret" and r.name.startswith("fleet-receiver-")}
+    assert secrets["fleet-receiver-tls"]["type"] == "kubernetes.io/tls"
+    assert secrets["fleet-receiver-tls"]["stringData"] == {"tls.crt": "[secret]", "tls.key": "[secret]"}
+    assert secrets["fleet-receiver-env"]["stringData"] == dict.fromkeys(
+        ["FLEET_WEBHOOK_KEY", "FLEET_REGISTRY_USER", "FLEET_REGISTRY_PASSWORD"], "[secret]")
+
+
+def test_the_secret_values_never_appear_in_the_plan(tmp_path, monkeypatch):
+    """With real values in secret config, neither the resources' inputs nor the outputs hold them."""
+    document = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())
+    values = {"fleetReceiverCert": CERT, "fleetReceiverKey": KEY, "fleetWebhookKey": MASTER}
+    document["config"] |= {f"mlops-edge-kit:{key}": {"secure": "v1:encrypted"} for key in values}
+    (tmp_path / "Pulumi.qa.yaml").write_text(yaml.safe_dump(document))
+    record = plan.record
+
+    def with_values(program, *, config, **kw):  # what the engine hands the program: the decrypted values
+        return record(program, config={**config, **{f"mlops-edge-kit:{k}": v for k, v in values.items()}}, **kw)
+
+    monkeypatch.setattr(plan, "record", with_values)
+    rec = plan.record_env("qa", root=tmp_path)
+    text = json.dumps([r.as_json() for r in rec.resources] + [rec.outputs])
+    assert "fleet-receiver-tls" in text and "fleet-receiver-env" in text
+    for secret in values.values():
+        assert secret not in text
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.37"])
+@pytest.mark.parametrize("env", sorted(ENABLED))
+def test_the_receiver_objects_are_schema_valid_in_strict_mode(recordings, env, version):
+    objects = [r.inputs for r in recordings[env].resources
+               if r.type.startswith(K8S_TYPES) and r.name.startswith("fleet-receiver-")]
+    assert len(objects) == 7  # both Secrets too
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def _receiver(config):
+    qa = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())["config"]
+    config["mlops-edge-kit:fleetReceiver"] = json.loads(json.dumps(qa["mlops-edge-kit:fleetReceiver"]))
+    config["mlops-edge-kit:fleetReceiver"]["loadBalancerIp"] = "10.10.15.250"  # inside dev's aksNodes
+    return settings_of(config, "fleetReceiver")
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda r: r.update(loadBalancerIp="10.99.0.7"),
+     r"config\.mlops-edge-kit:fleetReceiver\.loadBalancerIp: 10\.99\.0\.7 is outside network\.subnets\.aksNodes"),
+    (lambda r: r.update(loadBalancerIp="10.10.0.2"),
+     r"fleetReceiver\.loadBalancerIp: 10\.10\.0\.2 is one of the addresses Azure reserves"),
+    (lambda r: r.update(loadBalancerIp="10.10.300.1"), r"fleetReceiver\.loadBalancerIp: .*IPv4"),
+    (lambda r: r["image"].update(digest="latest"), r"fleetReceiver\.image\.digest: String should match"),
+    (lambda r: r.update(ca="not a certificate"), r"fleetReceiver\.ca: String should match"),
+    (lambda r: r.update(allowFrom=["0.0.0.0/0"]), r"fleetReceiver\.allowFrom\[0\]: 0\.0\.0\.0/0 opens the receiver"),
+    (lambda r: r.update(port=80), r"fleetReceiver\.port: Input should be greater than or equal to 1024"),
+    (lambda r: r.update(enviroment="qa"), r"fleetReceiver\.enviroment: unknown key"),
+    (lambda r: r.pop("environment"), r"fleetReceiver\.environment: Field required"),
+])
+def test_bad_receiver_settings_name_the_key(stack_root, tmp_path, change, expected):
+    problems = problems_for(stack_root, tmp_path, lambda config: change(_receiver(config)))
+    expect_problems(problems, expected)
+
+
+def test_a_receiver_no_site_could_reach_is_bad_settings(stack_root, tmp_path):
+    """dev lists no edge site: without allowFrom, nobody would be admitted."""
+    problems = problems_for(stack_root, tmp_path, _receiver)
+    expect_problems(problems, r"fleetReceiver\.allowFrom: no site could report")
+
+
+def test_the_cli_exits_2_naming_every_bad_receiver_key_and_writes_nothing(tmp_path):
+    document = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())
+    document["config"]["mlops-edge-kit:fleetReceiver"] |= {"loadBalancerIp": "10.20.0.1", "allowFrom": ["0.0.0.0/4"]}
+    (tmp_path / "Pulumi.qa.yaml").write_text(yaml.safe_dump(document))
+    out = tmp_path / "out"
+    done = kit("plan", "--env", "qa", "-p", str(tmp_path), "--out", str(out))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert ("Pulumi.qa.yaml: config.mlops-edge-kit:fleetReceiver.loadBalancerIp: 10.20.0.1 is one of the addresses "
+            "Azure reserves in 10.20.0.0/20") in done.stderr
+    assert ("Pulumi.qa.yaml: config.mlops-edge-kit:fleetReceiver.allowFrom[0]: 0.0.0.0/4 opens the receiver to far "
+            "more than the sites") in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_an_ephemeral_copy_of_a_stack_runs_no_second_receiver():
+    """The base's receiver is the base's alone: its IP is in the base's address block, its store the base's."""
+    from datetime import datetime, timezone
+
+    from infra.lifecycle.ephemeral import derive_config
+    base = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())["config"]
+    config = derive_config(base, datetime(2030, 1, 2, tzinfo=timezone.utc))
+    assert "mlops-edge-kit:fleetReceiver" in base and "mlops-edge-kit:fleetReceiver" not in config
