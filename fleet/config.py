@@ -86,9 +86,10 @@ class Model(Strict):
 
 
 class Receiver(Strict):
-    """Where the sites' reports go (fleet.receive) and how they are checked (docs/fleet.md "Status back")."""
+    """Where the sites' reports go (fleet.receive) and how they are checked (docs/fleet.md "Status back"); address
+    and ca unset: the env's stack deploys the receiver and gives them (Pulumi.<stack>.yaml fleetReceiver)."""
     address: Annotated[str, Field(pattern=r"^https://[a-z0-9.-]+(:[0-9]{1,5})?$|^http://127\.0\.0\.1:[0-9]{1,5}$",
-                                  description="https://host[:port]; http only on 127.0.0.1 (a test)")]
+                                  description="https://host[:port]; http only on 127.0.0.1 (a test)")] | None = None
     key_generation: Annotated[int, Field(ge=1, alias="keyGeneration")] = 1  # bump to rotate every site's key
     ca: Annotated[str, Field(pattern=r"^-----BEGIN CERTIFICATE-----\n[\s\S]+-----END CERTIFICATE-----\s*$")] | None = None
 
@@ -121,6 +122,9 @@ class Environment(Strict):
         if (self.notify_type == "generic-hmac") != (self.receiver is not None):
             raise ValueError("receiver: give it exactly when notifyType is generic-hmac (each site reports to the "
                              "kit's receiver with its own key)")
+        if self.receiver and self.registry and not self.receiver.address:
+            raise ValueError("receiver.address: required for a registry given by address (no stack deploys its "
+                             "receiver)")
         return self
 
 
@@ -244,26 +248,48 @@ def _bases(root: Path, problems: list[str]) -> tuple[dict, ...]:
     return tuple(objects)
 
 
-def _registry(name: str, env: Environment, project_dir: Path, problems: list[str]) -> str:
-    """The env's registry: the address it gives, or its stack's `registryLoginServer` as `./kit plan --env
-    <stack>` computes it from Pulumi.<stack>.yaml (the registry's name, `names.registry` or derived from
-    `namePrefix` and the stack as the program names it on a self-managed backend; Azure's login server for it,
-    `<name in lowercase>.azurecr.io`), never a second literal that could disagree
-    (tests/kit/test_fleet_registries.py holds it equal to the plan's output)."""
+def _from_stack(name: str, env: Environment, project_dir: Path, problems: list[str]) -> tuple[str, Receiver | None]:
+    """The env's registry and receiver: as it gives them, or from its stack, never a second literal that could
+    disagree. The registry is the stack's `registryLoginServer` as `./kit plan --env <stack>` computes it from
+    Pulumi.<stack>.yaml (the registry's name, `names.registry` or derived from `namePrefix` and the stack as the
+    program names it on a self-managed backend; Azure's login server for it, `<name in lowercase>.azurecr.io`:
+    tests/kit/test_fleet_registries.py holds it equal to the plan's output); a receiver without an address is the
+    one the stack deploys (its `fleetReceiver`: the output fleetReceiverAddress, and its CA)."""
     from infra.lifecycle.stack_files import validated_stack
     from infra.stack.stack_config import SettingsError, available_envs, stack_file
 
     if env.registry:
-        return env.registry
+        return env.registry, env.receiver
     where, path = f"fleet.yaml: environments.{name}.stack: '{env.stack}'", stack_file(env.stack, project_dir)
     if not path.is_file():
         problems.append(f"{where}: no {path} (stacks: {', '.join(available_envs(project_dir)) or 'none'})")
-        return ""
+        return "", env.receiver
     try:
-        return f"{validated_stack(project_dir, env.stack).names.registry.lower()}{AZURE_REGISTRY_DOMAIN}"
+        stack = validated_stack(project_dir, env.stack)
     except SettingsError as err:
         problems.append(f"{where}: the stack file is not valid:\n  " + "\n  ".join(err.problems))
-        return ""
+        return "", env.receiver
+    return f"{stack.names.registry.lower()}{AZURE_REGISTRY_DOMAIN}", _receiver(name, env, stack, problems)
+
+
+def _receiver(name: str, env: Environment, stack, problems: list[str]) -> Receiver | None:
+    """The receiver as the seeds give it, or with the address and CA of the one the env's stack deploys."""
+    receiver, deployed = env.receiver, stack.settings.fleet_receiver
+    where = f"fleet.yaml: environments.{name}.receiver"
+    if receiver is None:
+        return None
+    if receiver.address:
+        if deployed is not None and deployed.environment == name:
+            problems.append(f"{where}.address: Pulumi.{env.stack}.yaml deploys this environment's receiver at "
+                            f"{deployed.address}: remove address and ca (they come from the stack)")
+        return receiver
+    if deployed is None or deployed.environment != name:
+        problems.append(f"{where}: no address, and Pulumi.{env.stack}.yaml deploys no receiver for '{name}' (give "
+                        f"address and ca, or set fleetReceiver.environment: {name} in the stack file)")
+        return receiver
+    if receiver.ca:
+        problems.append(f"{where}.ca: the CA comes from Pulumi.{env.stack}.yaml fleetReceiver.ca: remove it here")
+    return receiver.model_copy(update={"address": deployed.address, "ca": deployed.ca})
 
 
 def load_fleet(root: Path = DEFAULT_ROOT, project_dir: Path = PROJECT_DIR) -> Fleet:
@@ -272,9 +298,10 @@ def load_fleet(root: Path = DEFAULT_ROOT, project_dir: Path = PROJECT_DIR) -> Fl
     fleet_file = _parse(FleetFile, root / "fleet.yaml", root, problems)
     bases = _bases(root, problems)
     rings = {p.stem: _parse(Ring, p, root, problems) for p in sorted((root / "rings").glob("*.yaml"))}
-    envs = {name: EnvView(name, _registry(name, e, project_dir, problems), e.insecure, e.notify_type,
-                          e.notify_address, e.source, e.receiver)
-            for name, e in (fleet_file.environments.items() if fleet_file else ())}
+    envs = {}
+    for name, e in (fleet_file.environments.items() if fleet_file else ()):
+        registry, receiver = _from_stack(name, e, project_dir, problems)
+        envs[name] = EnvView(name, registry, e.insecure, e.notify_type, e.notify_address, e.source, receiver)
     sites = []
     for path in sorted((root / "sites").glob("*/site.yaml")):
         name, site = path.parent.name, _parse(SiteFile, path, root, problems)

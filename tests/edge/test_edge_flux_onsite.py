@@ -17,6 +17,7 @@ import yaml
 from fleet import onsite
 from fleet.config import load_fleet
 from fleet.flux import FLUX_OPERATOR_VERSION
+from fleet.receiving.keys import site_key
 from fleet.render import K8S_VERSION, render_env, write_env
 from lab.lifecycle.inventory import K3S_VERSION, METALLB_VERSION
 from lab.releases.artifacts import serve_directory
@@ -56,7 +57,10 @@ def site(lab, rendered, state):
                     registries={"credentials": {"env": "FLEET_REGISTRY_CREDENTIAL"}})
 
 
-def secrets_env(token: str, notify: str = "notify-Vq3hX8") -> dict:
+MASTER = "notify-master-Vq3hX8-0123456789abcdef"  # the env's master report key (>= 32 bytes): never on the site
+
+
+def secrets_env(token: str, notify: str = MASTER) -> dict:
     credential = {"server": REGISTRY, "username": SITE, "password": token}
     return {"FLEET_REGISTRY_CREDENTIAL": json.dumps(credential), "FLEET_NOTIFY_TOKEN": notify}
 
@@ -71,7 +75,7 @@ def manifest_docs(lab) -> list[dict]:
 
 
 def test_the_first_server_gets_flux_in_its_auto_deploy_dir_and_every_node_the_images(lab, site, state):
-    token, notify = "site-token-Rk29vQ", "notify-Vq3hX8"
+    token, notify = "site-token-Rk29vQ", MASTER
     with ArgvSampler(lab) as argvs:
         done, hosts = bootstrap(site, state, secrets_env(token, notify))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -90,7 +94,8 @@ def test_the_first_server_gets_flux_in_its_auto_deploy_dir_and_every_node_the_im
             crds.validate(doc)  # strict, against ../shared/upstream's CRDs
     pull = json.loads(base64.b64decode(docs[2]["data"][".dockerconfigjson"]))["auths"][REGISTRY]
     assert (pull["username"], pull["password"]) == (SITE, token)
-    assert base64.b64decode(docs[3]["data"]["token"]).decode() == notify
+    # generic-hmac to the stack's receiver: the site's own key, derived from the master (fleet/receiving/keys.py)
+    assert base64.b64decode(docs[3]["data"]["token"]).decode() == site_key(notify.encode(), 1, ENV, SITE)
     assert {d["metadata"]["labels"]["fleet.mlops-edge-kit/site"] for d in docs[4:]} == {SITE}
     for secret in (token, notify):
         assert not [a for a in argvs.seen if secret in a]
@@ -133,7 +138,7 @@ def test_bad_fleet_input_is_exit_2_naming_every_problem_before_anything_runs(lab
         in done.stderr
     assert f"registries.credentials: the credential is for other.azurecr.io, the site's Flux pulls from {REGISTRY}" \
         in done.stderr
-    assert "fleet.notifyTokenEnv: required: the site's Provider is azuredevops" in done.stderr
+    assert "fleet.notifyTokenEnv: required: the site's Provider is generic-hmac" in done.stderr
     assert "site-token-Zq1" not in done.stdout + done.stderr and "Traceback" not in done.stderr
     assert re.search(r"^" + re.escape(str(site)) + ": ", done.stderr, re.M)  # the file named
 

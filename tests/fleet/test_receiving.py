@@ -115,8 +115,9 @@ def test_the_rendered_provider_posts_to_the_sites_path_over_https_with_the_ca(se
     fleet_yaml = seeds / "fleet.yaml"
     data = yaml.safe_load(fleet_yaml.read_text())
     data["environments"]["production"] |= {"notifyType": "generic-hmac", "receiver": {
-        "address": "https://fleet-receiver.prod.internal:8443", "keyGeneration": 3, "ca": ca}}
-    data["environments"]["production"].pop("notifyAddress")
+        "address": "https://fleet-receiver.prod.internal:8443", "keyGeneration": 3, "ca": ca},
+        "registry": "127.0.0.1:5000", "insecure": True}  # a receiver no stack deploys: named here
+    data["environments"]["production"].pop("stack")
     fleet_yaml.write_text(yaml.safe_dump(data))
     fleet = load_fleet(seeds)
     rendered = render_env(fleet, "production", {"7": "sha256:" + "a" * 64, "6": "sha256:" + "b" * 64})

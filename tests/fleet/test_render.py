@@ -42,9 +42,13 @@ def test_every_seed_site_renders_valid_objects(seeds, env):
             else:
                 kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         kinds = [o["kind"] for o in item.flux_objects]
-        assert kinds == ["ResourceSetInputProvider"] * 3 + ["ResourceSet", "Kustomization", "Provider", "Alert"]
+        assert kinds == ["ResourceSetInputProvider"] * 3 + ["ResourceSet", "Kustomization", "Secret", "Provider",
+                                                            "Alert"]  # the Secret: the receiver's CA
         for obj in item.flux_objects:
-            crds.validate(obj)  # the template resolved by the operator: tests/fleet/test_resourceset.py
+            if obj["kind"] == "Secret":
+                kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            else:
+                crds.validate(obj)  # the template resolved by the operator: tests/fleet/test_resourceset.py
 
 
 def test_the_strict_validator_rejects_an_unknown_field(seeds):
@@ -58,7 +62,7 @@ def test_the_strict_validator_rejects_an_unknown_field(seeds):
 def test_site_objects_follow_their_own_repository_inside_their_windows(seeds):
     _, rendered = _render(seeds, "production")
     berlin = next(r for r in rendered if r.site.name == "plant-berlin")
-    provider, _, _, resource_set, kustomization, notify, alert = berlin.flux_objects
+    provider, _, _, resource_set, kustomization, _, notify, alert = berlin.flux_objects
     url = f"oci://{PRODUCTION_REGISTRY}/fleet/production/plant-berlin"
     assert provider["spec"]["url"] == url and provider["spec"]["secretRef"] == {"name": flux.PULL_SECRET}
     assert provider["spec"]["filter"]["includeTag"] == "^live$"
@@ -68,7 +72,7 @@ def test_site_objects_follow_their_own_repository_inside_their_windows(seeds):
     assert oci["layerSelector"]["mediaType"] == flux.CONTENT_MEDIA_TYPE
     assert kustomization["spec"]["healthChecks"] == [
         {"apiVersion": "apps/v1", "kind": "Deployment", "name": "inference", "namespace": "inference"}]
-    assert notify["spec"]["type"] == "azuredevops"
+    assert notify["spec"]["type"] == "generic-hmac"  # to the receiver Pulumi.prod.yaml deploys
     assert alert["spec"]["eventMetadata"] == {"site": "plant-berlin", "env": "production"}
 
 

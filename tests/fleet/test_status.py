@@ -109,6 +109,8 @@ def test_kit_status_json_counts_per_wave(seeds, tmp_path):
 
 
 def test_kit_receive_without_its_key_tls_or_receiver_is_bad_input(seeds):
+    edit_env(seeds, "qa", notifyType="azuredevops", receiver=None,
+             notifyAddress="https://dev.azure.com/contoso/mlops/_git/mlops-edge-kit")
     done = _kit("fleet.receive", "--env", "qa", "--root", str(seeds), "--listen", "10.0.0.1:x",
                 "--cert", "/nonexistent.crt", env={"PATH": "/usr/bin:/bin", "FLEET_WEBHOOK_KEY": "short"})
     assert done.returncode == 2 and "Traceback" not in done.stderr and "short" not in done.stderr
@@ -175,3 +177,13 @@ def test_a_failed_pull_is_a_failure_of_the_digest_it_asked_for_not_of_what_the_s
     assert store.read("production")["a"].fetch_failed == new
     assert from_event(dict(_pull_failed("a", new), severity="info")) is None
     assert from_event(dict(_pull_failed("a", new), message="failed to determine artifact digest")) is None
+
+
+def edit_env(seeds, env: str, **changes) -> None:
+    """Change one environment of the seeds' fleet.yaml (None removes a key)."""
+    path = seeds / "fleet.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["environments"][env] |= {k: v for k, v in changes.items() if v is not None}
+    for key in [k for k, v in changes.items() if v is None]:
+        data["environments"][env].pop(key, None)
+    path.write_text(yaml.safe_dump(data))

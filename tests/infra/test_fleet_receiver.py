@@ -214,3 +214,22 @@ def test_an_ephemeral_copy_of_a_stack_runs_no_second_receiver():
     base = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())["config"]
     config = derive_config(base, datetime(2030, 1, 2, tzinfo=timezone.utc))
     assert "mlops-edge-kit:fleetReceiver" in base and "mlops-edge-kit:fleetReceiver" not in config
+
+
+def test_the_kit_image_runs_the_pods_command_as_the_pods_user(recordings):
+    """fleet/image/Dockerfile: the pod's UID and working dir, `python` from the venv, every product package the
+    kit's command line loads, the stack files and the seeds."""
+    import ast
+    text = (ROOT / "fleet" / "image" / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert f"USER {fleet_receiver.UID}:{fleet_receiver.UID}" in lines
+    (container,) = receiver_objects(recordings["prod"])["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert f"WORKDIR {container['workingDir']}" in lines and container["command"][0] == "python"
+    assert any(line.startswith("ENV PATH=/opt/kit/bin:") for line in lines)
+    copied = {line.split()[1] for line in lines if line.startswith("COPY ") and line.endswith(f"/kit/{line.split()[1]}")}
+    loaded = {alias.name.split(".")[0] for node in ast.walk(ast.parse((ROOT / "tasks.py").read_text()))
+              if isinstance(node, (ast.Import, ast.ImportFrom))
+              for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
+    assert {"common", "fleet"} | (loaded & {"infra", "agents", "edge_hosts", "lab", "fleet"}) <= copied
+    assert "COPY tasks.py Pulumi.yaml Pulumi.*.yaml /kit/" in lines
+

@@ -77,7 +77,8 @@ def test_a_stack_file_that_is_not_valid_is_named(tmp_path):
 
 
 def test_a_registry_by_address_is_kept_for_a_lab_registry(tmp_path):
-    root = environment(tmp_path, "qa", stack=None, registry="127.0.0.1:5000", insecure=True)
+    root = environment(tmp_path, "qa", stack=None, registry="127.0.0.1:5000", insecure=True,
+                       receiver={"address": "https://127.0.0.1:8443"})  # no stack deploys its receiver either
     assert load_fleet(root).environments["qa"].registry == "127.0.0.1:5000"
 
 

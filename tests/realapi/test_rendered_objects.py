@@ -112,7 +112,7 @@ def test_each_site_s_rendered_content_is_accepted(api, fleet_objects):
 def test_each_site_s_flux_objects_and_its_resolved_template_are_accepted(api, fleet_objects):
     for site, objects in fleet_objects.items():
         assert [o["kind"] for o in objects["flux"]] == ["ResourceSetInputProvider"] * 3 + [
-            "ResourceSet", "Kustomization", "Provider", "Alert"], site
+            "ResourceSet", "Kustomization", "Secret", "Provider", "Alert"], site  # Secret: the receiver's CA
         accepted(api, objects["flux"])
         template = objects["flux"][3]["spec"]["resources"][0]
         resolved = yaml.safe_load(yaml.safe_dump(template).replace(flux.DIGEST_TEMPLATE, "sha256:" + "e" * 64))
@@ -190,3 +190,27 @@ def test_a_broken_agents_object_is_refused(api, agent_objects, kind, breakage, r
     obj = copy.deepcopy(next(o for o in agent_objects if o["kind"] == kind))
     breakage(obj)
     refused(api, obj, reason)
+
+
+# --- the fleet receiver on AKS (infra/components/fleet_receiver.py through the platform program, Pulumi.prod.yaml) --
+
+RECEIVER_TYPES = ("kubernetes:core/v1:", "kubernetes:apps/v1:", "kubernetes:networking.k8s.io/v1:")
+
+
+@pytest.fixture(scope="module")
+def receiver_objects():
+    from infra.offline.plan import record_env
+    return [json.loads(json.dumps(r.inputs)) for r in record_env("prod").resources
+            if r.type.startswith(RECEIVER_TYPES) and r.name.startswith("fleet-receiver-")]
+
+
+def test_the_fleet_receiver_objects_are_accepted(api, receiver_objects):
+    assert sorted(o["kind"] for o in receiver_objects) == ["Deployment", "Namespace", "NetworkPolicy", "Secret",
+                                                           "Secret", "Service", "ServiceAccount"]
+    accepted(api, receiver_objects)
+
+
+def test_a_broken_fleet_receiver_object_is_refused(api, receiver_objects):
+    service = copy.deepcopy(next(o for o in receiver_objects if o["kind"] == "Service"))
+    service["spec"]["externalTrafficPolicy"] = "Nearby"
+    refused(api, service, "spec.externalTrafficPolicy")
