@@ -53,6 +53,11 @@ def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
                      "the AKS nodes' outbound traffic (a subnet's NAT gateway takes precedence over the load "
                      "balancer's outbound rules, learn.microsoft.com/azure/nat-gateway/nat-overview); allow its "
                      "public IP where those destinations filter by address")
+    receiver = settings.fleet_receiver
+    if receiver and set(receiver.image.digest.removeprefix("sha256:")) == {"0"}:
+        notes.append("fleetReceiver.image.digest is the example's zeros: build and push the kit's image "
+                     "(fleet/image/Dockerfile, docs/fleet.md \"The receiver on AKS\") and pin its digest before "
+                     "pulumi up")
     if settings.ml.attach_aks and settings.cluster.authorized_ip_ranges:
         notes.append("the AzureML control plane must reach the API server: add its IP ranges (both paired regions) "
                      "to cluster.authorizedIpRanges")

@@ -233,3 +233,18 @@ def test_the_kit_image_runs_the_pods_command_as_the_pods_user(recordings):
     assert {"common", "fleet"} | (loaded & {"infra", "agents", "edge_hosts", "lab", "fleet"}) <= copied
     assert "COPY tasks.py Pulumi.yaml Pulumi.*.yaml /kit/" in lines
 
+
+
+@pytest.mark.parametrize("env", sorted(ENABLED))
+def test_the_plan_says_when_the_image_digest_is_still_the_examples(recordings, env):
+    assert any(n.startswith("fleetReceiver.image.digest is the example's zeros: build and push the kit's image")
+               for n in recordings[env].notes)
+
+
+def test_a_real_digest_gets_no_such_note():
+    from infra.stack.settings_rules import warnings
+    from infra.stack.stack_config import load_stack, project_values, read_stack_file, stack_file
+    values = project_values(read_stack_file(stack_file("qa")))
+    values["fleetReceiver"]["image"]["digest"] = "sha256:" + "ab" * 32
+    settings = load_stack(values, source="Pulumi.qa.yaml", env="qa", organization="organization").settings
+    assert not [n for n in warnings(settings) if n.startswith("fleetReceiver.image.digest")]
