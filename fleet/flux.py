@@ -54,6 +54,10 @@ SITE_OBJECT = "site"                # name of the OCIRepository, Kustomization, 
 NOW_PROVIDER = "site-now"           # the unscheduled provider of LIVE_TAG (template key site_now)
 PIN_PROVIDER = "site-pin"           # the unscheduled provider of PIN_TAG (template key site_pin)
 PIN_TAG = "pin"                     # what a site moved back runs until its window resolves `live` again
+# Annotations with this prefix on a Flux object travel as metadata of each of its events, the prefix removed
+# (Flux RFC-0008, in Flux since v2.5): the OCIRepository's error events carry no revision, and a failed
+# layer pull names the layer, so the pinned digest goes with every event under the key `digest`.
+EVENT_DIGEST_ANNOTATION = "event.toolkit.fluxcd.io/digest"
 HOLD_PREFIX = "hold-"               # hold-<release>: the release with its workloads scaled to zero
 HEALTH_TIMEOUT_S = 300              # the Kustomization's timeout without a model pull to wait for
 OPERATOR_TIMEOUT = "2m"             # fluxcd.controlplane.io/reconcileTimeout; a window must be >= twice it
@@ -119,7 +123,7 @@ def oci_repository(site, env, labels: dict[str, str], digest: str) -> dict:
     if env.insecure:
         spec["insecure"] = True
     return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
-            "metadata": _meta(SITE_OBJECT, labels), "spec": spec}
+            "metadata": _meta(SITE_OBJECT, labels, {EVENT_DIGEST_ANNOTATION: digest}), "spec": spec}
 
 
 def resource_set(site, env, labels: dict[str, str]) -> dict:

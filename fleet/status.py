@@ -5,9 +5,10 @@ severity info|error, reason, message, metadata, timestamp); the Alert adds `site
 (spec.eventMetadata). The source-controller's revision of an OCI artifact is '<tag>@sha256:<digest>' or
 'sha256:<digest>' (ocirepository_controller.go getRevision), which is what `metadata.revision` carries.
 An OCIRepository error event (source-controller: the pull of the pinned digest failed, reasons such as
-OCIArtifactPullFailed, AuthenticationFailed; ocirepository_controller.go wraps the registry's error, whose
-reference carries the digest) is a fetch failure of that digest: kept with the site's latest report
-(`fetch_failed`) until the site reports on that digest itself, so a site running the old release that cannot
+OCIArtifactPullFailed, OCIArtifactLayerOperationFailed, AuthenticationFailed) carries no revision, and its
+message may name a layer rather than the artifact; the pinned digest comes as metadata `digest` (the
+OCIRepository's event annotation, fleet/flux.py EVENT_DIGEST_ANNOTATION). It is a fetch failure of that digest:
+kept with the site's latest report (`fetch_failed`) until the site reports on that digest itself, so a site running the old release that cannot
 pull the new one counts as failed on the new one, and a failure about the old digest never does.
 A StatusStore keeps the latest report per site as a JSON file; the promotion and fleet.status read it.
 """
@@ -57,7 +58,7 @@ def from_event(event: dict, received_at: float | None = None) -> SiteStatus | No
             if event.get("timestamp") else datetime.now(timezone.utc)
     message = str(event.get("message", ""))[:500]
     if kind == "OCIRepository":
-        digest = digest_of(str(meta.get("revision", ""))) or digest_of(message)
+        digest = digest_of(str(meta.get("digest", "")))  # the pinned one (fleet/flux.py EVENT_DIGEST_ANNOTATION)
         if event.get("severity") != "error" or not digest:
             return None  # a new artifact is reported by the Kustomization that applies it
         return SiteStatus(meta["site"], "failed", digest, stamp.timestamp(), message, fetch_failed=digest)

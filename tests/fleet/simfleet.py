@@ -143,6 +143,34 @@ class SimSite:
         return live or self.scheduled
 
 
+REPORT_REASONS = {"healthy": "ReconciliationSucceeded", "failed": "HealthCheckFailed", "progressing": "Progressing"}
+
+
+def _event(env: str, site: str, kind: str, severity: str, reason: str, message: str, metadata: dict,
+           t: float) -> dict:
+    controller = {"Kustomization": "kustomize-controller", "OCIRepository": "source-controller"}[kind]
+    return {"involvedObject": {"kind": kind, "name": "site", "namespace": "flux-system"},
+            "severity": severity, "reason": reason, "message": message, "reportingController": controller,
+            "timestamp": datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "metadata": metadata | {"site": site, "env": env}}
+
+
+def report_event(env: str, site: str, state: str, digest: str, t: float) -> dict:
+    """kustomize-controller's event of a site's applied digest (its revision is the source's)."""
+    return _event(env, site, "Kustomization", "error" if state == "failed" else "info", REPORT_REASONS[state],
+                  state, {"revision": f"{flux.LIVE_TAG}@{digest}"}, t)
+
+
+def fetch_failed_event(env: str, site: str, digest: str, t: float) -> dict:
+    """source-controller's error event of a pull that failed: no revision, the pinned digest as `digest` (the
+    OCIRepository's event.toolkit.fluxcd.io/digest annotation), the registry's error naming a layer; both
+    calibrated on the real controllers (tests/realapi/test_fleet_flux.py)."""
+    repo = flux.repository_path(env, site)
+    return _event(env, site, "OCIRepository", "error", "OCIArtifactLayerOperationFailed",
+                  f"failed to extract the first layer from artifact: GET https://registry.test/v2/{repo}/blobs/"
+                  f"sha256:{'0' * 64}: BLOB_UNKNOWN: blob unknown to registry", {"digest": digest}, t)
+
+
 class SimFleet:
     """Sites, their registry (Tags) and their reports, driven by a virtual clock the promotion sleeps on."""
 
@@ -218,12 +246,7 @@ class SimFleet:
             self._at(self.t + APPLY_S, "applied", sim.site.name)
 
     def _fetch_failed(self, sim: SimSite, digest: str) -> None:
-        """The source-controller's error event of a failed pull (ocirepository_controller.go: the registry's
-        error names the reference it asked for)."""
-        repo = flux.repository_path(self.env, sim.site.name)
-        self._send(sim, "OCIRepository", "error", "OCIArtifactPullFailed",
-                   f"failed to pull artifact from 'oci://registry.test/{repo}': GET .../manifests/{digest}: "
-                   "MANIFEST_UNKNOWN", {})
+        self._send(sim, fetch_failed_event(self.env, sim.site.name, digest, self.t))
 
     def _applied(self, sim: SimSite) -> None:
         sim.state = "failed" if sim.applied in sim.broken else "healthy"
@@ -234,16 +257,8 @@ class SimFleet:
             self._at(self.t + REPORT_S, "report", sim.site.name)
         if not sim.applied:
             return
-        reason = {"healthy": "ReconciliationSucceeded", "failed": "HealthCheckFailed", "progressing": "Progressing"}
-        self._send(sim, "Kustomization", "error" if sim.state == "failed" else "info", reason[sim.state], sim.state,
-                   {"revision": f"{flux.LIVE_TAG}@{sim.applied}"})
+        self._send(sim, report_event(self.env, sim.site.name, sim.state, sim.applied, self.t))
 
-    def _send(self, sim: SimSite, kind: str, severity: str, reason: str, message: str, metadata: dict) -> None:
-        if not sim.online(self.t) or sim.silent:
-            return
-        controller = {"Kustomization": "kustomize-controller", "OCIRepository": "source-controller"}[kind]
-        event = {"involvedObject": {"kind": kind, "name": "site", "namespace": "flux-system"},
-                 "severity": severity, "reason": reason, "message": message, "reportingController": controller,
-                 "timestamp": datetime.fromtimestamp(self.t, timezone.utc).isoformat().replace("+00:00", "Z"),
-                 "metadata": metadata | {"site": sim.site.name, "env": self.env}}
-        self.statuses.record(self.env, from_event(event))
+    def _send(self, sim: SimSite, event: dict) -> None:
+        if sim.online(self.t) and not sim.silent:
+            self.statuses.record(self.env, from_event(event))

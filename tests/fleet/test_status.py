@@ -16,6 +16,7 @@ from fleet.release import build, push_release
 from fleet.artifact import Pusher
 from fleet.status import SiteStatus, StatusStore, from_event
 from tests.fleet.conftest import SEEDS
+from tests.fleet.simfleet import fetch_failed_event
 from tests.fleet.test_release import REVISION, point_at
 
 ROOT = SEEDS.parent
@@ -152,13 +153,8 @@ def test_the_html_page_renders_in_chromium_with_every_wave_and_the_json_counts(s
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _pull_failed(site, digest, revision=""):
-    return {"involvedObject": {"kind": "OCIRepository", "name": "site", "namespace": "flux-system"},
-            "severity": "error", "reason": "OCIArtifactPullFailed", "reportingController": "source-controller",
-            "message": f"failed to pull artifact from 'oci://r.test/fleet/production/{site}': GET "
-                       f"https://r.test/v2/fleet/production/{site}/manifests/{digest}: MANIFEST_UNKNOWN",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1)),
-            "metadata": {"site": site, "env": "production"} | ({"revision": revision} if revision else {})}
+def _pull_failed(site, digest):
+    return fetch_failed_event("production", site, digest, time.time() + 1)
 
 
 def test_a_failed_pull_is_a_failure_of_the_digest_it_asked_for_not_of_what_the_site_runs(tmp_path):
@@ -176,7 +172,7 @@ def test_a_failed_pull_is_a_failure_of_the_digest_it_asked_for_not_of_what_the_s
     store.record("production", from_event(_pull_failed("a", DIGEST)))  # a passing error on what it runs
     assert store.read("production")["a"].fetch_failed == new
     assert from_event(dict(_pull_failed("a", new), severity="info")) is None
-    assert from_event(dict(_pull_failed("a", new), message="failed to determine artifact digest")) is None
+    assert from_event(dict(_pull_failed("a", new), metadata={"site": "a", "env": "production"})) is None
 
 
 def edit_env(seeds, env: str, **changes) -> None:
