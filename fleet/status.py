@@ -53,9 +53,10 @@ def from_event(event: dict, received_at: float | None = None) -> SiteStatus | No
         return None
     if received_at is not None:
         stamp = datetime.fromtimestamp(received_at, timezone.utc)
+    elif event.get("timestamp"):
+        stamp = datetime.fromisoformat(str(event["timestamp"]))  # RFC 3339's "Z" too (Python 3.11+, gh-80010)
     else:
-        stamp = datetime.fromisoformat(str(event.get("timestamp", "")).replace("Z", "+00:00")) \
-            if event.get("timestamp") else datetime.now(timezone.utc)
+        stamp = datetime.now(timezone.utc)
     message = str(event.get("message", ""))[:500]
     if kind == "OCIRepository":
         digest = digest_of(str(meta.get("digest", "")))  # the pinned one (fleet/flux.py EVENT_DIGEST_ANNOTATION)
