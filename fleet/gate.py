@@ -74,7 +74,11 @@ def decide(counted: WaveCount, budget: int, min_healthy: int, unmoved_online: in
         return Verdict("halt", reason=f"too little evidence: {counted.healthy} healthy reports on the release, "
                                       f"{min_healthy} needed ({len(counted.pending_sites)} moved sites silent, "
                                       f"{counted.offline} offline)")
-    if missing or unmoved_online:
+    if missing:
         return Verdict("halt", reason=f"deadline: {len(missing)} online sites with an open window did not report "
                                       f"the release: {', '.join(missing[:10])}")
+    if unmoved_online:  # every moved site is late or failed, and they fill the probe
+        return Verdict("halt", reason=f"deadline: {unmoved_online} online sites never moved: the probe's "
+                                      f"{budget + 1} places are held by {counted.failed} failed and "
+                                      f"{len(counted.pending_sites)} late sites")
     return Verdict("pass")

@@ -136,3 +136,9 @@ def test_the_gates_halts_give_their_figures_and_name_the_sites():
         "halt", reason="deadline: 12 online sites with an open window did not report the release: "
                        + ", ".join(silent[:10]))
     assert decide(_counted(pending=["s1"], healthy=3), 2, 3, 0, True, set()).reason.startswith("deadline: 1 online")
+    # late sites (window closed) and a failure fill the probe: the reason once read "0 online sites ... report"
+    held = _counted(failed=["f1"], pending=["l1", "l2"], healthy=1)
+    assert decide(held, 2, 1, 4, False, {"l1", "l2"}) == Verdict("wait")
+    assert decide(held, 2, 1, 4, True, {"l1", "l2"}) == Verdict(
+        "halt", reason="deadline: 4 online sites never moved: the probe's 3 places are held by 1 failed and 2 late "
+                       "sites")
