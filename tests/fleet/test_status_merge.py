@@ -1,13 +1,13 @@
-"""A site's latest status as the store keeps it: whose clock stamps a report, how a fetch failure joins the last
-report and when it is dropped, which of two reports wins, and the store's checks (survivors `./kit mutate`
-found in fleet/status.py)."""
+"""A site's latest status as the store keeps it: what an event says, whose clock stamps it, how a fetch failure
+joins the last report and when it is dropped, which of two reports wins, the store's checks, and when a silent
+site is offline (survivors `./kit mutate` found in fleet/status.py)."""
 import stat
 import time
 from datetime import datetime, timezone
 
 import pytest
 
-from fleet.status import SiteStatus, StatusStore, from_event, merge
+from fleet.status import SiteStatus, StatusStore, effective, from_event, merge
 
 OLD, NEW = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
@@ -15,6 +15,12 @@ OLD, NEW = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 def _event(timestamp="2026-12-07T10:00:00Z", revision=f"live@{OLD}"):
     return {"involvedObject": {"kind": "Kustomization"}, "severity": "info", "reason": "ReconciliationSucceeded",
             "message": "applied", "timestamp": timestamp, "metadata": {"site": "a", "env": "qa", "revision": revision}}
+
+
+def _oci_error(digest, message="failed to pull artifact: MANIFEST_UNKNOWN"):
+    return {"involvedObject": {"kind": "OCIRepository"}, "severity": "error", "reason": "OCIArtifactPullFailed",
+            "message": message, "timestamp": "2026-12-07T10:00:00Z",
+            "metadata": {"site": "a", "env": "qa", "digest": digest}}
 
 
 def _pull_failed(digest, at, message="blob unknown"):
@@ -65,3 +71,26 @@ def test_the_store_refuses_a_bad_env_or_site_name_naming_both(tmp_path):
     with pytest.raises(ValueError, match=r"^not a site or env name: 'qa' 'A_B'$"):
         store.record("qa", SiteStatus("A_B", "healthy", OLD, 1.0))
     assert not list(tmp_path.iterdir())
+
+
+def test_an_events_message_is_kept_to_500_characters_and_an_error_that_is_only_waiting_is_progressing():
+    assert from_event(_event()).message == "applied"
+    assert from_event({k: v for k, v in _event().items() if k != "message"}).message == ""
+    assert from_event(_oci_error(NEW)).message == "failed to pull artifact: MANIFEST_UNKNOWN"
+    assert from_event(_oci_error(NEW, "x" * 600)).message == "x" * 500  # the store keeps reports small
+    for reason, state in (("DependencyNotReady", "progressing"), ("ArtifactFailed", "progressing"),
+                          ("Progressing", "progressing"), ("HealthCheckFailed", "failed")):
+        assert from_event(dict(_event(), severity="error", reason=reason)).state == state, reason
+
+
+def test_an_event_without_a_revision_is_a_report_about_no_digest():
+    event = _event()
+    event["metadata"] = {"site": "a", "env": "qa"}
+    assert (from_event(event).state, from_event(event).digest) == ("healthy", "")
+
+
+def test_a_site_is_offline_only_once_silent_for_longer_than_the_limit():
+    last = SiteStatus("a", "healthy", OLD, 1000.0)
+    assert effective(last, 1300.0, 300) == "healthy"
+    assert effective(last, 1300.5, 300) == "offline"
+    assert effective(None, 0.0, 300) == "offline"
