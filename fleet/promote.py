@@ -109,10 +109,6 @@ class Outcome:
     late_reverted: list[str] = field(default_factory=list)  # late sites moved back after a late failure
 
 
-def _utc(now: float) -> datetime:
-    return datetime.fromtimestamp(now, timezone.utc)
-
-
 class Promotion:
     def __init__(self, plan: Plan, release: str, tags: Tags, statuses: StatusSource, clock: Clock | None = None,
                  run_id: str = "", log=print, sites: dict[str, Site] | None = None):
@@ -245,10 +241,9 @@ class Promotion:
         return sorted(online, key=lambda s: (self._opening(s, now), s))
 
     def _opening(self, site: str, now: float) -> datetime:
-        """When the site next applies a release: `now` itself while its window is open (compared as datetimes: a
-        round trip through float seconds, microseconds rounded, put an open window in the future 4 times in 10)."""
-        known = self.sites.get(site)
-        return site_opening(known, _utc(now)) if known else _utc(now)
+        """When the site next applies a release: `now` itself while its window is open."""
+        at = datetime.fromtimestamp(now, timezone.utc)
+        return site_opening(self.sites[site], at) if site in self.sites else at
 
     def roll(self, wave: Wave, state: dict) -> tuple[WaveCount, str, int]:
         """Move the wave through its gate, then soak; (its count, the halt's reason or "", polls since the
@@ -263,7 +258,8 @@ class Promotion:
             counted = count(wave.name, wave.sites, moved, reports, digests, now, self.plan.offline_after_s)
             first_failure = poll if counted.failed and first_failure is None else first_failure
             waiting = self._waiting(wave, moved, reports, now)
-            excused = {s for s in counted.pending_sites if self._opening(s, now) > _utc(now)}
+            at = datetime.fromtimestamp(now, timezone.utc)  # a float round trip put an open window after now
+            excused = {s for s in counted.pending_sites if self._opening(s, now) > at}
             controls = control.read(self.tags, self.plan.env)
             if control.aborted(controls, self.release):
                 return counted, f"aborted by {control.aborted(controls, self.release)}", 0
