@@ -243,3 +243,24 @@ def test_a_bad_name_is_keyed_where_it_came_from_an_override_or_the_derived_names
     assert err.value.problems == [
         f"Pulumi.edge_lab.yaml: config.mlops-edge-kit:namePrefix: dns prefix '{prefix}-edge_lab' is invalid: AKS "
         "dnsPrefix is 1-54 letters, digits and hyphens, starting and ending alphanumeric"]
+
+
+def test_the_receivers_example_digest_is_noted_until_a_real_one_is_pinned():
+    zeros = ("fleetReceiver.image.digest is the example's zeros: build and push the kit's image (fleet/image/Dockerfile, "
+             "docs/fleet.md \"The receiver on AKS\") and pin its digest before pulumi up")
+    assert zeros in settings_rules.warnings(settings(QA, "qa"), date(2026, 12, 7))  # qa's file has the zeros
+    def pinned(values):
+        values["fleetReceiver"]["image"]["digest"] = "sha256:" + "0" * 63 + "1"
+    assert zeros not in settings_rules.warnings(settings(QA, "qa", pinned), date(2026, 12, 7))
+
+
+def test_the_receiver_admits_its_allow_from_else_every_edge_sites_egress_once():
+    assert [str(c) for c in settings_rules.receiver_sources(settings(QA, "qa"))] == ["198.51.100.20/32",
+                                                                                      "198.51.100.30/32"]
+    def shared_egress(values):
+        values["registry"]["edgeSites"][1]["egressIps"] = ["198.51.100.20/32"]
+    assert [str(c) for c in settings_rules.receiver_sources(settings(QA, "qa", shared_egress))] == [
+        "198.51.100.20/32"]
+    def allow(values):
+        values["fleetReceiver"]["allowFrom"] = ["192.0.2.0/28"]
+    assert [str(c) for c in settings_rules.receiver_sources(settings(QA, "qa", allow))] == ["192.0.2.0/28"]
