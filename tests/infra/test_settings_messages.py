@@ -264,3 +264,32 @@ def test_the_receiver_admits_its_allow_from_else_every_edge_sites_egress_once():
     def allow(values):
         values["fleetReceiver"]["allowFrom"] = ["192.0.2.0/28"]
     assert [str(c) for c in settings_rules.receiver_sources(settings(QA, "qa", allow))] == ["192.0.2.0/28"]
+
+
+def test_the_receivers_ip_is_a_host_of_the_node_subnet_azure_does_not_reserve():
+    def at(ip):
+        def edit(values):
+            values["fleetReceiver"]["loadBalancerIp"] = ip
+        return edit
+    for ip in ("10.20.0.4", "10.20.15.254"):  # the first and last addresses Azure leaves to hosts in 10.20.0.0/20
+        assert str(settings(QA, "qa", at(ip)).fleet_receiver.load_balancer_ip) == ip
+    for ip in ("10.20.0.0", "10.20.0.3", "10.20.15.255"):
+        assert problems(QA, "qa", at(ip)) == [
+            f"fleetReceiver.loadBalancerIp: {ip} is one of the addresses Azure reserves in 10.20.0.0/20"], ip
+    assert problems(QA, "qa", at("10.20.16.4")) == [
+        "fleetReceiver.loadBalancerIp: 10.20.16.4 is outside network.subnets.aksNodes (10.20.0.0/20)"]
+
+
+def test_the_receiver_must_admit_some_site_and_no_wider_than_a_slash_8():
+    def nobody(values):
+        values["registry"]["edgeSites"], values["agents"]["enabled"], values["devops"]["enabled"] = [], False, False
+    assert problems(QA, "qa", nobody) == [
+        "fleetReceiver.allowFrom: no site could report: give the addresses the sites' reports come from (or list "
+        "the sites with their egressIps in registry.edgeSites)"]
+    def allow(*cidrs):
+        def edit(values):
+            values["fleetReceiver"]["allowFrom"] = list(cidrs)
+        return edit
+    assert len(settings(QA, "qa", allow("192.0.2.0/28", "10.0.0.0/8")).fleet_receiver.allow_from) == 2
+    assert problems(QA, "qa", allow("192.0.2.0/28", "8.0.0.0/7")) == [
+        "fleetReceiver.allowFrom[1]: 8.0.0.0/7 opens the receiver to far more than the sites"]
