@@ -117,6 +117,10 @@ def _subnet_problems(raw: dict, hosts: list[tuple[int, Host]]) -> list[tuple[str
             problems.append((where, f"range {first}-{last} is outside nodeSubnet {subnet}"))
         problems += [(where, f"range {first}-{last} overlaps host {h.name} ({h.address})")
                      for _, h in hosts if first <= h.address <= last]
+        # MetalLB's webhook refuses a pool whose CIDRs overlap, its own included (v0.16.1 internal/config/config.go
+        # poolsFor: "CIDR ... overlaps with already defined CIDR ...")
+        problems += [(where, f"range {first}-{last} overlaps metallb.addresses[{before}] ({low}-{high})")
+                     for before, (low, high) in enumerate(ranges[:index]) if first <= high and low <= last]
     return problems
 
 

@@ -66,6 +66,22 @@ def test_metallb_range_outside_subnet_and_overlapping_hosts(tmp_path):
     assert "overlaps host a1 (10.9.0.12)" in text
 
 
+def test_metallb_ranges_overlapping_each_other(tmp_path):
+    """MetalLB's webhook refuses them (tests/realapi/test_metallb.py): adjacent ranges are fine."""
+    doc = valid_document()
+    doc["metallb"]["addresses"] = ["10.9.0.200-10.9.0.210", "10.9.0.211-10.9.0.215", "10.9.0.208/29",
+                                   "10.9.0.215-10.9.0.220"]
+    text = problems_of(tmp_path, doc)
+    assert "metallb.addresses[2]: range 10.9.0.208-10.9.0.215 overlaps metallb.addresses[0] " \
+           "(10.9.0.200-10.9.0.210)" in text
+    assert "metallb.addresses[2]: range 10.9.0.208-10.9.0.215 overlaps metallb.addresses[1] " \
+           "(10.9.0.211-10.9.0.215)" in text
+    assert "metallb.addresses[3]: range 10.9.0.215-10.9.0.220 overlaps metallb.addresses[1]" in text
+    assert "overlaps metallb.addresses[2]" in text and "addresses[1]: range 10.9.0.211" not in text
+    doc["metallb"]["addresses"] = ["10.9.0.200-10.9.0.210", "10.9.0.211-10.9.0.215"]
+    assert load_inventory(str(write_inventory(tmp_path, doc))).metallb.addresses == doc["metallb"]["addresses"]
+
+
 def test_bad_range_syntax(tmp_path):
     doc = valid_document()
     doc["metallb"]["addresses"] = ["10.9.0.220-10.9.0.200"]
