@@ -217,9 +217,9 @@ class SimFleet:
         if self.t < sim.next_open:
             return False
         now = datetime.fromtimestamp(self.t, timezone.utc)  # the oracle's judgement, not the kit's parser
-        opening = min(cronoracle.opening(w.cron, w.time_zone, w.duration, now) for w in sim.site.windows).timestamp()
-        sim.next_open = opening
-        return opening <= self.t
+        opening = min(cronoracle.opening(w.cron, w.time_zone, w.duration, now) for w in sim.site.windows)
+        sim.next_open = opening.timestamp()
+        return opening <= now  # as datetimes: back in float seconds an open window came out after now 4 in 10
 
     def _poll(self, sim: SimSite) -> None:
         jitter = self.rng.uniform(-0.1, 0.1) * POLL_S

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from fleet import cron
 from fleet.config import Window
 from fleet.plan import next_opening
-from tests.fleet import cronoracle
+from tests.fleet import cronoracle, fleetgen
+from tests.fleet.simfleet import SimFleet, SimSite
 from tests.fleet.test_cron import ACCEPTED, REFUSED
 
 STRICTER = ("@every gives no window", "has no value", "never fires")  # the kit's refusals the operator accepts
@@ -92,3 +93,20 @@ def test_a_zone_whose_clocks_change_by_half_an_hour_is_refused_for_the_operator_
         Window(cron="0 22 * * *", timeZone="Australia/Lord_Howe", duration="1h")
     Window(cron="0 22 * * *", timeZone="America/St_Johns", duration="1h")  # a half-hour offset, whole-hour changes
 
+
+
+def test_a_simulated_site_is_in_its_window_exactly_when_the_operator_reconciles_between_microseconds():
+    rng = random.Random(23)
+    windows = _windows(rng, 40)
+    sims = [SimSite(site) for site in fleetgen.sites(len(windows), {f"site-{i:04d}": [w]
+                                                                   for i, w in enumerate(windows)})]
+    for moment in _moments(rng):
+        fleet = SimFleet("e", sims, None, None, moment)
+        fleet.t += 8e-7  # as a wall clock reads: between two microseconds
+        now = datetime.fromtimestamp(fleet.t, timezone.utc)
+        for sim in sims:
+            sim.next_open = 0.0
+        window = [(s.site.name, fleet._in_window(s)) for s in sims]
+        judged = [(s.site.name, cronoracle.opening(w.cron, w.time_zone, w.duration, now) == now)
+                  for s, w in zip(sims, windows)]
+        assert window == judged and any(open_ for _, open_ in judged), moment
