@@ -276,6 +276,8 @@ def address_range(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Addre
             first, last = net[0], net[-1]
     except ValueError as err:
         raise ValueError(f"'{text}' is not an address range 'a-b' or a CIDR: {err}") from None
+    if "-" not in text and "/" not in text:  # MetalLB v0.16.1 refuses a bare address (config.go ParseCIDR)
+        raise ValueError(f"'{text}' is not an address range 'a-b' or a CIDR: a single address is '{text}/32'")
     if first > last:
         raise ValueError(f"range '{text}' ends before it starts")
     return first, last

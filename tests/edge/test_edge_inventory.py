@@ -82,6 +82,16 @@ def test_metallb_ranges_overlapping_each_other(tmp_path):
     assert load_inventory(str(write_inventory(tmp_path, doc))).metallb.addresses == doc["metallb"]["addresses"]
 
 
+def test_a_bare_metallb_address_is_refused(tmp_path):
+    """MetalLB's webhook refuses it as an invalid CIDR (tests/realapi/test_metallb.py): the kit says how to write it."""
+    doc = valid_document()
+    doc["metallb"]["addresses"] = ["10.9.0.200"]
+    assert "metallb.addresses: Value error, '10.9.0.200' is not an address range 'a-b' or a CIDR: a single address " \
+           "is '10.9.0.200/32'" in problems_of(tmp_path, doc)
+    doc["metallb"]["addresses"] = ["10.9.0.200/32"]
+    assert load_inventory(str(write_inventory(tmp_path, doc))).metallb.addresses == ["10.9.0.200/32"]
+
+
 def test_bad_range_syntax(tmp_path):
     doc = valid_document()
     doc["metallb"]["addresses"] = ["10.9.0.220-10.9.0.200"]
