@@ -276,12 +276,13 @@ def _receiver(name: str, env: Environment, stack, problems: list[str]) -> Receiv
     """The receiver as the seeds give it, or with the address and CA of the one the env's stack deploys."""
     receiver, deployed = env.receiver, stack.settings.fleet_receiver
     where = f"fleet.yaml: environments.{name}.receiver"
+    address = deployed.address(stack.settings.location, stack.settings.name_prefix) if deployed else None
     if receiver is None:
         return None
     if receiver.address:
         if deployed is not None and deployed.environment == name:
             problems.append(f"{where}.address: Pulumi.{env.stack}.yaml deploys this environment's receiver at "
-                            f"{deployed.address}: remove address and ca (they come from the stack)")
+                            f"{address}: remove address and ca (they come from the stack)")
         return receiver
     if deployed is None or deployed.environment != name:
         problems.append(f"{where}: no address, and Pulumi.{env.stack}.yaml deploys no receiver for '{name}' (give "
@@ -289,7 +290,7 @@ def _receiver(name: str, env: Environment, stack, problems: list[str]) -> Receiv
         return receiver
     if receiver.ca:
         problems.append(f"{where}.ca: the CA comes from Pulumi.{env.stack}.yaml fleetReceiver.ca: remove it here")
-    return receiver.model_copy(update={"address": deployed.address, "ca": deployed.ca})
+    return receiver.model_copy(update={"address": address, "ca": deployed.ca})
 
 
 def load_fleet(root: Path = DEFAULT_ROOT, project_dir: Path = PROJECT_DIR) -> Fleet:

@@ -92,7 +92,8 @@ def build_platform(stack: Stack, *, tenant_id: pulumi.Input[str], subscription_i
     if settings.fleet_receiver:
         receiver = FleetReceiverDeployment(
             "fleet-receiver", settings=settings.fleet_receiver, resource_group=group.name, registry=registry.registry,
-            kubeconfig=admins.kubeconfig, sources=[str(cidr) for cidr in receiver_sources(settings)])
+            kubeconfig=admins.kubeconfig, sources=[str(cidr) for cidr in receiver_sources(settings)],
+            location=settings.location, name_prefix=settings.name_prefix)
         outputs["fleetReceiverAddress"] = receiver.address
     outputs |= deploy_devops(settings.devops, settings.agents, env=stack.env, platform=outputs, tags=tags)
     deploy_agents(settings.agents, cluster_kubeconfig=admins.kubeconfig, registry_login_server=registry.login_server,

@@ -1,11 +1,18 @@
 """`fleet.receive` on the stack's AKS: the sites' Flux reports land in the env's registry (fleet-status/<env>),
 where the promote pipeline reads them.
 
-One replica (the status store's only writer; `Recreate`, so an update never runs two), behind an internal Azure
-load balancer at a fixed private IP of the node subnet (annotations `azure-load-balancer-internal` and
-`azure-load-balancer-ipv4`: learn.microsoft.com/azure/aks/internal-lb, "Specify an IP address"). The Service keeps
-the client's address (`externalTrafficPolicy: Local`: kubernetes.io/docs/tasks/access-application-cluster/
-create-external-load-balancer, "Preserving the client source IP"), so the NetworkPolicy can admit only the sites.
+One replica (the status store's only writer; `Recreate`, so an update never runs two), behind an Azure load
+balancer of the receiver's exposure:
+- `public`: a public load balancer (no internal annotation) under an Azure DNS name (annotation
+  `azure-dns-label-name`: <label>.<location>.cloudapp.azure.com, learn.microsoft.com/azure/aks/static-ip, "Apply a
+  DNS label to the service"), open only to the sites: `loadBalancerSourceRanges`, which AKS enforces in the NSG and
+  on the host (learn.microsoft.com/azure/aks/configure-load-balancer-standard, "Restrict inbound traffic to specific
+  IP ranges");
+- `internal`: an internal load balancer at a fixed private IP of the node subnet (annotations
+  `azure-load-balancer-internal` and `azure-load-balancer-ipv4`: learn.microsoft.com/azure/aks/internal-lb,
+  "Specify an IP address"), for sites joined to the VNET by a VPN or ExpressRoute.
+Either keeps the client's address (`externalTrafficPolicy: Local`: kubernetes.io/docs/tasks/access-application-cluster/
+create-external-load-balancer, "Preserving the client source IP"), so the NetworkPolicy admits only the sites.
 TLS certificate and key, the master report key and the registry token come from secret config or the stack,
 never plain; the token may read and write fleet-status/<env> and nothing else.
 """
@@ -59,23 +66,26 @@ def network_policy_spec(settings: Settings, sources: list[str]) -> dict:
                          "ports": [{"protocol": "TCP", "port": settings.port}]}]}
 
 
-def service_spec(settings: Settings) -> tuple[dict, dict]:
-    """(annotations, spec) of the internal load balancer at the fixed IP."""
-    annotations = {"service.beta.kubernetes.io/azure-load-balancer-internal": "true",
-                   "service.beta.kubernetes.io/azure-load-balancer-ipv4": str(settings.load_balancer_ip)}
+def service_spec(settings: Settings, sources: list[str], dns_label: str) -> tuple[dict, dict]:
+    """(annotations, spec) of the load balancer: public under the DNS label, open to `sources` only; or internal at
+    the fixed IP."""
     spec = {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
             "selector": {"app.kubernetes.io/name": APP},
             "ports": [{"name": "https", "port": settings.port, "targetPort": "https", "protocol": "TCP"}]}
-    return annotations, spec
+    if settings.exposure == "public":
+        return ({"service.beta.kubernetes.io/azure-dns-label-name": dns_label},
+                {**spec, "loadBalancerSourceRanges": list(sources)})
+    return ({"service.beta.kubernetes.io/azure-load-balancer-internal": "true",
+             "service.beta.kubernetes.io/azure-load-balancer-ipv4": str(settings.load_balancer_ip)}, spec)
 
 
 class FleetReceiverDeployment(pulumi.ComponentResource):
     """The receiver's registry token, then its Namespace, ServiceAccount, Secrets, Deployment, Service and
-    NetworkPolicy on AKS; `address` is what the sites post to (https://<fixed IP>:<port>)."""
+    NetworkPolicy on AKS; `address` is what the sites post to (https://<DNS name or fixed IP>:<port>)."""
 
     def __init__(self, name: str, *, settings: Settings, resource_group: pulumi.Input[str],
                  registry: containerregistry.Registry, kubeconfig: pulumi.Output[str], sources: list[str],
-                 opts: pulumi.ResourceOptions | None = None):
+                 location: str, name_prefix: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:infra:FleetReceiver", name, None, opts)
         repository = status_repository(settings.environment)
         token = scoped_token(f"{name}-registry", f"fleet-receiver-{settings.environment}",
@@ -106,12 +116,12 @@ class FleetReceiverDeployment(pulumi.ComponentResource):
                 "volumes": [{"name": "tls", "secret": {"secretName": tls.metadata["name"], "defaultMode": 0o440}},
                             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]}}},
             opts=self._on_aks)
-        annotations, spec = service_spec(settings)
+        annotations, spec = service_spec(settings, sources, settings.label(name_prefix))
         k8s.core.v1.Service(f"{name}-service", metadata={**meta, "name": APP, "annotations": annotations}, spec=spec,
                             opts=self._on_aks)
         k8s.networking.v1.NetworkPolicy(f"{name}-ingress", metadata={**meta, "name": f"{APP}-sites-only"},
                                         spec=network_policy_spec(settings, sources), opts=self._on_aks)
-        self.address = settings.address
+        self.address = settings.address(location, name_prefix)
         self.register_outputs({"address": self.address})
 
     def _secrets(self, name: str, settings: Settings, meta: dict, token: dict) -> tuple[k8s.core.v1.Secret, ...]:

@@ -201,12 +201,16 @@ class KitImage(Model):
 
 
 class FleetReceiver(Model):
-    """`fleet.receive` on AKS for one fleet environment: behind an internal load balancer at a fixed private IP,
-    TLS with a certificate from secret config, the sites' reports kept in the stack's registry."""
+    """`fleet.receive` on AKS for one fleet environment, TLS with a certificate from secret config, the sites' reports
+    kept in the stack's registry. `exposure`: `public` (a public load balancer narrowed to the sites, under an Azure
+    DNS name: sites that reach Azure over the internet) or `internal` (a fixed private IP in the node subnet: sites
+    that reach the VNET over a VPN or ExpressRoute)."""
 
     environment: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$")  # its name in fleet/fleet.yaml
     image: KitImage
-    load_balancer_ip: IPv4Address  # in network.subnets.aksNodes, where AKS puts internal load balancers
+    exposure: Literal["internal", "public"] = "internal"
+    load_balancer_ip: IPv4Address | None = None  # internal only: in network.subnets.aksNodes
+    dns_label: str | None = None  # public only; default <namePrefix>-fleet-<environment>
     port: int = Field(8443, ge=1024, le=65535)
     ca: str = Field(pattern=r"^-----BEGIN CERTIFICATE-----\n[\s\S]+-----END CERTIFICATE-----\s*$")  # public: the sites trust it
     allow_from: list[IPv4Network] = []  # where the sites' reports come from; default: registry.edgeSites egressIps
@@ -214,9 +218,16 @@ class FleetReceiver(Model):
     key_secret_key: str = Field("fleetReceiverKey", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
     master_key_secret_key: str = Field("fleetWebhookKey", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
 
-    @property
-    def address(self) -> str:
-        return f"https://{self.load_balancer_ip}:{self.port}"
+    def label(self, name_prefix: str) -> str:
+        """The public load balancer's Azure DNS label: `dnsLabel`, else derived from namePrefix and environment."""
+        return f"{name_prefix}-fleet-{self.environment}" if self.dns_label is None else self.dns_label
+
+    def address(self, location: str, name_prefix: str) -> str:
+        """Where the sites post: the Azure DNS name of the public load balancer (learn.microsoft.com/azure/aks/
+        static-ip, "Apply a DNS label to the service": <label>.<location>.cloudapp.azure.com), or the fixed IP."""
+        host = (f"{self.label(name_prefix)}.{location}.cloudapp.azure.com" if self.exposure == "public"
+                else str(self.load_balancer_ip))
+        return f"https://{host}:{self.port}"
 
     def secret_config_keys(self) -> list[str]:
         """The secret config keys it reads: the TLS certificate and key (PEM) and the master report key."""

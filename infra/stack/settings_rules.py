@@ -20,6 +20,9 @@ NAME_KEYS = {"storage_account": "storageAccount", "registry": "registry", "key_v
 # (1-1440, default 30: AgentPoolUpgradeSettings in the ContainerService API, Azure/bicep-types-az). The agents'
 # PDB (maxUnavailable: 0) holds a node until its job pods end: within the job timeout plus their 120 s grace.
 DRAIN_MARGIN_MINUTES = 5
+# A public IP's DNS label (the Network API's CheckDnsNameAvailability, Azure/azure-rest-api-specs
+# specification/network/.../stable/2024-05-01/checkDnsAvailability.json: domainNameLabel)
+DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 MAX_DRAIN_MINUTES = 1440
 
 
@@ -54,6 +57,8 @@ def warnings(settings: StackSettings, today: date | None = None) -> list[str]:
                      "balancer's outbound rules, learn.microsoft.com/azure/nat-gateway/nat-overview); allow its "
                      "public IP where those destinations filter by address")
     receiver = settings.fleet_receiver
+    if receiver:
+        notes.append(receiver_exposure(settings))
     if receiver and set(receiver.image.digest.removeprefix("sha256:")) == {"0"}:
         notes.append("fleetReceiver.image.digest is the example's zeros: build and push the kit's image "
                      "(fleet/image/Dockerfile, docs/fleet.md \"The receiver on AKS\") and pin its digest before "
@@ -109,25 +114,63 @@ def receiver_sources(settings: StackSettings) -> list[IPv4Network]:
     return list(dict.fromkeys(ip for site in settings.registry.edge_sites for ip in site.egress_ips))
 
 
+def receiver_exposure(settings: StackSettings) -> str:
+    """The plan's line on how the sites reach the receiver."""
+    receiver = settings.fleet_receiver
+    address = receiver.address(settings.location, settings.name_prefix)
+    sources = ", ".join(str(cidr) for cidr in receiver_sources(settings))
+    if receiver.exposure == "public":
+        return (f"fleetReceiver ({receiver.environment}) exposure public: a public Azure load balancer at {address}, "
+                f"open only to {sources} (loadBalancerSourceRanges, enforced in the cluster's network security group, "
+                "and the NetworkPolicy); its DNS label must be free in the location and its certificate name the host")
+    return (f"fleetReceiver ({receiver.environment}) exposure internal: an internal Azure load balancer at {address}, "
+            f"reachable only over a VPN or ExpressRoute into the VNET (this stack provisions neither); the "
+            f"NetworkPolicy admits {sources}")
+
+
 def _fleet_receiver(settings: StackSettings) -> Iterator[Violation]:
-    """The receiver's fixed IP is one AKS can give its internal load balancer, and some site may reach it."""
+    """The receiver's endpoint fits its exposure, and some site, and no more than the sites, may reach it."""
     receiver = settings.fleet_receiver
     if receiver is None:
         return
-    subnet, ip = settings.network.subnets.aks_nodes, receiver.load_balancer_ip
-    # AKS takes an internal load balancer's IP from the cluster's subnet (learn.microsoft.com/azure/aks/internal-lb,
-    # "Specify an IP address"); Azure reserves each subnet's first four addresses and its last
-    # (learn.microsoft.com/azure/virtual-network/virtual-networks-faq, "restrictions on using IP addresses").
-    if ip not in subnet:
-        yield "fleetReceiver.loadBalancerIp", f"{ip} is outside network.subnets.aksNodes ({subnet})"
-    elif int(ip) - int(subnet.network_address) < 4 or ip == subnet.broadcast_address:
-        yield "fleetReceiver.loadBalancerIp", f"{ip} is one of the addresses Azure reserves in {subnet}"
+    yield from (_public_endpoint(settings) if receiver.exposure == "public" else _internal_endpoint(settings))
     if not receiver_sources(settings):
         yield "fleetReceiver.allowFrom", ("no site could report: give the addresses the sites' reports come from "
                                           "(or list the sites with their egressIps in registry.edgeSites)")
     for i, cidr in enumerate(receiver.allow_from):
         if cidr.prefixlen < 8:
             yield f"fleetReceiver.allowFrom[{i}]", f"{cidr} opens the receiver to far more than the sites"
+
+
+def _internal_endpoint(settings: StackSettings) -> Iterator[Violation]:
+    """A fixed IP AKS can give its internal load balancer; no DNS label (Azure names only public IPs)."""
+    receiver, subnet = settings.fleet_receiver, settings.network.subnets.aks_nodes
+    if receiver.dns_label is not None:
+        yield "fleetReceiver.dnsLabel", "only for exposure: public (an internal load balancer gets no Azure DNS name)"
+    ip = receiver.load_balancer_ip
+    # AKS takes an internal load balancer's IP from the cluster's subnet (learn.microsoft.com/azure/aks/internal-lb,
+    # "Specify an IP address"); Azure reserves each subnet's first four addresses and its last
+    # (learn.microsoft.com/azure/virtual-network/virtual-networks-faq, "restrictions on using IP addresses").
+    if ip is None:
+        yield "fleetReceiver.loadBalancerIp", (f"exposure internal needs the fixed private IP of its load balancer, "
+                                               f"a host of network.subnets.aksNodes ({subnet})")
+    elif ip not in subnet:
+        yield "fleetReceiver.loadBalancerIp", f"{ip} is outside network.subnets.aksNodes ({subnet})"
+    elif int(ip) - int(subnet.network_address) < 4 or ip == subnet.broadcast_address:
+        yield "fleetReceiver.loadBalancerIp", f"{ip} is one of the addresses Azure reserves in {subnet}"
+
+
+def _public_endpoint(settings: StackSettings) -> Iterator[Violation]:
+    """No fixed IP (Azure gives the public load balancer its address); a DNS label Azure accepts."""
+    receiver = settings.fleet_receiver
+    if receiver.load_balancer_ip is not None:
+        yield "fleetReceiver.loadBalancerIp", ("exposure public takes no loadBalancerIp: Azure gives the public load "
+                                               "balancer its address and the sites use its DNS name; remove it")
+    label = receiver.label(settings.name_prefix)
+    if not DNS_LABEL.match(label):
+        derived = "" if receiver.dns_label is not None else " (derived from namePrefix and environment: set one)"
+        yield "fleetReceiver.dnsLabel", (f"{label!r} is not an Azure DNS label{derived}: 3-63 lowercase letters, "
+                                         "digits and '-', starting with a letter and ending with a letter or digit")
 
 
 def drain_timeout_minutes(job_timeout_minutes: int | None) -> int | None:

@@ -14,6 +14,7 @@ from tests.kit.helpers import kit
 
 SEED_ENVS = {env: spec["stack"] for env, spec in
              yaml.safe_load((ROOT / "fleet" / "fleet.yaml").read_text())["environments"].items()}
+FQDN = {env: f"https://mlk-fleet-{env}.westeurope.cloudapp.azure.com:8443" for env in ("qa", "production")}
 
 
 def stack_receiver(stack: str) -> dict:
@@ -25,6 +26,7 @@ def test_every_seed_site_reports_to_the_receiver_its_stack_deploys(seeds, env):
     stack = SEED_ENVS[env]
     rec = record_env(stack)
     address = rec.outputs["fleetReceiverAddress"]
+    assert address == FQDN[env]  # public: the shipped stacks have no VPN or ExpressRoute to the VNET
     _, rendered = _render(seeds, env)
     assert rendered
     for item in rendered:
@@ -65,7 +67,7 @@ def test_a_second_receiver_address_or_ca_beside_the_stacks_is_bad_seeds(seeds):
     done = kit("fleet.render", "--env", "production", "--root", str(seeds), "--models", str(seeds.parent / "models"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert ("fleet.yaml: environments.production.receiver.address: Pulumi.prod.yaml deploys this environment's "
-            "receiver at https://10.40.15.250:8443: remove address and ca (they come from the stack)") in done.stderr
+            f"receiver at {FQDN['production']}: remove address and ca (they come from the stack)") in done.stderr
 
 
 def test_a_ca_beside_the_stacks_is_bad_seeds(seeds):
@@ -87,3 +89,13 @@ def test_a_stack_deploying_no_receiver_for_the_env_is_bad_seeds(seeds, tmp_path,
     assert ("fleet.yaml: environments.production.receiver: no address, and Pulumi.prod.yaml deploys no receiver for "
             "'production' (give address and ca, or set fleetReceiver.environment: production in the stack file)"
             ) in str(caught.value)
+
+
+def test_the_seeds_read_an_internal_receivers_fixed_ip_from_its_stack(seeds, tmp_path):
+    from fleet.config import load_fleet
+
+    def internal(config):
+        config["mlops-edge-kit:fleetReceiver"] |= {"exposure": "internal", "loadBalancerIp": "10.40.15.250"}
+    fleet = load_fleet(seeds, project_dir=project_with(tmp_path, internal))
+    assert fleet.environments["production"].receiver.address == "https://10.40.15.250:8443"
+    assert load_fleet(seeds).environments["production"].receiver.address == FQDN["production"]

@@ -1,6 +1,8 @@
 """Issue 18 item 6: fleet.receive deployed on AKS by the real program with each stack's real config (mock runtime):
-only where the stack enables it; an internal load balancer at the fixed IP; a locked-down single-writer pod; a
-registry token for fleet-status/<env> only; secrets never plain; objects schema-valid (strict); bad settings exit 2."""
+only where the stack enables it; for the shipped stacks (no VPN or ExpressRoute) a public load balancer under an
+Azure DNS name, open only to the sites' egress addresses; an internal one at a fixed IP for sites joined to the VNET;
+a locked-down single-writer pod; a registry token for fleet-status/<env> only; secrets never plain; objects
+schema-valid (strict); bad settings exit 2."""
 import json
 
 import kubernetes_validate
@@ -15,7 +17,7 @@ from tests.infra.conftest import ENVS, expect_problems, settings_of
 from tests.infra.test_bad_settings import problems_for
 from tests.kit.helpers import kit
 
-ENABLED = {"qa": ("qa", "10.20.15.250"), "prod": ("production", "10.40.15.250")}  # stack -> (fleet env, IP)
+ENABLED = {"qa": ("qa", "mlk-fleet-qa"), "prod": ("production", "mlk-fleet-production")}  # stack -> (env, DNS label)
 K8S_TYPES = ("kubernetes:core/v1:", "kubernetes:apps/v1:", "kubernetes:networking.k8s.io/v1:")
 MASTER, CERT, KEY = "master-report-key-Q7v2-do-not-leak-0123456789", "cert-pem-Zt4x", "key-pem-Wm8c"
 
@@ -39,21 +41,63 @@ def test_the_receiver_exists_only_where_the_stack_enables_it(recordings, env):
         assert len(components) == 1
         assert set(receiver_objects(rec)) == {"Namespace", "ServiceAccount", "Secret", "Deployment", "Service",
                                               "NetworkPolicy"}
-        assert rec.outputs["fleetReceiverAddress"] == f"https://{ENABLED[env][1]}:8443"
+        assert rec.outputs["fleetReceiverAddress"] == f"https://{ENABLED[env][1]}.westeurope.cloudapp.azure.com:8443"
     else:
         assert components == [] and receiver_objects(rec) == {} and "fleetReceiverAddress" not in rec.outputs
 
 
 @pytest.mark.parametrize("env", sorted(ENABLED))
-def test_the_service_is_an_internal_load_balancer_at_the_fixed_ip_keeping_the_sites_addresses(recordings, env):
+def test_the_shipped_service_is_a_public_load_balancer_named_by_dns_open_only_to_the_sites(recordings, env):
+    """No VPN or ExpressRoute in the shipped stacks: the sites reach a public load balancer, and only they do."""
     service = receiver_objects(recordings[env])["Service"]
-    assert service["metadata"]["annotations"] == {
-        "service.beta.kubernetes.io/azure-load-balancer-internal": "true",
-        "service.beta.kubernetes.io/azure-load-balancer-ipv4": ENABLED[env][1]}
+    assert service["metadata"]["annotations"] == {"service.beta.kubernetes.io/azure-dns-label-name": ENABLED[env][1]}
     spec = service["spec"]
     assert spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local"
+    assert spec["loadBalancerSourceRanges"] == egress(env) and "loadBalancerIP" not in spec
     assert spec["ports"] == [{"name": "https", "port": 8443, "protocol": "TCP", "targetPort": "https"}]
     assert spec["selector"] == {"app.kubernetes.io/name": "fleet-receiver"}
+
+
+def internal_stack(tmp_path, **receiver) -> str:
+    """A project dir holding Pulumi.prod.yaml with its receiver internal at 10.40.15.250 (and `receiver` set)."""
+    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document["config"]["mlops-edge-kit:fleetReceiver"] |= {"exposure": "internal", "loadBalancerIp": "10.40.15.250",
+                                                           **receiver}
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
+    return "prod"
+
+
+def test_an_internal_receiver_is_an_internal_load_balancer_at_the_fixed_ip_keeping_the_sites_addresses(tmp_path):
+    rec = plan.record_env(internal_stack(tmp_path), root=tmp_path)
+    objects = receiver_objects(rec)
+    service = objects["Service"]
+    assert service["metadata"]["annotations"] == {
+        "service.beta.kubernetes.io/azure-load-balancer-internal": "true",
+        "service.beta.kubernetes.io/azure-load-balancer-ipv4": "10.40.15.250"}
+    spec = service["spec"]
+    assert spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local"
+    assert "loadBalancerSourceRanges" not in spec
+    assert spec["ports"] == [{"name": "https", "port": 8443, "protocol": "TCP", "targetPort": "https"}]
+    assert objects["NetworkPolicy"]["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "203.0.113.40/32"}}]
+    assert rec.outputs["fleetReceiverAddress"] == "https://10.40.15.250:8443"
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, "1.37", strict=True)
+
+
+@pytest.mark.parametrize("env", sorted(ENABLED))
+def test_the_plan_says_each_receivers_exposure(recordings, env):
+    (note,) = [n for n in recordings[env].notes if n.startswith("fleetReceiver (")]
+    assert note.startswith(f"fleetReceiver ({ENABLED[env][0]}) exposure public: a public Azure load balancer at "
+                           f"https://{ENABLED[env][1]}.westeurope.cloudapp.azure.com:8443, open only to "
+                           f"{', '.join(egress(env))} (")
+
+
+def test_the_plan_says_an_internal_receiver_needs_a_vpn_or_expressroute(tmp_path):
+    rec = plan.record_env(internal_stack(tmp_path, allowFrom=["192.0.2.0/28"]), root=tmp_path)
+    (note,) = [n for n in rec.notes if n.startswith("fleetReceiver (")]
+    assert note == ("fleetReceiver (production) exposure internal: an internal Azure load balancer at "
+                    "https://10.40.15.250:8443, reachable only over a VPN or ExpressRoute into the VNET (this stack "
+                    "provisions neither); the NetworkPolicy admits 192.0.2.0/28")
 
 
 @pytest.mark.parametrize("env", sorted(ENABLED))
@@ -161,10 +205,20 @@ def test_the_receiver_objects_are_schema_valid_in_strict_mode(recordings, env, v
         kubernetes_validate.validate(obj, version, strict=True)
 
 
+def qa_settings(edit):
+    """Pulumi.qa.yaml's settings, validated (SettingsError on a broken rule), after `edit` of its values."""
+    from infra.stack.stack_config import load_stack, project_values, read_stack_file, stack_file
+    values = project_values(read_stack_file(stack_file("qa")))
+    edit(values)
+    return load_stack(values, source="Pulumi.qa.yaml", env="qa", organization="organization").settings
+
+
 def _receiver(config):
     qa = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())["config"]
     config["mlops-edge-kit:fleetReceiver"] = json.loads(json.dumps(qa["mlops-edge-kit:fleetReceiver"]))
-    config["mlops-edge-kit:fleetReceiver"]["loadBalancerIp"] = "10.10.15.250"  # inside dev's aksNodes
+    internal = {"exposure": "internal", "loadBalancerIp": "10.10.15.250"}  # inside dev's aksNodes
+    config["mlops-edge-kit:fleetReceiver"] |= internal
+    config["mlops-edge-kit:fleetReceiver"]["allowFrom"] = ["192.0.2.0/28"]  # dev lists no edge site
     return settings_of(config, "fleetReceiver")
 
 
@@ -180,30 +234,84 @@ def _receiver(config):
     (lambda r: r.update(port=80), r"fleetReceiver\.port: Input should be greater than or equal to 1024"),
     (lambda r: r.update(enviroment="qa"), r"fleetReceiver\.enviroment: unknown key"),
     (lambda r: r.pop("environment"), r"fleetReceiver\.environment: Field required"),
+    (lambda r: r.pop("loadBalancerIp"), r"fleetReceiver\.loadBalancerIp: exposure internal needs the fixed "
+                                        r"private IP of its load balancer, a host of network\.subnets\.aksNodes "
+                                        r"\(10\.10\.0\.0/20\)"),
+    (lambda r: r.update(dnsLabel="mlk-receiver"),
+     r"fleetReceiver\.dnsLabel: only for exposure: public \(an internal load balancer gets no Azure DNS name\)"),
+    (lambda r: r.update(exposure="public"),
+     r"fleetReceiver\.loadBalancerIp: exposure public takes no loadBalancerIp: Azure gives the public load balancer "
+     r"its address and the sites use its DNS name; remove it"),
+    (lambda r: r.update(exposure="public", loadBalancerIp=None, dnsLabel="Fleet_QA"),
+     r"fleetReceiver\.dnsLabel: 'Fleet_QA' is not an Azure DNS label: 3-63 lowercase letters, digits and '-', "
+     r"starting with a letter and ending with a letter or digit"),
+    (lambda r: r.update(exposure="public", loadBalancerIp=None, dnsLabel="9fleet"), r"dnsLabel: '9fleet' is not"),
+    (lambda r: r.update(exposure="public", loadBalancerIp=None, dnsLabel="fleet-"), r"dnsLabel: 'fleet-' is not"),
+    (lambda r: r.update(exposure="public", loadBalancerIp=None, dnsLabel="fl"), r"dnsLabel: 'fl' is not"),
+    (lambda r: r.update(exposure="public", loadBalancerIp=None, dnsLabel="f" * 64), r"dnsLabel: 'f{64}' is not"),
+    (lambda r: r.update(exposure="vpn"), r"fleetReceiver\.exposure: Input should be 'internal' or 'public'"),
 ])
 def test_bad_receiver_settings_name_the_key(stack_root, tmp_path, change, expected):
     problems = problems_for(stack_root, tmp_path, lambda config: change(_receiver(config)))
     expect_problems(problems, expected)
 
 
-def test_a_receiver_no_site_could_reach_is_bad_settings(stack_root, tmp_path):
-    """dev lists no edge site: without allowFrom, nobody would be admitted."""
-    problems = problems_for(stack_root, tmp_path, _receiver)
-    expect_problems(problems, r"fleetReceiver\.allowFrom: no site could report")
+def test_a_derived_dns_label_longer_than_azure_allows_is_bad_settings(stack_root, tmp_path):
+    def edit(config):
+        config["mlops-edge-kit:namePrefix"] = "mlkfleet99"
+        _receiver(config).update(exposure="public", loadBalancerIp=None, environment="e" * 52)
+    expect_problems(problems_for(stack_root, tmp_path, edit),
+                    r"fleetReceiver\.dnsLabel: 'mlkfleet99-fleet-e{52}' is not an Azure DNS label \(derived from "
+                    r"namePrefix and environment: set one\)")
+
+
+def test_the_longest_dns_label_azure_allows_is_taken():
+    label = "f" + "-" * 61 + "1"
+    def edit(values):
+        values["fleetReceiver"]["dnsLabel"] = label
+    receiver = qa_settings(edit).fleet_receiver
+    assert receiver.address("westeurope", "mlk") == f"https://{label}.westeurope.cloudapp.azure.com:8443"
+
+
+@pytest.mark.parametrize("exposure", [{}, {"exposure": "public", "loadBalancerIp": None}])
+def test_a_receiver_no_site_could_reach_is_bad_settings(stack_root, tmp_path, exposure):
+    """dev lists no edge site: without allowFrom, nobody would be admitted (public: the load balancer would have no
+    source range, which is open to all)."""
+    def edit(config):
+        receiver = _receiver(config)
+        receiver.pop("allowFrom")
+        receiver.update(exposure)
+    problems = problems_for(stack_root, tmp_path, edit)
+    assert problems == ["Pulumi.dev.yaml: config.mlops-edge-kit:fleetReceiver.allowFrom: no site could report: give "
+                        "the addresses the sites' reports come from (or list the sites with their egressIps in "
+                        "registry.edgeSites)"]
 
 
 def test_the_cli_exits_2_naming_every_bad_receiver_key_and_writes_nothing(tmp_path):
     document = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())
-    document["config"]["mlops-edge-kit:fleetReceiver"] |= {"loadBalancerIp": "10.20.0.1", "allowFrom": ["0.0.0.0/4"]}
+    document["config"]["mlops-edge-kit:fleetReceiver"] |= {"loadBalancerIp": "10.20.0.1", "dnsLabel": "QA_fleet",
+                                                           "allowFrom": ["0.0.0.0/4"]}
     (tmp_path / "Pulumi.qa.yaml").write_text(yaml.safe_dump(document))
     out = tmp_path / "out"
     done = kit("plan", "--env", "qa", "-p", str(tmp_path), "--out", str(out))
     assert done.returncode == 2, done.stdout + done.stderr
+    where = "Pulumi.qa.yaml: config.mlops-edge-kit:fleetReceiver"
+    assert (f"{where}.loadBalancerIp: exposure public takes no loadBalancerIp: Azure gives the public load balancer "
+            "its address and the sites use its DNS name; remove it") in done.stderr
+    assert f"{where}.dnsLabel: 'QA_fleet' is not an Azure DNS label: 3-63 lowercase letters" in done.stderr
+    assert f"{where}.allowFrom[0]: 0.0.0.0/4 opens the receiver to far more than the sites" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_the_cli_exits_2_for_an_internal_receiver_at_a_reserved_address(tmp_path):
+    document = yaml.safe_load((ROOT / "Pulumi.qa.yaml").read_text())
+    document["config"]["mlops-edge-kit:fleetReceiver"] |= {"exposure": "internal", "loadBalancerIp": "10.20.0.1"}
+    (tmp_path / "Pulumi.qa.yaml").write_text(yaml.safe_dump(document))
+    done = kit("plan", "--env", "qa", "-p", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stdout + done.stderr
     assert ("Pulumi.qa.yaml: config.mlops-edge-kit:fleetReceiver.loadBalancerIp: 10.20.0.1 is one of the addresses "
             "Azure reserves in 10.20.0.0/20") in done.stderr
-    assert ("Pulumi.qa.yaml: config.mlops-edge-kit:fleetReceiver.allowFrom[0]: 0.0.0.0/4 opens the receiver to far "
-            "more than the sites") in done.stderr
-    assert "Traceback" not in done.stderr and not out.exists()
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
 
 
 def test_an_ephemeral_copy_of_a_stack_runs_no_second_receiver():

@@ -269,7 +269,7 @@ def test_the_receiver_admits_its_allow_from_else_every_edge_sites_egress_once():
 def test_the_receivers_ip_is_a_host_of_the_node_subnet_azure_does_not_reserve():
     def at(ip):
         def edit(values):
-            values["fleetReceiver"]["loadBalancerIp"] = ip
+            values["fleetReceiver"] |= {"exposure": "internal", "loadBalancerIp": ip}
         return edit
     for ip in ("10.20.0.4", "10.20.15.254"):  # the first and last addresses Azure leaves to hosts in 10.20.0.0/20
         assert str(settings(QA, "qa", at(ip)).fleet_receiver.load_balancer_ip) == ip
