@@ -1,8 +1,8 @@
 """Build the lab's real upstream programs from the Go tools modules beside this file (kube-apiserver,
 kube-controller-manager, kubectl and etcd from go.mod here; the Flux Operator and the Flux controllers from their
-own modules under flux/), once per machine, into a cache outside the checkout keyed by version:
-${XDG_CACHE_HOME:-~/.cache}/mlops-edge-kit/programs/<name>-<version>/<name>. A stamp beside each binary (version,
-go.sum hash, build flags) makes later runs reuse it without calling `go` at all.
+own modules under flux/, MetalLB's controller from metallb/), once per machine, into a cache outside the checkout
+keyed by version: ${XDG_CACHE_HOME:-~/.cache}/mlops-edge-kit/programs/<name>-<version>/<name>. A stamp beside each
+binary (version, go.sum hash, build flags) makes later runs reuse it without calling `go` at all.
 
 Every module says `go 1.26.0` (as k8s.io/kubernetes v1.37.2 and the Flux modules do), so Go 1.26 builds them and no
 GOTOOLCHAIN is set. Versions come from the go.mod files, so bumping a pin there is the only edit a new version needs.
@@ -75,7 +75,10 @@ FLUX = (
     *(Program(name, f"github.com/fluxcd/{name}", f"github.com/fluxcd/{name}", (), f"flux/{name}")
       for name in ("source-controller", "kustomize-controller", "notification-controller")),
 )
-PROGRAMS = KUBERNETES + FLUX
+# MetalLB v0.16.1's controller (the edge pin, edge_hosts/tasks/inputs.py); its version is a constant of
+# go.universe.tf/metallb/internal/version, printed only in its start-up log: no version flag
+METALLB = (Program("metallb-controller", "go.universe.tf/metallb/controller", "go.universe.tf/metallb", (), "metallb"),)
+PROGRAMS = KUBERNETES + FLUX + METALLB
 COLD_MINUTES = {"kube-apiserver": 5, "kube-controller-manager": 2, "flux-operator": 3,
                 "source-controller": 5, "kustomize-controller": 2, "notification-controller": 2}  # measured, 2 cores
 

@@ -63,6 +63,17 @@ def make_pki(tls: Path, sans: tuple[str, ...] = ()) -> Pki:
     return pki
 
 
+def make_serving_pair(folder: Path, common_name: str, names: tuple[str, ...]) -> Path:
+    """A CA of its own signing one serving certificate for `names`: tls.crt (the chain) and tls.key (0600), the
+    files a controller-runtime webhook server reads from its --cert-dir; returns the CA's certificate file."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca = _ca(folder, "serving", now)
+    _leaf(folder / "tls.crt", folder / "tls.key", ca, _subject(common_name), ExtendedKeyUsageOID.SERVER_AUTH, now,
+          list(names))
+    return folder / "serving-ca.crt"
+
+
 def _subject(common_name: str, organization: str = "") -> x509.Name:
     parts = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else []
     return x509.Name([*parts, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

@@ -1,0 +1,161 @@
+"""MetalLB's real controller v0.16.1 (lab/programs/metallb.py) with its admission webhooks live on the real
+kube-apiserver (issue 17 item 1): every shipped site's pool and advertisement, as the edge bootstrap applies them, is
+accepted; what the CRD schema lets through but MetalLB's own validation refuses is refused in MetalLB's words, and
+the same objects pass once the webhook configuration is gone (so the refusal was the webhook's); and whatever
+address list the kit's inventory checks accept, the webhook accepts too."""
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge_hosts.inventory.load import SITES_DIR, InventoryError, load_inventory
+from edge_hosts.steps.metallb import NAMESPACE, pool_documents
+from edge_hosts.tasks.inputs import DEFAULT_METALLB
+from lab.programs.build import METALLB, pinned_version
+from lab.programs.metallb import MetallbController
+from lab.releases.upstream import metallb_manifest
+from tests.edge.helpers import valid_document, write_inventory
+
+SITES = sorted(p.stem for p in SITES_DIR.glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def metallb(real_api, tmp_path_factory):
+    """The controller at the edge pin, its webhooks answering through the module's API server."""
+    assert pinned_version(METALLB[0]) == DEFAULT_METALLB  # the lab runs the version the kit installs on sites
+    manifest = metallb_manifest(DEFAULT_METALLB)
+    with MetallbController.start(real_api, tmp_path_factory.mktemp("metallb"), manifest) as controller:
+        yield controller
+
+
+def apply(metallb, objects: list[dict], dry_run: bool = False):
+    """`kubectl apply -f -` as the edge bootstrap runs it (a server-side dry run when asked)."""
+    extra = ["--server-side", "--dry-run=server"] if dry_run else []
+    return metallb.kubectl_run("apply", *extra, "-f", "-", stdin=yaml.safe_dump_all(objects))
+
+
+def delete(metallb, objects: list[dict]) -> None:
+    done = metallb.kubectl_run("delete", "--ignore-not-found", "--wait", "-f", "-", stdin=yaml.safe_dump_all(objects))
+    assert done.returncode == 0, done.stderr
+
+
+def site_objects(site: str) -> list[dict]:
+    return list(yaml.safe_load_all(pool_documents(load_inventory(site), "a" * 64)))
+
+
+def pool(addresses: list[str], name: str = "other", namespace: str = NAMESPACE) -> dict:
+    return {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": name, "namespace": namespace}, "spec": {"addresses": addresses}}
+
+
+def advertisement(spec: dict) -> dict:
+    return {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
+            "metadata": {"name": "other", "namespace": NAMESPACE}, "spec": spec}
+
+
+@pytest.fixture
+def kit_pool(metallb):
+    """The qa site's pool and advertisement applied for real (what a bootstrapped site holds); removed after."""
+    objects = site_objects("qa")
+    done = apply(metallb, objects)
+    assert done.returncode == 0, done.stderr
+    yield objects
+    delete(metallb, objects)
+
+
+def test_the_controller_is_v0_16_1_and_the_api_server_calls_it_here(metallb, kubectl):
+    assert "MetalLB controller starting version 0.16.1" in (metallb.work / "metallb-controller.log").read_text()
+    hooks = kubectl.json("get", "validatingwebhookconfiguration", "metallb-webhook-configuration")["webhooks"]
+    assert sorted(h["name"] for h in hooks) == sorted(h["name"] for h in metallb.webhook_configuration["webhooks"])
+    assert len(hooks) == 6 and all(h["clientConfig"]["url"].startswith("https://127.0.0.1:9443/validate-metallb-io-")
+                                   and h["clientConfig"]["caBundle"] and h["failurePolicy"] == "Fail" for h in hooks)
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_every_shipped_site_s_pool_and_advertisement_are_accepted(metallb, kubectl, site):
+    objects = site_objects(site)
+    try:
+        done = apply(metallb, objects)
+        assert done.returncode == 0, done.stderr
+        stored = kubectl.json("get", "ipaddresspool", "mlops-edge-kit", "-n", NAMESPACE)
+        assert stored["spec"]["addresses"] == objects[0]["spec"]["addresses"]
+        kubectl.run("get", "l2advertisement", "mlops-edge-kit", "-n", NAMESPACE)
+    finally:
+        delete(metallb, objects)
+
+
+# (objects, MetalLB's words): each passes the CRD schema (test_the_refusals_are_the_webhook_s below)
+REFUSED = {
+    "reversed range": ([pool(["10.0.0.9-10.0.0.1"])],
+                       'invalid IP range "10.0.0.9-10.0.0.1": start IP "10.0.0.9" is after the end IP "10.0.0.1"'),
+    "overlapping the site's pool": ([pool(["192.168.50.205/32"])],  # qa's 192.168.50.200-192.168.50.210
+                                    'CIDR "192.168.50.205/32" in pool "other" overlaps with already defined CIDR '
+                                    '"192.168.50.200/29"'),
+    "bare address": ([pool(["10.0.0.9"])], 'invalid CIDR "10.0.0.9" in pool "other": invalid CIDR "10.0.0.9"'),
+    "pool outside metallb-system": ([pool(["10.0.0.0/30"], namespace="default")],
+                                    "resource must be created in metallb-system namespace"),
+    "bad node selector": ([advertisement({"nodeSelectors": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "Near", "values": ["s1"]}]}]})],
+        '"Near" is not a valid label selector operator'),
+    "bad pool selector key": ([advertisement({"ipAddressPoolSelectors": [{"matchLabels": {"bad key!": "x"}}]})],
+                              'key: Invalid value: "bad key!"'),
+    "pool named twice": ([advertisement({"ipAddressPools": ["mlops-edge-kit", "mlops-edge-kit"]})],
+                         'duplicate definition of ipAddressPools "mlops-edge-kit"'),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_metallb_s_webhook_refuses_in_its_own_words(metallb, kit_pool, case):
+    objects, words = REFUSED[case]
+    done = apply(metallb, objects)
+    assert done.returncode != 0 and "denied the request" in done.stderr and words in done.stderr, done.stderr
+
+
+def test_the_refusals_are_the_webhook_s(metallb, kubectl, kit_pool):
+    """With MetalLB's webhook configuration removed the API server (OpenAPI, CRD schema) accepts every one."""
+    kubectl.run("delete", "validatingwebhookconfiguration", "metallb-webhook-configuration")
+    try:
+        for case, (objects, _) in REFUSED.items():
+            done = apply(metallb, objects, dry_run=True)
+            assert done.returncode == 0 and "serverside-applied (server dry run)" in done.stdout, (case, done.stderr)
+    finally:
+        metallb.apply(yaml.safe_dump(metallb.webhook_configuration))
+    done = apply(metallb, REFUSED["reversed range"][0], dry_run=True)
+    assert done.returncode != 0 and "denied the request" in done.stderr, done.stderr  # back for the tests after
+
+
+# addresses -> whether MetalLB's webhook takes them as one pool (in the helpers' nodeSubnet 10.9.0.0/24)
+ADDRESSES = [
+    (["10.9.0.200-10.9.0.210"], True),
+    (["10.9.0.200 - 10.9.0.210"], True),
+    (["10.9.0.200-10.9.0.200", "10.9.0.240/28"], True),
+    (["10.9.0.200-10.9.0.210", "10.9.0.211-10.9.0.220"], True),  # adjacent
+    (["10.9.0.241/28"], True),  # host bits set: MetalLB masks them, the kit refuses (stricter)
+    (["10.9.0.200"], False),
+    (["10.9.0.200-10.9.0.210", "10.9.0.205/32"], False),
+    (["10.9.0.200-10.9.0.210", "10.9.0.200-10.9.0.210"], False),
+    (["10.9.0.210-10.9.0.200"], False),
+    (["010.9.0.200-10.9.0.210"], False),
+    (["10.9.0.200-10.9.0.210-10.9.0.220"], False),
+    (["10.9.0.200-"], False),
+]
+
+
+def _kit_accepts(tmp_path: Path, addresses: list[str]) -> bool:
+    document = valid_document()
+    document["metallb"]["addresses"] = addresses
+    try:
+        load_inventory(str(write_inventory(tmp_path, document)))
+    except InventoryError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("addresses, webhook_accepts", ADDRESSES, ids=[" ".join(a) for a, _ in ADDRESSES])
+def test_what_the_kit_s_inventory_accepts_the_webhook_accepts(metallb, tmp_path, addresses, webhook_accepts):
+    done = apply(metallb, [pool(addresses, name="mlops-edge-kit")], dry_run=True)
+    assert (done.returncode == 0) == webhook_accepts, done.stderr
+    if not webhook_accepts:
+        assert "denied the request" in done.stderr, done.stderr
+    assert not _kit_accepts(tmp_path, copy.deepcopy(addresses)) or webhook_accepts
