@@ -13,7 +13,7 @@ from edge_hosts.inventory.load import SITES_DIR, InventoryError, load_inventory
 from edge_hosts.steps.metallb import NAMESPACE, pool_documents
 from edge_hosts.tasks.inputs import DEFAULT_METALLB
 from lab.programs.build import METALLB, pinned_version
-from lab.programs.metallb import MetallbController
+from lab.programs.metallb import MetallbController, MetallbError
 from lab.releases.upstream import metallb_manifest
 from tests.edge.helpers import valid_document, write_inventory
 
@@ -70,6 +70,14 @@ def test_the_controller_is_v0_16_1_and_the_api_server_calls_it_here(metallb, kub
     assert sorted(h["name"] for h in hooks) == sorted(h["name"] for h in metallb.webhook_configuration["webhooks"])
     assert len(hooks) == 6 and all(h["clientConfig"]["url"].startswith("https://127.0.0.1:9443/validate-metallb-io-")
                                    and h["clientConfig"]["caBundle"] and h["failurePolicy"] == "Fail" for h in hooks)
+
+
+def test_its_key_and_log_are_private_and_a_second_controller_is_refused_with_the_reason(metallb, real_api, tmp_path):
+    assert (metallb.cert_dir / "tls.key").stat().st_mode & 0o777 == 0o600
+    assert (metallb.work / "metallb-controller.log").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(MetallbError, match=r"another lab MetalLB controller holds .*port 9443 is fixed upstream"):
+        MetallbController.start(real_api, tmp_path, b"", ready_timeout=1)
+    assert not (tmp_path / "metallb-controller.log").exists()  # nothing started
 
 
 @pytest.mark.parametrize("site", SITES)
