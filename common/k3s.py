@@ -17,6 +17,10 @@ IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 CRI_NAMESPACE = "k8s.io"  # containerd namespace of the images Kubernetes runs
 PINNED_LABELS = "io.cri-containerd.pinned=pinned io.cattle.k3s.pinned=pinned"  # as k3s labels its airgap imports
 METALLB_IMAGES = ("quay.io/metallb/controller", "quay.io/metallb/speaker")
+# The site's one MetalLB IPAddressPool and L2Advertisement (namespace metallb-system): the edge bootstrap creates
+# them from the inventory and a fleet release carries the same objects, since MetalLB's webhook refuses a second
+# pool with an overlapping range (v0.16.1 internal/config/config.go, "overlaps with already defined CIDR").
+METALLB_POOL = "mlops-edge-kit"
 API_PORT = 6443
 # inventory arch -> k3s release naming
 RELEASE_ARCH = {"x86_64": "amd64", "arm64": "arm64", "armv7": "arm"}

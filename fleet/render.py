@@ -12,6 +12,7 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
+from common import k3s
 from fleet import flux
 from fleet.config import Fleet, FleetError, Patch, Site
 
@@ -69,11 +70,11 @@ def _kit_patches(fleet: Fleet, site: Site, model_digest: str) -> list[Patch]:
 
 
 def _metallb(site: Site) -> list[dict]:
-    meta = {"name": "site", "namespace": "metallb-system"}
+    meta = {"name": k3s.METALLB_POOL, "namespace": "metallb-system"}  # the pool the edge bootstrap made
     return [{"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": meta,
              "spec": {"addresses": list(site.metallb.addresses)}},
             {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": meta,
-             "spec": {"ipAddressPools": ["site"]}}]
+             "spec": {"ipAddressPools": [k3s.METALLB_POOL]}}]
 
 
 def core_objects(fleet: Fleet, site: Site, model_digest: str, problems: list[str]) -> list[dict]:

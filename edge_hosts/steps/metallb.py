@@ -8,6 +8,7 @@ import time
 
 import yaml
 
+from common import k3s
 from edge_hosts.inventory.advice import speaker_tolerations
 from edge_hosts.artifacts.downloads import Artifact, ArtifactSource
 from edge_hosts.inventory.model import Inventory, address_range
@@ -15,7 +16,7 @@ from edge_hosts.access.ssh import HostSession, RemoteError
 from edge_hosts.facts.cluster import KUBECTL
 
 NAMESPACE = "metallb-system"
-POOL = "mlops-edge-kit"
+POOL = k3s.METALLB_POOL
 MANIFEST_ANNOTATION = "mlops-edge-kit/metallb-manifest-sha256"
 TOLERATIONS_ANNOTATION = "mlops-edge-kit/speaker-extra-tolerations"
 ROLLOUT_TIMEOUT = "180s"

@@ -167,3 +167,25 @@ def test_what_the_kit_s_inventory_accepts_the_webhook_accepts(metallb, tmp_path,
     if not webhook_accepts:
         assert "denied the request" in done.stderr, done.stderr
     assert not _kit_accepts(tmp_path, copy.deepcopy(addresses)) or webhook_accepts
+
+
+def test_a_release_s_pool_is_the_pool_the_edge_bootstrap_made_so_the_webhook_lets_flux_apply_it(metallb, tmp_path):
+    """The edge production site and the fleet's plant-berlin seed are one site (the same range): the release's pool
+    and advertisement, applied as kustomize-controller applies (server-side, its field manager, taking ownership:
+    fluxcd/pkg ssa ForceOwnership), are the objects the bootstrap made, not a second pool MetalLB refuses."""
+    from tests.fleet.conftest import seeds as seeds_fixture
+    from tests.fleet.test_render import _render
+    edge = site_objects("production")
+    assert apply(metallb, edge).returncode == 0
+    _, rendered = _render(seeds_fixture.__wrapped__(tmp_path), "production")
+    content = next(r for r in rendered if r.site.name == "plant-berlin").content["site.yaml"]
+    release = [o for o in yaml.safe_load_all(content) if o["apiVersion"].startswith("metallb.io/")]
+    assert {o["kind"] for o in release} == {"IPAddressPool", "L2Advertisement"}
+    try:
+        done = metallb.kubectl_run("apply", "--server-side", "--force-conflicts", "--field-manager",
+                                   "kustomize-controller", "-f", "-", stdin=yaml.safe_dump_all(release))
+        assert done.returncode == 0, done.stderr  # before: 'CIDR ... in pool "site" overlaps with already defined'
+        pools = metallb.kubectl_run("get", "ipaddresspools", "-n", NAMESPACE, "-o", "name")
+        assert pools.stdout.split() == [f"ipaddresspool.metallb.io/{edge[0]['metadata']['name']}"]
+    finally:
+        delete(metallb, edge)
