@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from common import yamlio
 from lab.programs.apiserver import ApiServer, end_group, free_port
 from lab.programs.build import KUBERNETES, METALLB, cache_root, ensure_programs
 from lab.programs.pki import make_serving_pair
@@ -53,7 +54,7 @@ class MetallbError(RuntimeError):
 
 def lab_manifests(manifest: bytes, ca_bundle: bytes) -> list[dict]:
     """The release manifest's objects the lab applies, webhooks pointed at the local controller, and its Pod."""
-    docs = [d for d in yaml.safe_load_all(manifest) if d]
+    docs = [d for d in yamlio.load_all(manifest.decode(), "metallb-native.yaml") if d]
     ca = base64.b64encode(ca_bundle).decode()
     for doc in docs:
         hooks = doc.get("webhooks", [])
