@@ -15,7 +15,9 @@ from controller-runtime's default $TMPDIR/k8s-webhook-server/serving-certs (--ce
 k8s.go webhookServer sets no CertDir; controller-runtime v0.22.3 webhook/server.go setDefaults), so the controller's
 TMPDIR is its work folder. Its port 9443 is fixed upstream (k8s.go webhookServer), so a machine runs one lab
 controller at a time (a lock in the program cache). Metrics and health probes get free ports (their listeners bind
-every interface).
+every interface). The controller runs as its own ServiceAccount (the Deployment's serviceAccountName), with a token
+from the API server's TokenRequest API in a 0600 file that its kubeconfig names (`tokenFile`), so it has only the
+release manifest's RBAC, as in a cluster, not the lab's admin certificate.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from common import yamlio
+from common.files import atomic_write
 from lab.programs.apiserver import ApiServer, end_group, free_port
 from lab.programs.build import KUBERNETES, METALLB, cache_root, ensure_programs
 from lab.programs.pki import make_serving_pair
@@ -40,6 +43,7 @@ NAMESPACE = "metallb-system"
 POD = "controller-lab"
 WEBHOOK_PORT = 9443
 READY_TIMEOUT = 120.0
+TOKEN_LIFETIME = "12h"  # longer than any lab run; a TokenRequest's minimum is 10 minutes
 STOP_TIMEOUT = 10.0
 NOT_INSTALLED = ("Deployment", "DaemonSet")
 # refused by the webhook alone (a pool outside its namespace): the probe that it answers through the API server
@@ -99,6 +103,7 @@ class MetallbController:
             docs = lab_manifests(manifest, ca.read_bytes())
             metallb.webhook_configuration = next(d for d in docs if d["kind"] == "ValidatingWebhookConfiguration")
             metallb.apply(yaml.safe_dump_all(docs))
+            metallb._write_identity(next(d for d in docs if d["kind"] == "Pod")["spec"]["serviceAccountName"])
             metallb._spawn(binaries["metallb-controller"])
             metallb._wait_answer(deadline)
         except BaseException:
@@ -137,8 +142,27 @@ class MetallbController:
         if done.returncode != 0:
             raise MetallbError(f"applying MetalLB's objects failed: {done.stderr.strip()[-1500:]}")
 
+    @property
+    def kubeconfig(self) -> Path:
+        return self.work / "controller.kubeconfig"
+
+    def _write_identity(self, service_account: str) -> None:
+        """The controller's kubeconfig: the API server's cluster entry and a token of `service_account`."""
+        done = self.kubectl_run("create", "token", service_account, f"--namespace={NAMESPACE}",
+                                f"--duration={TOKEN_LIFETIME}")
+        if done.returncode != 0:
+            raise MetallbError(f"no token for the controller's ServiceAccount {service_account}: "
+                               f"{done.stderr.strip()[-600:]}")
+        token = self.work / "controller.token"
+        atomic_write(token, done.stdout.strip(), 0o600)
+        clusters = yamlio.load(self.api.kubeconfig.read_text(), str(self.api.kubeconfig))["clusters"]
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "lab", "clusters": clusters,
+                  "users": [{"name": service_account, "user": {"tokenFile": str(token)}}],
+                  "contexts": [{"name": "lab", "context": {"cluster": clusters[0]["name"], "user": service_account}}]}
+        atomic_write(self.kubeconfig, yaml.safe_dump(config, sort_keys=False), 0o600)
+
     def _spawn(self, binary: Path) -> None:
-        env = dict(os.environ, KUBECONFIG=str(self.api.kubeconfig), TMPDIR=str(self.work))
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), TMPDIR=str(self.work))
         env.pop("KUBERNETES_SERVICE_HOST", None)  # out of cluster: controller-runtime's GetConfigOrDie reads KUBECONFIG
         argv = ["nice", "-n", "10", str(binary), f"--namespace={NAMESPACE}", f"--pod-name={POD}",
                 f"--port={free_port()}", f"--health-probe-port={free_port()}", "--disable-cert-rotation",

@@ -4,6 +4,8 @@ accepted; what the CRD schema lets through but MetalLB's own validation refuses 
 the same objects pass once the webhook configuration is gone (so the refusal was the webhook's); and whatever
 address list the kit's inventory checks accept, the webhook accepts too."""
 import copy
+import ipaddress
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,49 @@ def test_a_release_s_pool_is_the_pool_the_edge_bootstrap_made_so_the_webhook_let
         assert pools.stdout.split() == [f"ipaddresspool.metallb.io/{edge[0]['metadata']['name']}"]
     finally:
         delete(metallb, edge)
+
+
+def test_the_controller_runs_as_its_service_account_and_assigns_a_service_an_address_of_the_kit_s_pool(
+        metallb, kit_pool):
+    """With only metallb-native.yaml's RBAC (not the lab's admin certificate) the controller still does its job."""
+    config = yaml.safe_load(metallb.kubeconfig.read_text())
+    user = config["users"][0]["user"]
+    assert set(user) == {"tokenFile"} and Path(user["tokenFile"]).stat().st_mode & 0o777 == 0o600
+    assert metallb.kubeconfig.stat().st_mode & 0o777 == 0o600
+    as_controller = ["--as=system:serviceaccount:metallb-system:controller"]
+    assert metallb.kubectl_run("auth", "can-i", "list", "secrets", "-A", *as_controller).stdout.strip() == "no"
+    assert metallb.kubectl_run("auth", "can-i", "update", "services", "--subresource=status", "-A",
+                               *as_controller).stdout.strip() == "yes"
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lab-lb", "namespace": "default"},
+               "spec": {"type": "LoadBalancer", "ports": [{"port": 80}], "selector": {"app": "none"}}}
+    assert apply(metallb, [service]).returncode == 0
+    try:
+        ingress = _wait_ingress(metallb, "lab-lb")
+        pools = ipaddress_ranges(kit_pool[0]["spec"]["addresses"])
+        assert any(ipaddress.ip_address(ingress) in r for r in pools), (ingress, kit_pool[0]["spec"])
+        assert "forbidden" not in (metallb.work / "metallb-controller.log").read_text()
+    finally:
+        delete(metallb, [service])
+
+
+def _wait_ingress(metallb, name: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = metallb.kubectl_run("get", "service", name, "-n", "default", "-o",
+                                   "jsonpath={.status.loadBalancer.ingress[0].ip}")
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+        time.sleep(0.5)
+    raise AssertionError(f"no address for service {name} in {timeout:.0f} s:\n{metallb.log_tail()}")
+
+
+def ipaddress_ranges(addresses: list[str]) -> list:
+    """Each pool entry (CIDR or 'first-last') as a list-like range of addresses."""
+    ranges = []
+    for entry in addresses:
+        if "-" in entry:
+            first, last = (ipaddress.ip_address(a.strip()) for a in entry.split("-"))
+            ranges.extend(ipaddress.summarize_address_range(first, last))
+        else:
+            ranges.append(ipaddress.ip_network(entry, strict=False))
+    return ranges
