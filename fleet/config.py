@@ -12,6 +12,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from common import yamlio
+from common.address_ranges import address_range, overlapping
 from common.suggest import did_you_mean, unknown_key
 from fleet import cron
 from infra.stack.stack_config import ROOT as PROJECT_DIR  # the checkout holding the Pulumi.<stack>.yaml files
@@ -140,12 +141,27 @@ class Patch(Strict):
     merge: dict
 
 
+def _one_range(text: str) -> str:
+    address_range(text)
+    return text
+
+
 class Ring(Strict):
     patches: list[Patch] = []
 
 
 class Metallb(Strict):
-    addresses: Annotated[list[Annotated[str, Field(pattern=r"^[0-9./-]+$")]], Field(min_length=1)]
+    """The site's pool: each entry as MetalLB's webhook would accept it, and no two overlapping."""
+    addresses: Annotated[list[Annotated[str, AfterValidator(_one_range)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _no_overlap(self):
+        ranges = [address_range(a) for a in self.addresses]
+        clashes = [f"addresses[{i}] '{self.addresses[i]}' overlaps addresses[{j}] '{self.addresses[j]}'"
+                   for i, j in overlapping(ranges)]
+        if clashes:
+            raise ValueError("; ".join(clashes) + " (MetalLB refuses a pool whose ranges overlap)")
+        return self
 
 
 class SiteFile(Strict):

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ValidationError
 
 from edge_hosts.inventory import configkeys
 from common import yamlio
+from common.address_ranges import address_range, overlapping
 from common.paths import is_site_path
-from edge_hosts.inventory.model import Host, Inventory, address_range
+from edge_hosts.inventory.model import Host, Inventory
 
 
 SITES_DIR = Path(__file__).parents[1] / "sites"
@@ -117,10 +118,9 @@ def _subnet_problems(raw: dict, hosts: list[tuple[int, Host]]) -> list[tuple[str
             problems.append((where, f"range {first}-{last} is outside nodeSubnet {subnet}"))
         problems += [(where, f"range {first}-{last} overlaps host {h.name} ({h.address})")
                      for _, h in hosts if first <= h.address <= last]
-        # MetalLB's webhook refuses a pool whose CIDRs overlap, its own included (v0.16.1 internal/config/config.go
-        # poolsFor: "CIDR ... overlaps with already defined CIDR ...")
-        problems += [(where, f"range {first}-{last} overlaps metallb.addresses[{before}] ({low}-{high})")
-                     for before, (low, high) in enumerate(ranges[:index]) if first <= high and low <= last]
+    problems += [(f"metallb.addresses[{index}]", f"range {ranges[index][0]}-{ranges[index][1]} overlaps "
+                  f"metallb.addresses[{before}] ({ranges[before][0]}-{ranges[before][1]})")
+                 for index, before in overlapping(ranges)]
     return problems
 
 

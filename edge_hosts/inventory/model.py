@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from common.address_ranges import address_range
+
 
 K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
 METALLB_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
@@ -264,20 +266,3 @@ class Inventory(_Model):
         """The site's ssh settings with the host's overrides applied."""
         overrides = host.ssh.model_dump(exclude_none=True)
         return self.ssh.model_copy(update=overrides)
-
-
-def address_range(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
-    """First and last address of a MetalLB range 'a-b' or CIDR 'a/n'."""
-    try:
-        if "-" in text:
-            first, last = (ipaddress.IPv4Address(part.strip()) for part in text.split("-", 1))
-        else:
-            net = ipaddress.IPv4Network(text, strict=True)
-            first, last = net[0], net[-1]
-    except ValueError as err:
-        raise ValueError(f"'{text}' is not an address range 'a-b' or a CIDR: {err}") from None
-    if "-" not in text and "/" not in text:  # MetalLB v0.16.1 refuses a bare address (config.go ParseCIDR)
-        raise ValueError(f"'{text}' is not an address range 'a-b' or a CIDR: a single address is '{text}/32'")
-    if first > last:
-        raise ValueError(f"range '{text}' ends before it starts")
-    return first, last

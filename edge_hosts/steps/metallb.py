@@ -1,7 +1,6 @@
 """MetalLB on the first server: pinned manifest, wait for its webhook, address pool with retries, smoke test."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import secrets
 import time
@@ -9,9 +8,10 @@ import time
 import yaml
 
 from common import k3s
+from common.address_ranges import address_range, contains
 from edge_hosts.inventory.advice import speaker_tolerations
 from edge_hosts.artifacts.downloads import Artifact, ArtifactSource
-from edge_hosts.inventory.model import Inventory, address_range
+from edge_hosts.inventory.model import Inventory
 from edge_hosts.access.ssh import HostSession, RemoteError
 from edge_hosts.facts.cluster import KUBECTL
 
@@ -129,8 +129,7 @@ def smoke_test(session: HostSession, inventory: Inventory, wait_s: float = 60) -
         address = _wait_ingress_ip(session, name, wait_s)
     finally:
         session.run(f"{KUBECTL} delete svc {name} -n default >/dev/null\n")
-    ranges = [address_range(r) for r in inventory.metallb.addresses]
-    if not any(first <= ipaddress.IPv4Address(address) <= last for first, last in ranges):
+    if not contains([address_range(r) for r in inventory.metallb.addresses], address):
         raise RemoteError(f"smoke test: the service got {address}, which is outside the MetalLB pool")
     return address
 

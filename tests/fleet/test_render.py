@@ -106,6 +106,24 @@ def test_bad_seeds_are_all_reported_at_once(seeds):
         assert expected in text
 
 
+def test_a_site_s_pool_is_checked_as_metallb_checks_it_all_errors_at_once(seeds):
+    """What MetalLB's webhook would refuse (fleet releases carry the pool: tests/realapi/test_metallb.py) is bad
+    input here, before anything is pushed: a bare address, a range ending before it starts, overlapping entries."""
+    edit(seeds / "sites" / "plant-berlin" / "site.yaml", metallb={"addresses": ["172.20.4.200", "10.0.0.9-10.0.0.1"]})
+    edit(seeds / "sites" / "store-lyon" / "site.yaml",
+         metallb={"addresses": ["10.42.8.240-10.42.8.250", "10.42.8.248/29", "10.42.9.0/24"]})
+    with pytest.raises(FleetError) as err:
+        load_fleet(seeds)
+    text = str(err.value)
+    for expected in ("plant-berlin/site.yaml: metallb.addresses[0]: Value error, '172.20.4.200' is not an address "
+                     "range 'a-b' or a CIDR: a single address is '172.20.4.200/32'",
+                     "plant-berlin/site.yaml: metallb.addresses[1]: Value error, range '10.0.0.9-10.0.0.1' ends before",
+                     "store-lyon/site.yaml: metallb: Value error, addresses[1] '10.42.8.248/29' overlaps addresses[0] "
+                     "'10.42.8.240-10.42.8.250' (MetalLB refuses a pool whose ranges overlap)"):
+        assert expected in text, text
+    assert "10.42.9.0/24" not in text  # the separate entry is fine
+
+
 def test_a_patch_of_nothing_and_an_invalid_core_object_are_errors(seeds):
     edit(seeds / "sites" / "store-lyon" / "site.yaml",
          patches=[{"kind": "Deployment", "name": "inferense", "merge": {}},

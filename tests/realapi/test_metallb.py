@@ -4,13 +4,13 @@ accepted; what the CRD schema lets through but MetalLB's own validation refuses 
 the same objects pass once the webhook configuration is gone (so the refusal was the webhook's); and whatever
 address list the kit's inventory checks accept, the webhook accepts too."""
 import copy
-import ipaddress
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from common.address_ranges import address_range, contains
 from edge_hosts.inventory.load import SITES_DIR, InventoryError, load_inventory
 from edge_hosts.steps.metallb import NAMESPACE, pool_documents
 from edge_hosts.tasks.inputs import DEFAULT_METALLB
@@ -209,8 +209,8 @@ def test_the_controller_runs_as_its_service_account_and_assigns_a_service_an_add
     assert apply(metallb, [service]).returncode == 0
     try:
         ingress = _wait_ingress(metallb, "lab-lb")
-        pools = ipaddress_ranges(kit_pool[0]["spec"]["addresses"])
-        assert any(ipaddress.ip_address(ingress) in r for r in pools), (ingress, kit_pool[0]["spec"])
+        pool_ranges = [address_range(a) for a in kit_pool[0]["spec"]["addresses"]]
+        assert contains(pool_ranges, ingress), (ingress, kit_pool[0]["spec"])
         assert "forbidden" not in (metallb.work / "metallb-controller.log").read_text()
     finally:
         delete(metallb, [service])
@@ -226,14 +226,3 @@ def _wait_ingress(metallb, name: str, timeout: float = 60.0) -> str:
         time.sleep(0.5)
     raise AssertionError(f"no address for service {name} in {timeout:.0f} s:\n{metallb.log_tail()}")
 
-
-def ipaddress_ranges(addresses: list[str]) -> list:
-    """Each pool entry (CIDR or 'first-last') as a list-like range of addresses."""
-    ranges = []
-    for entry in addresses:
-        if "-" in entry:
-            first, last = (ipaddress.ip_address(a.strip()) for a in entry.split("-"))
-            ranges.extend(ipaddress.summarize_address_range(first, last))
-        else:
-            ranges.append(ipaddress.ip_network(entry, strict=False))
-    return ranges
