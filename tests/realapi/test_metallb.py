@@ -1,19 +1,22 @@
 """MetalLB's real controller v0.16.1 (lab/programs/metallb.py) with its admission webhooks live on the real
 kube-apiserver (issue 17 item 1): every shipped site's pool and advertisement, as the edge bootstrap applies them, is
 accepted; what the CRD schema lets through but MetalLB's own validation refuses is refused in MetalLB's words, and
-the same objects pass once the webhook configuration is gone (so the refusal was the webhook's); and whatever
-address list the kit's inventory checks accept, the webhook accepts too."""
+the same objects pass once the webhook configuration is gone (so the refusal was the webhook's); whatever
+address list the kit's inventory and fleet site checks accept, the webhook accepts too; and under its own
+ServiceAccount the controller assigns addresses."""
 import copy
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from common.address_ranges import address_range, contains
 from edge_hosts.inventory.load import SITES_DIR, InventoryError, load_inventory
 from edge_hosts.steps.metallb import NAMESPACE, pool_documents
 from edge_hosts.tasks.inputs import DEFAULT_METALLB
+from fleet.config import Metallb as FleetMetallb
 from lab.programs.build import METALLB, pinned_version
 from lab.programs.metallb import MetallbController, MetallbError
 from lab.releases.upstream import metallb_manifest
@@ -169,6 +172,15 @@ def test_what_the_kit_s_inventory_accepts_the_webhook_accepts(metallb, tmp_path,
     if not webhook_accepts:
         assert "denied the request" in done.stderr, done.stderr
     assert not _kit_accepts(tmp_path, copy.deepcopy(addresses)) or webhook_accepts
+    assert not _fleet_accepts(addresses) or webhook_accepts  # a fleet release carries the site's pool too
+
+
+def _fleet_accepts(addresses: list[str]) -> bool:
+    try:
+        FleetMetallb.model_validate({"addresses": list(addresses)})
+    except ValidationError:
+        return False
+    return True
 
 
 def test_a_release_s_pool_is_the_pool_the_edge_bootstrap_made_so_the_webhook_lets_flux_apply_it(metallb, tmp_path):
