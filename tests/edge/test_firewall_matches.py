@@ -1,14 +1,20 @@
 """The firewall evaluation one match at a time (what `./kit mutate` found untested): every left-hand side the kit
 reads (ports per protocol, addresses, the protocol, the interface, conntrack state), every right-hand form (value,
-set, range, prefix, name, wildcard, named set), base-chain priorities by name, and the rule text shown to users."""
+set, range, prefix, name, wildcard, named set), base-chain priorities by name, and the rule text shown to users; then
+how rules and chains run (the first drop wins and ends the evaluation, a rule the kit cannot decide neither stops its
+chain nor hides a possible drop, statements before matches, the kernel's jump depth, queues) and nftables tables kept
+beside iptables-nft ones. Shapes are as nft 1.0.6 `-j list ruleset` prints them."""
+import json
+
 import pytest
 
-from edge_hosts.preflight.firewall import Packet, Ruleset, describe
+from edge_hosts.preflight.firewall import Packet, Ruleset, Verdict, describe
 from test_edge_preflight import PEER, SADDR, SELF, chain, dport, match, rule
 
 DADDR = {"payload": {"protocol": "ip", "field": "daddr"}}
 IIFNAME, L4PROTO = {"meta": {"key": "iifname"}}, {"meta": {"key": "l4proto"}}
 IP_PROTOCOL, CT_STATE = {"payload": {"protocol": "ip", "field": "protocol"}}, {"ct": {"key": "state"}}
+IIF, NFPROTO = {"meta": {"key": "iif"}}, {"meta": {"key": "nfproto"}}
 PACKET = Packet("tcp", 6443, PEER, SELF, "eth0")  # from 10.9.0.12 to 10.9.0.11:6443 over eth0
 
 
@@ -35,7 +41,9 @@ def dropping(*matches, packet=PACKET):
     (IIFNAME, "lo", "!=", True), (L4PROTO, "tcp", "==", True), (L4PROTO, 6, "==", True), (L4PROTO, "udp", "==", False),
     (L4PROTO, 17, "==", False), (IP_PROTOCOL, "tcp", "==", True), (IP_PROTOCOL, {"set": ["udp", "tcp"]}, "==", True),
     (CT_STATE, "new", "==", True), (CT_STATE, ["established", "related"], "==", False),
-    (CT_STATE, "established", "!=", True),
+    (CT_STATE, "established", "!=", True), (IIFNAME, "eth1*", "==", False), (IIF, "eth0", "==", True),
+    (IIF, "eth1", "==", False), (IIF, "lo", "==", False), (NFPROTO, "ipv4", "==", True),
+    (NFPROTO, "ipv6", "==", False),
 ])
 def test_each_match_form_decides_as_nftables_would(left, right, op, blocked):
     outcome = dropping(match(left, right, op))
@@ -58,6 +66,10 @@ def test_a_udp_packet_is_matched_by_udp_and_th_ports_and_its_protocol():
     (dport("tcp"), 6443, "<"), (dport("tcp"), {"range": ["a", "b"]}, "=="),
     (dport("tcp"), {"prefix": {"addr": "10.0.0.0", "len": 8}}, "=="),
     (dport("tcp"), {"set": [22, "@more"]}, "=="),
+    # as nft 1.0.6 -j prints `ip ttl 64`, `ct mark 1`, `fib daddr type local`, `ip saddr . tcp dport { ... }`
+    ({"payload": {"protocol": "ip", "field": "ttl"}}, 64, "=="), ({"ct": {"key": "mark"}}, 1, "=="),
+    ({"fib": {"result": "type", "flags": ["daddr"]}}, "local", "=="),
+    ({"concat": [SADDR, dport("tcp")]}, {"set": [{"concat": ["10.9.0.12", 6443]}]}, "=="),
 ])
 def test_a_match_the_kit_cannot_decide_is_reported_as_unsure_never_taken(left, right, op):
     outcome = dropping(match(left, right, op))
@@ -131,6 +143,7 @@ def test_queues_xtables_targets_and_continue():
     ([match({"meta": {}}, 1), {"comment": "x"}, {"drop": None}], "meta 1 drop"),
     ([{"vmap": {"key": dport("tcp"), "data": {"set": [[22, {"accept": None}], [6443, {"drop": None}]]}}}],
      "tcp dport vmap { 22 : accept, 6443 : drop }"),
+    ([match(CT_STATE, ["established", "related"], "in"), {"accept": None}], "ct state established,related accept"),
 ])
 def test_a_rule_is_shown_as_nft_lists_it_with_its_chain_and_handle(exprs, shown):
     assert describe(rule("input", 9, *exprs)["rule"]) == f"`{shown}` (inet filter input, handle 9)"
@@ -160,3 +173,85 @@ def test_parse_reads_nfts_json_and_an_empty_ruleset():
     text = '{"nftables": [{"metainfo": {}}, ' + \
         '{"chain": {"family": "inet", "table": "f", "name": "input", "hook": "input", "prio": 0, "policy": "drop"}}]}'
     assert Ruleset.parse(text).verdict(PACKET).blocked_by == "policy drop of chain inet f input"
+
+
+def test_the_first_base_chain_that_drops_names_the_rule_and_later_chains_do_not_run():
+    """nft(8), VERDICT STATEMENT: a drop "occurs instantly, no further chains or hooks are evaluated"."""
+    items = [chain("early", "input", prio=-300, table="a"), chain("late", "input", prio=0, table="b"),
+             rule("early", 2, match(dport("tcp"), 6443), {"drop": None}, table="a"),
+             rule("late", 3, match({"meta": {"key": "mark"}}, 1), {"accept": None}, table="b"),
+             rule("late", 4, match({"meta": {"key": "mark"}}, 2), {"drop": None}, table="b"),
+             rule("late", 5, {"drop": None}, table="b")]
+    assert Ruleset({"nftables": items}).verdict(PACKET) == Verdict("`tcp dport 6443 drop` (inet a early, handle 2)")
+
+
+def test_a_rule_the_kit_cannot_decide_does_not_stop_its_chain():
+    """The rules after one the kit cannot evaluate still run: a later drop is found, the earlier rule named."""
+    items = [chain("input", "input"), rule("input", 2, match({"meta": {"key": "mark"}}, 1), {"accept": None}),
+             rule("input", 3, match(dport("tcp"), 6443), {"drop": None})]
+    assert Ruleset({"nftables": items}).verdict(PACKET) == Verdict(
+        "`tcp dport 6443 drop` (inet filter input, handle 3)",
+        maybe_let_in=["`meta mark 1 accept` (inet filter input, handle 2)"])
+
+
+def test_statements_before_a_match_do_not_end_the_rules_matches():
+    """nft allows statements anywhere in a rule (nft(8), STATEMENTS; nft 1.0.6 -j lists `counter tcp dport 22
+    accept` as counter, match, accept): the match after the counter still decides."""
+    assert dropping({"counter": {"packets": 0, "bytes": 0}}, match(dport("tcp"), 22)) == Verdict()
+    assert dropping({"log": {"prefix": "x"}}, match(dport("tcp"), 6443)).blocked_by is not None
+
+
+def test_a_chain_as_deep_as_the_kernel_allows_is_evaluated():
+    """The kernel refuses a jump to a 16th chain level (nf_tables_api.c nft_chain_validate: level ==
+    NFT_JUMP_STACK_SIZE, 16, is -EMLINK; on Linux 6.18 `nft -f` takes 15 nested jumps and refuses 16): the
+    deepest ruleset a host can hold, 15 jumps below its base chain, is decided, not reported as too deep."""
+    items = [chain("input", "input"), rule("input", 1, {"jump": {"target": "c1"}})]
+    for level in range(1, 16):
+        items.append(chain(f"c{level}"))
+        last = (match(dport("tcp"), 6443), {"drop": None}) if level == 15 else ({"jump": {"target": f"c{level + 1}"}},)
+        items.append(rule(f"c{level}", level + 1, *last))
+    assert Ruleset({"nftables": items}).verdict(PACKET) == Verdict("`tcp dport 6443 drop` (inet filter c15, handle 16)")
+
+
+def test_standard_priority_names_have_nfts_values():
+    """nft(8) Table 6: raw -300, mangle -150, security 50, srcnat 100; one less runs before a name, one more after."""
+    prios = ["raw", "mangle", -301, -299, -151, -149, 49, 51, 99, 101, "security", "srcnat"]
+    items = [chain(f"c{i}", "input", prio=p) for i, p in enumerate(prios)]
+    order = [prios[int(key[2][1:])] for key in Ruleset({"nftables": items}).input_chains()]
+    assert order == [-301, "raw", -299, -151, "mangle", -149, 49, "security", 51, 99, "srcnat", 101]
+
+
+def test_a_queue_is_unsure_userspace_decides():
+    """nft(8): queue hands the packet to userspace, which "must provide a drop or accept verdict"."""
+    items = [chain("input", "input"), rule("input", 2, match(dport("tcp"), 6443), {"queue": {"num": 1}})]
+    assert Ruleset({"nftables": items}).verdict(PACKET) == Verdict(
+        unsure=["`tcp dport 6443 queue` (inet filter input, handle 2)"])
+
+
+def test_a_verdict_map_the_kit_cannot_read_behind_an_unknown_match_may_block():
+    """A rule with a match the kit cannot decide and a verdict map it cannot read (a named map, an entry on an
+    interface the probe did not find, a verdict it does not model) may drop: unsure, not a maybe-accept."""
+    unknown = Packet("tcp", 6443, PEER, SELF, None)
+    mark = match({"meta": {"key": "mark"}}, 1)
+    maps = [{"vmap": {"key": dport("tcp"), "data": "@m"}},
+            {"vmap": {"key": IIFNAME, "data": {"set": [["eth0", {"drop": None}]]}}},
+            {"vmap": {"key": dport("tcp"), "data": {"set": [[6443, {"queue": None}]]}}}]
+    items = [chain("input", "input"), *(rule("input", 2 + i, mark, vmap) for i, vmap in enumerate(maps))]
+    outcome = Ruleset({"nftables": items}).verdict(unknown)
+    assert (outcome.blocked_by, len(outcome.unsure), outcome.maybe_let_in) == (None, 3, [])
+
+
+def test_nft_tables_beside_iptables_nft_ones_are_kept():
+    """The iptables-nft-save tables replace only their own JSON form: an nftables table of its own (ufw's or
+    firewalld's on nftables, a hand-written one) still decides; an empty nft text with a save reads the save."""
+    save = ("# Generated by iptables-nft-save v1.8.9 (nf_tables)\n*filter\n:INPUT ACCEPT [0:0]\n"
+            "-A INPUT -p tcp --dport 6443 -j DROP\nCOMMIT\n")
+    native = {"nftables": [chain("input", "input", table="fw"),
+                           rule("input", 2, match(dport("udp"), 8472), {"drop": None}, table="fw"),
+                           chain("INPUT", "input", family="ip"), rule("INPUT", 3, {"accept": None}, family="ip")]}
+    ruleset = Ruleset.parse(json.dumps(native), save)
+    assert ruleset.verdict(Packet("udp", 8472, PEER, SELF)).blocked_by == \
+        "`udp dport 8472 drop` (inet fw input, handle 2)"
+    assert ruleset.verdict(PACKET).blocked_by == \
+        "`-A INPUT -p tcp --dport 6443 -j DROP` (ip filter INPUT, iptables -t filter rule 1)"
+    assert Ruleset.parse("", save).verdict(PACKET).blocked_by == ruleset.verdict(PACKET).blocked_by
