@@ -54,7 +54,7 @@ def _iptables_exprs(words: list[str]) -> list[dict]:
             exprs.append({"match": {"op": op, "left": {"meta": {"key": "l4proto"}}, "right": value}})
         elif word in ("-s", "--source", "-d", "--destination"):
             left = {"payload": {"protocol": "ip", "field": "saddr" if word in ("-s", "--source") else "daddr"}}
-            exprs.append({"match": {"op": op, "left": left, "right": _iptables_address(value)}})
+            exprs.append({"match": {"op": op, **_iptables_address(left, value)}})
         elif word in ("-i", "--in-interface"):
             name = value[:-1] + "*" if value.endswith("+") else value
             exprs.append({"match": {"op": op, "left": {"meta": {"key": "iifname"}}, "right": name}})
@@ -87,9 +87,14 @@ def _iptables_target(word: str, target: str) -> list[dict]:
     return [{"goto" if word in ("-g", "--goto") else "jump": {"target": target}}]
 
 
-def _iptables_address(value: str):
-    address, _, length = value.partition("/")
-    return {"prefix": {"addr": address, "len": int(length)}} if length and length != "32" else address
+def _iptables_address(left: dict, value: str) -> dict:
+    """`-s`/`-d` as nft -j shows the rule: an address, a prefix, or for a non-contiguous mask (iptables-save prints
+    it dotted, `10.0.0.0/255.0.255.0`) the masked field `{"&": [field, mask]}` compared with the address."""
+    address, _, mask = value.partition("/")
+    if mask and not mask.isdigit():
+        return {"left": {"&": [left, mask]}, "right": address}
+    right = {"prefix": {"addr": address, "len": int(mask)}} if mask and mask != "32" else address
+    return {"left": left, "right": right}
 
 
 def _iptables_port(value: str):
