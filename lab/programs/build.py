@@ -1,6 +1,6 @@
 """Build the lab's real upstream programs from the Go tools modules beside this file (kube-apiserver,
-kube-controller-manager, kubectl and etcd from go.mod here; the Flux Operator and the Flux controllers from their
-own modules under flux/, MetalLB's controller from metallb/), once per machine, into a cache outside the checkout
+kube-controller-manager, kube-scheduler, kubectl and etcd from go.mod here; the Flux Operator and the Flux
+controllers from their own modules under flux/, MetalLB's controller from metallb/, kwok from kwok/), once per machine, into a cache outside the checkout
 keyed by version: ${XDG_CACHE_HOME:-~/.cache}/mlops-edge-kit/programs/<name>-<version>/<name>. A stamp beside each
 binary (version, go.sum hash, build flags) makes later runs reuse it without calling `go` at all.
 
@@ -39,10 +39,13 @@ class Program:
     folder: str = ""
     version_var: str = ""  # a main package variable the version goes into
     web_stub: bool = False  # built from a copy of its module with a stub web/dist (the zip lacks the built UI)
+    shown: str = ""  # what its version output contains ({version}), where none of the defaults below fits
 
     def shown_version(self, version: str) -> str:
         """The text its version output must contain: k8s prints `v1.37.2`, etcd `Version: 3.7.0`, Go's build
         information `<module>\tv1.9.1`."""
+        if self.shown:
+            return self.shown.format(version=version)
         if not self.version_args:
             return f"{self.module}\t{version}"
         return version if self.module == "k8s.io/kubernetes" else f"Version: {version.lstrip('v')}"
@@ -78,8 +81,13 @@ FLUX = (
 # MetalLB v0.16.1's controller (the edge pin, edge_hosts/tasks/inputs.py); its version is a constant of
 # go.universe.tf/metallb/internal/version, printed only in its start-up log: no version flag
 METALLB = (Program("metallb-controller", "go.universe.tf/metallb/controller", "go.universe.tf/metallb", (), "metallb"),)
-PROGRAMS = KUBERNETES + FLUX + METALLB
-COLD_MINUTES = {"kube-apiserver": 5, "kube-controller-manager": 2, "flux-operator": 3,
+# What kubelets do for the control plane (nodes Ready with leases, pods bound and Running): the scheduler at the
+# Kubernetes pin, and kwok v0.8.0 (sigs.k8s.io/kwok, its own tools module kwok/) with its upstream stages
+NODES = (Program("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes"),
+         Program("kwok", "sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok", folder="kwok",
+                 shown="kwok version {version}"))
+PROGRAMS = KUBERNETES + FLUX + METALLB + NODES
+COLD_MINUTES = {"kube-apiserver": 5, "kube-controller-manager": 2, "kube-scheduler": 2, "kwok": 3, "flux-operator": 3,
                 "source-controller": 5, "kustomize-controller": 2, "notification-controller": 2,
                 "metallb-controller": 9}  # measured, 2 cores (metallb: 516 s, empty GOCACHE, 2026-12-07)
 

@@ -20,25 +20,21 @@ Kustomization's health checks read); there is no kubelet, so a Pod never runs.
 from __future__ import annotations
 
 import json
-import os
-import ssl
 import subprocess
-import time
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from lab.programs.apiserver import ApiServer, end_group, free_port
+from lab.programs.apiserver import ApiServer, free_port
 from lab.programs.build import FLUX, KUBERNETES, MODULE_DIR, BuildError, _go, ensure_programs, pinned_version
+from lab.programs.group import ProgramError, ProgramGroup, controller_manager_argv
 
 NAMESPACE = "flux-system"
 READY_TIMEOUT = 120.0
-STOP_TIMEOUT = 10.0
 CONTROLLERS = ("source-controller", "kustomize-controller", "notification-controller")
 
 
-class FluxSiteError(RuntimeError):
-    """A program did not start or become healthy; the message carries the end of its log."""
+class FluxSiteError(ProgramError):
+    """The Flux CRDs could not be installed."""
 
 
 def crd_files(programs: tuple = FLUX, root: Path = MODULE_DIR) -> list[Path]:
@@ -59,14 +55,8 @@ def crd_files(programs: tuple = FLUX, root: Path = MODULE_DIR) -> list[Path]:
 
 
 @dataclass
-class FluxSite:
+class FluxSite(ProgramGroup):
     """The running programs of one site; `stop()` (or leaving the `with`) ends them all."""
-
-    api: ApiServer
-    work: Path
-    ports: dict[str, int] = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    started_s: dict[str, float] = field(default_factory=dict)  # seconds from spawn to healthy, per program
 
     @property
     def events_url(self) -> str:
@@ -84,7 +74,7 @@ class FluxSite:
         try:
             for name, argv in site._commands(binaries).items():
                 site._spawn(name, argv)
-            site._wait_healthy(ready_timeout)
+            site.wait_healthy(ready_timeout)
         except BaseException:
             site.stop(grace=2.0)
             raise
@@ -113,12 +103,8 @@ class FluxSite:
         kcm_port = free_port()
         self.ports["kube-controller-manager-health"] = kcm_port
         return {
-            "kube-controller-manager": [
-                str(binaries["kube-controller-manager"]), f"--kubeconfig={self.api.kubeconfig}",
-                f"--service-account-private-key-file={self.api.pki.service_key}",
-                f"--root-ca-file={self.api.pki.server_ca}", "--use-service-account-credentials=false",
-                "--leader-elect=false", "--controllers=*,-nodeipam,-nodelifecycle", "--bind-address=127.0.0.1",
-                f"--secure-port={kcm_port}"],
+            "kube-controller-manager": controller_manager_argv(
+                self.api, binaries["kube-controller-manager"], kcm_port, "*,-nodeipam,-nodelifecycle"),
             "notification-controller": [
                 str(binaries["notification-controller"]), *common, *self._health("notification-controller"),
                 f"--events-addr=127.0.0.1:{self.ports['events']}",
@@ -136,57 +122,10 @@ class FluxSite:
         }
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        env = dict(os.environ, KUBECONFIG=str(self.api.kubeconfig), RUNTIME_NAMESPACE=NAMESPACE)
-        env.pop("KUBERNETES_SERVICE_HOST", None)  # out of cluster (the operator's entitlement checks)
-        if name == "flux-operator":
-            env["GODEBUG"] = "fips140=on"
-        (self.work / f"{name}.data").mkdir(exist_ok=True)
-        with open(os.open(self.work / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
-            self.procs[name] = subprocess.Popen(["nice", "-n", "10", *argv], stdin=subprocess.DEVNULL, stdout=log,
-                                                stderr=log, env=env, cwd=self.work / f"{name}.data",
-                                                start_new_session=True)
-        self.started_s[name] = time.monotonic()
-
-    def _healthy(self, name: str) -> bool:
         port = self.ports[f"{name}-health"]
-        if name == "kube-controller-manager":  # /healthz on its secure port, open to anonymous by default
-            url, context = f"https://127.0.0.1:{port}/healthz", ssl._create_unverified_context()
+        if name == "kube-controller-manager":
+            url = f"https://127.0.0.1:{port}/healthz"
         else:
-            url, context = f"http://127.0.0.1:{port}/readyz", None
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=context) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
-
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline, waiting = time.monotonic() + timeout, set(self.procs)
-        while waiting and time.monotonic() < deadline:
-            for name in sorted(waiting):
-                proc = self.procs[name]
-                if proc.poll() is not None:
-                    raise FluxSiteError(f"{name} exited with {proc.returncode} while starting:\n{self.log_tail(name)}")
-                if self._healthy(name):
-                    self.started_s[name] = time.monotonic() - self.started_s[name]
-                    waiting.discard(name)
-            time.sleep(0.25)
-        if waiting:
-            raise FluxSiteError(f"not healthy within {timeout:.0f} s: {', '.join(sorted(waiting))}\n"
-                                + "\n".join(self.log_tail(name) for name in sorted(waiting)))
-
-    def log_tail(self, name: str, lines: int = 15) -> str:
-        """The last lines of a program's log (its path first)."""
-        path = self.work / f"{name}.log"
-        text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
-        return "\n".join([f"{path}:", *text])
-
-    def stop(self, grace: float = STOP_TIMEOUT) -> None:
-        """End every program (SIGTERM to its process group, SIGKILL after `grace` seconds)."""
-        for name in list(self.procs):
-            end_group(self.procs.pop(name), grace)
-
-    def __enter__(self) -> "FluxSite":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+            url = f"http://127.0.0.1:{port}/readyz"
+        env = {"RUNTIME_NAMESPACE": NAMESPACE, **({"GODEBUG": "fips140=on"} if name == "flux-operator" else {})}
+        self.spawn(name, argv, url, env)

@@ -1,5 +1,5 @@
 """Upstream files the lab needs, fetched by the kit itself, nothing read from beside the checkout: the real
-MetalLB release manifest (go.universe.tf/metallb config/manifests/), the Flux Operator's CRDs
+MetalLB release manifest (go.universe.tf/metallb config/manifests/), kwok's stages, the Flux Operator's CRDs
 (github.com/controlplaneio-fluxcd/flux-operator config/crd/bases/) and k3s's flag names (github.com/k3s-io/k3s
 pkg/cli/cmds, extracted into the lab cache). Each comes in its Go module zip through the Go module proxy
 (`go mod download`, which checks the zip against the checksum database) and the kit checks the zip's h1 hash
@@ -25,6 +25,11 @@ from lab.releases import k3s_flags as flag_source
 METALLB_MODULE = "go.universe.tf/metallb"  # MetalLB's module path (github.com/metallb/metallb is not served)
 FLUX_OPERATOR_MODULE = "github.com/controlplaneio-fluxcd/flux-operator"
 K3S_MODULE = "github.com/k3s-io/k3s"
+KWOK_MODULE = "sigs.k8s.io/kwok"
+# kwok's own stages (kustomize/stage/): a node turns Ready and keeps its lease, a bound pod runs and turns Ready,
+# completes or goes when deleted; what `kwokctl` gives a cluster by default (pkg/kwokctl/runtime/cluster.go)
+KWOK_STAGES = ("node/fast/node-initialize.yaml", "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+               "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml")
 # The proxy serves no k3s v1.36/v1.37 tag (v1.37.2+k3s1 and v1.37.2: 403 "not available"; build metadata such as
 # +k3s1 is no module version): the newest k3s it serves is this pseudo-version of master (2026-02-11). Its flags are
 # the v1.31.4 list plus the five server keys added since. Checked 2026-12-07.
@@ -35,6 +40,7 @@ PINNED = {
     f"{METALLB_MODULE}@v0.16.1": "h1:iVtjCslcUFMOEvuNeAyW2ygZxyW+6YjnNcEuCTOZezc=",
     f"{METALLB_MODULE}@v0.14.9": "h1:FYLII4Rpnju8pLY79H0BIoJVQI4mmEzeO9BJ0X44HX8=",
     f"{FLUX_OPERATOR_MODULE}@v0.58.1": "h1:ME/p3jGf5h9bNmQ5dhQBSjvj0G+7NTI1k3At+pCscis=",
+    f"{KWOK_MODULE}@v0.8.0": "h1:OTIOTwgROqPMovcTwxICx2eYQ4AwLpSx5EpjbDKF4SQ=",
     f"{K3S_MODULE}@{K3S_SOURCE_VERSION}": "h1:UN67bsRiANznNwJAbhU6K3WxePAj/Dn+ttG15Z5GUZg=",
 }
 HOW = ("the lab fetches it through the Go module proxy: install Go 1.26 (https://go.dev/dl; `go` on PATH) with "
@@ -111,6 +117,19 @@ def flux_operator_crds(version: str) -> list[bytes]:
     """The Flux Operator's CRDs at `version` (config/crd/bases/*.yaml), in name order."""
     files = module_files(FLUX_OPERATOR_MODULE, version, "config/crd/bases", f"the Flux Operator {version} CRDs")
     return [data for name, data in files.items() if name.endswith(".yaml")]
+
+
+def kwok_stages(version: str) -> list[bytes]:
+    """kwok `version`'s stages of KWOK_STAGES, in that order."""
+    what = f"the kwok {version} stages"
+    stages = []
+    for path in KWOK_STAGES:
+        folder, name = path.rsplit("/", 1)
+        files = module_files(KWOK_MODULE, version, f"kustomize/stage/{folder}", what)
+        if name not in files:
+            raise UpstreamError(f"{what}: no kustomize/stage/{path} in {KWOK_MODULE}@{version}")
+        stages.append(files[name])
+    return stages
 
 
 def k3s_flags(version: str) -> dict:

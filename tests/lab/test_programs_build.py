@@ -39,6 +39,8 @@ if package.endswith("kubectl"):
     text = "Client Version: " + k8s.group(1)
 elif k8s:
     text = "Kubernetes " + k8s.group(1)
+elif package.endswith("/kwok"):
+    text = "kwok version " + version + " go1.26.8"
 else:
     text = "etcd Version: " + os.environ.get("FAKE_ETCD", "3.7.0")
 with open(out, "w") as binary:
@@ -242,3 +244,13 @@ def test_the_built_programs_report_the_pinned_versions_and_are_reused():
     assert first_line(paths["etcd"], "--version") == f"etcd Version: {etcd.lstrip('v')}"
     assert all(f"-{pins[p.module]}" in str(paths[p.name].parent) for p in build.KUBERNETES)
     assert {n: p.stat().st_mtime_ns for n, p in build.ensure_programs(programs=build.KUBERNETES).items()} == mtimes
+
+
+def test_the_node_programs_report_their_pinned_versions():
+    """kube-scheduler at the Kubernetes pin, kwok at its own module's (real builds, warm: only the stamps)."""
+    paths = build.ensure_programs(programs=build.NODES)
+    k8s, kwok = (build.pinned_version(p) for p in build.NODES)
+    scheduler = subprocess.run([paths["kube-scheduler"], "--version"], capture_output=True, text=True, check=True)
+    assert scheduler.stdout.splitlines()[0] == f"Kubernetes {k8s}" and k8s == "v1.37.2"
+    shown = subprocess.run([paths["kwok"], "--version"], capture_output=True, text=True, check=True)
+    assert shown.stdout.startswith(f"kwok version {kwok} ") and kwok == "v0.8.0"
