@@ -282,7 +282,7 @@ def drain(cluster, words, flags, stdin) -> str:
                                                     if p["spec"].get("nodeName") == node], flags)
     err = "".join(f"Warning: {w}\n" for w in warnings)
     if errors:
-        raise Result(1, out, err + _unable(node, _aggregate(errors)))
+        raise Result(1, out, err + _unable(node, errors))
     timeout = _duration(_flag(flags, "--timeout"))
     deadline = time.time() + timeout if timeout else float("inf")
     while True:
@@ -302,17 +302,19 @@ def drain(cluster, words, flags, stdin) -> str:
             raise Result(0, out + f"node/{node} drained\n", err)
         if time.time() + EVICT_RETRY_S > deadline:
             time.sleep(max(0.0, deadline - time.time()))
-            reached = _aggregate([f'error when evicting pods/"{p["metadata"]["name"]}" -n "{p["metadata"]["namespace"]}"'
-                                  f": global timeout reached: {_go_duration(timeout)}" for p in pending])
+            reached = [f'error when evicting pods/"{p["metadata"]["name"]}" -n "{p["metadata"]["namespace"]}"'
+                       f": global timeout reached: {_go_duration(timeout)}" for p in pending]
             listed = "".join(f"pod/{p['metadata']['name']}\n" for p in pending)
             raise Result(1, out, err + f'There are pending pods in node "{node}" when an error occurred: '
-                                       f"{reached}\n{listed}" + _unable(node, reached))
+                                       f"{_aggregate(reached)}\n{listed}" + _unable(node, reached))
         time.sleep(EVICT_RETRY_S)
 
 
-def _unable(node: str, error: str) -> str:
-    return (f'error: unable to drain node "{node}" due to error: {error}, continuing command...\n'
-            f"There are pending nodes to be drained:\n {node}\nerror: {error}\n")
+def _unable(node: str, errors: list[str]) -> str:
+    """kubectl's last words on a failed drain: the aggregate, the node, then each error on its own line, unprefixed
+    (as kubectl v1.37.2 prints them: tests/realapi/test_drain_real.py)."""
+    return (f'error: unable to drain node "{node}" due to error: {_aggregate(errors)}, continuing command...\n'
+            f"There are pending nodes to be drained:\n {node}\n" + "".join(f"{e}\n" for e in errors))
 
 
 def rollout(cluster, words, flags, stdin) -> str:

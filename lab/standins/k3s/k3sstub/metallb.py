@@ -170,6 +170,8 @@ def _pod(owner: dict, name: str, node: str, phase: str) -> dict:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": owner["metadata"]["namespace"], "labels": labels,
                          "ownerReferences": [{"kind": owner["kind"], "name": owner["metadata"]["name"]}]},
-            "spec": {"nodeName": node, **{k: v for k, v in owner["spec"]["template"]["spec"].items()
-                                          if k in ("tolerations", "nodeSelector", "hostNetwork")}},
-            "status": {"phase": phase}}
+            "spec": {**({"nodeName": node} if node else {}),
+                     **{k: v for k, v in owner["spec"]["template"]["spec"].items()
+                        if k in ("tolerations", "nodeSelector", "hostNetwork")}},
+            "status": {"phase": phase, **({"conditions": [{"type": "Ready", "status": "True"}]}
+                                          if phase == "Running" else {})}}

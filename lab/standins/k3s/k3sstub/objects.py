@@ -169,7 +169,7 @@ def reconcile_deployments(cluster) -> None:
         for pod in pods[wanted:]:
             cluster.objects.pop(key("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"]))
         pods = pods[:wanted] + [_new_pod(cluster, deployment) for _ in range(wanted - len(pods))]
-        unbound = [pod for pod in pods if not pod["spec"]["nodeName"]]
+        unbound = [pod for pod in pods if not pod["spec"].get("nodeName")]
         for pod in unbound:
             changed = _bind(cluster, pod, deployment, nodes) or changed
     if changed:
@@ -183,7 +183,7 @@ def _new_pod(cluster, deployment: dict) -> dict:
                         "labels": dict(template.get("metadata", {}).get("labels", {})),
                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True,
                                              "name": f"{meta['name']}-lab", "deployment": meta["name"]}]},
-           "spec": {**template.get("spec", {}), "nodeName": ""}, "status": {"phase": "Pending"}}
+           "spec": dict(template.get("spec", {})), "status": {"phase": "Pending"}}  # unbound: no nodeName
     cluster.objects[key("Pod", meta["namespace"], pod["metadata"]["name"])] = pod
     return pod
 
@@ -196,7 +196,7 @@ def _bind(cluster, pod: dict, deployment: dict, nodes: list[dict]) -> bool:
         return False
     load = {name: 0 for name in eligible}
     for other in owned_pods(cluster, deployment):
-        if other["spec"]["nodeName"] in load:
+        if other["spec"].get("nodeName") in load:
             load[other["spec"]["nodeName"]] += 1
     pod["spec"]["nodeName"] = min(eligible, key=lambda name: (load[name], name))
     pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
