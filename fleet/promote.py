@@ -270,7 +270,7 @@ class Promotion:
                 deadline = now >= state["wave_started"] + self.plan.deadline_s
                 verdict = decide(counted, wave.budget, wave.min_healthy, len(waiting), deadline, excused)
             if verdict.action == "halt":
-                return counted, verdict.reason, poll - (first_failure or poll)
+                return counted, verdict.reason, 0 if first_failure is None else poll - first_failure
             if verdict.action == "move":
                 self._move_more(state, waiting[:verdict.moves])
                 continue

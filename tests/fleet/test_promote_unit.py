@@ -560,3 +560,126 @@ def test_the_wall_clock_is_the_systems():
     clock = WallClock()
     assert abs(clock.now() - time.time()) < 60
     clock.sleep(0)
+
+
+# what each outcome carries, and the edges the mutation run found unpinned
+def _outcome_of(fleet, outcome, result):
+    assert (outcome.env, outcome.release, outcome.result) == (ENV, "r2", result)
+    assert [(w.name, w.sites) for w in outcome.waves] == [(w.name, len(w.sites)) for w in fleet.plan.waves]
+    return outcome
+
+
+def test_every_outcome_names_its_env_release_and_waves(tmp_path):
+    waves = [{"name": "first", "share": 0.5, "failureBudget": 0}, {"name": "second", "failureBudget": 0,
+                                                                    "approval": True}]
+    fleet = Fleet(tmp_path, count=4, waves=waves, soak="5m")
+    _outcome_of(fleet, fleet.promotion().run(), "waiting")
+    control.approve(fleet.tags, ENV, "r2", "second")
+    _outcome_of(fleet, fleet.promotion().run(), "done")
+    assert _outcome_of(fleet, fleet.promotion().run(), "done").late_reverted == []  # the re-run's watch
+    (tmp_path / "halted").mkdir()
+    fleet = Fleet(tmp_path / "halted", count=4, waves=waves[:1] + [{"name": "second", "failureBudget": 0}])
+    fleet.broken = {"site-0002"}
+    _outcome_of(fleet, fleet.promotion().run(), "halted")
+    again = _outcome_of(fleet, fleet.promotion().run(), "halted")  # resumed from the saved halt
+    assert again.polls_to_halt == 0 and again.halted_wave == "second"
+
+
+def test_polls_to_halt_counts_a_failure_seen_at_the_first_poll(tmp_path):
+    fleet = Fleet(tmp_path, count=4, waves=[{"name": "all", "failureBudget": 1}])
+    fleet.broken = {"site-0000", "site-0001"}
+    fleet.tags.write_doc(STATE, "state", {"release": "r2", "wave": 0, "phase": "rolling", "late": [],
+                                          "moved": ["site-0000"], "wave_started": T0, "soak_started": None})
+    fleet.tags.put(fleet.repo("site-0000"), flux.LIVE_TAG, art_manifest(fleet, "site-0000", "r2"))
+    fleet.report()  # it failed on the release before this run
+    outcome = fleet.promotion().run()
+    # poll 0: site-0000's failure is within the budget, site-0001 moves; poll 1: it failed too
+    assert outcome.reason == "2 sites failed on the release, over the budget of 1: site-0000, site-0001"
+    assert outcome.polls_to_halt == 1  # was 0: `first_failure or poll` took a failure at poll 0 for none
+
+
+def test_the_deadline_halts_at_the_poll_that_reaches_it(tmp_path):
+    fleet = Fleet(tmp_path, count=2, waves=[{"name": "all", "failureBudget": 0}], offlineDeadline="30m")
+    fleet.silent = {"site-0000"}
+    assert fleet.promotion().run().result == "halted"
+    assert fleet.t == T0 + LOCK_SETTLE_S + 30 * 60  # wave_started + deadline, not a poll later
+
+
+def test_a_halt_keeps_the_late_sites_and_those_moved_back_in_its_outcome_and_history(tmp_path):
+    waves = [{"name": "first", "share": 0.5, "failureBudget": 0, "minHealthy": 1},
+             {"name": "rest", "failureBudget": 0}]
+    fleet = Fleet(tmp_path, count=4, waves=waves, soak="5m", offlineAfter="10m")
+    fleet.offline, fleet.broken = {"site-0001"}, {"site-0002"}
+    fleet.t += 11 * 60
+    fleet.tags.write_doc(STATE, "state", {"release": "r2", "wave": 0, "phase": "rolling", "late": [],
+                                          "moved": [], "wave_started": None, "soak_started": None,
+                                          "late_reverted": ["site-0009"]})
+    outcome = fleet.promotion().run()
+    assert outcome.result == "halted" and outcome.late == ["site-0001"] and outcome.late_reverted == ["site-0009"]
+    assert fleet.doc("history")["promotions"][-1]["late"] == ["site-0001"]
+    assert fleet.doc("history")["promotions"][-1]["wave"] == "rest"
+
+
+def test_a_done_promotion_reports_the_late_sites_moved_back_before(tmp_path):
+    fleet = Fleet(tmp_path, count=2)
+    fleet.tags.write_doc(STATE, "state", {"release": "r2", "wave": 0, "phase": "rolling", "late": [],
+                                          "moved": [], "wave_started": None, "soak_started": None,
+                                          "late_reverted": ["site-0009"]})
+    assert fleet.promotion().run().late_reverted == ["site-0009"]
+
+
+def test_late_failures_move_back_only_late_sites_not_healthy_and_add_to_those_moved_back_before(tmp_path):
+    fleet = Fleet(tmp_path, count=4, waves=[{"name": "all", "failureBudget": 3, "minHealthy": 2}])
+    fleet.broken = {"site-0002", "site-0003"}
+    assert fleet.promotion().run().result == "done"
+    fleet.tags.write_doc(STATE, "state", fleet.doc("state") | {
+        "late": ["site-0001", "site-0002", "site-0003"], "late_reverted": ["site-0009"]})
+    watched = fleet.promotion().run()
+    assert watched.reason == "late sites failed on the release: site-0002, site-0003; 2 late sites moved back"
+    assert watched.late_reverted == ["site-0002", "site-0003", "site-0009"]
+    assert fleet.on("r2") == ["site-0000", "site-0001"]  # the healthy late site keeps the release
+
+
+def test_a_hold_clears_the_late_sites(tmp_path):
+    fleet = Fleet(tmp_path, count=2)
+    fleet.tags.write_doc(STATE, "state", {"release": "r2", "wave": 0, "phase": "soaking", "late": ["site-0001"]})
+    fleet.acquired().mark_held("dan")
+    assert fleet.doc("state")["late"] == []
+
+
+def test_a_promotion_given_no_sites_windows_treats_every_site_as_open(tmp_path):
+    fleet = Fleet(tmp_path, count=2)
+    promotion = Promotion(fleet.plan, "r2", fleet.tags, fleet.statuses, fleet, "run-1", log=lambda m: None)
+    assert promotion.run().result == "done" and fleet.on("r2") == ["site-0000", "site-0001"]
+
+
+def test_runs_without_a_run_id_get_their_own(tmp_path):
+    fleet = Fleet(tmp_path, count=1)
+    first, second = (Promotion(fleet.plan, "r2", fleet.tags, fleet.statuses, fleet) for _ in range(2))
+    assert first.run_id != second.run_id and len(first.run_id) == 12
+
+
+class Pusher:
+    """What RegistryTags asks of fleet.artifact.Pusher, kept in memory."""
+
+    def __init__(self):
+        self.blobs, self.manifests = {}, {}
+
+    def push_blob(self, repository, blob):
+        self.blobs[blob.digest] = blob
+
+    def put_manifest(self, repository, reference, manifest):
+        self.manifests[(repository, reference)] = manifest
+
+
+def test_a_document_is_a_manifest_of_its_sorted_json_typed_as_the_kits_state():
+    from fleet.promote import STATE_TYPE, RegistryTags
+    import json
+    pusher = Pusher()
+    RegistryTags(pusher).write_doc(STATE, "lock", {"holder": "a", "expires": 1})
+    first = pusher.manifests[(STATE, "lock")]
+    RegistryTags(pusher).write_doc(STATE, "lock", {"expires": 1, "holder": "a"})
+    manifest = json.loads(pusher.manifests[(STATE, "lock")])
+    assert pusher.manifests[(STATE, "lock")] == first  # the same document, the same digest
+    assert manifest["config"]["mediaType"] == STATE_TYPE and manifest["annotations"] == {}
+    assert pusher.blobs[manifest["config"]["digest"]].data == b'{"expires": 1, "holder": "a"}'
