@@ -16,7 +16,7 @@ from edge_hosts.preflight.iptables import iptables_items
 
 FAMILIES = ("ip", "inet")  # the node addresses are IPv4
 NOT_VERDICTS = ("counter", "log", "comment", "notrack", "mangle", "quota")
-MAX_DEPTH = 16  # nft itself refuses deeper jump chains
+MAX_DEPTH = 16  # the kernel refuses a ruleset whose jumps nest deeper than 15 (NFT_JUMP_STACK_SIZE; nft_chain_validate)
 
 
 @dataclass(frozen=True)
