@@ -87,9 +87,9 @@ NODES = (Program("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", "k8s.
          Program("kwok", "sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok", folder="kwok",
                  shown="kwok version {version}"))
 PROGRAMS = KUBERNETES + FLUX + METALLB + NODES
-COLD_MINUTES = {"kube-apiserver": 5, "kube-controller-manager": 2, "kube-scheduler": 2, "kwok": 3, "flux-operator": 3,
+COLD_MINUTES = {"kube-apiserver": 5, "kube-controller-manager": 2, "kube-scheduler": 2, "kwok": 4, "flux-operator": 3,
                 "source-controller": 5, "kustomize-controller": 2, "notification-controller": 2,
-                "metallb-controller": 9}  # measured, 2 cores (metallb: 516 s, empty GOCACHE, 2026-12-07)
+                "metallb-controller": 9}  # measured, 2 cores (metallb: 516 s, kwok: 241 s, empty GOCACHE, 2026-12-07)
 
 
 class BuildError(RuntimeError):
