@@ -290,6 +290,8 @@ def test_a_halted_promotion_rerun_stays_halted_and_moves_a_half_reverted_wave_ba
     assert fleet.doc("history")["promotions"][-1]["result"] == "halted"
     again = fleet.promotion(run_id="run-3").run()
     assert again.result == "halted" and len(fleet.doc("history")["promotions"]) == 1  # found it finished
+    fleet.tags.write_doc(STATE, "state", {k: v for k, v in fleet.doc("state").items() if k != "reason"})
+    assert fleet.promotion(run_id="run-4").run().reason == ""  # a saved halt with no reason has none
 
 
 def test_a_release_that_never_gets_healthy_reports_halts_at_the_deadline(tmp_path):
@@ -502,7 +504,8 @@ def test_a_late_failure_during_the_promotion_halts_it_and_moves_late_sites_back(
     outcome = fleet.promotion().run()
     assert outcome.result == "halted" and outcome.halted_wave == "rest"
     assert outcome.reason == "late sites failed on the release: site-0001; 1 late sites moved back"
-    assert outcome.late_reverted == ["site-0001"] and outcome.late == []
+    assert outcome.late_reverted == ["site-0001"] and outcome.late == [] and outcome.polls_to_halt == 0
+    assert (outcome.waves[1].name, outcome.waves[1].sites) == ("rest", 2)
     assert fleet.on("r2") == ["site-0000"]  # the late site and the halted wave moved back
     assert fleet.doc("state")["late_reverted"] == ["site-0001"]
 
@@ -575,12 +578,12 @@ def test_every_outcome_names_its_env_release_and_waves(tmp_path):
     fleet = Fleet(tmp_path, count=4, waves=waves, soak="5m")
     _outcome_of(fleet, fleet.promotion().run(), "waiting")
     control.approve(fleet.tags, ENV, "r2", "second")
-    _outcome_of(fleet, fleet.promotion().run(), "done")
+    assert _outcome_of(fleet, fleet.promotion().run(), "done").late_reverted == []  # not None
     assert _outcome_of(fleet, fleet.promotion().run(), "done").late_reverted == []  # the re-run's watch
     (tmp_path / "halted").mkdir()
     fleet = Fleet(tmp_path / "halted", count=4, waves=waves[:1] + [{"name": "second", "failureBudget": 0}])
     fleet.broken = {"site-0002"}
-    _outcome_of(fleet, fleet.promotion().run(), "halted")
+    assert _outcome_of(fleet, fleet.promotion().run(), "halted").late_reverted == []
     again = _outcome_of(fleet, fleet.promotion().run(), "halted")  # resumed from the saved halt
     assert again.polls_to_halt == 0 and again.halted_wave == "second"
 
@@ -601,7 +604,8 @@ def test_polls_to_halt_counts_a_failure_seen_at_the_first_poll(tmp_path):
 def test_the_deadline_halts_at_the_poll_that_reaches_it(tmp_path):
     fleet = Fleet(tmp_path, count=2, waves=[{"name": "all", "failureBudget": 0}], offlineDeadline="30m")
     fleet.silent = {"site-0000"}
-    assert fleet.promotion().run().result == "halted"
+    outcome = fleet.promotion().run()
+    assert outcome.result == "halted" and outcome.polls_to_halt == 0  # no failure to count from
     assert fleet.t == T0 + LOCK_SETTLE_S + 30 * 60  # wave_started + deadline, not a poll later
 
 
