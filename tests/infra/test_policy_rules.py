@@ -291,3 +291,30 @@ def local_plan_parts():
     return [resource(CLUSTER, "aks", resourceName="aks", aadProfile={"enableAzureRBAC": True}),
             resource(REGISTRY, "crok1", registryName="crok1", anonymousPullEnabled=False, tags=TAGS,
                      publicNetworkAccess="Enabled")]
+
+
+# each rule judges every resource of its kind, whatever comes before it in the plan
+def test_a_cluster_without_azure_rbac_listed_first_does_not_hide_the_next_one_s_missing_grant():
+    recording = without(access_plan(), "deployer")
+    recording.resources.insert(0, resource(CLUSTER, "aks-plain", resourceName="aks-plain"))
+    assert policies._kubernetes_access(recording) == [GRANT, no_wait("aks-k8s"), no_wait("aks-late-k8s")]
+
+
+def test_a_stable_cluster_listed_first_does_not_hide_the_ephemeral_one_s_missing_peering():
+    recording = path_plan(back=False)
+    recording.resources.insert(0, resource(CLUSTER, "aks-stable", tags=TAGS))
+    assert policies._api_server_path(recording) == [NOT_PEERED]
+
+
+def test_a_peering_whose_remote_vnet_is_not_known_yet_counts_as_no_peering():
+    recording = path_plan()
+    named(recording, "to-eph").inputs.pop("remoteVirtualNetwork")  # an output of another stack, unknown in a preview
+    assert policies._api_server_path(recording) == [NOT_PEERED]
+
+
+def test_a_compute_with_outbound_access_listed_first_does_not_hide_the_next_one_without():
+    recording = outbound_plan(gateway=None)
+    recording.resources.insert(0, resource(SUBNET, "snet-open", subnetName="snet-open"))
+    recording.resources.insert(0, resource(COMPUTE, "open", properties={"properties": {"subnet": {
+        "id": f"{NET}/virtualNetworks/v/subnets/snet-open"}}}))
+    assert policies._compute_outbound(recording) == [OUTBOUND]
