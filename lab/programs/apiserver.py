@@ -119,6 +119,11 @@ class ApiServer:
                   "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}]}
         atomic_write(self.kubeconfig, yaml.safe_dump(config, sort_keys=False), 0o600)
 
+    def kubectl(self, binary: Path, *args: str, stdin: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
+        """The real kubectl `binary` as this server's admin (not checked)."""
+        return subprocess.run([str(binary), f"--kubeconfig={self.kubeconfig}", *args], input=stdin,
+                              capture_output=True, text=True, timeout=timeout)
+
     def _tls(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.pki.server_ca))
         context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))

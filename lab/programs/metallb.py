@@ -133,8 +133,7 @@ class MetallbController:
 
     def kubectl_run(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
         """The real kubectl against the controller's API server (not checked)."""
-        return subprocess.run([str(self.kubectl), f"--kubeconfig={self.api.kubeconfig}", *args], input=stdin,
-                              capture_output=True, text=True, timeout=120)
+        return self.api.kubectl(self.kubectl, *args, stdin=stdin)
 
     def apply(self, manifests: str) -> None:
         """A server-side apply of `manifests`; MetallbError with kubectl's words if refused."""

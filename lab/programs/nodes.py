@@ -13,7 +13,6 @@ CIDR here), so node lifecycle taints and the disruption controller's PodDisrupti
 """
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +85,7 @@ class LabNodes(ProgramGroup):
 
     def kubectl(self, binary: Path, *args: str, stdin: str = "") -> str:
         """The real kubectl as the cluster's admin; LabNodesError with its words when it fails."""
-        done = subprocess.run([str(binary), f"--kubeconfig={self.api.kubeconfig}", *args], input=stdin,
-                              capture_output=True, text=True, timeout=READY_TIMEOUT + 30)
+        done = self.api.kubectl(binary, *args, stdin=stdin, timeout=READY_TIMEOUT + 30)
         if done.returncode != 0:
             raise LabNodesError(f"kubectl {' '.join(args)}: {done.stderr.strip()[-1500:]}\n{self.log_tail('kwok')}")
         return done.stdout
