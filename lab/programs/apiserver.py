@@ -8,7 +8,12 @@ Flags as k3s passes them where they matter here (k3s pkg/daemons/control/server.
 profiling off, Node,RBAC, NodeRestriction, allow-privileged, service-cidr 10.43.0.0/16, the issuer and audiences
 https://kubernetes.default.svc.cluster.local,k3s, the service key as verifying and signing key), plus
 --endpoint-reconciler-type=none, without which a loopback --advertise-address is refused ("cannot use public IP
-127.0.0.1 with endpoint reconciler", /tmp/gotools/FINDINGS.md).
+127.0.0.1 with endpoint reconciler"), and --enable-aggregator-routing: the lab runs no
+kube-proxy, which on k3s routes a Service's ClusterIP to its pods, so the API server calls a webhook's Service at its
+EndpointSlices' pod addresses instead (k8s.io/kubernetes v1.37.2 cmd/kube-apiserver/app/server.go
+buildServiceResolver: NewEndpointServiceResolver, the resolver admission webhooks and CRD conversion use).
+
+It serves on loopback, or on `address` (the lab bridge's gateway, for lab hosts to reach it).
 """
 from __future__ import annotations
 
@@ -40,10 +45,10 @@ class ApiServerError(RuntimeError):
     """etcd or kube-apiserver did not start or become ready; the message carries the end of its log."""
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now at `address` (loopback by default)."""
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((address, 0))
         return probe.getsockname()[1]
 
 
@@ -55,23 +60,25 @@ class ApiServer:
     pki: Pki
     port: int
     etcd_url: str
+    address: str = "127.0.0.1"
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def kubeconfig(self) -> Path:
         return self.work / "kubeconfig"
 
     @classmethod
-    def start(cls, work: Path, sans: tuple[str, ...] = (), etcd_url: str = "",
+    def start(cls, work: Path, sans: tuple[str, ...] = (), etcd_url: str = "", address: str = "127.0.0.1",
               ready_timeout: float = READY_TIMEOUT) -> "ApiServer":
-        """Make the certificates, start etcd (unless `etcd_url` names one) and kube-apiserver, wait until ready."""
+        """Make the certificates, start etcd (unless `etcd_url` names one) and kube-apiserver on `address`, wait until
+        ready."""
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
         programs = ensure_programs(programs=KUBERNETES)
-        api = cls(work, make_pki(work / "tls", sans), free_port(), etcd_url)
+        api = cls(work, make_pki(work / "tls", (*sans, address)), free_port(address), etcd_url, address)
         try:
             if not etcd_url:
                 api.etcd_url = api._start_etcd(programs["etcd"])
@@ -93,8 +100,9 @@ class ApiServer:
 
     def _apiserver_flags(self) -> list[str]:
         p = self.pki
-        return [f"--etcd-servers={self.etcd_url}", "--bind-address=127.0.0.1", f"--secure-port={self.port}",
-                "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none", "--anonymous-auth=false",
+        return [f"--etcd-servers={self.etcd_url}", f"--bind-address={self.address}", f"--secure-port={self.port}",
+                f"--advertise-address={self.address}", "--endpoint-reconciler-type=none", "--anonymous-auth=false",
+                "--enable-aggregator-routing=true",
                 f"--tls-cert-file={p.serving_cert}", f"--tls-private-key-file={p.serving_key}",
                 f"--client-ca-file={p.client_ca}", "--authorization-mode=Node,RBAC",
                 f"--service-account-issuer={ISSUER}", f"--api-audiences={ISSUER},k3s",

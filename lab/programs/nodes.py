@@ -8,8 +8,10 @@ KUBERNETES and NODES) as host processes against it, and the Nodes kwok looks aft
 kwok (sigs.k8s.io/kwok v0.8.0) runs no container: with its upstream stages (the caller passes them: lab/releases
 imports this package) it turns each Node made here Ready and renews its lease, and takes each Pod the scheduler binds
 to Running and Ready, and away once deleted. It looks after Nodes annotated `kwok.x-k8s.io/node: fake` only
-(--manage-nodes-with-annotation-selector). kube-controller-manager runs every controller but nodeipam (no cluster
-CIDR here), so node lifecycle taints and the disruption controller's PodDisruptionBudget status are real.
+(--manage-nodes-with-annotation-selector). kube-controller-manager runs every controller but nodeipam, so node
+lifecycle taints and the disruption controller's PodDisruptionBudget status are real; each Node is made with the pod
+CIDR k3s's node IPAM would give it (10.42.N.0/24 in registration order, k3s's default cluster-cidr 10.42.0.0/16), from
+which kwok hands its pods their addresses (kwok v0.8.0 pkg/kwok/controllers/pod_controller.go funcPodIPWith).
 """
 from __future__ import annotations
 
@@ -32,9 +34,10 @@ class LabNodesError(ProgramError):
     """A node did not turn Ready in time."""
 
 
-def node_object(name: str, arch: str = "amd64") -> dict:
-    """A Node as a k3s kubelet registers it (hostname, os and arch labels), for kwok to look after."""
-    return {"apiVersion": "v1", "kind": "Node",
+def node_object(name: str, index: int, arch: str = "amd64") -> dict:
+    """The `index`th Node as a k3s kubelet registers it (hostname, os and arch labels), with the pod CIDR k3s would
+    give it, for kwok to look after."""
+    return {"apiVersion": "v1", "kind": "Node", "spec": {"podCIDR": f"10.42.{index}.0/24"},
             "metadata": {"name": name, "annotations": {**MANAGED, "node.alpha.kubernetes.io/ttl": "0"},
                          "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
@@ -60,7 +63,7 @@ class LabNodes(ProgramGroup):
                 nodes.spawn(name, argv, url)
             nodes.wait_healthy(ready_timeout)
             nodes.kubectl(binaries["kubectl"], "apply", "-f", "-",
-                          stdin=yaml.safe_dump_all([node_object(n) for n in names]))
+                          stdin=yaml.safe_dump_all([node_object(n, i) for i, n in enumerate(names)]))
             nodes.kubectl(binaries["kubectl"], "wait", "--for=condition=Ready", f"--timeout={int(ready_timeout)}s",
                           *(f"node/{n}" for n in names))
         except BaseException:

@@ -8,7 +8,7 @@ import pytest
 from lab.lifecycle.inventory import K3S_VERSION
 from lab.releases.artifacts import k3s_binary
 from tests.lab import drain_scenarios
-from tests.lab.test_standins import _put, install, kubectl, ready_nodes, wait_for
+from tests.lab.test_standins import _put, kubectl, ready_nodes, server_and_agents, wait_for
 
 TIMINGS = {"node_ready": 0.5, "heartbeat": 1.0, "retry": 0.3}
 NEXT_PATCH = "v1.37.3+k3s1"
@@ -18,13 +18,7 @@ NEXT_PATCH = "v1.37.3+k3s1"
 def lab(module_lab_factory):
     """edge-1 server, edge-2 and edge-3 agents."""
     lab = module_lab_factory(hosts=3, servers=1, timings=TIMINGS)
-    first = lab.host("edge-1")
-    install(lab, "edge-1", "server", {"node-ip": first.address})
-    assert wait_for(lambda: kubectl(lab, "get --raw /readyz").stdout == "ok")
-    token = lab.exec("edge-1", "cat /var/lib/rancher/k3s/server/token").stdout.strip()
-    for agent in ("edge-2", "edge-3"):
-        install(lab, agent, "agent", {"server": f"https://{first.address}:6443", "token": token})
-    assert wait_for(lambda: ready_nodes(lab) == {"edge-1", "edge-2", "edge-3"})
+    server_and_agents(lab)
     return lab
 
 

@@ -58,6 +58,17 @@ def ready_nodes(lab):
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])}
 
 
+def server_and_agents(lab, agents=("edge-2", "edge-3")) -> None:
+    """edge-1 a first server (node-ip its address, servicelb off), `agents` joined with its token, all Ready."""
+    first = lab.host("edge-1")
+    install(lab, "edge-1", "server", {"node-ip": first.address, "disable": ["servicelb"]})
+    assert wait_for(lambda: kubectl(lab, "get --raw /readyz").stdout == "ok")
+    token = lab.exec("edge-1", "cat /var/lib/rancher/k3s/server/token").stdout.strip()
+    for agent in agents:
+        install(lab, agent, "agent", {"server": f"https://{first.address}:6443", "token": token})
+    assert wait_for(lambda: ready_nodes(lab) == {"edge-1", *agents})
+
+
 @pytest.fixture(scope="module")
 def cluster(lab):
     """edge-1 first server, edge-2 agent; returns the cluster token."""
