@@ -163,13 +163,8 @@ class ApiServer:
         return "\n".join([f"{path}:", *text])
 
     def rss_kib(self) -> dict[str, int]:
-        """Resident memory of each running program in KiB (from /proc/<pid>/status VmRSS)."""
-        sizes = {}
-        for name, proc in self.procs.items():
-            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    sizes[name] = int(line.split()[1])
-        return sizes
+        """Resident memory of etcd and kube-apiserver in KiB."""
+        return rss_kib(self.procs)
 
     def stop(self, grace: float = STOP_TIMEOUT) -> None:
         """End kube-apiserver, then etcd (SIGTERM, SIGKILL after `grace` seconds), with their process groups."""
@@ -183,6 +178,16 @@ class ApiServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def rss_kib(procs: dict[str, subprocess.Popen]) -> dict[str, int]:
+    """Resident memory of each running program in KiB (from /proc/<pid>/status VmRSS)."""
+    sizes = {}
+    for name, proc in procs.items():
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes[name] = int(line.split()[1])
+    return sizes
 
 
 def end_group(proc: subprocess.Popen, grace: float) -> None:

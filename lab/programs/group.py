@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.programs.apiserver import ApiServer, end_group
+from lab.programs.apiserver import ApiServer, end_group, rss_kib
 
 STOP_TIMEOUT = 10.0
 
@@ -79,6 +79,10 @@ class ProgramGroup:
         path = self.work / f"{name}.log"
         text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
         return "\n".join([f"{path}:", *text])
+
+    def rss_kib(self) -> dict[str, int]:
+        """Resident memory of each running program in KiB."""
+        return rss_kib(self.procs)
 
     def stop(self, grace: float = STOP_TIMEOUT) -> None:
         """End every program (SIGTERM to its process group, SIGKILL after `grace` seconds)."""
