@@ -21,8 +21,10 @@ sys.path.insert(0, str(ROOT))
 
 from lab import Lab  # noqa: E402
 from lab.lifecycle.packages import ensure_packages  # noqa: E402
+from lab.programs.build import NODES, pinned_version  # noqa: E402
 from lab.programs.control_plane import RealControlPlane  # noqa: E402
 from lab.programs.metallb import MetallbController  # noqa: E402
+from lab.releases.upstream import kwok_stages  # noqa: E402
 from tests.lab import metallb_step  # noqa: E402
 from tests.lab.test_standins import server_and_agents  # noqa: E402
 
@@ -49,7 +51,7 @@ def stand_in_run(work: Path) -> dict:
 def real_run(work: Path) -> dict:
     lab = Lab.up(hosts=3, servers=1, out_dir=work / "lab")
     try:
-        cluster_s, plane = timed(lambda: RealControlPlane.start(lab, work / "plane"))
+        cluster_s, plane = timed(lambda: RealControlPlane.start(lab, work / "plane", kwok_stages(pinned_version(NODES[1]))))
         with plane, ThreadPoolExecutor(1) as kubelet:
             controller = kubelet.submit(MetallbController.run_as_pod, plane.api, work / "metallb", lab.bridge)
             try:

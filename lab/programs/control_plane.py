@@ -4,11 +4,13 @@ the lab's hosts (nodes.py), and on the first server a `k3s kubectl` that is the 
 kubeconfig path (lab/standins/k3s-kubectl; the binary, 0755, and /etc/rancher/k3s/k3s.yaml, 0600, in the host's own
 /usr/local/bin and /etc/rancher).
 
-    with RealControlPlane.start(lab, work_dir) as plane:   # every node Ready when it returns
+    stages = lab.releases.upstream.kwok_stages(pinned_version(NODES[1]))
+    with RealControlPlane.start(lab, work_dir, stages) as plane:   # every node Ready when it returns
         plane.api, plane.rss_kib()
 
 So the kit's steps run over real SSH against real API objects, validation and controllers. The programs run in the
-machine's own network namespace; nothing of k3s itself (install.sh, units, tokens) is on the hosts.
+machine's own network namespace; nothing of k3s itself (install.sh, units, tokens) is on the hosts. The caller passes
+kwok's stages (lab/releases imports this package).
 """
 from __future__ import annotations
 
@@ -18,9 +20,8 @@ from pathlib import Path
 
 from lab.hosts.host import LabHost
 from lab.programs.apiserver import ApiServer
-from lab.programs.build import KUBERNETES, NODES, ensure_programs, pinned_version
+from lab.programs.build import KUBERNETES, NODES, ensure_programs
 from lab.programs.nodes import LabNodes
-from lab.releases.upstream import kwok_stages
 
 K3S_KUBECTL = Path(__file__).parents[1] / "standins" / "k3s-kubectl"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
@@ -35,12 +36,13 @@ class RealControlPlane:
     kubectl: Path  # the real kubectl binary
 
     @classmethod
-    def start(cls, lab, work: Path, server: str = "edge-1") -> "RealControlPlane":
-        """Start the programs for `lab` (a lab.Lab), its hosts as Ready Nodes, and `server`'s `k3s kubectl`."""
+    def start(cls, lab, work: Path, stages: list[bytes], server: str = "edge-1") -> "RealControlPlane":
+        """Start the programs for `lab` (a lab.Lab), its hosts as Ready Nodes looked after by kwok with `stages`, and
+        `server`'s `k3s kubectl`."""
         kubectl = ensure_programs(programs=KUBERNETES + NODES)["kubectl"]
         api = ApiServer.start(work / "api", address=lab.gateway)
         try:
-            nodes = LabNodes.start(api, work / "nodes", [h.name for h in lab.hosts], kwok_stages(pinned_version(NODES[1])))
+            nodes = LabNodes.start(api, work / "nodes", [h.name for h in lab.hosts], stages)
         except BaseException:
             api.stop(grace=2.0)
             raise

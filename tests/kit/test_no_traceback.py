@@ -70,6 +70,7 @@ def read_only(directory, *command: str) -> subprocess.CompletedProcess:
 
 
 def test_a_read_only_checkout_names_the_directory():
+    (ROOT / "out").mkdir(exist_ok=True)  # as any earlier run leaves it (without it, the checkout itself is named)
     done = read_only(ROOT, str(ROOT / "kit"), "plan", "--env", "dev")
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"plan: cannot write in {ROOT / 'out'}: it is on a read-only file system\n"

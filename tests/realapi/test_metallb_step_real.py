@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from lab.programs.build import NODES, pinned_version
 from lab.programs.control_plane import RealControlPlane
 from lab.programs.metallb import MetallbController
+from lab.releases.upstream import kwok_stages
 from tests.lab import metallb_step
 from tests.lab.fixtures import lab_factory  # noqa: F401
 
@@ -19,7 +21,7 @@ from tests.lab.fixtures import lab_factory  # noqa: F401
 def site(lab_factory, tmp_path):
     """A 3-host lab whose first server's `k3s kubectl` reaches a real control plane with kwok's edge-1..3."""
     lab = lab_factory(hosts=3, servers=1)
-    with RealControlPlane.start(lab, tmp_path / "plane") as plane:
+    with RealControlPlane.start(lab, tmp_path / "plane", kwok_stages(pinned_version(NODES[1]))) as plane:
         yield lab, plane
 
 
