@@ -50,11 +50,11 @@ READY_TIMEOUT = 120.0
 TOKEN_LIFETIME = "12h"  # longer than any lab run; a TokenRequest's minimum is 10 minutes
 STOP_TIMEOUT = 10.0
 NOT_INSTALLED = ("Deployment", "DaemonSet")
-CONTROLLER_PODS = "app=metallb,component=controller"
+CONTROLLER_PODS = "app=metallb,component=controller"  # the release's controller Deployment's pod labels
 PROJECTION_PERIOD = 1.0
 # until its address is on the bridge, the API server's calls to the Pod go unanswered (its SYN is retried) where a pod
 # network would refuse them at once: kept short by polling often
-POD_POLL = 0.1  # the release's controller Deployment's pod labels
+POD_POLL = 0.1
 # refused by the webhook alone (a pool outside its namespace): the probe that it answers through the API server
 PROBE = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
          "metadata": {"name": "lab-webhook-probe", "namespace": "default"}, "spec": {"addresses": ["192.0.2.0/32"]}}
